@@ -1,0 +1,104 @@
+"""A tiny network description shared by every engine.
+
+A network is a list of ops over named values. Each engine (MLX, ONNX Runtime, Core ML)
+turns the same list into its own computation, so the architecture is written once.
+
+Value layouts are logical, not framework ones: a feature map has a batch axis, a
+frequency axis (height), a time axis (width) and channels. Each engine picks its memory
+layout (MLX: NHWC, ONNX: NCHW) and keeps it consistent across ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+INPUT = "features"  # (batch, frames, mel bins) log-mel features after CMN
+OUTPUT = "embedding"  # (batch, embedding dim), L2-normalised
+
+
+@dataclass(frozen=True)
+class ToImage:
+    """(B, T, F) features -> one-channel image with height F (frequency), width T (time)."""
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class Conv2d:
+    """2-D convolution; `weight` is [O, kH, kW, I] (H = frequency), `bias` is [O]."""
+
+    x: str
+    out: str
+    weight: str
+    bias: str
+    stride: int = 1
+    padding: int = 1
+
+
+@dataclass(frozen=True)
+class Relu:
+    """max(x, 0)."""
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class Add:
+    """Elementwise a + b."""
+
+    a: str
+    b: str
+    out: str
+
+
+@dataclass(frozen=True)
+class StatsPool:
+    """Feature map -> [mean ‖ unbiased std] over time; features flattened as c*F + f."""
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class Linear:
+    """x @ weight.T + bias with `weight` [out, in]."""
+
+    x: str
+    out: str
+    weight: str
+    bias: str
+
+
+@dataclass(frozen=True)
+class L2Normalize:
+    """x / ||x||_2 over the last axis."""
+
+    x: str
+    out: str
+
+
+Op = ToImage | Conv2d | Relu | Add | StatsPool | Linear | L2Normalize
+
+
+@dataclass
+class Graph:
+    """An ordered list of ops from INPUT to OUTPUT, and the names of the weights they use."""
+
+    ops: list[Op] = field(default_factory=list)
+
+    def add(self, op: Op) -> str:
+        """Append an op and return the name of its output."""
+        self.ops.append(op)
+        return op.out
+
+    def weight_names(self) -> list[str]:
+        """Every weight tensor the ops refer to, in first-use order."""
+        names: list[str] = []
+        for op in self.ops:
+            for attr in ("weight", "bias"):
+                name = getattr(op, attr, None)
+                if name is not None and name not in names:
+                    names.append(name)
+        return names
