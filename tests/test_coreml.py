@@ -1,0 +1,431 @@
+"""The Core ML engine: export, the reference MIL interpreter, the package cache, window plans.
+
+Off macOS, Core ML cannot run; the exported packages are executed by the engine's reference
+MIL interpreter, so everything but Core ML's own `predict` is tested here. Tests marked
+`macos` run the packages through Core ML and are skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pip install "
+                         "'coremltools>=8'); the Core ML engine cannot be tested")
+
+from model_factory import random_resnet_weights, small_config, write_model  # noqa: E402
+from numpy_resnet import forward  # noqa: E402
+
+from audio_cli.config import WEIGHTS_FILE, ModelConfig  # noqa: E402
+from audio_cli.errors import EngineError, InputAudioError, ModelError, UsageError  # noqa: E402
+from audio_cli.weights import Weights  # noqa: E402
+from engines.coreml_engine import (  # noqa: E402
+    INTERPRETER_NOTE,
+    CoreMLEngine,
+    find_or_export_package,
+    package_name,
+)
+from engines.coreml_export import (  # noqa: E402
+    EMBEDDING_OUTPUT,
+    MAX_FRAMES,
+    MEL_INPUT,
+    export_coreml,
+)
+from engines.mil_interpreter import MILInterpreter  # noqa: E402
+from engines.resnet import build_resnet, min_frames  # noqa: E402
+from engines.window_plan import (  # noqa: E402
+    HUB_COMPILED_MODEL,
+    HUB_FIXED_LENGTHS,
+    CompiledModelRunner,
+    combine_windows,
+    embed_fixed_length,
+    find_compiled_model,
+    plan_windows,
+)
+
+macos = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predict needs macOS")
+LICENCE = "CC-BY-4.0"
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def features(frames: int, n_mels: int = 80, seed: int = 0) -> np.ndarray:
+    """Random CMN'd log-mel-like features (T, n_mels) float32."""
+    x = np.random.default_rng(seed).standard_normal((frames, n_mels)).astype(np.float32) * 3
+    return x - x.mean(axis=0)
+
+
+def reference(x: np.ndarray, tensors: dict, config: ModelConfig) -> np.ndarray:
+    return forward(x, tensors, layers=config.layers)[2]
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def small():
+    config = small_config(license=LICENCE)
+    tensors = random_resnet_weights(config, seed=3)
+    return config, tensors, Weights(tensors=tensors)
+
+
+@pytest.fixture(scope="module")
+def small_packages(small, tmp_path_factory):
+    config, _, weights = small
+    out = tmp_path_factory.mktemp("packages")
+    return {p: export_coreml(config, weights, out / f"small-{p}.mlpackage", p)
+            for p in ("float32", "float16")}
+
+
+@pytest.fixture(scope="module")
+def small_engine(small, tmp_path_factory):
+    config, _, weights = small
+    return CoreMLEngine(config, weights, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def full():
+    config = ModelConfig(model_id="test/full-random", license=LICENCE)
+    tensors = random_resnet_weights(config, seed=5)
+    return config, tensors, Weights(tensors=tensors)
+
+
+# ---------------------------------------------------------------- the exported package
+
+
+def test_package_has_flexible_length_and_metadata(small, small_packages):
+    config, _, weights = small
+    model = ct.models.MLModel(str(small_packages["float32"]), skip_model_load=True)
+    spec = model.get_spec()
+    assert spec.WhichOneof("Type") == "mlProgram"
+    (mel,) = spec.description.input
+    assert mel.name == MEL_INPUT
+    ranges = [(r.lowerBound, r.upperBound) for r in mel.type.multiArrayType.shapeRange.sizeRanges]
+    assert ranges == [(1, 1), (min_frames(config), MAX_FRAMES), (80, 80)]
+    (out,) = spec.description.output
+    assert out.name == EMBEDDING_OUTPUT
+    assert list(out.type.multiArrayType.shape) == [1, config.embedding_dim]
+    meta = model.user_defined_metadata
+    assert meta["model_id"] == config.model_id == "test/small-random"
+    assert meta["license"] == LICENCE and model.license == LICENCE
+    assert meta["weights_sha256"] == weights.digest()
+    assert meta["precision"] == "float32"
+    assert config.model_id in model.short_description
+
+
+def test_float32_package_matches_numpy_reference_and_mlx(small, small_packages):
+    mx_engine = pytest.importorskip("engines.mlx_engine", reason="MLX is not installed")
+    config, tensors, _ = small
+    interpreter = MILInterpreter(small_packages["float32"])
+    mlx = mx_engine.MLXEngine(build_resnet(config), tensors)
+    for frames, seed in ((200, 1), (57, 2)):
+        x = features(frames, seed=seed)
+        got = interpreter.predict({MEL_INPUT: x[None]})[EMBEDDING_OUTPUT][0]
+        assert got.dtype == np.float32
+        assert abs(np.linalg.norm(got) - 1) < 1e-5
+        assert cosine(got, reference(x, tensors, config)) >= 0.9999
+        assert cosine(got, mlx.embed(x[None])[0]) >= 0.9999
+
+
+def test_float16_package_runs_in_float16_and_stays_close(small, small_packages):
+    config, tensors, _ = small
+    interpreter = MILInterpreter(small_packages["float16"])
+    ops = {op.op_type for op in interpreter.operations}
+    assert "cast" in ops  # the float16 package converts around its float16 part
+    conv_weights = [op.inputs["weight"].val for op in interpreter.operations
+                    if op.op_type == "conv"]
+    assert conv_weights and all(w.dtype == np.float16 for w in conv_weights)
+    assert interpreter.user_defined_metadata["precision"] == "float16"
+    for frames, seed in ((200, 1), (57, 2)):
+        x = features(frames, seed=seed)
+        got = interpreter.predict({MEL_INPUT: x[None]})[EMBEDDING_OUTPUT][0]
+        assert cosine(got, reference(x, tensors, config)) >= 0.999
+
+
+@pytest.mark.parametrize("precision, bar", [("float32", 0.9999), ("float16", 0.999)])
+def test_full_size_model(full, tmp_path, precision, bar):
+    config, tensors, weights = full
+    package = export_coreml(config, weights, tmp_path / "full.mlpackage", precision)
+    interpreter = MILInterpreter(package)
+    x = features(300, seed=7)
+    got = interpreter.predict({MEL_INPUT: x[None]})[EMBEDDING_OUTPUT][0]
+    assert got.shape == (256,)
+    assert cosine(got, reference(x, tensors, config)) >= bar
+
+
+def test_export_refuses_to_overwrite(small, small_packages, tmp_path):
+    config, _, weights = small
+    with pytest.raises(ModelError, match="will not overwrite"):
+        export_coreml(config, weights, small_packages["float32"])
+    (tmp_path / "empty.mlpackage").mkdir()
+    with pytest.raises(ModelError, match="will not overwrite"):
+        export_coreml(config, weights, tmp_path / "empty.mlpackage")
+    with pytest.raises(UsageError, match="mlpackage"):
+        export_coreml(config, weights, tmp_path / "model.mlmodel")
+    with pytest.raises(UsageError, match="precision"):
+        export_coreml(config, weights, tmp_path / "m.mlpackage", "int8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mlpackage"]  # no leftovers
+
+
+# ---------------------------------------------------------------- the interpreter
+
+
+def test_interpreter_rejects_an_op_the_export_never_emits(tmp_path):
+    from coremltools.converters.mil.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4))], opset_version=ct.target.macOS13)
+    def program(x):
+        return mb.sigmoid(x=x, name="out")
+
+    model = ct.convert(program, convert_to="mlprogram", skip_model_load=True,
+                       minimum_deployment_target=ct.target.macOS13)
+    model.save(str(tmp_path / "sigmoid.mlpackage"))
+    with pytest.raises(EngineError, match="sigmoid"):
+        MILInterpreter(tmp_path / "sigmoid.mlpackage")
+
+
+def test_interpreter_checks_the_input_shape(small_packages):
+    interpreter = MILInterpreter(small_packages["float32"])
+    with pytest.raises(EngineError, match="accepts"):
+        interpreter.predict({MEL_INPUT: np.zeros((1, 5, 80), np.float32)})
+    with pytest.raises(EngineError, match="missing"):
+        interpreter.predict({})
+
+
+def test_unreadable_package_is_an_engine_error(tmp_path):
+    (tmp_path / "junk.mlpackage").mkdir()
+    with pytest.raises(EngineError):
+        MILInterpreter(tmp_path / "junk.mlpackage")
+
+
+# ---------------------------------------------------------------- the engine
+
+
+def test_lengths_20_to_6000_run_unpadded_alone_or_batched(small, small_engine):
+    config, tensors, _ = small
+    clips = [features(n, seed=n) for n in (20, 57, 301, 6000)]
+    batch = small_engine.embed_many(clips)
+    assert batch.shape == (4, config.embedding_dim) and batch.dtype == np.float32
+    for clip, row in zip(clips, batch, strict=True):
+        alone = small_engine.embed(clip[None])[0]
+        np.testing.assert_array_equal(row, alone)  # nothing about the batch leaks in
+        assert cosine(row, reference(clip, tensors, config)) >= 0.9999
+        if len(clip) <= 301:  # what zero padding (not done here) would have changed
+            padded = np.concatenate([clip, np.zeros((40, 80), np.float32)])
+            assert cosine(small_engine.embed(padded[None])[0], row) < 0.999
+    same_length = np.stack([features(120, seed=s) for s in (1, 2, 3)])
+    np.testing.assert_array_equal(small_engine.embed(same_length),
+                                  small_engine.embed_many(list(same_length)))
+
+
+def test_engine_rejects_bad_input(small, small_engine):
+    config, _, _ = small
+    with pytest.raises(InputAudioError, match="too short"):
+        small_engine.embed(features(min_frames(config) - 1)[None])
+    with pytest.raises(EngineError, match="features"):
+        small_engine.embed(np.zeros((1, 50, 40), np.float32))
+    with pytest.raises(EngineError, match="longer than"):
+        small_engine.embed_many([np.zeros((MAX_FRAMES + 1, 80), np.float32)])
+
+
+def test_engine_never_returns_a_zero_or_nan_vector(small, small_engine):
+    x = features(100)
+    x[10, 3] = np.nan
+    with pytest.raises(EngineError, match="non-finite"):
+        small_engine.embed(x[None])
+
+
+def test_engine_says_it_runs_the_interpreter(small, tmp_path, capsys):
+    if sys.platform == "darwin":
+        pytest.skip("on macOS the engine runs Core ML itself")
+    config, _, weights = small
+    engine = CoreMLEngine(config, weights, cache_dir=tmp_path)
+    assert engine.backend == "mil-interpreter" and engine.name == "coreml"
+    err = capsys.readouterr().err
+    assert INTERPRETER_NOTE in err
+    assert capsys.readouterr().out == ""
+
+
+def test_package_cached_beside_weights_and_reused(tmp_path, monkeypatch, capsys):
+    config = small_config(license=LICENCE)
+    write_model(tmp_path / "model", config, seed=4)
+    weights = Weights(path=tmp_path / "model" / WEIGHTS_FILE)
+    first = CoreMLEngine(config, weights)
+    expected = tmp_path / "model" / "coreml" / f"{weights.digest()[:16]}-float32.mlpackage"
+    assert first.package == expected and expected.is_dir()
+    assert "exporting" in capsys.readouterr().err
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the cached package should have been reused")
+
+    monkeypatch.setattr("engines.coreml_engine.export_coreml", no_export)
+    second = CoreMLEngine(config, Weights(path=tmp_path / "model" / WEIGHTS_FILE))
+    assert second.package == expected
+    assert "exporting" not in capsys.readouterr().err
+    x = features(80)
+    np.testing.assert_array_equal(first.embed(x[None]), second.embed(x[None]))
+    assert [p.name for p in (tmp_path / "model" / "coreml").iterdir()] == [expected.name]
+
+
+def test_package_goes_to_user_cache_when_model_dir_unusable(tmp_path, monkeypatch):
+    config = small_config(license=LICENCE)
+    write_model(tmp_path / "model", config, seed=4)
+    (tmp_path / "model" / "coreml").write_text("a file where the cache dir would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    weights = Weights(path=tmp_path / "model" / WEIGHTS_FILE)
+    path = find_or_export_package(config, weights)
+    assert path == tmp_path / "xdg" / "audio-speaker" / "coreml" / package_name(weights,
+                                                                                 "float32")
+    in_memory = Weights(tensors=random_resnet_weights(config, seed=4))
+    assert find_or_export_package(config, in_memory).parent == path.parent
+
+
+def test_package_from_other_weights_is_refused(small, tmp_path):
+    config, _, weights = small
+    other = Weights(tensors=random_resnet_weights(config, seed=99))
+    source = find_or_export_package(config, weights, cache_dir=tmp_path)
+    shutil.copytree(source, tmp_path / package_name(other, "float32"))
+    with pytest.raises(EngineError, match="other weights"):
+        CoreMLEngine(config, other, cache_dir=tmp_path)
+
+
+def test_float16_engine(small, tmp_path):
+    config, tensors, weights = small
+    engine = CoreMLEngine(config, weights, cache_dir=tmp_path, precision="float16")
+    assert engine.package.name.endswith("-float16.mlpackage")
+    x = features(150, seed=11)
+    assert cosine(engine.embed(x[None])[0], reference(x, tensors, config)) >= 0.999
+    with pytest.raises(UsageError):
+        CoreMLEngine(config, weights, cache_dir=tmp_path, precision="bfloat16")
+
+
+# ---------------------------------------------------------------- fixed-length window plans
+
+
+def check_plan(num_frames: int, allowed) -> None:
+    windows = plan_windows(num_frames, allowed)
+    covered = np.zeros(num_frames, dtype=int)
+    for start, length in windows:
+        assert length in allowed
+        assert 0 <= start and start + length <= num_frames
+        covered[start:start + length] += 1
+    assert covered.min() >= 1, f"{num_frames}: frames left out by {windows}"
+
+
+def test_window_plan_covers_every_frame():
+    rng = random.Random(1234)
+    lengths = ([20, 21, 49, 50, 99, 1999, 2000, 2001, 4001, 6000, 30000]
+               + [rng.randint(20, 20000) for _ in range(3000)])
+    for n in lengths:
+        check_plan(n, HUB_FIXED_LENGTHS)
+    for allowed in ((7, 13, 64), (5,), (3, 100)):
+        for n in range(min(allowed), 400):
+            check_plan(n, allowed)
+    assert plan_windows(2000, HUB_FIXED_LENGTHS) == [(0, 2000)]
+    assert plan_windows(6000, HUB_FIXED_LENGTHS) == [(0, 2000), (2000, 2000), (4000, 2000)]
+    assert plan_windows(2001, HUB_FIXED_LENGTHS) == [(0, 2000), (1, 2000)]
+
+
+def test_window_plan_refuses_clips_shorter_than_every_length():
+    with pytest.raises(InputAudioError, match="padding"):
+        plan_windows(19, HUB_FIXED_LENGTHS)
+
+
+def test_fixed_length_runner_feeds_only_real_frames(small, small_packages):
+    config, tensors, _ = small
+    interpreter = MILInterpreter(small_packages["float32"])
+    x = features(2345, seed=21)
+    calls = []
+
+    def predict(window):
+        calls.append(window)
+        return interpreter.predict({MEL_INPUT: window})[EMBEDDING_OUTPUT]
+
+    got = embed_fixed_length(predict, x, HUB_FIXED_LENGTHS)
+    plan = plan_windows(len(x), HUB_FIXED_LENGTHS)
+    assert [w.shape[1] for w in calls] == [length for _, length in plan]
+    for window, (start, length) in zip(calls, plan, strict=True):
+        np.testing.assert_array_equal(window[0], x[start:start + length])  # no padding
+    assert abs(np.linalg.norm(got) - 1) < 1e-5
+    # An approximation of the whole-clip embedding (see engines/window_plan.py) ...
+    assert cosine(got, reference(x, tensors, config)) > 0.99
+    # ... and exact when the clip is one allowed length.
+    one = features(500, seed=22)
+    assert cosine(embed_fixed_length(predict, one, HUB_FIXED_LENGTHS),
+                  reference(one, tensors, config)) >= 0.9999
+
+
+def test_fixed_length_runner_refuses_zero_and_nan_outputs():
+    x = features(100)
+    with pytest.raises(EngineError, match="zero"):
+        embed_fixed_length(lambda w: np.zeros((1, 8), np.float32), x, HUB_FIXED_LENGTHS)
+    with pytest.raises(EngineError, match="non-finite"):
+        embed_fixed_length(lambda w: np.full((1, 8), np.nan, np.float32), x, HUB_FIXED_LENGTHS)
+    with pytest.raises(EngineError, match="cancel"):
+        combine_windows(np.array([[1.0, 0.0], [-1.0, 0.0]]), [(0, 20), (20, 20)])
+
+
+def test_compiled_fixed_length_model_is_found_and_needs_macos(tmp_path):
+    assert find_compiled_model(tmp_path) is None
+    (tmp_path / HUB_COMPILED_MODEL).mkdir()
+    assert find_compiled_model(tmp_path) == tmp_path / HUB_COMPILED_MODEL
+    if sys.platform != "darwin":
+        with pytest.raises(EngineError, match="only on macOS"):
+            CompiledModelRunner(tmp_path / HUB_COMPILED_MODEL)
+
+
+# ---------------------------------------------------------------- the shared fixture
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("precision, bar", [("float32", 0.9999), ("float16", 0.999)])
+def test_fixture_checkpoint_through_the_package(shared_dir, tmp_path, precision, bar):
+    convert = pytest.importorskip("audio_cli.convert", reason="the converter is not written yet")
+    if not hasattr(convert, "convert_checkpoint"):
+        pytest.skip("audio_cli.convert has no convert_checkpoint yet")
+    fixture = shared_dir / "fixtures" / "wespeaker-random"
+    model_dir = convert.convert_checkpoint(fixture / "pytorch_model.bin", tmp_path / "model")
+    config = ModelConfig.load(model_dir)
+    engine = CoreMLEngine(config, Weights(path=model_dir / WEIGHTS_FILE),
+                          cache_dir=tmp_path / "cache", precision=precision)
+    names = sorted(p.name[: -len(".fbank.npy")] for p in fixture.glob("*.fbank.npy"))
+    assert names, "the fixture has no .fbank.npy inputs"
+    for name in names:
+        fbank = np.load(fixture / f"{name}.fbank.npy")
+        expected = np.load(fixture / f"{name}.emb.npy")
+        assert cosine(engine.embed(fbank[None])[0], expected) >= bar, name
+
+
+# ---------------------------------------------------------------- Core ML itself (macOS)
+
+
+@pytest.mark.macos
+@macos
+@pytest.mark.parametrize("precision, bar", [("float32", 0.9999), ("float16", 0.999)])
+def test_core_ml_predict_matches_reference(small, tmp_path, precision, bar):  # pragma: no cover
+    config, tensors, weights = small
+    engine = CoreMLEngine(config, weights, cache_dir=tmp_path, precision=precision)
+    assert engine.backend == "coreml"
+    clips = [features(n, seed=n) for n in (20, 57, 301, 6000)]
+    for clip, row in zip(clips, engine.embed_many(clips), strict=True):
+        assert cosine(row, reference(clip, tensors, config)) >= bar
+        # Core ML and the reference interpreter run the same package.
+        ref = MILInterpreter(engine.package).predict({MEL_INPUT: clip[None]})[EMBEDDING_OUTPUT]
+        assert cosine(row, ref) >= bar
+
+
+@pytest.mark.macos
+@macos
+def test_core_ml_runs_the_full_size_package(full, tmp_path):  # pragma: no cover
+    config, tensors, weights = full
+    engine = CoreMLEngine(config, weights, cache_dir=tmp_path)
+    x = features(1000, seed=3)
+    assert cosine(engine.embed(x[None])[0], reference(x, tensors, config)) >= 0.9999
+
