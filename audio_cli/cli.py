@@ -1,0 +1,165 @@
+"""The `audio` command line: thin typed commands over the library, errors turned into exit codes."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .errors import EXIT_INTERNAL, EXIT_USAGE, AudioCliError
+
+app = typer.Typer(
+    name="audio",
+    help="Speaker embeddings (WeSpeaker ResNet34-LM) from the command line.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEBUG_ENV = "AUDIO_DEBUG"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"audio {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    """Speaker embeddings (WeSpeaker ResNet34-LM) from the command line."""
+
+
+@app.command("embed-speaker")
+def embed_speaker(
+    file: Annotated[
+        str, typer.Argument(help="Audio file (WAV, FLAC, OGG/Opus, MP3), or - for stdin.")
+    ],
+    engine: Annotated[
+        str, typer.Option(help="Inference engine: auto (MLX on Apple Silicon, else onnx), "
+                          "onnx, mlx or coreml.")
+    ] = "auto",
+    model: Annotated[
+        str, typer.Option(help="Hub repo id, known name, or local model directory.")
+    ] = "aufklarer/WeSpeaker-ResNet34-LM-MLX",
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object with the full vector.")
+    ] = False,
+    min_duration: Annotated[
+        float, typer.Option(help="Refuse audio shorter than this many seconds.")
+    ] = 0.5,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for the engine (default: all).")
+    ] = None,
+) -> None:
+    """Embed the speaker of one recording as a 256-dim unit vector."""
+    from engines import resolve_engine_name
+
+    from .audio_io import load_audio
+    from .output import render_summary, result_to_json
+    from .speaker import WeSpeaker
+
+    resolve_engine_name(engine)
+    speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
+    result = speaker.embed_audio(load_audio(file, speaker.config.sample_rate), min_duration)
+    if json_output:
+        sys.stdout.write(result_to_json(result) + "\n")
+    else:
+        from rich.console import Console
+
+        render_summary(result, Console())
+
+
+@app.command("convert")
+def convert(
+    source: Annotated[Path, typer.Argument(help="pyannote pytorch_model.bin or wespeaker .pt")],
+    out_dir: Annotated[Path, typer.Argument(help="New directory for the hub-layout model.")],
+) -> None:
+    """Convert a PyTorch checkpoint into a model directory (no torch needed)."""
+    from .convert import convert_checkpoint
+
+    written = convert_checkpoint(source, out_dir)
+    typer.echo(str(written))
+
+
+@app.command("export-coreml")
+def export_coreml_command(
+    out: Annotated[Path, typer.Argument(help="New .mlpackage path to write.")],
+    model: Annotated[
+        str, typer.Option(help="Hub repo id, known name, or local model directory.")
+    ] = "aufklarer/WeSpeaker-ResNet34-LM-MLX",
+    precision: Annotated[str, typer.Option(help="float32 or float16.")] = "float32",
+) -> None:
+    """Export a model as a Core ML ML Program (.mlpackage) with a flexible length."""
+    from engines.coreml_export import check_precision, export_coreml
+
+    from .config import WEIGHTS_FILE, ModelConfig
+    from .models import resolve_model
+    from .weights import Weights
+
+    check_precision(precision)
+    model_id, directory = resolve_model(model)
+    config = ModelConfig.load(directory)
+    if not config.model_id:
+        config = dataclasses.replace(config, model_id=model_id)
+    written = export_coreml(config, Weights(directory / WEIGHTS_FILE), out, precision)
+    typer.echo(str(written))
+
+
+def _click_exception_modules() -> list:
+    """Click's exception modules: typer's vendored copy (newer typer) and/or click itself."""
+    modules = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    return modules
+
+
+_CLICK = _click_exception_modules()
+USAGE_ERRORS = tuple(m.UsageError for m in _CLICK)
+ABORTS = (typer.Abort, *(m.Abort for m in _CLICK if hasattr(m, "Abort")))
+CLICK_ERRORS = tuple(m.ClickException for m in _CLICK)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"audio: error: {message}\n")
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every known error into one line on stderr."""
+    try:
+        code = app(args=argv, prog_name="audio", standalone_mode=False)
+    except USAGE_ERRORS as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        _fail(exc.format_message().replace("\n", " ") + hint, EXIT_USAGE)
+    except ABORTS:
+        _fail("interrupted", 130)
+    except CLICK_ERRORS as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except AudioCliError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(EXIT_INTERNAL)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line unless debugging
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)",
+              EXIT_INTERNAL)
+    sys.exit(code or 0)

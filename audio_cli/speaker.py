@@ -1,0 +1,143 @@
+"""The public speaker-embedding API: load a model once, embed files or sample arrays."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio_io import Audio, check_usable, from_samples, load_audio
+from .config import WEIGHTS_FILE, ModelConfig
+from .errors import EngineError, InputAudioError, UsageError
+from .features import fbank
+from .models import DEFAULT_MODEL, check_model_dir, resolve_model
+from .weights import Weights
+
+DEFAULT_MIN_DURATION = 0.5  # seconds
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One embedding and what produced it; the fields are the `--json` payload."""
+
+    embedding: np.ndarray  # (dim,) float32, unit L2 norm
+    file: str
+    duration: float  # seconds of input audio
+    sample_rate: int  # Hz of the input file
+    model: str
+    engine: str
+    elapsed: float  # seconds for features + network
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vector."""
+        return int(self.embedding.shape[0])
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the angle between two vectors, in [-1, 1]."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"vectors differ in dimension: {a.shape[0]} vs {b.shape[0]}")
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    if denom == 0.0:
+        raise ValueError("cosine similarity of a zero vector is undefined")
+    return float(np.dot(a, b) / denom)
+
+
+class WeSpeaker:
+    """A loaded speaker-embedding model bound to one engine."""
+
+    def __init__(self, config: ModelConfig, weights: Weights | dict[str, np.ndarray], *,
+                 model_id: str, engine: str = "auto", threads: int | None = None):
+        from engines import create_engine, min_frames
+
+        if not isinstance(weights, Weights):
+            weights = Weights(tensors=weights)
+        self.config = config
+        self.model_id = model_id
+        self.engine = create_engine(engine, config, weights, threads)
+        self.min_frames = min_frames(config)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, engine: str = "auto",
+                        threads: int | None = None) -> WeSpeaker:
+        """Load from a local directory in the hub layout (`config.json`, `model.safetensors`)."""
+        directory = check_model_dir(Path(path).expanduser())
+        return cls._from_dir(directory, str(path), engine, threads)
+
+    @classmethod
+    def load_from_hub(cls, model_id: str = DEFAULT_MODEL, engine: str = "auto",
+                      threads: int | None = None) -> WeSpeaker:
+        """Load a hub repo id, known name or local directory (downloads on first use)."""
+        model_id, directory = resolve_model(model_id)
+        return cls._from_dir(directory, model_id, engine, threads)
+
+    @classmethod
+    def _from_dir(cls, directory: Path, model_id: str, engine: str,
+                  threads: int | None) -> WeSpeaker:
+        weights = Weights(directory / WEIGHTS_FILE)
+        return cls(ModelConfig.load(directory), weights, model_id=model_id, engine=engine,
+                   threads=threads)
+
+    @property
+    def engine_name(self) -> str:
+        """The engine actually running (never `auto`)."""
+        return self.engine.name
+
+    @property
+    def min_duration(self) -> float:
+        """Shortest input (seconds) the network can pool over."""
+        fe = self.config.frontend
+        samples = fe.frame_length_ms * fe.sample_rate / 1000
+        samples += (self.min_frames - 1) * fe.frame_shift_ms * fe.sample_rate / 1000
+        return samples / fe.sample_rate
+
+    def features(self, audio: Audio) -> np.ndarray:
+        """(T, n_mels) float32 features of decoded audio, in this model's front-end."""
+        return fbank(audio.samples, self.config.frontend)
+
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """(T, n_mels) or (B, T, n_mels) features -> (dim,) or (B, dim) unit vectors."""
+        batch = features[None] if features.ndim == 2 else features
+        if batch.shape[1] < self.min_frames:
+            raise InputAudioError(
+                f"too few feature frames ({batch.shape[1]}); the network needs {self.min_frames}"
+            )
+        vectors = self.engine.embed(batch.astype(np.float32, copy=False))
+        if not np.isfinite(vectors).all() or not np.any(vectors):
+            raise EngineError(f"the {self.engine_name} engine returned a non-finite or zero vector")
+        return vectors[0] if features.ndim == 2 else vectors
+
+    def embed_audio(self, audio: Audio, min_duration: float = DEFAULT_MIN_DURATION
+                    ) -> EmbeddingResult:
+        """Embed decoded audio, refusing it if shorter than `min_duration` or silent."""
+        if min_duration < self.min_duration:
+            raise UsageError(
+                f"--min-duration must be at least {self.min_duration:.3f} s "
+                "(the network needs that much audio)"
+            )
+        check_usable(audio, min_duration)
+        start = time.perf_counter()
+        vector = self.embed_features(self.features(audio))
+        elapsed = time.perf_counter() - start
+        return EmbeddingResult(vector, audio.source, audio.duration, audio.source_rate,
+                               self.model_id, self.engine_name, elapsed)
+
+    def embed(self, audio_file: str | os.PathLike | None = None, *,
+              samples: np.ndarray | None = None, sample_rate: int | None = None,
+              min_duration: float = DEFAULT_MIN_DURATION) -> np.ndarray:
+        """Embed a file, or samples at `sample_rate`; returns a (dim,) float32 unit vector."""
+        if (audio_file is None) == (samples is None):
+            raise UsageError("pass exactly one of audio_file or samples")
+        if samples is not None:
+            if sample_rate is None:
+                raise UsageError("samples need a sample_rate")
+            audio = from_samples(samples, sample_rate, self.config.sample_rate)
+        else:
+            audio = load_audio(audio_file, self.config.sample_rate)
+        return self.embed_audio(audio, min_duration).embedding

@@ -1,0 +1,66 @@
+"""Inference engines behind one interface; each imports its framework only when created."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from audio_cli.config import ModelConfig
+from audio_cli.errors import ModelError, UsageError
+from audio_cli.weights import Weights
+
+from .base import Engine
+from .graph import Graph
+
+ENGINE_NAMES = ("auto", "onnx", "mlx", "coreml")
+
+
+def is_apple_silicon() -> bool:
+    """True on macOS on an arm64 processor."""
+    return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+def resolve_engine_name(name: str) -> str:
+    """Map `auto` to the engine that suits this machine (MLX on Apple Silicon, else ONNX)."""
+    if name not in ENGINE_NAMES:
+        raise UsageError(f"unknown engine {name!r}; choose one of: {', '.join(ENGINE_NAMES)}")
+    if name == "auto":
+        return "mlx" if is_apple_silicon() else "onnx"
+    return name
+
+
+def create_engine(name: str, config: ModelConfig, weights: Weights,
+                  threads: int | None = None) -> Engine:
+    """Build the named engine for a model's config and weights."""
+    name = resolve_engine_name(name)
+    if name == "onnx":
+        from .onnx_engine import ONNXEngine
+
+        return ONNXEngine(config, weights, threads=threads)
+    if name == "mlx":
+        from .mlx_engine import MLXEngine
+
+        return MLXEngine(build_graph(config), weights.tensors())
+    from .coreml_engine import CoreMLEngine
+
+    return CoreMLEngine(config, weights)
+
+
+def build_graph(config: ModelConfig) -> Graph:
+    """The shared graph of the network a model config describes."""
+    from .resnet import build_resnet
+
+    if "resnet" in config.model_type.lower():
+        return build_resnet(config)
+    raise ModelError(f"unsupported model type {config.model_type!r}")
+
+
+def min_frames(config: ModelConfig) -> int:
+    """Fewest feature frames the network accepts."""
+    from .resnet import min_frames as resnet_min_frames
+
+    return resnet_min_frames(config)
+
+
+__all__ = ["ENGINE_NAMES", "Engine", "build_graph", "create_engine", "is_apple_silicon",
+           "min_frames", "resolve_engine_name"]

@@ -1,0 +1,73 @@
+"""End to end against the independent reference in ../shared/fixtures/wespeaker-random."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio_cli import WeSpeaker, cosine_similarity
+from audio_cli.audio_io import load_audio
+
+FIXTURE = "fixtures/wespeaker-random"
+MIN_COSINE = 0.9999
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(shared_dir: Path) -> Path:
+    return shared_dir / FIXTURE
+
+
+@pytest.fixture(scope="module")
+def converted(fixture_dir: Path, tmp_path_factory) -> Path:
+    """The fixture checkpoint converted by the `audio convert` command."""
+    out = tmp_path_factory.mktemp("fixture") / "model"
+    proc = subprocess.run([sys.executable, "-m", "audio_cli", "convert",
+                           str(fixture_dir / "pytorch_model.bin"), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _inputs(fixture_dir: Path) -> list[dict]:
+    return json.loads((fixture_dir / "manifest.json").read_text())["files"]
+
+
+@pytest.mark.parametrize("engine", ["onnx", "mlx"])
+def test_engine_matches_reference_embeddings(engine, converted, fixture_dir):
+    model = WeSpeaker.from_pretrained(converted, engine=engine)
+    for item in _inputs(fixture_dir):
+        vector = model.embed(audio_file=fixture_dir / item["audio"])
+        expected = np.load(fixture_dir / item["emb"])
+        cosine = cosine_similarity(vector, expected)
+        print(f"{engine} {item['name']}: cosine {cosine:.9f}")
+        assert cosine >= MIN_COSINE, (item["name"], cosine)
+        assert abs(np.linalg.norm(vector) - 1) < 1e-5
+
+
+def test_features_feed_the_reference_frame_count(converted, fixture_dir):
+    model = WeSpeaker.from_pretrained(converted, engine="onnx")
+    for item in _inputs(fixture_dir):
+        features = model.features(load_audio(fixture_dir / item["audio"]))
+        assert features.shape == (item["num_fbank_frames"], 80)
+
+
+def test_cli_json_matches_reference(converted, fixture_dir):
+    item = _inputs(fixture_dir)[0]
+    proc = subprocess.run([sys.executable, "-m", "audio_cli", "embed-speaker",
+                           str(fixture_dir / item["audio"]), "--model", str(converted), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["engine"] == "onnx"  # what `auto` picks off Apple Silicon
+    assert record["dimension"] == 256
+    assert cosine_similarity(record["embedding"], np.load(fixture_dir / item["emb"])) >= MIN_COSINE
+
+
+def test_converted_directory_carries_the_attribution(converted):
+    text = " ".join(p.read_text() for p in converted.glob("*.md"))
+    assert "CC-BY-4.0" in text or "creativecommons.org/licenses/by/4.0" in text
