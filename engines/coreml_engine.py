@@ -32,6 +32,7 @@ from audio_cli.config import ModelConfig
 from audio_cli.errors import EngineError, InputAudioError
 from audio_cli.weights import Weights
 
+from .cache import cache_dirs
 from .coreml_export import (
     EMBEDDING_OUTPUT,
     MAX_FRAMES,
@@ -45,8 +46,7 @@ from .coreml_export import (
 from .mil_interpreter import MILInterpreter, import_coremltools
 from .resnet import min_frames
 
-CACHE_SUBDIR = "coreml"  # beside the weights
-USER_CACHE_SUBDIR = Path("audio-speaker") / "coreml"
+CACHE_KIND = "coreml"  # beside the weights, or in the user cache
 INTERPRETER_NOTE = (
     "coreml: Core ML cannot run on this system; running the package with the reference MIL "
     "interpreter (numpy), not Core ML"
@@ -61,20 +61,6 @@ def core_ml_available() -> bool:
 def package_name(weights: Weights, precision: str) -> str:
     """File name of the cached package for these weights and precision."""
     return f"{weights.digest()[:16]}-{precision}{PACKAGE_SUFFIX}"
-
-
-def user_cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/audio-speaker/coreml`, or `~/.cache/audio-speaker/coreml`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / USER_CACHE_SUBDIR
-
-
-def cache_dirs(weights: Weights, cache_dir: Path | None = None) -> list[Path]:
-    """Where the package is looked for and written, in order of preference."""
-    if cache_dir is not None:
-        return [Path(cache_dir)]
-    dirs = [weights.directory / CACHE_SUBDIR] if weights.directory is not None else []
-    return dirs + [user_cache_dir()]
 
 
 def _export_into(directory: Path, name: str, config: ModelConfig, weights: Weights,
@@ -106,7 +92,7 @@ def find_or_export_package(config: ModelConfig, weights: Weights, precision: str
     """The cached `.mlpackage` for these weights and precision, exported if missing."""
     check_precision(precision)
     name = package_name(weights, precision)
-    dirs = cache_dirs(weights, cache_dir)
+    dirs = cache_dirs(weights, CACHE_KIND, cache_dir)
     for directory in dirs:
         if (directory / name).is_dir():
             return directory / name

@@ -21,6 +21,7 @@ from audio_cli.config import ModelConfig
 from audio_cli.errors import EngineError
 from audio_cli.weights import Weights
 
+from .cache import cache_dirs
 from .graph import (
     INPUT,
     OUTPUT,
@@ -37,8 +38,7 @@ from .resnet import build_resnet
 
 GRAPH_VERSION = 1  # bump whenever the translation below changes the ONNX file
 OPSET = 17
-CACHE_SUBDIR = "onnx"
-USER_CACHE_SUBDIR = Path("audio-speaker") / "onnx"
+CACHE_KIND = "onnx"
 ACCELERATED_PROVIDERS = ("CUDAExecutionProvider", "CoreMLExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
 CACHE_FILE_MODE = 0o644
@@ -186,19 +186,6 @@ def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelCon
 # Cache of serialized models.
 
 
-def user_cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/audio-speaker/onnx` (default `~/.cache/...`)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / USER_CACHE_SUBDIR
-
-
-def cache_candidates(weights: Weights, cache_dir: Path | None = None) -> list[Path]:
-    """Directories that may hold the cached model, in order of preference."""
-    if cache_dir is not None:
-        return [Path(cache_dir)]
-    if weights.directory is not None:
-        return [weights.directory / CACHE_SUBDIR, user_cache_dir()]
-    return [user_cache_dir()]
 
 
 def cache_file_name(weights: Weights) -> str:
@@ -245,7 +232,7 @@ class ONNXEngine:
         self.config = config
         self._options = self._session_options(threads)
         self._providers = self._pick_providers()
-        candidates = cache_candidates(weights, cache_dir)
+        candidates = cache_dirs(weights, CACHE_KIND, cache_dir)
         name = cache_file_name(weights)
         self.session, path = self._open_cached([d / name for d in candidates])
         if self.session is None:  # not cached yet, or every cached copy is corrupt: (re)build
