@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 from .speaker import EmbeddingResult
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PREVIEW_VALUES = 8
 
@@ -34,6 +36,8 @@ def result_to_json(result: EmbeddingResult) -> str:
 
 def render_summary(result: EmbeddingResult, console: Console) -> None:
     """Print a short human-readable summary of one embedding."""
+    from rich.table import Table  # only the text path pays for importing rich
+
     v = result.embedding
     preview = ", ".join(f"{x:+.4f}" for x in v[:PREVIEW_VALUES])
     table = Table(show_header=False, box=None, pad_edge=False)
