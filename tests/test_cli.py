@@ -220,3 +220,17 @@ def test_default_model_downloads_from_the_hub(clip):
     record = json.loads(proc.stdout)
     assert record["dimension"] == 256
     assert record["model"] == DEFAULT_MODEL
+
+
+def test_export_coreml_writes_a_package_and_never_overwrites(model_dir, tmp_path):
+    pytest.importorskip("coremltools")
+    out = tmp_path / "speaker.mlpackage"
+    first = run_audio("export-coreml", str(out), "--model", str(model_dir))
+    assert first.returncode == 0, first.stderr.decode()
+    assert (out / "Manifest.json").is_file()
+    again = run_audio("export-coreml", str(out), "--model", str(model_dir))
+    assert again.returncode == 4
+    assert "overwrite" in again.stderr.decode()
+    bad = run_audio("export-coreml", str(tmp_path / "b.mlpackage"), "--precision", "int8",
+                    "--model", str(model_dir))
+    assert bad.returncode == 2
