@@ -1,0 +1,1 @@
+"""Benchmarks for the speaker-embedding engines; run with `python -m bench`."""
