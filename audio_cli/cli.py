@@ -11,34 +11,10 @@ from typing import Annotated
 
 import typer
 
-from . import __version__
+from .app import app
 from .errors import EXIT_INTERNAL, EXIT_USAGE, AudioCliError
 
-app = typer.Typer(
-    name="audio",
-    help="Speaker embeddings (WeSpeaker ResNet34-LM) from the command line.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
 DEBUG_ENV = "AUDIO_DEBUG"
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"audio {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool | None,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = None,
-) -> None:
-    """Speaker embeddings (WeSpeaker ResNet34-LM) from the command line."""
 
 
 @app.command("embed-speaker")
@@ -115,6 +91,10 @@ def export_coreml_command(
         config = dataclasses.replace(config, model_id=model_id)
     written = export_coreml(config, Weights(directory / WEIGHTS_FILE), out, precision)
     typer.echo(str(written))
+
+
+# Commands kept in modules of their own register themselves on `app` when imported here.
+# (one import line per module: audio_cli/cli_<area>.py)
 
 
 def _click_exception_modules() -> list:

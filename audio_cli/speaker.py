@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from .audio_io import Audio, check_usable, from_samples, load_audio
 from .config import WEIGHTS_FILE, ModelConfig
-from .errors import EngineError, InputAudioError, UsageError
+from .errors import AudioCliError, EngineError, InputAudioError, UsageError
 from .features import fbank
 from .models import DEFAULT_MODEL, check_model_dir, resolve_model
 from .weights import Weights
@@ -35,6 +36,49 @@ class EmbeddingResult:
     def dimension(self) -> int:
         """Length of the vector."""
         return int(self.embedding.shape[0])
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """An input of a many-input call that could not be embedded, and the error why."""
+
+    file: str
+    error: AudioCliError
+
+    @property
+    def message(self) -> str:
+        """The one-line error message."""
+        return str(self.error)
+
+
+@dataclass(frozen=True)
+class WindowEmbedding:
+    """The embedding of one window of a recording, cut out and embedded on its own."""
+
+    embedding: np.ndarray  # (dim,) float32, unit L2 norm
+    file: str
+    start: float  # seconds from the start of the recording
+    end: float  # seconds; end - start is the window length (the last may be shorter)
+
+
+def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
+                  ) -> list[tuple[int, int]]:
+    """Sample ranges [start, end) of windows of `window` s every `hop` s.
+
+    Windows start at 0, hop, 2*hop, ... while they fit; if audio is left after the last one,
+    one more window of the same length ends exactly at the last sample. Audio shorter than one
+    window is a single window over all of it. Nothing is padded.
+    """
+    if window <= 0 or hop <= 0:
+        raise UsageError("--window and --hop must be positive")
+    length = int(round(window * sample_rate))
+    step = int(round(hop * sample_rate))
+    if num_samples <= length:
+        return [(0, num_samples)]
+    bounds = [(s, s + length) for s in range(0, num_samples - length + 1, step)]
+    if bounds[-1][1] < num_samples:
+        bounds.append((num_samples - length, num_samples))
+    return bounds
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,6 +141,13 @@ class WeSpeaker:
         samples += (self.min_frames - 1) * fe.frame_shift_ms * fe.sample_rate / 1000
         return samples / fe.sample_rate
 
+    def _check_min_duration(self, min_duration: float) -> None:
+        if min_duration < self.min_duration:
+            raise UsageError(
+                f"--min-duration must be at least {self.min_duration:.3f} s "
+                "(the network needs that much audio)"
+            )
+
     def features(self, audio: Audio) -> np.ndarray:
         """(T, n_mels) float32 features of decoded audio, in this model's front-end."""
         return fbank(audio.samples, self.config.frontend)
@@ -116,11 +167,7 @@ class WeSpeaker:
     def embed_audio(self, audio: Audio, min_duration: float = DEFAULT_MIN_DURATION
                     ) -> EmbeddingResult:
         """Embed decoded audio, refusing it if shorter than `min_duration` or silent."""
-        if min_duration < self.min_duration:
-            raise UsageError(
-                f"--min-duration must be at least {self.min_duration:.3f} s "
-                "(the network needs that much audio)"
-            )
+        self._check_min_duration(min_duration)
         check_usable(audio, min_duration)
         start = time.perf_counter()
         vector = self.embed_features(self.features(audio))
@@ -141,3 +188,38 @@ class WeSpeaker:
         else:
             audio = load_audio(audio_file, self.config.sample_rate)
         return self.embed_audio(audio, min_duration).embedding
+
+    def embed_sources(self, sources: Iterable[str | os.PathLike],
+                      min_duration: float = DEFAULT_MIN_DURATION
+                      ) -> Iterator[EmbeddingResult | InputFailure]:
+        """Embed many files (or `-`), yielding one result per input, in input order.
+
+        An input that cannot be embedded yields an InputFailure and the others go on;
+        a wrong `min_duration` is a UsageError raised before any input is read.
+        """
+        self._check_min_duration(min_duration)
+        for source in sources:
+            try:
+                audio = load_audio(source, self.config.sample_rate)
+                yield self.embed_audio(audio, min_duration)
+            except (InputAudioError, EngineError) as exc:
+                yield InputFailure(str(source), exc)
+
+    def embed_windows(self, audio: Audio, window: float, hop: float,
+                      min_duration: float = DEFAULT_MIN_DURATION) -> list[WindowEmbedding]:
+        """One embedding per window (see `window_bounds`), each window embedded on its own."""
+        self._check_min_duration(min_duration)
+        check_usable(audio, min_duration)
+        rate = audio.sample_rate
+        results = []
+        for start, end in window_bounds(len(audio.samples), rate, window, hop):
+            piece = Audio(audio.samples[start:end], rate, audio.source_rate, audio.channels,
+                          audio.source)
+            if piece.duration < min_duration:
+                raise InputAudioError(
+                    f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is shorter "
+                    f"than --min-duration {min_duration:g} s"
+                )
+            vector = self.embed_features(self.features(piece))
+            results.append(WindowEmbedding(vector, audio.source, start / rate, end / rate))
+        return results
