@@ -1,11 +1,16 @@
 """ONNX Runtime engine: the shared graph translated op by op into an ONNX model (NCHW).
 
 The ONNX model is built once per weights file and cached beside it, as
-`<model dir>/onnx/<sha256[:16]>-<GRAPH_VERSION>.onnx`; when that directory is not writable
+`<model dir>/onnx/<sha256[:16]>-<GRAPH_VERSION>-<variant>.onnx`; when that directory is not writable
 the user cache (`$XDG_CACHE_HOME` or `~/.cache`, then `audio-speaker/onnx/`) is used. A cached
 model is loaded without reading the weights tensors and without importing the `onnx` package
 (only onnxruntime), which keeps start-up short. A cached file that onnxruntime cannot load
 (truncated, corrupt) is rebuilt and replaced.
+
+Two variants: `plain` (Mask ops are identities) runs unpadded input, and `masked` (a
+`lengths` input zeroes padded steps after every ReLU) runs batches of clips of different
+lengths. The masks cost 5-15 % of the run time, so they are built only when a ragged batch
+first needs them.
 """
 
 from __future__ import annotations
@@ -53,7 +58,9 @@ def _import_onnxruntime():
 class _OnnxGraph:
     """The nodes and initializers of the ONNX graph being written."""
 
-    def __init__(self, helper, numpy_helper, tensors: dict[str, np.ndarray], graph: Graph):
+    def __init__(self, helper, numpy_helper, tensors: dict[str, np.ndarray], graph: Graph,
+                 masked: bool):
+        self.masked = masked
         self.helper = helper
         self.numpy_helper = numpy_helper
         self.tensors = tensors
@@ -126,6 +133,8 @@ def _add(g: _OnnxGraph, op: Add) -> str:
 
 
 def _mask(g: _OnnxGraph, op: Mask) -> str:
+    if not g.masked:
+        return g.node("Identity", [op.x], op.out)
     return g.node("Mul", [op.x, g.mask(op.x, g.strides[op.x])], op.out)
 
 
@@ -146,8 +155,9 @@ _TRANSLATORS = {
 }
 
 
-def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelConfig):
-    """The graph's trunk as an `onnx.ModelProto` (features, lengths -> frames), weights inside."""
+def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelConfig,
+                  masked: bool = False):
+    """The graph's trunk as an `onnx.ModelProto` (features [, lengths] -> frames)."""
     global builds
     try:
         import onnx
@@ -157,7 +167,7 @@ def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelCon
             f"building the ONNX model needs the 'onnx' package ({exc}); "
             "install it with: pip install onnx"
         ) from None
-    g = _OnnxGraph(helper, numpy_helper, tensors, graph)
+    g = _OnnxGraph(helper, numpy_helper, tensors, graph, masked)
     for op in graph.trunk_ops():
         translate = _TRANSLATORS.get(type(op))
         if translate is None:
@@ -184,8 +194,9 @@ def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelCon
 
 
 
-def cache_file_name(weights: Weights) -> str:
-    return f"{weights.digest()[:16]}-{GRAPH_VERSION}.onnx"
+def cache_file_name(weights: Weights, masked: bool = False) -> str:
+    """The cached model's file name: weights hash, translation version, variant."""
+    return f"{weights.digest()[:16]}-{GRAPH_VERSION}-{'masked' if masked else 'plain'}.onnx"
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -230,19 +241,24 @@ class ONNXEngine(TrunkEngine):
         super().__init__(graph, weights)
         self._ort = _import_onnxruntime()
         self.config = config
+        self._weights = weights
         self._options = self._session_options(threads)
         self._providers = self._pick_providers()
-        candidates = cache_dirs(weights, CACHE_KIND, cache_dir)
-        name = cache_file_name(weights)
-        self.session, path = self._open_cached([d / name for d in candidates])
-        if self.session is None:  # not cached yet, or every cached copy is corrupt: (re)build
-            model = graph_to_onnx(graph, weights.tensors(), config)
-            data = model.SerializeToString()
-            path = _store(candidates, name, data)
-            self.session = self._open(str(path) if path is not None else data)
-        self.model_path: Path | None = path  # None when no cache directory was writable
+        self._candidates = cache_dirs(weights, CACHE_KIND, cache_dir)
+        self.session, self.model_path = self._load(masked=False)
         self.providers: list[str] = self.session.get_providers()
-        self._takes_lengths = LENGTHS in {i.name for i in self.session.get_inputs()}
+        self._masked_session = None  # built on the first ragged batch
+
+    def _load(self, masked: bool):
+        """(session, cached path or None) of a variant: from the cache, else built and cached."""
+        name = cache_file_name(self._weights, masked)
+        session, path = self._open_cached([d / name for d in self._candidates])
+        if session is None:  # not cached yet, or every cached copy is corrupt: (re)build
+            model = graph_to_onnx(self.graph, self._weights.tensors(), self.config, masked)
+            data = model.SerializeToString()
+            path = _store(self._candidates, name, data)
+            session = self._open(str(path) if path is not None else data)
+        return session, path
 
     def _session_options(self, threads: int | None):
         ort = self._ort
@@ -277,12 +293,13 @@ class ONNXEngine(TrunkEngine):
     def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """(B, T, n_mels) features -> (B, T', D) frames."""
         x = np.ascontiguousarray(features, dtype=np.float32)
-        feeds = {INPUT: x}
-        if self._takes_lengths:
-            full = np.full(x.shape[0], x.shape[1], dtype=np.int64)
-            feeds[LENGTHS] = full if lengths is None else np.asarray(lengths, dtype=np.int64)
+        feeds, session = {INPUT: x}, self.session
+        if lengths is not None and np.any(np.asarray(lengths) < x.shape[1]):
+            if self._masked_session is None:
+                self._masked_session, _ = self._load(masked=True)
+            feeds[LENGTHS], session = np.asarray(lengths, dtype=np.int64), self._masked_session
         try:
-            (frames,) = self.session.run([FRAMES], feeds)
+            (frames,) = session.run([FRAMES], feeds)
         except Exception as exc:  # onnxruntime's errors share no base class
             raise EngineError(f"ONNX engine failed: {exc}") from None
         return frames

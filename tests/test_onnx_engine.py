@@ -68,7 +68,7 @@ def test_engine_name_providers_and_cache_file(small_engine, small):
     assert small_engine.name == "onnx"
     assert "CPUExecutionProvider" in small_engine.providers
     digest = Weights(tensors=tensors).digest()
-    assert small_engine.model_path.name == f"{digest[:16]}-{GRAPH_VERSION}.onnx"
+    assert small_engine.model_path.name == f"{digest[:16]}-{GRAPH_VERSION}-plain.onnx"
 
 
 @pytest.mark.parametrize("frames", [MIN_FRAMES, 10, 57, 201])
