@@ -12,13 +12,14 @@ import numpy as np
 
 from .audio_io import Audio, check_usable, from_samples, load_audio
 from .config import WEIGHTS_FILE, ModelConfig
-from .errors import AudioCliError, EngineError, InputAudioError, UsageError
+from .errors import AudioCliError, InputAudioError, UsageError
 from .features import fbank
 from .inference import Inference
 from .models import DEFAULT_MODEL, check_model_dir, resolve_model
 from .weights import Weights
 
 DEFAULT_MIN_DURATION = 0.5  # seconds
+WINDOWS_PER_BATCH = 64  # windows featurised and embedded together
 
 
 @dataclass(frozen=True)
@@ -203,13 +204,10 @@ class WeSpeaker:
         An input that cannot be embedded yields an InputFailure and the others go on;
         a wrong `min_duration` is a UsageError raised before any input is read.
         """
+        from .many import embed_many
+
         self._check_min_duration(min_duration)
-        for source in sources:
-            try:
-                audio = load_audio(source, self.config.sample_rate)
-                yield self.embed_audio(audio, min_duration)
-            except (InputAudioError, EngineError) as exc:
-                yield InputFailure(str(source), exc)
+        yield from embed_many(self, sources, min_duration)
 
     def embed_windows(self, audio: Audio, window: float, hop: float,
                       min_duration: float = DEFAULT_MIN_DURATION) -> list[WindowEmbedding]:
@@ -217,15 +215,19 @@ class WeSpeaker:
         self._check_min_duration(min_duration)
         check_usable(audio, min_duration)
         rate = audio.sample_rate
+        bounds = window_bounds(len(audio.samples), rate, window, hop)
         results = []
-        for start, end in window_bounds(len(audio.samples), rate, window, hop):
-            piece = Audio(audio.samples[start:end], rate, audio.source_rate, audio.channels,
-                          audio.source)
-            if piece.duration < min_duration:
-                raise InputAudioError(
-                    f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is shorter "
-                    f"than --min-duration {min_duration:g} s"
-                )
-            vector = self.embed_features(self.features(piece))
-            results.append(WindowEmbedding(vector, audio.source, start / rate, end / rate))
+        for first in range(0, len(bounds), WINDOWS_PER_BATCH):
+            group = bounds[first:first + WINDOWS_PER_BATCH]
+            clips = []
+            for start, end in group:
+                if (end - start) / rate < min_duration:
+                    raise InputAudioError(
+                        f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is "
+                        f"shorter than --min-duration {min_duration:g} s"
+                    )
+                clips.append(fbank(audio.samples[start:end], self.config.frontend))
+            vectors = self.embed_features(clips)
+            results += [WindowEmbedding(v, audio.source, start / rate, end / rate)
+                        for v, (start, end) in zip(vectors, group, strict=True)]
         return results
