@@ -15,6 +15,7 @@ from .app import app
 from .errors import EXIT_INTERNAL, EXIT_USAGE, AudioCliError
 
 DEBUG_ENV = "AUDIO_DEBUG"
+TABLE_WIDTH_PIPED = 4000  # characters; wide enough that piped table rows never wrap
 
 
 @app.command("embed-speaker")
@@ -123,7 +124,8 @@ def _embed_many(speaker, items, min_duration: float, window: float | None, hop: 
     if table is not None:
         from rich.console import Console
 
-        table.render(Console())
+        # In a terminal the table fits the window; piped, rows stay whole (one line each).
+        table.render(Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_PIPED))
     return status
 
 

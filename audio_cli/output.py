@@ -129,7 +129,9 @@ class TableSink:
         table.add_column("status", overflow="fold")
         for row in self.rows:
             table.add_row(*row)
-        console.print(table)
+        with console.capture() as captured:
+            console.print(table)
+        console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def _vector_cells(v: np.ndarray) -> tuple[str, str]:
