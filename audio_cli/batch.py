@@ -13,6 +13,9 @@ from .speaker import EmbeddingResult, InputFailure, WeSpeaker, WindowEmbedding
 
 if TYPE_CHECKING:
     from .inputs import InputItem
+    from .writers import OutputFile
+
+TABLE_WIDTH_PIPED = 4000  # characters; wide enough that piped table rows never wrap
 
 
 @dataclass(frozen=True)
@@ -167,3 +170,44 @@ def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int
     if reporter.failed:
         reporter.line(f"audio: error: {reporter.failed} of {total} inputs failed")
     return exit_status(codes)
+
+
+def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: bool,
+              out: OutputFile | None) -> int:
+    """The one-file call: a summary (or one JSON object); an error stops it. Returns 0."""
+    from .output import render_summary, result_to_json
+
+    result = speaker.embed_audio(load_audio(file, speaker.config.sample_rate), min_duration)
+    if json_output:
+        sys.stdout.write(result_to_json(result) + "\n")
+    elif out is None:
+        from rich.console import Console
+
+        render_summary(result, Console())
+    if out is not None:
+        out.add(Outcome(display_name(file), result=result))
+    return EXIT_OK
+
+
+def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
+               window: float | None, hop: float | None, json_output: bool,
+               out: OutputFile | None) -> int:
+    """Many inputs (or windows) to JSON Lines, a table and/or `out`; returns the status."""
+    from .output import JsonLinesSink, TableSink
+
+    sinks: list[Sink] = [out] if out is not None else []
+    table = None
+    if json_output:
+        sinks.append(JsonLinesSink(sys.stdout, speaker.model_id, speaker.engine_name))
+    elif out is None:
+        table = TableSink(windows=window is not None)
+        sinks.append(table)
+    streaming_to_terminal = json_output and sys.stdout.isatty()
+    reporter = Reporter(len(items), sys.stderr.isatty() and not streaming_to_terminal)
+    status = run(outcomes(speaker, items, min_duration, window, hop), sinks, reporter)
+    if table is not None:
+        from rich.console import Console
+
+        # In a terminal the table fits the window; piped, rows stay whole (one line each).
+        table.render(Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_PIPED))
+    return status

@@ -15,7 +15,6 @@ from .app import app
 from .errors import EXIT_INTERNAL, EXIT_USAGE, AudioCliError
 
 DEBUG_ENV = "AUDIO_DEBUG"
-TABLE_WIDTH_PIPED = 4000  # characters; wide enough that piped table rows never wrap
 
 
 @app.command("embed-speaker")
@@ -23,7 +22,8 @@ def embed_speaker(
     files: Annotated[
         list[str], typer.Argument(help="Audio files (WAV, FLAC, OGG/Opus, MP3, ...), "
                                   "directories (searched recursively), @LIST files (one path "
-                                  "a line), or - for stdin.", show_default=False)
+                                  "a line), or - for stdin.", metavar="INPUT",
+                                  show_default=False)
     ],
     engine: Annotated[
         str, typer.Option(help="Inference engine: auto (MLX on Apple Silicon, else onnx), "
@@ -72,9 +72,10 @@ def embed_speaker(
     out = OutputFile(out_path, force, speaker.model_id, speaker.engine_name) if out_path else None
     try:
         if single:
-            status = _embed_one(speaker, files[0], min_duration, json_output, out)
+            status = batch.embed_one(speaker, files[0], min_duration, json_output, out)
         else:
-            status = _embed_many(speaker, items, min_duration, window, hop, json_output, out)
+            status = batch.embed_many(speaker, items, min_duration, window, hop, json_output,
+                                      out)
         if out is not None and out.count:
             out.commit()
             sys.stderr.write(f"audio: wrote {out.count} embeddings to {out_path}\n")
@@ -85,48 +86,6 @@ def embed_speaker(
             out.discard()
     if status:
         raise typer.Exit(status)
-
-
-def _embed_one(speaker, file: str, min_duration: float, json_output: bool, out) -> int:
-    """The one-file call: a summary (or one JSON object); errors stop it."""
-    from .audio_io import load_audio
-    from .batch import Outcome, display_name
-    from .output import render_summary, result_to_json
-
-    result = speaker.embed_audio(load_audio(file, speaker.config.sample_rate), min_duration)
-    if json_output:
-        sys.stdout.write(result_to_json(result) + "\n")
-    elif out is None:
-        from rich.console import Console
-
-        render_summary(result, Console())
-    if out is not None:
-        out.add(Outcome(display_name(file), result=result))
-    return 0
-
-
-def _embed_many(speaker, items, min_duration: float, window: float | None, hop: float | None,
-                json_output: bool, out) -> int:
-    """Many inputs (or windows): stream to stdout / the output file; returns the status."""
-    from .batch import Reporter, outcomes, run
-    from .output import JsonLinesSink, TableSink
-
-    sinks: list = [out] if out is not None else []
-    table = None
-    if json_output:
-        sinks.append(JsonLinesSink(sys.stdout, speaker.model_id, speaker.engine_name))
-    elif out is None:
-        table = TableSink(windows=window is not None)
-        sinks.append(table)
-    streaming_to_terminal = json_output and sys.stdout.isatty()
-    reporter = Reporter(len(items), sys.stderr.isatty() and not streaming_to_terminal)
-    status = run(outcomes(speaker, items, min_duration, window, hop), sinks, reporter)
-    if table is not None:
-        from rich.console import Console
-
-        # In a terminal the table fits the window; piped, rows stay whole (one line each).
-        table.render(Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_PIPED))
-    return status
 
 
 @app.command("convert")
