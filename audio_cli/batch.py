@@ -105,7 +105,7 @@ def exit_status(codes: set[int]) -> int:
     """0 if nothing failed, the failures' status if they agree, else 3 (bad input)."""
     if not codes:
         return EXIT_OK
-    return codes.pop() if len(codes) == 1 else EXIT_INPUT
+    return next(iter(codes)) if len(codes) == 1 else EXIT_INPUT
 
 
 class Reporter:
