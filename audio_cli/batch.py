@@ -60,12 +60,6 @@ def check_windows(window: float | None, hop: float | None, min_duration: float
     return hop
 
 
-def check_min_duration(speaker: WeSpeaker, min_duration: float) -> None:
-    """Raise UsageError now (not after some output) if `min_duration` is below the network's."""
-    for _ in speaker.embed_sources([], min_duration):  # checks, reads nothing
-        pass
-
-
 def outcomes(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
              window: float | None = None, hop: float | None = None) -> Iterator[Outcome]:
     """One Outcome per item, in order: whole-file embeddings, or windows if `window` is set."""

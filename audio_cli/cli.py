@@ -68,7 +68,7 @@ def embed_speaker(
     single = window is None and is_single_file(files)
     items = expand_inputs(files)
     speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
-    batch.check_min_duration(speaker, min_duration)
+    speaker.check_min_duration(min_duration)  # before any output
     out = OutputFile(out_path, force, speaker.model_id, speaker.engine_name) if out_path else None
     try:
         if single:

@@ -145,7 +145,8 @@ class WeSpeaker:
         samples += (self.min_frames - 1) * fe.frame_shift_ms * fe.sample_rate / 1000
         return samples / fe.sample_rate
 
-    def _check_min_duration(self, min_duration: float) -> None:
+    def check_min_duration(self, min_duration: float) -> None:
+        """UsageError if `min_duration` is below what the network can pool over."""
         if min_duration < self.min_duration:
             raise UsageError(
                 f"--min-duration must be at least {self.min_duration:.3f} s "
@@ -174,7 +175,7 @@ class WeSpeaker:
     def embed_audio(self, audio: Audio, min_duration: float = DEFAULT_MIN_DURATION
                     ) -> EmbeddingResult:
         """Embed decoded audio, refusing it if shorter than `min_duration` or silent."""
-        self._check_min_duration(min_duration)
+        self.check_min_duration(min_duration)
         check_usable(audio, min_duration)
         start = time.perf_counter()
         vector = self.embed_features(self.features(audio))
@@ -204,15 +205,15 @@ class WeSpeaker:
         An input that cannot be embedded yields an InputFailure and the others go on;
         a wrong `min_duration` is a UsageError raised before any input is read.
         """
-        from .many import embed_many
+        from .sources import embed_sources
 
-        self._check_min_duration(min_duration)
-        yield from embed_many(self, sources, min_duration)
+        self.check_min_duration(min_duration)
+        yield from embed_sources(self, sources, min_duration)
 
     def embed_windows(self, audio: Audio, window: float, hop: float,
                       min_duration: float = DEFAULT_MIN_DURATION) -> list[WindowEmbedding]:
         """One embedding per window (see `window_bounds`), each window embedded on its own."""
-        self._check_min_duration(min_duration)
+        self.check_min_duration(min_duration)
         check_usable(audio, min_duration)
         rate = audio.sample_rate
         bounds = window_bounds(len(audio.samples), rate, window, hop)

@@ -66,7 +66,7 @@ def _flush(speaker, group: list[_Pending]) -> Iterator:
                               p.seconds + share)
 
 
-def embed_many(speaker, sources: Iterable[str | os.PathLike],
+def embed_sources(speaker, sources: Iterable[str | os.PathLike],
                min_duration: float) -> Iterator:
     """Yield an EmbeddingResult or InputFailure per source, in order, group by group."""
     group: list[_Pending] = []
