@@ -24,7 +24,7 @@ HAMMING_ALPHA = 0.54  # hamming: alpha - (1 - alpha) * cos(2*pi*n / (N - 1))
 POVEY_POWER = 0.85  # povey: hann(n) ** POVEY_POWER, symmetric hann over N - 1
 
 DEFAULT_CONFIG = FrontendConfig()
-FRAME_BLOCK = 1024  # frames computed together (about 10 s); fixes the float grouping for streaming
+FRAME_BLOCK = 512  # frames computed together (about 5 s); fixes the float grouping for streaming
 
 
 def frame_length(config: FrontendConfig) -> int:
