@@ -1,8 +1,9 @@
 """Streaming Kaldi fbank with global CMN, in two passes over an AudioSource, bounded memory.
 
-Pass 1 (`log_mel_mean`) gives the CMN mean over all frames; pass 2 (`feature_spans`) yields the
-features of any increasing frame spans. Both compute the same FRAME_BLOCK frame blocks as
-`features.fbank`, so the rows are bit-identical to slicing `fbank(load_audio(...).samples)`.
+Pass 1 (`log_mel_stats` / `log_mel_mean`) gives the CMN mean over all frames and the peak;
+pass 2 (`feature_spans`) yields the features of any increasing frame spans. Both compute the
+same FRAME_BLOCK frame blocks as `features.fbank`, so the rows are bit-identical to slicing
+`fbank(load_audio(...).samples)`.
 Only one frame block of samples (plus one decoded block) and the rows of the current span are
 held at a time.
 """
@@ -10,6 +11,7 @@ held at a time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,8 +31,12 @@ def source_frames(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG) 
 def log_mel_blocks(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG
                    ) -> Iterator[np.ndarray]:
     """The source's log-mel (no CMN) as consecutive (<= FRAME_BLOCK, bins) float64 blocks."""
-    total = source_frames(source, config)
-    blocks = source.blocks(READ_SAMPLES)
+    return _log_mel_blocks(source.blocks(READ_SAMPLES), source_frames(source, config), config)
+
+
+def _log_mel_blocks(blocks: Iterator[np.ndarray], total: int, config: FrontendConfig
+                    ) -> Iterator[np.ndarray]:
+    """Log-mel of the first `total` frames of a stream of sample blocks, block by block."""
     buffer, start = np.zeros(0, dtype=np.float32), 0  # buffer holds samples start.. onward
     for _, _, lo, hi in frame_blocks(total, config):
         buffer, start = buffer[lo - start :], lo
@@ -44,19 +50,44 @@ def log_mel_blocks(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG
         yield log_mel_block(buffer[: hi - lo], config)
 
 
-def log_mel_mean(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """Pass 1: (bins,) float64 mean log-mel over all frames, equal to fbank's CMN mean.
+@dataclass(frozen=True)
+class LogMelStats:
+    """What pass 1 learns about a whole source."""
+
+    mean: np.ndarray  # (bins,) float64 mean log-mel over all frames: fbank's CMN mean
+    frames: int  # frames fbank gives (> 0)
+    peak: float  # largest |sample| of the whole signal, for audio_io.check_peak
+
+
+def log_mel_stats(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG) -> LogMelStats:
+    """Pass 1: decode the whole source once (so every decoding error surfaces) -> LogMelStats.
 
     Raises ValueError when the source is shorter than one frame (check the duration first).
     """
+    peak = 0.0
+
+    def tracked() -> Iterator[np.ndarray]:
+        nonlocal peak
+        for block in source.blocks(READ_SAMPLES):
+            peak = max(peak, float(np.max(np.abs(block))))
+            yield block
+
+    blocks = tracked()
     total = np.zeros(config.num_mel_bins, dtype=np.float64)
     count = 0
-    for block in log_mel_blocks(source, config):
-        total += block.sum(axis=0)
-        count += block.shape[0]
+    for rows in _log_mel_blocks(blocks, source_frames(source, config), config):
+        total += rows.sum(axis=0)
+        count += rows.shape[0]
+    for _ in blocks:  # the samples after the last frame: peak, and errors at the end
+        pass
     if count == 0:
         raise ValueError(f"{source.name}: shorter than one frame, no mean to take")
-    return total / count
+    return LogMelStats(total / count, count, peak)
+
+
+def log_mel_mean(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Pass 1: (bins,) float64 mean log-mel over all frames, equal to fbank's CMN mean."""
+    return log_mel_stats(source, config).mean
 
 
 def feature_spans(source: AudioSource, config: FrontendConfig, spans: Iterable[tuple[int, int]],

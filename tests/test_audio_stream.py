@@ -20,11 +20,11 @@ import soundfile as sf
 import soxr
 from signals import voiced, write_wav
 
-from audio_cli.audio_io import downmix, load_audio
+from audio_cli.audio_io import check_peak, check_usable, downmix, load_audio
 from audio_cli.audio_stream import open_audio
 from audio_cli.config import FrontendConfig
 from audio_cli.errors import InputAudioError
-from audio_cli.feature_stream import feature_spans, log_mel_mean, source_frames
+from audio_cli.feature_stream import feature_spans, log_mel_mean, log_mel_stats, source_frames
 from audio_cli.features import FRAME_BLOCK, block_mean, fbank, log_mel
 
 CONFIG = FrontendConfig()
@@ -101,6 +101,21 @@ def test_log_mel_mean_equals_fbank_mean(files):
         assert np.array_equal(mean, block_mean(raw))
         np.testing.assert_allclose(mean, raw.mean(axis=0), rtol=0, atol=1e-9)
         assert np.array_equal(fbank(samples), (raw - mean).astype(np.float32))
+
+
+def test_stats_give_the_peak_and_check_the_whole_file(files, tmp_path):
+    audio = load_audio(files["44.1k stereo"])
+    stats = log_mel_stats(open_audio(files["44.1k stereo"]), CONFIG)
+    assert stats.peak == float(np.max(np.abs(audio.samples)))
+    assert stats.frames == fbank(audio.samples).shape[0]
+    silence = open_audio(write_wav(tmp_path / "silence.wav", np.zeros(16000, np.float32)))
+    assert log_mel_stats(silence, CONFIG).peak == 0.0
+    expected = _error(check_usable, load_audio(silence.name), 0.5)
+    assert _error(check_peak, silence.name, 0.0) == expected
+    tail_nan = voiced(1.0)
+    tail_nan[-5] = np.nan  # after the last frame: fbank never reads it, pass 1 still must
+    source = open_audio(write_wav(tmp_path / "tail.wav", tail_nan, subtype="FLOAT"))
+    assert "non-finite" in _error(log_mel_stats, source, CONFIG)
 
 
 @pytest.mark.parametrize("kind", ["16k mono", "44.1k stereo"])
