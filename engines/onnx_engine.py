@@ -267,6 +267,9 @@ class ONNXEngine(TrunkEngine):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = int(threads) if threads else 0  # 0: onnxruntime's choice
         options.inter_op_num_threads = 1
+        # The arena keeps every buffer it ever grew to; with batches and chunks of changing
+        # shapes it doubled peak memory on long inputs, for ~2 % of speed.
+        options.enable_cpu_mem_arena = False
         return options
 
     def _pick_providers(self) -> list[str]:
