@@ -13,6 +13,7 @@ from .errors import ModelError
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 RESNET_MODEL_TYPE = "wespeaker_resnet34"
+CAMPPLUS_MODEL_TYPE = "campplus"  # 3D-Speaker CAM++ (SPEC §8)
 
 
 @dataclass(frozen=True)

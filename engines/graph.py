@@ -79,7 +79,103 @@ class L2Normalize:
     out: str
 
 
-Op = ToImage | Conv2d | Relu | Add | StatsPool | Linear | L2Normalize
+# ---- Ops over sequences, used by CAM++: a sequence is logically (B, T, C); engines pick the
+# memory layout (ONNX: (B, C, T), MLX: (B, T, C)).
+
+
+@dataclass(frozen=True)
+class FreqStridedConv2d:
+    """2-D convolution striding frequency only; `weight` [O, kH, kW, I], `bias` [O] or None."""
+
+    x: str
+    out: str
+    weight: str
+    bias: str | None
+    freq_stride: int = 1
+    padding: int = 1
+
+
+@dataclass(frozen=True)
+class ImageToSequence:
+    """(B, C, F, T) feature map -> (B, T, C*F) sequence, channel index c*F + f."""
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class Conv1d:
+    """1-D convolution over time; `weight` [O, k, I], `bias` [O] or None, zero padding."""
+
+    x: str
+    out: str
+    weight: str
+    bias: str | None
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+
+
+@dataclass(frozen=True)
+class Affine:
+    """Per-channel x * weight + bias (a BatchNorm that cannot be folded into a conv)."""
+
+    x: str
+    out: str
+    weight: str
+    bias: str
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Sequences a ‖ b along channels."""
+
+    a: str
+    b: str
+    out: str
+
+
+@dataclass(frozen=True)
+class ContextPool:
+    """Per frame: the sequence's mean over all time + the mean of its `segment`-frame segment.
+
+    Segments are [0, s), [s, 2s), ...; the last may be shorter and is averaged over what it
+    holds. This mixes the whole time axis (CAM++'s context-aware masking).
+    """
+
+    x: str
+    out: str
+    segment: int = 100
+
+
+@dataclass(frozen=True)
+class Sigmoid:
+    """1 / (1 + exp(-x))."""
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class Mul:
+    """Elementwise a * b."""
+
+    a: str
+    b: str
+    out: str
+
+
+@dataclass(frozen=True)
+class SequenceStatsPool:
+    """(B, T, C) sequence -> (B, 2*C) [mean ‖ unbiased std] over time."""
+
+    x: str
+    out: str
+
+
+Op = (ToImage | Conv2d | Relu | Add | StatsPool | Linear | L2Normalize
+      | FreqStridedConv2d | ImageToSequence | Conv1d | Affine | Concat | ContextPool | Sigmoid
+      | Mul | SequenceStatsPool)
 
 
 @dataclass

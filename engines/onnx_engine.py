@@ -34,7 +34,7 @@ from .graph import (
     StatsPool,
     ToImage,
 )
-from .resnet import build_resnet
+from .onnx_sequence import SEQUENCE_TRANSLATORS
 
 GRAPH_VERSION = 1  # bump whenever the translation below changes the ONNX file
 OPSET = 17
@@ -149,6 +149,7 @@ _TRANSLATORS = {
     StatsPool: _stats_pool,
     Linear: _linear,
     L2Normalize: _l2_normalize,
+    **SEQUENCE_TRANSLATORS,
 }
 
 
@@ -236,7 +237,9 @@ class ONNXEngine:
         name = cache_file_name(weights)
         self.session, path = self._open_cached([d / name for d in candidates])
         if self.session is None:  # not cached yet, or every cached copy is corrupt: (re)build
-            model = graph_to_onnx(build_resnet(config), weights.tensors(), config)
+            from . import build_graph
+
+            model = graph_to_onnx(build_graph(config), weights.tensors(), config)
             data = model.SerializeToString()
             path = _store(candidates, name, data)
             self.session = self._open(str(path) if path is not None else data)
