@@ -26,6 +26,8 @@ except ImportError as exc:  # pragma: no cover - depends on the platform
         f"the MLX engine needs the 'mlx' package ({exc}); install it with: pip install 'mlx[cpu]'"
     ) from None
 
+from .mlx_sequence import SEQUENCE_OPS, apply_sequence_op  # noqa: E402 - needs mlx imported
+
 
 def _drops_after(graph: Graph) -> list[list[str]]:
     """For each op, the values no later op reads, so they can be released early."""
@@ -79,6 +81,8 @@ class MLXEngine:
         if isinstance(op, L2Normalize):
             x = values[op.x]
             return x / mx.linalg.norm(x, axis=-1, keepdims=True)
+        if isinstance(op, SEQUENCE_OPS):
+            return apply_sequence_op(op, values, w)
         raise EngineError(f"MLX engine: unsupported op {type(op).__name__}")
 
     def embed(self, features: np.ndarray) -> np.ndarray:
