@@ -56,6 +56,7 @@ class Reference:
                                     reason="speakerlab-slim is not installed "
                                     "(pip install -e '.[reference]')")
         self.torch = torch
+        torch.set_num_threads(1)  # far faster than torch's default on a busy, small machine
         self.kaldi = _kaldi_module()
         self.model = dtdnn.CAMPPlus(feat_dim=N_MELS, embedding_size=192)
         state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
