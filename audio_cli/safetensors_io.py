@@ -25,37 +25,51 @@ _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024
 
 
-def load_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """Load every tensor of a safetensors file as a numpy array (little-endian)."""
-    path = Path(path)
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
-    if len(blob) < 8:
+def _read_header(handle, path: Path, file_size: int) -> tuple[dict, int]:
+    """(header dict, offset of the data section) of an open safetensors file."""
+    prefix = handle.read(8)
+    if len(prefix) < 8:
         raise ModelError(f"{path}: not a safetensors file (too short)")
-    (size,) = struct.unpack("<Q", blob[:8])
-    if size > min(_MAX_HEADER, len(blob) - 8):
+    (size,) = struct.unpack("<Q", prefix)
+    if size > min(_MAX_HEADER, file_size - 8):
         raise ModelError(f"{path}: not a safetensors file (bad header size)")
     try:
-        header = json.loads(blob[8 : 8 + size])
+        header = json.loads(handle.read(size))
     except ValueError:
         raise ModelError(f"{path}: not a safetensors file (bad header)") from None
-    data = memoryview(blob)[8 + size :]
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = _DTYPES.get(info.get("dtype"))
-        if dtype is None:
-            raise ModelError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')}")
-        start, end = info["data_offsets"]
-        shape = tuple(info["shape"])
-        array = np.frombuffer(data[start:end], dtype=np.dtype(dtype).newbyteorder("<"))
-        if array.size != int(np.prod(shape, dtype=np.int64)):
-            raise ModelError(f"{path}: tensor {name!r} has the wrong byte count")
-        tensors[name] = array.reshape(shape).astype(dtype, copy=True)
-    return tensors
+    if not isinstance(header, dict):
+        raise ModelError(f"{path}: not a safetensors file (bad header)")
+    return header, 8 + size
+
+
+def _tensor(handle, path: Path, name: str, info: dict, data_start: int) -> np.ndarray:
+    dtype = _DTYPES.get(info.get("dtype"))
+    if dtype is None:
+        raise ModelError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')}")
+    start, end = info["data_offsets"]
+    shape = tuple(info["shape"])
+    handle.seek(data_start + start)
+    raw = handle.read(end - start)
+    if len(raw) != end - start or (end - start) != int(np.prod(shape, dtype=np.int64)) * \
+            np.dtype(dtype).itemsize:
+        raise ModelError(f"{path}: tensor {name!r} has the wrong byte count")
+    array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+    return array.reshape(shape).astype(dtype, copy=True)
+
+
+def load_safetensors(path: Path, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Load the tensors of a safetensors file (all, or just `names`) as numpy arrays."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            header, data_start = _read_header(handle, path, path.stat().st_size)
+            wanted = [n for n in header if n != "__metadata__"] if names is None else names
+            missing = [n for n in wanted if n not in header]
+            if missing:
+                raise ModelError(f"{path}: no tensor {missing[0]!r} in the weights")
+            return {n: _tensor(handle, path, n, header[n], data_start) for n in wanted}
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
 
 
 def save_safetensors(

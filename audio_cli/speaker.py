@@ -14,6 +14,7 @@ from .audio_io import Audio, check_usable, from_samples, load_audio
 from .config import WEIGHTS_FILE, ModelConfig
 from .errors import AudioCliError, EngineError, InputAudioError, UsageError
 from .features import fbank
+from .inference import Inference
 from .models import DEFAULT_MODEL, check_model_dir, resolve_model
 from .weights import Weights
 
@@ -98,14 +99,16 @@ class WeSpeaker:
 
     def __init__(self, config: ModelConfig, weights: Weights | dict[str, np.ndarray], *,
                  model_id: str, engine: str = "auto", threads: int | None = None):
-        from engines import create_engine, min_frames
+        from engines import build_graph, create_engine
 
         if not isinstance(weights, Weights):
             weights = Weights(tensors=weights)
         self.config = config
         self.model_id = model_id
         self.engine = create_engine(engine, config, weights, threads)
-        self.min_frames = min_frames(config)
+        graph = build_graph(config)
+        self.min_frames = graph.min_frames()
+        self.inference = Inference(self.engine, graph)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, engine: str = "auto",
@@ -152,17 +155,20 @@ class WeSpeaker:
         """(T, n_mels) float32 features of decoded audio, in this model's front-end."""
         return fbank(audio.samples, self.config.frontend)
 
-    def embed_features(self, features: np.ndarray) -> np.ndarray:
-        """(T, n_mels) or (B, T, n_mels) features -> (dim,) or (B, dim) unit vectors."""
-        batch = features[None] if features.ndim == 2 else features
-        if batch.shape[1] < self.min_frames:
-            raise InputAudioError(
-                f"too few feature frames ({batch.shape[1]}); the network needs {self.min_frames}"
-            )
-        vectors = self.engine.embed(batch.astype(np.float32, copy=False))
-        if not np.isfinite(vectors).all() or not np.any(vectors):
-            raise EngineError(f"the {self.engine_name} engine returned a non-finite or zero vector")
-        return vectors[0] if features.ndim == 2 else vectors
+    def embed_features(self, features: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """(T, n_mels) features -> (dim,); (B, T, n_mels) or a list of (T_i, n_mels) -> (B, dim).
+
+        Clips of different lengths run in masked batches, long clips in exact chunks.
+        """
+        single = isinstance(features, np.ndarray) and features.ndim == 2
+        clips = [features] if single else list(features)
+        for clip in clips:
+            if len(clip) < self.min_frames:
+                raise InputAudioError(
+                    f"too few feature frames ({len(clip)}); the network needs {self.min_frames}"
+                )
+        vectors = self.inference.embed_clips([np.asarray(c, dtype=np.float32) for c in clips])
+        return vectors[0] if single else vectors
 
     def embed_audio(self, audio: Audio, min_duration: float = DEFAULT_MIN_DURATION
                     ) -> EmbeddingResult:

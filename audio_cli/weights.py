@@ -33,6 +33,12 @@ class Weights:
             self._tensors = load_safetensors(self.path)
         return self._tensors
 
+    def some(self, names: list[str]) -> dict[str, np.ndarray]:
+        """Just the named tensors, without reading the rest of the file."""
+        if self._tensors is not None:
+            return {name: self._tensors[name] for name in names}
+        return load_safetensors(self.path, names)
+
     def digest(self) -> str:
         """SHA-256 (hex) of the weights file, or of the in-memory tensors."""
         if self._digest is None:

@@ -33,17 +33,18 @@ def create_engine(name: str, config: ModelConfig, weights: Weights,
                   threads: int | None = None) -> Engine:
     """Build the named engine for a model's config and weights."""
     name = resolve_engine_name(name)
+    graph = build_graph(config)
     if name == "onnx":
         from .onnx_engine import ONNXEngine
 
-        return ONNXEngine(config, weights, threads=threads)
+        return ONNXEngine(config, weights, threads=threads, graph=graph)
     if name == "mlx":
         from .mlx_engine import MLXEngine
 
-        return MLXEngine(build_graph(config), weights.tensors())
+        return MLXEngine(graph, weights)
     from .coreml_engine import CoreMLEngine
 
-    return CoreMLEngine(config, weights)
+    return CoreMLEngine(config, weights, graph=graph)
 
 
 def build_graph(config: ModelConfig) -> Graph:
@@ -61,13 +62,7 @@ def build_graph(config: ModelConfig) -> Graph:
 
 def min_frames(config: ModelConfig) -> int:
     """Fewest feature frames the network accepts."""
-    from .resnet import min_frames as resnet_min_frames
-
-    if config.model_type == CAMPPLUS_MODEL_TYPE:
-        from .campplus import min_frames as campplus_min_frames
-
-        return campplus_min_frames(config)
-    return resnet_min_frames(config)
+    return build_graph(config).min_frames()
 
 
 __all__ = ["ENGINE_NAMES", "Engine", "build_graph", "create_engine", "is_apple_silicon",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from audio_cli.config import ModelConfig
 
 from .graph import (
+    FRAMES,
     INPUT,
     OUTPUT,
     Add,
@@ -27,8 +28,9 @@ from .graph import (
     Linear,
     Mul,
     Relu,
-    SequenceStatsPool,
+    SequenceToFrames,
     Sigmoid,
+    StatsPool,
     ToImage,
 )
 
@@ -38,8 +40,6 @@ TDNN_KERNEL, TDNN_STRIDE = 5, 2
 CAM_KERNEL = 3
 BLOCK_DILATIONS = (1, 2, 2)
 CONTEXT_SEGMENT = 100  # frames per segment of the CAM context
-MIN_POOLED_FRAMES = 2  # the unbiased std needs two frames after the strided TDNN
-FRAMES = "frames"  # the trunk's last sequence, (B, T', 512), before pooling
 
 
 def _conv2d(g: Graph, x: str, name: str, freq_stride: int = 1, padding: int = 1) -> str:
@@ -90,7 +90,10 @@ def _cam_dense_layer(g: Graph, x: str, prefix: str, dilation: int) -> str:
 
 
 def build_campplus(config: ModelConfig) -> Graph:
-    """The graph of CAM++ (blocks from the config) ending in L2Normalize."""
+    """CAM++ (blocks from the config): trunk to FRAMES (B, T', 512), then the shared head.
+
+    Not time-local (ContextPool), so it is run one pass per clip, batched only at equal length.
+    """
     g = Graph()
     x = g.add(ImageToSequence(_fcm(g, g.add(ToImage(INPUT, "image"))), "head.sequence"))
     x = _conv1d(g, x, "xvector.tdnn", stride=TDNN_STRIDE, padding=TDNN_KERNEL // 2)
@@ -101,14 +104,9 @@ def build_campplus(config: ModelConfig) -> Graph:
             x = _cam_dense_layer(g, x, f"xvector.block{index}.tdnnd{layer}", dilation)
         x = _conv1d(g, _bn_relu(g, x, f"xvector.transit{index}.nonlinear"),
                     f"xvector.transit{index}.linear", bias=False)
-    name = "xvector.out_nonlinear"
-    x = g.add(Relu(g.add(Affine(x, name, f"{name}.weight", f"{name}.bias")), FRAMES))
-    pooled = g.add(SequenceStatsPool(x, "pooled"))
+    x = g.add(SequenceToFrames(_bn_relu(g, x, "xvector.out_nonlinear"), FRAMES))
+    pooled = g.add(StatsPool(x, "pooled"))
     raw = g.add(Linear(pooled, "raw", "embedding.weight", "embedding.bias"))
     g.add(L2Normalize(raw, OUTPUT))
     return g
 
-
-def min_frames(config: ModelConfig) -> int:
-    """Fewest feature frames that give MIN_POOLED_FRAMES steps after the strided TDNN."""
-    return TDNN_STRIDE * (MIN_POOLED_FRAMES - 1) + 1

@@ -8,7 +8,8 @@ directory first and is renamed into place, so a package at the final path is alw
 Later engines reuse it.
 
 Each clip is one prediction at its own length (the package's T is flexible): no padding, no
-cutting, and a batch gives each clip exactly the embedding it gets alone.
+cutting, and a batch gives each clip exactly the embedding it gets alone. The engine reads the
+package's `frames` output and pools it with the shared head (engines.head), like every engine.
 
 Core ML runs only on Apple systems. Elsewhere the engine runs the same package with the
 reference MIL interpreter (engines.mil_interpreter) and says so on stderr; that keeps the
@@ -32,9 +33,11 @@ from audio_cli.config import ModelConfig
 from audio_cli.errors import EngineError, InputAudioError
 from audio_cli.weights import Weights
 
+from .base import TrunkEngine
 from .cache import cache_dirs
 from .coreml_export import (
-    EMBEDDING_OUTPUT,
+    EXPORT_VERSION,
+    FRAMES_OUTPUT,
     MAX_FRAMES,
     MEL_INPUT,
     META_MAX_FRAMES,
@@ -43,8 +46,8 @@ from .coreml_export import (
     check_precision,
     export_coreml,
 )
+from .graph import Graph
 from .mil_interpreter import MILInterpreter, import_coremltools
-from .resnet import min_frames
 
 CACHE_KIND = "coreml"  # beside the weights, or in the user cache
 INTERPRETER_NOTE = (
@@ -60,7 +63,7 @@ def core_ml_available() -> bool:
 
 def package_name(weights: Weights, precision: str) -> str:
     """File name of the cached package for these weights and precision."""
-    return f"{weights.digest()[:16]}-{precision}{PACKAGE_SUFFIX}"
+    return f"{weights.digest()[:16]}-{precision}-v{EXPORT_VERSION}{PACKAGE_SUFFIX}"
 
 
 def _export_into(directory: Path, name: str, config: ModelConfig, weights: Weights,
@@ -107,18 +110,23 @@ def find_or_export_package(config: ModelConfig, weights: Weights, precision: str
     )
 
 
-class CoreMLEngine:
+class CoreMLEngine(TrunkEngine):
     """The exported ML Program: Core ML `predict` on macOS, the MIL interpreter elsewhere."""
 
     name = "coreml"
 
     def __init__(self, config: ModelConfig, weights: Weights, cache_dir: Path | None = None,
-                 precision: str = "float32", log: TextIO | None = None):
+                 precision: str = "float32", log: TextIO | None = None,
+                 graph: Graph | None = None):
+        from . import build_graph
+
+        graph = build_graph(config) if graph is None else graph
         log = sys.stderr if log is None else log
         self.config = config
         self.precision = check_precision(precision)
         self.package = find_or_export_package(config, weights, precision, cache_dir, log)
-        self.min_frames = min_frames(config)
+        super().__init__(graph, weights)
+        self.min_frames = graph.min_frames()
         if core_ml_available():  # pragma: no cover - macOS only
             self.backend = "coreml"
             self._model = self._load_core_ml()
@@ -147,7 +155,8 @@ class CoreMLEngine:
                 f"Core ML cannot load {self.package} ({exc}); delete it to export it again"
             ) from None
 
-    def _embed_one(self, clip: np.ndarray) -> np.ndarray:
+    def _encode_one(self, clip: np.ndarray) -> np.ndarray:
+        """(T, n_mels) features of one clip -> (T', D) frames, predicted at its own length."""
         if clip.ndim != 2 or clip.shape[1] != self.config.n_mels:
             raise EngineError(f"expected (frames, {self.config.n_mels}) features, "
                               f"got shape {clip.shape}")
@@ -160,7 +169,7 @@ class CoreMLEngine:
         if frames > self.max_frames:
             raise EngineError(
                 f"{frames} frames is longer than the Core ML package accepts ({self.max_frames} "
-                f"frames, {self.max_frames / 100:.0f} s); use --engine mlx for longer clips"
+                f"frames); longer inputs are run in chunks by the library"
             )
         try:
             result = self._model.predict({MEL_INPUT: clip[None]})
@@ -168,27 +177,32 @@ class CoreMLEngine:
             raise
         except Exception as exc:  # pragma: no cover - Core ML errors (macOS only)
             raise EngineError(f"Core ML prediction failed on {frames} frames ({exc})") from None
-        if EMBEDDING_OUTPUT not in result:
-            raise EngineError(f"the Core ML package gave no {EMBEDDING_OUTPUT!r} output")
-        out = np.asarray(result[EMBEDDING_OUTPUT], dtype=np.float32).reshape(-1)
-        if out.size != self.config.embedding_dim:
-            raise EngineError(f"the Core ML package gave {out.size} values, expected "
-                              f"{self.config.embedding_dim}")
+        if FRAMES_OUTPUT not in result:
+            raise EngineError(f"the Core ML package gave no {FRAMES_OUTPUT!r} output")
+        out = np.asarray(result[FRAMES_OUTPUT], dtype=np.float32)
+        if out.ndim != 3 or out.shape[0] != 1:
+            raise EngineError(f"the Core ML package gave frames of shape {out.shape}")
         if not np.all(np.isfinite(out)):
-            raise EngineError(f"the {self.backend} run gave a non-finite embedding")
-        if not np.any(out):
-            raise EngineError(f"the {self.backend} run gave a zero embedding")
+            raise EngineError(f"the {self.backend} run gave non-finite values")
+        return out[0]
+
+    def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """(B, T, n_mels) -> (B, T', D): each clip run alone at its valid length, then stacked."""
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 3:
+            raise EngineError(f"expected (batch, frames, mel bins) features, got {features.shape}")
+        counts = [features.shape[1]] * len(features) if lengths is None else lengths
+        encoded = [self._encode_one(clip[:n]) for clip, n in zip(features, counts, strict=True)]
+        steps = max((e.shape[0] for e in encoded), default=0)
+        width = encoded[0].shape[1] if encoded else 0
+        out = np.zeros((len(encoded), steps, width), dtype=np.float32)
+        for row, frames in zip(out, encoded, strict=True):
+            row[: len(frames)] = frames
         return out
 
     def embed_many(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """A list of (T_i, n_mels) clips of any lengths -> (N, dim), one call per clip."""
         if len(clips) == 0:
             return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
-        return np.stack([self._embed_one(np.asarray(c, dtype=np.float32)) for c in clips])
-
-    def embed(self, features: np.ndarray) -> np.ndarray:
-        """(B, T, n_mels) features after CMN -> (B, dim) float32 unit vectors."""
-        features = np.asarray(features, dtype=np.float32)
-        if features.ndim != 3:
-            raise EngineError(f"expected (batch, frames, mel bins) features, got {features.shape}")
-        return self.embed_many(list(features))
+        return np.concatenate([self.embed(np.asarray(c, dtype=np.float32)[None])
+                               for c in clips])

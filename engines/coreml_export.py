@@ -3,13 +3,14 @@ builder from the same weights every engine uses (no PyTorch involved).
 
 The package has one input, `mel` [1, T, n_mels] float32 (log-mel features after CMN), with a
 flexible T (a RangeDim from the network's minimum up to MAX_FRAMES), and one output,
-`embedding` [1, dim], L2-normalised. Each clip runs at its own length: nothing is padded and
-nothing is cut.
+`embedding` [1, dim], L2-normalised, plus `frames` [1, T', D], the trunk's output that the
+engine pools itself (exactly, also across the chunks of a long input). Each clip runs at its
+own length: nothing is padded and nothing is cut, so the graph's Mask ops are identities.
 
 Layout: MIL convolutions are NCHW with weights [O, I, kH, kW], so the (1, T, F) features become
 a (1, 1, F, T) image (height = frequency, width = time) and the graph's [O, kH, kW, I] conv
-weights are transposed once at export time. StatsPool flattens (1, C, F, T') to (1, C*F, T'),
-which is exactly the graph's `c*F + f` feature order.
+weights are transposed once at export time. ToFrames reshapes (1, C, F, T') to (1, C*F, T')
+and transposes it, which is exactly the graph's `c*F + f` feature order.
 
 Precision: `float32` computes everything in float32. `float16` runs the feature-map ops
 (conv, relu, add: all but a sliver of the work) in float16 and keeps the pooling, the linear
@@ -34,6 +35,7 @@ from audio_cli.errors import EngineError, ModelError, UsageError
 from audio_cli.weights import Weights
 
 from .graph import (
+    FRAMES,
     INPUT,
     OUTPUT,
     Add,
@@ -41,14 +43,18 @@ from .graph import (
     Graph,
     L2Normalize,
     Linear,
+    Mask,
     Relu,
     StatsPool,
+    ToFrames,
     ToImage,
 )
 from .mil_interpreter import import_coremltools
 
 MEL_INPUT = "mel"
 EMBEDDING_OUTPUT = "embedding"
+FRAMES_OUTPUT = "frames"
+EXPORT_VERSION = 2  # bump when the exported program changes (cached packages are re-exported)
 MAX_FRAMES = 30000  # 5 minutes at 100 frames/s; ML Programs need a finite upper bound
 DEFAULT_FRAMES = 300  # the shape Core ML plans for first (3 s)
 PRECISIONS = ("float32", "float16")
@@ -80,22 +86,27 @@ def _tensor(tensors: dict[str, np.ndarray], name: str, shape_rank: int) -> np.nd
     return value
 
 
-def _stats_pool(mb, x, name: str):
-    """(1, C, F, T') -> (1, 2*C*F) [mean ‖ unbiased std] over time, feature index c*F + f."""
+def _to_frames(mb, x, name: str):
+    """(1, C, F, T') -> (1, T', C*F), feature index c*F + f."""
     _, channels, freq, _ = x.shape
     if not (isinstance(channels, int) and isinstance(freq, int)):
         raise EngineError("Core ML export: channels and frequency rows must be static")
     flat = mb.reshape(x=x, shape=[1, channels * freq, -1], name=f"{name}_flat")
-    mean = mb.reduce_mean(x=flat, axes=[2], keep_dims=True, name=f"{name}_mean")
-    centred = mb.sub(x=flat, y=mean, name=f"{name}_centred")
+    return mb.transpose(x=flat, perm=[0, 2, 1], name=name)
+
+
+def _stats_pool(mb, x, name: str):
+    """(1, T', D) -> (1, 2*D) [mean ‖ unbiased std] over time."""
+    mean = mb.reduce_mean(x=x, axes=[1], keep_dims=True, name=f"{name}_mean")
+    centred = mb.sub(x=x, y=mean, name=f"{name}_centred")
     squares = mb.mul(x=centred, y=centred, name=f"{name}_squares")
-    total = mb.reduce_sum(x=squares, axes=[2], keep_dims=False, name=f"{name}_sum_squares")
-    frames = mb.gather(x=mb.shape(x=flat, name=f"{name}_shape"), indices=2, axis=0,
+    total = mb.reduce_sum(x=squares, axes=[1], keep_dims=False, name=f"{name}_sum_squares")
+    frames = mb.gather(x=mb.shape(x=x, name=f"{name}_shape"), indices=1, axis=0,
                        name=f"{name}_frames")
     frames = mb.cast(x=frames, dtype="fp32", name=f"{name}_frames_fp32")
     dof = mb.sub(x=frames, y=np.float32(1.0), name=f"{name}_dof")  # unbiased: T' - 1
     std = mb.sqrt(x=mb.real_div(x=total, y=dof, name=f"{name}_var"), name=f"{name}_std")
-    mean = mb.squeeze(x=mean, axes=[2], name=f"{name}_mean_flat")
+    mean = mb.squeeze(x=mean, axes=[1], name=f"{name}_mean_flat")
     return mb.concat(values=[mean, std], axis=1, name=name)
 
 
@@ -112,7 +123,7 @@ def build_program(graph: Graph, tensors: dict[str, np.ndarray], n_mels: int):
     def program(mel):
         values = {INPUT: mel}
         for op in graph.ops:
-            name = EMBEDDING_OUTPUT if op.out == OUTPUT else _mil_name(op.out)
+            name = {OUTPUT: EMBEDDING_OUTPUT, FRAMES: FRAMES_OUTPUT}.get(op.out, _mil_name(op.out))
             if isinstance(op, ToImage):  # (1, T, F) -> (1, 1, F, T): NCHW, H = frequency
                 image = mb.transpose(x=values[op.x], perm=[0, 2, 1], name=f"{name}_ft")
                 values[op.out] = mb.expand_dims(x=image, axes=[1], name=name)
@@ -127,6 +138,10 @@ def build_program(graph: Graph, tensors: dict[str, np.ndarray], n_mels: int):
                 values[op.out] = mb.relu(x=values[op.x], name=name)
             elif isinstance(op, Add):
                 values[op.out] = mb.add(x=values[op.a], y=values[op.b], name=name)
+            elif isinstance(op, Mask):  # one clip at its own length: nothing to mask
+                values[op.out] = values[op.x]
+            elif isinstance(op, ToFrames):
+                values[op.out] = _to_frames(mb, values[op.x], name)
             elif isinstance(op, StatsPool):
                 values[op.out] = _stats_pool(mb, values[op.x], name)
             elif isinstance(op, Linear):
@@ -138,9 +153,9 @@ def build_program(graph: Graph, tensors: dict[str, np.ndarray], n_mels: int):
                 values[op.out] = mb.real_div(x=values[op.x], y=norm, name=name)
             else:
                 raise EngineError(f"Core ML export: unsupported op {type(op).__name__}")
-        if values.get(OUTPUT) is None:
+        if values.get(OUTPUT) is None or values.get(FRAMES) is None:
             raise EngineError(f"Core ML export: the graph does not produce {OUTPUT!r}")
-        return values[OUTPUT]
+        return values[OUTPUT], values[FRAMES]
 
     return program
 
@@ -202,6 +217,9 @@ def build_mlmodel(config: ModelConfig, weights: Weights, precision: str = "float
     )
     model.output_description[EMBEDDING_OUTPUT] = (
         f"speaker embedding [1, {config.embedding_dim}], unit L2 norm"
+    )
+    model.output_description[FRAMES_OUTPUT] = (
+        "the network's frame vectors before pooling, [1, T', D] (T' = ceil(T / 8) for ResNet)"
     )
     meta = model.user_defined_metadata
     meta[META_MODEL_ID] = model_id

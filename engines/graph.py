@@ -6,13 +6,21 @@ turns the same list into its own computation, so the architecture is written onc
 Value layouts are logical, not framework ones: a feature map has a batch axis, a
 frequency axis (height), a time axis (width) and channels. Each engine picks its memory
 layout (MLX: NHWC, ONNX: NCHW) and keeps it consistent across ops.
+
+A graph has two parts. The trunk runs in the engines: INPUT -> ... -> FRAMES, one vector
+per (downsampled) time step. The head, StatsPool -> Linear -> L2Normalize, runs once in
+numpy (engines.head), which is what lets a batch of different lengths and a long input cut
+into chunks share one exact pooling.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 INPUT = "features"  # (batch, frames, mel bins) log-mel features after CMN
+LENGTHS = "lengths"  # (batch,) int64 valid input frames of each clip of a padded batch
+FRAMES = "frames"  # (batch, time steps, dim) output of the trunk
 OUTPUT = "embedding"  # (batch, embedding dim), L2-normalised
 
 
@@ -35,6 +43,36 @@ class Conv2d:
     stride: int = 1
     padding: int = 1
 
+    @property
+    def time_stride(self) -> int:
+        """Downsampling of the time axis."""
+        return self.stride
+
+    @property
+    def time_context(self) -> int:
+        """Input steps read on each side of the centre (the kernel is 2*padding + 1 wide)."""
+        return self.padding
+
+
+@dataclass(frozen=True)
+class Mask:
+    """Zero the time steps past each clip's valid length (a no-op for unpadded input).
+
+    Placed wherever padding could leak into a later convolution; the valid length at a
+    value is ceil(input length / time stride of that value).
+    """
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class ToFrames:
+    """Feature map -> (B, T', C*F) frame vectors, feature index c*F + f."""
+
+    x: str
+    out: str
+
 
 @dataclass(frozen=True)
 class Relu:
@@ -55,7 +93,7 @@ class Add:
 
 @dataclass(frozen=True)
 class StatsPool:
-    """Feature map -> [mean ‖ unbiased std] over time; features flattened as c*F + f."""
+    """(B, T', D) frames -> (B, 2*D) [mean ‖ unbiased std] over time."""
 
     x: str
     out: str
@@ -79,8 +117,8 @@ class L2Normalize:
     out: str
 
 
-# ---- Ops over sequences, used by CAM++: a sequence is logically (B, T, C); engines pick the
-# memory layout (ONNX: (B, C, T), MLX: (B, T, C)).
+# ---- Sequence ops (CAM++). A sequence is logically (B, T, C); engines pick the memory layout
+# (ONNX: (B, C, T), MLX: (B, T, C)).
 
 
 @dataclass(frozen=True)
@@ -93,6 +131,11 @@ class FreqStridedConv2d:
     bias: str | None
     freq_stride: int = 1
     padding: int = 1
+
+    @property
+    def time_context(self) -> int:
+        """Input steps read on each side (the kernel is 2*padding + 1 wide)."""
+        return self.padding
 
 
 @dataclass(frozen=True)
@@ -114,6 +157,16 @@ class Conv1d:
     stride: int = 1
     padding: int = 0
     dilation: int = 1
+
+    @property
+    def time_stride(self) -> int:
+        """Downsampling of the time axis."""
+        return self.stride
+
+    @property
+    def time_context(self) -> int:
+        """Input steps read on each side ('same' padding: padding = dilation * (k - 1) / 2)."""
+        return self.padding
 
 
 @dataclass(frozen=True)
@@ -137,15 +190,17 @@ class Concat:
 
 @dataclass(frozen=True)
 class ContextPool:
-    """Per frame: the sequence's mean over all time + the mean of its `segment`-frame segment.
+    """Per step: the sequence's mean over all time + the mean of its `segment`-step segment.
 
     Segments are [0, s), [s, 2s), ...; the last may be shorter and is averaged over what it
-    holds. This mixes the whole time axis (CAM++'s context-aware masking).
+    holds. It mixes the whole time axis (CAM++'s context-aware masking), so a graph holding
+    it is not time-local: no padded batches, no chunks.
     """
 
     x: str
     out: str
     segment: int = 100
+    time_local: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)
@@ -166,16 +221,22 @@ class Mul:
 
 
 @dataclass(frozen=True)
-class SequenceStatsPool:
-    """(B, T, C) sequence -> (B, 2*C) [mean ‖ unbiased std] over time."""
+class SequenceToFrames:
+    """(B, T, C) sequence -> (B, T, C) frames in the engines' frames layout."""
 
     x: str
     out: str
 
 
-Op = (ToImage | Conv2d | Relu | Add | StatsPool | Linear | L2Normalize
+Op = (ToImage | Conv2d | Relu | Add | Mask | ToFrames | StatsPool | Linear | L2Normalize
       | FreqStridedConv2d | ImageToSequence | Conv1d | Affine | Concat | ContextPool | Sigmoid
-      | Mul | SequenceStatsPool)
+      | Mul | SequenceToFrames)
+
+
+def op_inputs(op) -> list[str]:
+    """Names of the values an op reads."""
+    return [v for v in (getattr(op, "x", None), getattr(op, "a", None), getattr(op, "b", None))
+            if isinstance(v, str)]
 
 
 @dataclass
@@ -188,6 +249,56 @@ class Graph:
         """Append an op and return the name of its output."""
         self.ops.append(op)
         return op.out
+
+    def _frames_index(self) -> int:
+        for index, op in enumerate(self.ops):
+            if op.out == FRAMES:
+                return index
+        raise ValueError(f"the graph has no op producing {FRAMES!r}")
+
+    def trunk_ops(self) -> list[Op]:
+        """The ops the engines run: INPUT -> FRAMES."""
+        return self.ops[: self._frames_index() + 1]
+
+    def head_ops(self) -> list[Op]:
+        """The ops after FRAMES (pooling and projection), run by engines.head."""
+        return self.ops[self._frames_index() + 1 :]
+
+    def strides(self) -> dict[str, int]:
+        """Time downsampling of every value relative to INPUT."""
+        strides = {INPUT: 1}
+        for op in self.ops:
+            inputs = [strides.get(name, 1) for name in op_inputs(op)]
+            strides[op.out] = max(inputs, default=1) * getattr(op, "time_stride", 1)
+        return strides
+
+    @property
+    def time_stride(self) -> int:
+        """Input frames per FRAMES step."""
+        return self.strides()[FRAMES]
+
+    def receptive_radius(self) -> int:
+        """Input frames on each side of a FRAMES step that can change it (time-local trunks)."""
+        strides, radius = {INPUT: 1}, {INPUT: 0}
+        for op in self.trunk_ops():
+            names = op_inputs(op)
+            stride_in = max((strides.get(n, 1) for n in names), default=1)
+            reach = max((radius.get(n, 0) for n in names), default=0)
+            radius[op.out] = reach + getattr(op, "time_context", 0) * stride_in
+            strides[op.out] = stride_in * getattr(op, "time_stride", 1)
+        return radius[FRAMES]
+
+    @property
+    def time_local(self) -> bool:
+        """True when each FRAMES step depends only on nearby input frames.
+
+        An op class that mixes the whole time axis declares `time_local: ClassVar[bool] = False`.
+        """
+        return all(getattr(op, "time_local", True) for op in self.trunk_ops())
+
+    def min_frames(self, pooled_steps: int = 2) -> int:
+        """Fewest input frames giving `pooled_steps` FRAMES steps ('same'-padded convs)."""
+        return self.time_stride * (pooled_steps - 1) + 1
 
     def weight_names(self) -> list[str]:
         """Every weight tensor the ops refer to, in first-use order."""

@@ -17,12 +17,12 @@ from .graph import (
     FreqStridedConv2d,
     ImageToSequence,
     Mul,
-    SequenceStatsPool,
+    SequenceToFrames,
     Sigmoid,
 )
 
 SEQUENCE_OPS = (FreqStridedConv2d, ImageToSequence, Conv1d, Affine, Concat, ContextPool, Sigmoid,
-                Mul, SequenceStatsPool)
+                Mul, SequenceToFrames)
 
 
 def _with_bias(y: mx.array, w: dict[str, mx.array], bias: str | None) -> mx.array:
@@ -47,13 +47,6 @@ def _context_pool(x: mx.array, segment: int) -> mx.array:
     return expanded + mx.mean(x, axis=1, keepdims=True)
 
 
-def _stats_pool(x: mx.array) -> mx.array:
-    """(B, T, C) -> (B, 2C) [mean ‖ unbiased std] over time."""
-    mean = mx.mean(x, axis=1)
-    var = mx.sum(mx.square(x - mean[:, None, :]), axis=1) / (x.shape[1] - 1)
-    return mx.concatenate([mean, mx.sqrt(var)], axis=-1)
-
-
 def apply_sequence_op(op, values: dict[str, mx.array], w: dict[str, mx.array]) -> mx.array:
     """The output of one sequence op, reading its inputs from `values`."""
     if isinstance(op, FreqStridedConv2d):
@@ -76,6 +69,6 @@ def apply_sequence_op(op, values: dict[str, mx.array], w: dict[str, mx.array]) -
         return mx.sigmoid(values[op.x])
     if isinstance(op, Mul):
         return values[op.a] * values[op.b]
-    if isinstance(op, SequenceStatsPool):
-        return _stats_pool(values[op.x])
+    if isinstance(op, SequenceToFrames):  # the sequence layout is already (B, T, C)
+        return values[op.x]
     raise EngineError(f"MLX engine: unsupported op {type(op).__name__}")

@@ -1,11 +1,16 @@
 """ONNX Runtime engine: the shared graph translated op by op into an ONNX model (NCHW).
 
 The ONNX model is built once per weights file and cached beside it, as
-`<model dir>/onnx/<sha256[:16]>-<GRAPH_VERSION>.onnx`; when that directory is not writable
+`<model dir>/onnx/<sha256[:16]>-<GRAPH_VERSION>-<variant>.onnx`; when that directory is not writable
 the user cache (`$XDG_CACHE_HOME` or `~/.cache`, then `audio-speaker/onnx/`) is used. A cached
 model is loaded without reading the weights tensors and without importing the `onnx` package
 (only onnxruntime), which keeps start-up short. A cached file that onnxruntime cannot load
 (truncated, corrupt) is rebuilt and replaced.
+
+Two variants: `plain` (Mask ops are identities) runs unpadded input, and `masked` (a
+`lengths` input zeroes padded steps after every ReLU) runs batches of clips of different
+lengths. The masks cost 5-15 % of the run time, so they are built only when a ragged batch
+first needs them.
 """
 
 from __future__ import annotations
@@ -21,22 +26,12 @@ from audio_cli.config import ModelConfig
 from audio_cli.errors import EngineError
 from audio_cli.weights import Weights
 
+from .base import TrunkEngine
 from .cache import cache_dirs
-from .graph import (
-    INPUT,
-    OUTPUT,
-    Add,
-    Conv2d,
-    Graph,
-    L2Normalize,
-    Linear,
-    Relu,
-    StatsPool,
-    ToImage,
-)
+from .graph import FRAMES, INPUT, LENGTHS, Add, Conv2d, Graph, Mask, Relu, ToFrames, ToImage
 from .onnx_sequence import SEQUENCE_TRANSLATORS
 
-GRAPH_VERSION = 1  # bump whenever the translation below changes the ONNX file
+GRAPH_VERSION = 2  # bump whenever the translation below changes the ONNX file
 OPSET = 17
 CACHE_KIND = "onnx"
 ACCELERATED_PROVIDERS = ("CUDAExecutionProvider", "CoreMLExecutionProvider")
@@ -64,13 +59,17 @@ def _import_onnxruntime():
 class _OnnxGraph:
     """The nodes and initializers of the ONNX graph being written."""
 
-    def __init__(self, helper, numpy_helper, tensors: dict[str, np.ndarray]):
+    def __init__(self, helper, numpy_helper, tensors: dict[str, np.ndarray], graph: Graph,
+                 masked: bool):
+        self.masked = masked
         self.helper = helper
         self.numpy_helper = numpy_helper
         self.tensors = tensors
+        self.strides = graph.strides()
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._initialized: set[str] = set()
+        self._masks: dict[int, str] = {}
 
     def node(self, op_type: str, inputs: list[str], out: str, **attributes) -> str:
         self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=out, **attributes))
@@ -82,6 +81,27 @@ class _OnnxGraph:
             self.initializers.append(self.numpy_helper.from_array(array, name))
             self._initialized.add(name)
         return name
+
+    def mask(self, like: str, stride: int) -> str:
+        """(B, 1, 1, T_s) float mask of the valid steps at `stride` (built once per stride)."""
+        if stride not in self._masks:
+            n = f"mask{stride}"
+            steps = self.constant(f"const.stride{stride}", np.array(stride, dtype=np.int64))
+            one = self.constant("const.one_i64", np.array(1, dtype=np.int64))
+            zero = self.constant("const.zero_i64", np.array(0, dtype=np.int64))
+            rounded = self.node("Sub", [self.node("Add", [LENGTHS, steps], f"{n}/up"), one],
+                                f"{n}/up1")
+            valid = self.node("Div", [rounded, steps], f"{n}/valid")  # ceil(len / stride)
+            size = self.node("Shape", [like], f"{n}/size", start=3, end=4)
+            size = self.node("Squeeze", [size], f"{n}/size0")
+            steps_range = self.node("Range", [zero, size, one], f"{n}/range")
+            axes = self.constant("const.axes_1", np.array([1], dtype=np.int64))
+            keep = self.node("Less", [steps_range, self.node("Unsqueeze", [valid, axes],
+                                                             f"{n}/valid_col")], f"{n}/keep")
+            keep = self.node("Cast", [keep], f"{n}/keepf", to=self.helper.TensorProto.FLOAT)
+            axes12 = self.constant("const.axes_1_2", np.array([1, 2], dtype=np.int64))
+            self._masks[stride] = self.node("Unsqueeze", [keep, axes12], n)
+        return self._masks[stride]
 
     def weight(self, name: str, layout=None) -> str:
         """A float32 weight as an initializer, optionally transposed to ONNX's layout."""
@@ -113,32 +133,17 @@ def _add(g: _OnnxGraph, op: Add) -> str:
     return g.node("Add", [op.a, op.b], op.out)
 
 
-def _stats_pool(g: _OnnxGraph, op: StatsPool) -> str:
-    """(B, C, F, T) -> (B, 2*C*F) [mean ‖ unbiased std] over time, index c*F + f.
-
-    Reducing the 4-D map over its last axis and then flattening (B, C, F) row-major gives the
-    same c*F + f order as reshaping to (B, C*F, T) first, without a shape computed at run time.
-    """
-    n = op.out
-    mean = g.node("ReduceMean", [op.x], f"{n}/mean4", axes=[3], keepdims=1)
-    centred = g.node("Sub", [op.x, mean], f"{n}/centred")
-    sum_sq = g.node("ReduceSumSquare", [centred], f"{n}/sum_sq", axes=[3], keepdims=0)
-    frames = g.node("Shape", [op.x], f"{n}/frames_i64", start=3, end=4)  # [T], dynamic
-    frames = g.node("Cast", [frames], f"{n}/frames", to=g.helper.TensorProto.FLOAT)
-    one = g.constant("const.one", np.array([1.0], dtype=np.float32))
-    var = g.node("Div", [sum_sq, g.node("Sub", [frames, one], f"{n}/dof")], f"{n}/var")
-    std = g.node("Flatten", [g.node("Sqrt", [var], f"{n}/std3")], f"{n}/std", axis=1)
-    mean = g.node("Flatten", [mean], f"{n}/mean", axis=1)  # (B, C, F, 1) -> (B, C*F)
-    return g.node("Concat", [mean, std], n, axis=1)
+def _mask(g: _OnnxGraph, op: Mask) -> str:
+    if not g.masked:
+        return g.node("Identity", [op.x], op.out)
+    return g.node("Mul", [op.x, g.mask(op.x, g.strides[op.x])], op.out)
 
 
-def _linear(g: _OnnxGraph, op: Linear) -> str:
-    return g.node("Gemm", [op.x, g.weight(op.weight), g.weight(op.bias)], op.out, transB=1)
-
-
-def _l2_normalize(g: _OnnxGraph, op: L2Normalize) -> str:
-    norm = g.node("ReduceL2", [op.x], f"{op.out}/norm", axes=[-1], keepdims=1)
-    return g.node("Div", [op.x, norm], op.out)
+def _to_frames(g: _OnnxGraph, op: ToFrames) -> str:
+    """(B, C, F, T') -> (B, T', C*F), feature index c*F + f."""
+    moved = g.node("Transpose", [op.x], f"{op.out}/btcf", perm=[0, 3, 1, 2])
+    shape = g.constant("const.frames_shape", np.array([0, 0, -1], dtype=np.int64))
+    return g.node("Reshape", [moved, shape], op.out)
 
 
 _TRANSLATORS = {
@@ -146,15 +151,15 @@ _TRANSLATORS = {
     Conv2d: _conv2d,
     Relu: _relu,
     Add: _add,
-    StatsPool: _stats_pool,
-    Linear: _linear,
-    L2Normalize: _l2_normalize,
+    Mask: _mask,
+    ToFrames: _to_frames,
     **SEQUENCE_TRANSLATORS,
 }
 
 
-def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelConfig):
-    """The shared graph as an `onnx.ModelProto` with the weights as initializers."""
+def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelConfig,
+                  masked: bool = False):
+    """The graph's trunk as an `onnx.ModelProto` (features [, lengths] -> frames)."""
     global builds
     try:
         import onnx
@@ -164,18 +169,20 @@ def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelCon
             f"building the ONNX model needs the 'onnx' package ({exc}); "
             "install it with: pip install onnx"
         ) from None
-    g = _OnnxGraph(helper, numpy_helper, tensors)
-    for op in graph.ops:
+    g = _OnnxGraph(helper, numpy_helper, tensors, graph, masked)
+    for op in graph.trunk_ops():
         translate = _TRANSLATORS.get(type(op))
         if translate is None:
             raise EngineError(f"ONNX engine: unsupported op {type(op).__name__}")
         translate(g, op)
     features = helper.make_tensor_value_info(
         INPUT, onnx.TensorProto.FLOAT, ["batch", "frames", config.n_mels])
-    embedding = helper.make_tensor_value_info(
-        OUTPUT, onnx.TensorProto.FLOAT, ["batch", config.embedding_dim])
-    body = helper.make_graph(g.nodes, config.model_id or "speaker_embedding", [features],
-                             [embedding], initializer=g.initializers)
+    lengths = helper.make_tensor_value_info(LENGTHS, onnx.TensorProto.INT64, ["batch"])
+    frames = helper.make_tensor_value_info(FRAMES, onnx.TensorProto.FLOAT,
+                                           ["batch", "steps", "dim"])
+    inputs = [features, lengths] if g._masks else [features]
+    body = helper.make_graph(g.nodes, config.model_id or "speaker_embedding", inputs,
+                             [frames], initializer=g.initializers)
     model = helper.make_model(body, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="audio-speaker", producer_version=str(GRAPH_VERSION))
     onnx.checker.check_model(model)
@@ -189,8 +196,9 @@ def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelCon
 
 
 
-def cache_file_name(weights: Weights) -> str:
-    return f"{weights.digest()[:16]}-{GRAPH_VERSION}.onnx"
+def cache_file_name(weights: Weights, masked: bool = False) -> str:
+    """The cached model's file name: weights hash, translation version, variant."""
+    return f"{weights.digest()[:16]}-{GRAPH_VERSION}-{'masked' if masked else 'plain'}.onnx"
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -222,30 +230,37 @@ def _store(candidates: list[Path], name: str, data: bytes) -> Path | None:
 # The engine.
 
 
-class ONNXEngine:
-    """Runs the shared graph with ONNX Runtime (CPU, or CUDA / Core ML when available)."""
+class ONNXEngine(TrunkEngine):
+    """Runs the graph's trunk with ONNX Runtime (CPU, or CUDA / Core ML when available)."""
 
     name = "onnx"
 
     def __init__(self, config: ModelConfig, weights: Weights, threads: int | None = None,
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, graph: Graph | None = None):
+        from . import build_graph
+
+        graph = build_graph(config) if graph is None else graph
+        super().__init__(graph, weights)
         self._ort = _import_onnxruntime()
         self.config = config
+        self._weights = weights
         self._options = self._session_options(threads)
         self._providers = self._pick_providers()
-        candidates = cache_dirs(weights, CACHE_KIND, cache_dir)
-        name = cache_file_name(weights)
-        self.session, path = self._open_cached([d / name for d in candidates])
-        if self.session is None:  # not cached yet, or every cached copy is corrupt: (re)build
-            from . import build_graph
-
-            model = graph_to_onnx(build_graph(config), weights.tensors(), config)
-            data = model.SerializeToString()
-            path = _store(candidates, name, data)
-            self.session = self._open(str(path) if path is not None else data)
-        self.model_path: Path | None = path  # None when no cache directory was writable
+        self._candidates = cache_dirs(weights, CACHE_KIND, cache_dir)
+        self.session, self.model_path = self._load(masked=False)
         self.providers: list[str] = self.session.get_providers()
-        self._output_names = [OUTPUT]
+        self._masked_session = None  # built on the first ragged batch
+
+    def _load(self, masked: bool):
+        """(session, cached path or None) of a variant: from the cache, else built and cached."""
+        name = cache_file_name(self._weights, masked)
+        session, path = self._open_cached([d / name for d in self._candidates])
+        if session is None:  # not cached yet, or every cached copy is corrupt: (re)build
+            model = graph_to_onnx(self.graph, self._weights.tensors(), self.config, masked)
+            data = model.SerializeToString()
+            path = _store(self._candidates, name, data)
+            session = self._open(str(path) if path is not None else data)
+        return session, path
 
     def _session_options(self, threads: int | None):
         ort = self._ort
@@ -277,11 +292,16 @@ class ONNXEngine:
                     continue
         return None, None
 
-    def embed(self, features: np.ndarray) -> np.ndarray:
-        """(B, T, n_mels) features -> (B, dim) unit vectors."""
+    def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """(B, T, n_mels) features -> (B, T', D) frames."""
         x = np.ascontiguousarray(features, dtype=np.float32)
+        feeds, session = {INPUT: x}, self.session
+        if lengths is not None and np.any(np.asarray(lengths) < x.shape[1]):
+            if self._masked_session is None:
+                self._masked_session, _ = self._load(masked=True)
+            feeds[LENGTHS], session = np.asarray(lengths, dtype=np.int64), self._masked_session
         try:
-            (embedding,) = self.session.run(self._output_names, {INPUT: x})
+            (frames,) = session.run([FRAMES], feeds)
         except Exception as exc:  # onnxruntime's errors share no base class
             raise EngineError(f"ONNX engine failed: {exc}") from None
-        return embedding
+        return frames

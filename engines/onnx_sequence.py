@@ -15,7 +15,7 @@ from .graph import (
     FreqStridedConv2d,
     ImageToSequence,
     Mul,
-    SequenceStatsPool,
+    SequenceToFrames,
     Sigmoid,
 )
 
@@ -39,7 +39,7 @@ def _image_to_sequence(g, op: ImageToSequence) -> str:
     n = op.out
     batch = g.node("Shape", [op.x], f"{n}/batch", start=0, end=1)
     frames = g.node("Shape", [op.x], f"{n}/frames", start=3, end=4)
-    merged = g.constant("const.minus_one", np.array([-1], dtype=np.int64))
+    merged = g.constant("seq.minus_one", np.array([-1], dtype=np.int64))
     shape = g.node("Concat", [batch, merged, frames], f"{n}/shape", axis=0)
     return g.node("Reshape", [op.x, shape], n)
 
@@ -74,15 +74,15 @@ def _context_pool(g, op: ContextPool) -> str:
     mean = g.node("ReduceMean", [op.x], f"{n}/mean", axes=[TIME], keepdims=1)
     seg = g.node("AveragePool", [op.x], f"{n}/segments", kernel_shape=[s], strides=[s],
                  ceil_mode=1, count_include_pad=0)  # (B, C, ceil(T/s))
-    seg = g.node("Unsqueeze", [seg, g.constant("const.axis3", np.array([3], np.int64))],
+    seg = g.node("Unsqueeze", [seg, g.constant("seq.axis3", np.array([3], np.int64))],
                  f"{n}/segments4")
-    repeats = g.constant(f"const.repeat{s}", np.array([1, 1, 1, s], dtype=np.int64))
+    repeats = g.constant(f"seq.repeat{s}", np.array([1, 1, 1, s], dtype=np.int64))
     seg = g.node("Tile", [seg, repeats], f"{n}/tiled")  # (B, C, S, s)
-    seg = g.node("Reshape", [seg, g.constant("const.shape_merge_last",
+    seg = g.node("Reshape", [seg, g.constant("seq.shape_merge_last",
                                              np.array([0, 0, -1], np.int64))], f"{n}/expanded")
     frames = g.node("Shape", [op.x], f"{n}/frames", start=TIME, end=TIME + 1)
-    zero = g.constant("const.zero_i64", np.array([0], dtype=np.int64))
-    time_axis = g.constant("const.axis_time", np.array([TIME], dtype=np.int64))
+    zero = g.constant("seq.zero_1d", np.array([0], dtype=np.int64))
+    time_axis = g.constant("seq.axis_time", np.array([TIME], dtype=np.int64))
     seg = g.node("Slice", [seg, zero, frames, time_axis], f"{n}/cut")
     return g.node("Add", [mean, seg], n)
 
@@ -95,19 +95,9 @@ def _mul(g, op: Mul) -> str:
     return g.node("Mul", [op.a, op.b], op.out)
 
 
-def _sequence_stats_pool(g, op: SequenceStatsPool) -> str:
-    """(B, C, T) -> (B, 2C) [mean ‖ unbiased std] over time."""
-    n = op.out
-    mean = g.node("ReduceMean", [op.x], f"{n}/mean3", axes=[TIME], keepdims=1)
-    centred = g.node("Sub", [op.x, mean], f"{n}/centred")
-    sum_sq = g.node("ReduceSumSquare", [centred], f"{n}/sum_sq", axes=[TIME], keepdims=0)
-    frames = g.node("Shape", [op.x], f"{n}/frames_i64", start=TIME, end=TIME + 1)
-    frames = g.node("Cast", [frames], f"{n}/frames", to=g.helper.TensorProto.FLOAT)
-    one = g.constant("const.one", np.array([1.0], dtype=np.float32))
-    var = g.node("Div", [sum_sq, g.node("Sub", [frames, one], f"{n}/dof")], f"{n}/var")
-    std = g.node("Sqrt", [var], f"{n}/std")
-    mean = g.node("Flatten", [mean], f"{n}/mean", axis=1)
-    return g.node("Concat", [mean, std], n, axis=1)
+def _sequence_to_frames(g, op: SequenceToFrames) -> str:
+    """(B, C, T) -> (B, T, C)."""
+    return g.node("Transpose", [op.x], op.out, perm=[0, 2, 1])
 
 
 SEQUENCE_TRANSLATORS = {
@@ -119,5 +109,5 @@ SEQUENCE_TRANSLATORS = {
     ContextPool: _context_pool,
     Sigmoid: _sigmoid,
     Mul: _mul,
-    SequenceStatsPool: _sequence_stats_pool,
+    SequenceToFrames: _sequence_to_frames,
 }

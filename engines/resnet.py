@@ -4,31 +4,49 @@ from __future__ import annotations
 
 from audio_cli.config import ModelConfig
 
-from .graph import INPUT, OUTPUT, Add, Conv2d, Graph, L2Normalize, Linear, Relu, StatsPool, ToImage
+from .graph import (
+    FRAMES,
+    INPUT,
+    OUTPUT,
+    Add,
+    Conv2d,
+    Graph,
+    L2Normalize,
+    Linear,
+    Mask,
+    Relu,
+    StatsPool,
+    ToFrames,
+    ToImage,
+)
 
 # Frequency and time are both halved by the first block of every layer but the first.
 FIRST_LAYER_STRIDE = 1
 LATER_LAYER_STRIDE = 2
-MIN_POOLED_FRAMES = 2  # the unbiased std needs two frames after layer4
 
 
 def _conv(g: Graph, x: str, name: str, stride: int = 1, padding: int = 1) -> str:
     return g.add(Conv2d(x, name, f"{name}.weight", f"{name}.bias", stride, padding))
 
 
+def _relu_masked(g: Graph, x: str, name: str) -> str:
+    """ReLU, then zero the padded time steps so they cannot leak into the next 3x3 conv."""
+    return g.add(Mask(g.add(Relu(x, f"{name}.relu")), name))
+
+
 def _basic_block(g: Graph, x: str, prefix: str, stride: int, has_shortcut: bool) -> str:
     """relu(conv2(relu(conv1(x))) + shortcut(x))."""
-    h = g.add(Relu(_conv(g, x, f"{prefix}.conv1", stride), f"{prefix}.relu1"))
+    h = _relu_masked(g, _conv(g, x, f"{prefix}.conv1", stride), f"{prefix}.act1")
     h = _conv(g, h, f"{prefix}.conv2")
     skip = _conv(g, x, f"{prefix}.shortcut", stride, padding=0) if has_shortcut else x
-    return g.add(Relu(g.add(Add(h, skip, f"{prefix}.sum")), f"{prefix}.out"))
+    return _relu_masked(g, g.add(Add(h, skip, f"{prefix}.sum")), f"{prefix}.out")
 
 
 def build_resnet(config: ModelConfig) -> Graph:
     """The graph of a WeSpeaker ResNet (layers/channels from the config) ending in L2Normalize."""
     g = Graph()
     x = g.add(ToImage(INPUT, "image"))
-    x = g.add(Relu(_conv(g, x, "conv1"), "stem"))
+    x = _relu_masked(g, _conv(g, x, "conv1"), "stem")
     in_channels = config.channels[0]
     stages = zip(config.layers, config.channels, strict=True)
     for index, (blocks, channels) in enumerate(stages, start=1):
@@ -38,13 +56,13 @@ def build_resnet(config: ModelConfig) -> Graph:
             x = _basic_block(g, x, f"layer{index}.{block}", stride if block == 0 else 1,
                              needs_shortcut)
             in_channels = channels
-    pooled = g.add(StatsPool(x, "pooled"))
+    frames = g.add(ToFrames(x, FRAMES))
+    pooled = g.add(StatsPool(frames, "pooled"))
     raw = g.add(Linear(pooled, "raw", "embedding.weight", "embedding.bias"))
     g.add(L2Normalize(raw, OUTPUT))
     return g
 
 
 def min_frames(config: ModelConfig) -> int:
-    """Fewest feature frames that give MIN_POOLED_FRAMES time steps after all strided layers."""
-    downsample = LATER_LAYER_STRIDE ** (len(config.layers) - 1)
-    return downsample * (MIN_POOLED_FRAMES - 1) + 1
+    """Fewest feature frames that give two time steps after all strided layers."""
+    return build_resnet(config).min_frames()

@@ -195,3 +195,38 @@ def test_separates_the_ten_test_other_speakers(onnx_vectors, speech):
         own = scores[np.ix_(rows, rows)][np.isfinite(scores[np.ix_(rows, rows)])].mean()
         others = max(scores[np.ix_(rows, labels == o)].mean() for o in set(labels) - {speaker})
         assert own > others, speaker
+
+
+def test_graph_is_not_time_local_so_no_padded_batches(model_dir, onnx_model):
+    from audio_cli.errors import EngineError
+
+    graph = build_graph(ModelConfig.load(model_dir))
+    assert not graph.time_local
+    assert graph.time_stride == 2
+    assert not onnx_model.inference.ragged and not onnx_model.inference.chunked
+    features = np.zeros((2, 50, 80), dtype=np.float32)
+    with pytest.raises(EngineError, match="padded batches"):
+        onnx_model.engine.embed(features, np.array([50, 40]))
+
+
+def test_clips_of_different_lengths_equal_each_clip_alone(onnx_model, speech):
+    """The many-clip path groups CAM++ clips by equal length only, so nothing is padded."""
+    clips = [onnx_model.features(load_audio(paths[0], 16000)) for paths in speech.values()][:3]
+    clips.append(clips[0][:-7])
+    together = onnx_model.embed_features(clips)
+    for clip, vector in zip(clips, together, strict=True):
+        assert cosine(onnx_model.embed_features(clip), vector) >= 0.99999
+
+
+def test_checkpoint_missing_a_tensor_is_a_model_error(checkpoint, tmp_path):
+    from torchzip import write_torch_zip
+
+    from audio_cli.torch_checkpoint import read_torch_state_dict
+
+    state = read_torch_state_dict(checkpoint)
+    missing = "xvector.block2.tdnnd3.nonlinear2.batchnorm.running_var"
+    del state[missing]
+    source = write_torch_zip(tmp_path / "broken.pt", state)
+    with pytest.raises(ModelError, match=missing):
+        convert_checkpoint(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -31,6 +31,8 @@ from engines.coreml_engine import (  # noqa: E402
 )
 from engines.coreml_export import (  # noqa: E402
     EMBEDDING_OUTPUT,
+    EXPORT_VERSION,
+    FRAMES_OUTPUT,
     MAX_FRAMES,
     MEL_INPUT,
     export_coreml,
@@ -109,9 +111,10 @@ def test_package_has_flexible_length_and_metadata(small, small_packages):
     assert mel.name == MEL_INPUT
     ranges = [(r.lowerBound, r.upperBound) for r in mel.type.multiArrayType.shapeRange.sizeRanges]
     assert ranges == [(1, 1), (min_frames(config), MAX_FRAMES), (80, 80)]
-    (out,) = spec.description.output
+    out, frames = spec.description.output
     assert out.name == EMBEDDING_OUTPUT
     assert list(out.type.multiArrayType.shape) == [1, config.embedding_dim]
+    assert frames.name == FRAMES_OUTPUT  # the trunk's frames, pooled by the engine
     meta = model.user_defined_metadata
     assert meta["model_id"] == config.model_id == "test/small-random"
     assert meta["license"] == LICENCE and model.license == LICENCE
@@ -258,7 +261,8 @@ def test_package_cached_beside_weights_and_reused(tmp_path, monkeypatch, capsys)
     write_model(tmp_path / "model", config, seed=4)
     weights = Weights(path=tmp_path / "model" / WEIGHTS_FILE)
     first = CoreMLEngine(config, weights)
-    expected = tmp_path / "model" / "coreml" / f"{weights.digest()[:16]}-float32.mlpackage"
+    name = f"{weights.digest()[:16]}-float32-v{EXPORT_VERSION}.mlpackage"
+    expected = tmp_path / "model" / "coreml" / name
     assert first.package == expected and expected.is_dir()
     assert "exporting" in capsys.readouterr().err
 
@@ -299,7 +303,7 @@ def test_package_from_other_weights_is_refused(small, tmp_path):
 def test_float16_engine(small, tmp_path):
     config, tensors, weights = small
     engine = CoreMLEngine(config, weights, cache_dir=tmp_path, precision="float16")
-    assert engine.package.name.endswith("-float16.mlpackage")
+    assert engine.package.name.endswith(f"-float16-v{EXPORT_VERSION}.mlpackage")
     x = features(150, seed=11)
     assert cosine(engine.embed(x[None])[0], reference(x, tensors, config)) >= 0.999
     with pytest.raises(UsageError):
