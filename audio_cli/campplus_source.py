@@ -1,9 +1,10 @@
 """Where CAM++ comes from: ModelScope's original checkpoint, verified, converted and cached.
 
 `--model campplus` downloads 3D-Speaker's `campplus_cn_en_common.pt` on first use (plain
-HTTPS, progress on stderr), checks its SHA-256, converts it (`audio convert`) into the user
-cache and reuses that afterwards. `--model DIR` with the original checkpoint in DIR (and no
-`config.json`) verifies and converts it the same way, leaving DIR untouched.
+HTTPS, progress on stderr; $AUDIO_CAMPPLUS_URL names a mirror), checks its SHA-256, converts
+it (`audio convert`) into the user cache and reuses that afterwards. `--model DIR` with the
+original checkpoint in DIR (and no `config.json`) verifies and converts it the same way,
+leaving DIR untouched.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ MODELSCOPE_MODEL = "iic/speech_campplus_sv_zh_en_16k-common_advanced"
 MODELSCOPE_REVISION = "v1.0.0"
 CHECKPOINT_URL = (f"https://modelscope.cn/api/v1/models/{MODELSCOPE_MODEL}/repo"
                   f"?Revision={MODELSCOPE_REVISION}&FilePath={CHECKPOINT_FILE}")
+URL_ENV = "AUDIO_CAMPPLUS_URL"  # overrides CHECKPOINT_URL (a mirror); the hash is still checked
 CACHE_KIND = "models"
 TIMEOUT = 60  # seconds without data before a download gives up
 BLOCK = 1 << 20  # bytes per read
@@ -136,7 +138,7 @@ def resolve_campplus() -> Path:
     os.close(fd)
     partial = Path(name)
     try:
-        download(CHECKPOINT_URL, partial)
+        download(os.environ.get(URL_ENV) or CHECKPOINT_URL, partial)
         verify_checkpoint(partial)
         return _convert_into_cache(partial, target)
     finally:
