@@ -50,11 +50,11 @@ class Reference:
     """3D-Speaker's CAMPPlus with the checkpoint loaded (strict) and its FBank(80, mean_nor)."""
 
     def __init__(self, checkpoint: Path):
-        torch = pytest.importorskip("torch", reason="torch is not installed "
-                                    "(pip install -e '.[reference]')")
+        torch = pytest.importorskip("torch", reason="torch is not installed or does not "
+                                    "load (pip install -e '.[reference]')", exc_type=ImportError)
         dtdnn = pytest.importorskip("speakerlab.models.campplus.DTDNN",
-                                    reason="speakerlab-slim is not installed "
-                                    "(pip install -e '.[reference]')")
+                                    reason="speakerlab-slim is not installed or does not load "
+                                    "(pip install -e '.[reference]')", exc_type=ImportError)
         self.torch = torch
         torch.set_num_threads(1)  # far faster than torch's default on a busy, small machine
         self.kaldi = _kaldi_module()
