@@ -1,8 +1,11 @@
-"""Decode audio files into 16 kHz mono float32 samples, and check they can be embedded."""
+"""Decode audio files into 16 kHz mono float32 samples, and check they can be embedded.
+
+The helpers here (input checks, error messages, downmix) are shared with `audio_stream`, which
+decodes in blocks; `load_audio` is that block path run to the end, so both give the same samples.
+"""
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from dataclasses import dataclass
@@ -32,13 +35,18 @@ class Audio:
         return len(self.samples) / self.sample_rate
 
 
-def _open_source(source: str | os.PathLike) -> str | io.BytesIO:
-    """Check the path names a readable, non-empty file; `-` reads all of stdin."""
+def source_name(source: str | os.PathLike) -> str:
+    """The name used in messages: `stdin` for `-`, else the path as given."""
+    return "stdin" if str(source) == STDIN else str(source)
+
+
+def open_input(source: str | os.PathLike) -> str | bytes:
+    """Check the path names a readable, non-empty file (-> the path); `-` reads all of stdin."""
     if str(source) == STDIN:
         data = sys.stdin.buffer.read()
         if not data:
             raise InputAudioError("stdin: no data (empty input)")
-        return io.BytesIO(data)
+        return data
     path = Path(source)
     if not path.exists():
         raise InputAudioError(f"{path}: no such file")
@@ -51,18 +59,21 @@ def _open_source(source: str | os.PathLike) -> str | io.BytesIO:
     return str(path)
 
 
-def _decode(handle: str | io.BytesIO, name: str) -> tuple[np.ndarray, int]:
-    """Decode with libsndfile into (frames, channels) float32 and the sample rate."""
-    import soundfile
+def unreadable(name: str, exc: Exception) -> InputAudioError:
+    """The error for a file libsndfile cannot decode, with its first line of detail."""
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return InputAudioError(f"{name}: not a readable audio file ({detail})")
 
-    try:
-        data, rate = soundfile.read(handle, dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputAudioError(f"{name}: not a readable audio file ({detail})") from None
-    if data.size == 0:
-        raise InputAudioError(f"{name}: the file holds no audio samples")
-    return data, int(rate)
+
+def no_samples(name: str) -> InputAudioError:
+    """The error for a well-formed file that holds no audio."""
+    return InputAudioError(f"{name}: the file holds no audio samples")
+
+
+def check_finite(data: np.ndarray, name: str) -> None:
+    """Refuse NaN or infinite samples."""
+    if not np.isfinite(data).all():
+        raise InputAudioError(f"{name}: the audio holds non-finite samples (NaN or infinity)")
 
 
 def downmix(data: np.ndarray) -> np.ndarray:
@@ -83,12 +94,11 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
 
 def load_audio(source: str | os.PathLike, sample_rate: int = 16000) -> Audio:
     """Read a file (or `-` for stdin), downmix to mono and resample to `sample_rate`."""
-    name = "stdin" if str(source) == STDIN else str(source)
-    data, rate = _decode(_open_source(source), name)
-    if not np.isfinite(data).all():
-        raise InputAudioError(f"{name}: the audio holds non-finite samples (NaN or infinity)")
-    samples = resample(downmix(data), rate, sample_rate)
-    return Audio(samples, sample_rate, rate, data.shape[1], name)
+    from .audio_stream import open_audio
+
+    stream = open_audio(source, sample_rate)
+    return Audio(stream.read_all(), sample_rate, stream.source_rate, stream.channels,
+                 stream.name)
 
 
 def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000,
@@ -102,20 +112,29 @@ def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000
     if np.issubdtype(data.dtype, np.integer):
         data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
     data = data.astype(np.float32)
-    if not np.isfinite(data).all():
-        raise InputAudioError(f"{name}: the audio holds non-finite samples (NaN or infinity)")
+    check_finite(data, name)
     if sample_rate <= 0:
         raise InputAudioError(f"{name}: sample rate must be positive, got {sample_rate}")
     return Audio(resample(downmix(data), int(sample_rate), target_rate), target_rate,
                  int(sample_rate), data.shape[1], name)
 
 
-def check_usable(audio: Audio, min_duration: float) -> None:
-    """Refuse audio that is too short or digitally silent."""
-    if audio.duration < min_duration:
+def check_duration(name: str, duration: float, min_duration: float) -> None:
+    """Refuse audio shorter than `min_duration` seconds."""
+    if duration < min_duration:
         raise InputAudioError(
-            f"{audio.source}: too short ({audio.duration:.3f} s); "
+            f"{name}: too short ({duration:.3f} s); "
             f"at least {min_duration:g} s is needed (--min-duration)"
         )
-    if float(np.max(np.abs(audio.samples))) < SILENCE_PEAK:
-        raise InputAudioError(f"{audio.source}: the audio is digital silence")
+
+
+def check_peak(name: str, peak: float) -> None:
+    """Refuse audio whose largest absolute sample is digital silence."""
+    if peak < SILENCE_PEAK:
+        raise InputAudioError(f"{name}: the audio is digital silence")
+
+
+def check_usable(audio: Audio, min_duration: float) -> None:
+    """Refuse audio that is too short or digitally silent."""
+    check_duration(audio.source, audio.duration, min_duration)
+    check_peak(audio.source, float(np.max(np.abs(audio.samples))))

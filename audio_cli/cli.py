@@ -19,8 +19,11 @@ DEBUG_ENV = "AUDIO_DEBUG"
 
 @app.command("embed-speaker")
 def embed_speaker(
-    file: Annotated[
-        str, typer.Argument(help="Audio file (WAV, FLAC, OGG/Opus, MP3), or - for stdin.")
+    files: Annotated[
+        list[str], typer.Argument(help="Audio files (WAV, FLAC, OGG/Opus, MP3, ...), "
+                                  "directories (searched recursively), @LIST files (one path "
+                                  "a line), or - for stdin.", metavar="INPUT",
+                                  show_default=False)
     ],
     engine: Annotated[
         str, typer.Option(help="Inference engine: auto (MLX on Apple Silicon, else onnx), "
@@ -30,8 +33,20 @@ def embed_speaker(
         str, typer.Option(help="Hub repo id, known name, or local model directory.")
     ] = "aufklarer/WeSpeaker-ResNet34-LM-MLX",
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object with the full vector.")
+        bool, typer.Option("--json", help="One JSON object with the full vector; with several "
+                           "inputs or --window, JSON Lines (one record per input/window).")
     ] = False,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Also write the vectors to a new "
+                                 ".npz, .npy (+ .paths.txt) or .jsonl file.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --output file.")] = False,
+    window: Annotated[
+        float | None, typer.Option(help="One embedding per window of this many seconds.")
+    ] = None,
+    hop: Annotated[
+        float | None, typer.Option(help="Seconds between window starts (default: --window).")
+    ] = None,
     min_duration: Annotated[
         float, typer.Option(help="Refuse audio shorter than this many seconds.")
     ] = 0.5,
@@ -39,22 +54,38 @@ def embed_speaker(
         int | None, typer.Option(min=1, help="CPU threads for the engine (default: all).")
     ] = None,
 ) -> None:
-    """Embed the speaker of one recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
+    """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
     from engines import resolve_engine_name
 
-    from .audio_io import load_audio
-    from .output import render_summary, result_to_json
+    from . import batch
+    from .inputs import expand_inputs, is_single_file
     from .speaker import WeSpeaker
+    from .writers import OutputFile, check_output
 
     resolve_engine_name(engine)
+    out_path = check_output(output, force) if output else None
+    hop = batch.check_windows(window, hop, min_duration)
+    single = window is None and is_single_file(files)
+    items = expand_inputs(files)
     speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
-    result = speaker.embed_audio(load_audio(file, speaker.config.sample_rate), min_duration)
-    if json_output:
-        sys.stdout.write(result_to_json(result) + "\n")
-    else:
-        from rich.console import Console
-
-        render_summary(result, Console())
+    speaker.check_min_duration(min_duration)  # before any output
+    out = OutputFile(out_path, force, speaker.model_id, speaker.engine_name) if out_path else None
+    try:
+        if single:
+            status = batch.embed_one(speaker, files[0], min_duration, json_output, out)
+        else:
+            status = batch.embed_many(speaker, items, min_duration, window, hop, json_output,
+                                      out)
+        if out is not None and out.count:
+            out.commit()
+            sys.stderr.write(f"audio: wrote {out.count} embeddings to {out_path}\n")
+        elif out is not None:
+            sys.stderr.write(f"audio: nothing embedded; {out_path} not written\n")
+    finally:
+        if out is not None:
+            out.discard()
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command("convert")

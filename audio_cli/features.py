@@ -10,6 +10,7 @@ error; callers decide whether that is acceptable.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -23,6 +24,7 @@ HAMMING_ALPHA = 0.54  # hamming: alpha - (1 - alpha) * cos(2*pi*n / (N - 1))
 POVEY_POWER = 0.85  # povey: hann(n) ** POVEY_POWER, symmetric hann over N - 1
 
 DEFAULT_CONFIG = FrontendConfig()
+FRAME_BLOCK = 512  # frames computed together (about 5 s); fixes the float grouping for streaming
 
 
 def frame_length(config: FrontendConfig) -> int:
@@ -107,10 +109,35 @@ def _frames(samples: np.ndarray, config: FrontendConfig) -> np.ndarray:
 
 
 def log_mel(samples: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """(N,) samples in [-1, 1] at config.sample_rate -> (T, bins) float64 log-mel, no CMN."""
+    """(N,) samples in [-1, 1] at config.sample_rate -> (T, bins) float64 log-mel, no CMN.
+
+    Computed FRAME_BLOCK frames at a time (see frame_blocks), so the streaming front-end,
+    which computes the same blocks, gets bit-identical rows.
+    """
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"expected 1-D samples, got shape {x.shape}")
+    total = num_frames(x.shape[0], config)
+    if total == 0:
+        return log_mel_block(x, config)  # checks the config, gives (0, bins)
+    out = np.empty((total, config.num_mel_bins), dtype=np.float64)
+    for first, count, lo, hi in frame_blocks(total, config):
+        out[first : first + count] = log_mel_block(x[lo:hi], config)
+    return out
+
+
+def frame_blocks(total: int, config: FrontendConfig = DEFAULT_CONFIG
+                 ) -> Iterator[tuple[int, int, int, int]]:
+    """(first frame, frame count, first sample, end sample) of each FRAME_BLOCK of `total`."""
+    length, shift = frame_length(config), frame_shift(config)
+    for first in range(0, total, FRAME_BLOCK):
+        count = min(FRAME_BLOCK, total - first)
+        yield first, count, first * shift, (first + count - 1) * shift + length
+
+
+def log_mel_block(samples: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """log_mel of one frame block: (N,) samples -> (num_frames(N), bins) float64."""
+    x = np.asarray(samples, dtype=np.float64)
     length = frame_length(config)
     window = _window(config.window, length)
     mel = _mel_matrix(config.num_mel_bins, fft_size(config), config.sample_rate,
@@ -131,12 +158,23 @@ def log_mel(samples: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.
     return np.log(np.maximum(energies, config.log_floor))
 
 
+def block_mean(features: np.ndarray) -> np.ndarray:
+    """(T, bins) -> (bins,) float64 mean, summed FRAME_BLOCK rows at a time (T must be > 0).
+
+    The streaming front-end sums the same blocks in the same order, so both means are equal.
+    """
+    total = np.zeros(features.shape[1], dtype=np.float64)
+    for first in range(0, features.shape[0], FRAME_BLOCK):
+        total += features[first : first + FRAME_BLOCK].sum(axis=0)
+    return total / features.shape[0]
+
+
 def apply_cmn(features: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     """(T, bins) -> (T, bins) minus `mean` (bins,), by default each bin's mean over T."""
     if mean is None:
         if features.shape[0] == 0:
             return features
-        mean = features.mean(axis=0)
+        mean = block_mean(features)
     return features - mean
 
 

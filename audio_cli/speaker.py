@@ -12,13 +12,14 @@ import numpy as np
 
 from .audio_io import Audio, check_usable, from_samples, load_audio
 from .config import WEIGHTS_FILE, ModelConfig
-from .errors import AudioCliError, EngineError, InputAudioError, UsageError
+from .errors import AudioCliError, InputAudioError, UsageError
 from .features import fbank
 from .inference import Inference
 from .models import DEFAULT_MODEL, check_model_dir, resolve_model
 from .weights import Weights
 
 DEFAULT_MIN_DURATION = 0.5  # seconds
+WINDOWS_PER_BATCH = 64  # windows featurised and embedded together
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,8 @@ class WeSpeaker:
         samples += (self.min_frames - 1) * fe.frame_shift_ms * fe.sample_rate / 1000
         return samples / fe.sample_rate
 
-    def _check_min_duration(self, min_duration: float) -> None:
+    def check_min_duration(self, min_duration: float) -> None:
+        """UsageError if `min_duration` is below what the network can pool over."""
         if min_duration < self.min_duration:
             raise UsageError(
                 f"--min-duration must be at least {self.min_duration:.3f} s "
@@ -173,7 +175,7 @@ class WeSpeaker:
     def embed_audio(self, audio: Audio, min_duration: float = DEFAULT_MIN_DURATION
                     ) -> EmbeddingResult:
         """Embed decoded audio, refusing it if shorter than `min_duration` or silent."""
-        self._check_min_duration(min_duration)
+        self.check_min_duration(min_duration)
         check_usable(audio, min_duration)
         start = time.perf_counter()
         vector = self.embed_features(self.features(audio))
@@ -203,29 +205,30 @@ class WeSpeaker:
         An input that cannot be embedded yields an InputFailure and the others go on;
         a wrong `min_duration` is a UsageError raised before any input is read.
         """
-        self._check_min_duration(min_duration)
-        for source in sources:
-            try:
-                audio = load_audio(source, self.config.sample_rate)
-                yield self.embed_audio(audio, min_duration)
-            except (InputAudioError, EngineError) as exc:
-                yield InputFailure(str(source), exc)
+        from .sources import embed_sources
+
+        self.check_min_duration(min_duration)
+        yield from embed_sources(self, sources, min_duration)
 
     def embed_windows(self, audio: Audio, window: float, hop: float,
                       min_duration: float = DEFAULT_MIN_DURATION) -> list[WindowEmbedding]:
         """One embedding per window (see `window_bounds`), each window embedded on its own."""
-        self._check_min_duration(min_duration)
+        self.check_min_duration(min_duration)
         check_usable(audio, min_duration)
         rate = audio.sample_rate
+        bounds = window_bounds(len(audio.samples), rate, window, hop)
         results = []
-        for start, end in window_bounds(len(audio.samples), rate, window, hop):
-            piece = Audio(audio.samples[start:end], rate, audio.source_rate, audio.channels,
-                          audio.source)
-            if piece.duration < min_duration:
-                raise InputAudioError(
-                    f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is shorter "
-                    f"than --min-duration {min_duration:g} s"
-                )
-            vector = self.embed_features(self.features(piece))
-            results.append(WindowEmbedding(vector, audio.source, start / rate, end / rate))
+        for first in range(0, len(bounds), WINDOWS_PER_BATCH):
+            group = bounds[first:first + WINDOWS_PER_BATCH]
+            clips = []
+            for start, end in group:
+                if (end - start) / rate < min_duration:
+                    raise InputAudioError(
+                        f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is "
+                        f"shorter than --min-duration {min_duration:g} s"
+                    )
+                clips.append(fbank(audio.samples[start:end], self.config.frontend))
+            vectors = self.embed_features(clips)
+            results += [WindowEmbedding(v, audio.source, start / rate, end / rate)
+                        for v, (start, end) in zip(vectors, group, strict=True)]
         return results

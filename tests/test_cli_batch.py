@@ -1,0 +1,285 @@
+"""`audio embed-speaker` over many inputs: JSON Lines, tables, output files, windows, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from model_factory import small_config, write_model
+from signals import voiced, write_wav
+from test_cli import run_audio
+
+from audio_cli import cosine_similarity
+from audio_cli.batch import Outcome, exit_status
+from audio_cli.errors import EngineError, InputAudioError
+from audio_cli.inputs import expand_inputs, is_single_file
+from audio_cli.speaker import EmbeddingResult
+from audio_cli.writers import OutputFile
+
+SAME = 0.99999  # cosine of a vector to itself computed in another call
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    write_model(directory, small_config())
+    return directory
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A folder: three recordings of different lengths and formats, one corrupt file, notes."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "sub").mkdir()
+    write_wav(root / "a.wav", voiced(1.5, seed=1))
+    write_wav(root / "sub" / "b.wav", voiced(3.2, f0=210, seed=2))
+    import soundfile as sf
+
+    sf.write(str(root / "c.FLAC"), voiced(1.0, f0=160, seed=3), 16000, format="FLAC")
+    (root / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(200))
+    (root / "notes.txt").write_text("not audio, and not picked up\n")
+    (root / ".hidden.wav").write_bytes(b"not picked up either")
+    return root
+
+
+GOOD = ["a.wav", "c.FLAC", "sub/b.wav"]  # the corpus's readable files, in directory order
+
+
+def embed(*args: str, stdin: bytes | None = None):
+    return run_audio("embed-speaker", *args, stdin=stdin)
+
+
+def jsonl(proc) -> list[dict]:
+    return [json.loads(line) for line in proc.stdout.decode().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def single(corpus, model_dir) -> dict[str, np.ndarray]:
+    """Each good file's vector from a one-file call (the reference for every batch output)."""
+    vectors = {}
+    for name in GOOD:
+        proc = embed(str(corpus / name), "--model", str(model_dir), "--json")
+        assert proc.returncode == 0, proc.stderr.decode()
+        vectors[name] = np.array(json.loads(proc.stdout)["embedding"])
+    return vectors
+
+
+def assert_same(vector, reference) -> None:
+    assert cosine_similarity(vector, reference) >= SAME
+
+
+def test_directory_with_a_corrupt_file_yields_the_others_an_error_record_and_a_status(
+        corpus, model_dir, single):
+    proc = embed(str(corpus), "--model", str(model_dir), "--json")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 3, stderr
+    records = jsonl(proc)
+    names = ["a.wav", "c.FLAC", "corrupt.wav", "sub/b.wav"]  # sorted, hidden/.txt skipped
+    assert [r["file"] for r in records] == [str(corpus / n) for n in names]
+    bad = records[2]
+    assert set(bad) == {"file", "error"}
+    assert "not a readable audio file" in bad["error"]
+    for record, name in zip([records[0], records[1], records[3]], GOOD, strict=True):
+        assert "error" not in record
+        assert_same(record["embedding"], single[name])
+    assert f"audio: error: {corpus / 'corrupt.wav'}: not a readable audio file" in stderr
+    assert "1 of 4 inputs failed" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_json_lines_follow_the_input_order_with_failures_in_place(corpus, model_dir, single):
+    order = ["sub/b.wav", "missing.wav", "a.wav", "c.FLAC"]
+    proc = embed(*(str(corpus / n) for n in order), "--model", str(model_dir), "--json")
+    assert proc.returncode == 3
+    records = jsonl(proc)
+    assert [r["file"] for r in records] == [str(corpus / n) for n in order]
+    assert "no such file" in records[1]["error"]
+    for i, name in ((0, "sub/b.wav"), (2, "a.wav"), (3, "c.FLAC")):
+        assert_same(records[i]["embedding"], single[name])
+        assert records[i]["dimension"] == 32
+
+
+def test_list_file_paths_are_relative_to_the_list_and_stdin_comes_once(
+        corpus, model_dir, single, tmp_path):
+    listing = corpus / "sub" / "list.txt"
+    listing.write_text("# two files, one blank line\n\nb.wav\n  ../a.wav  \n")
+    proc = embed(f"@{listing}", "-", "--model", str(model_dir), "--json",
+                 stdin=(corpus / "c.FLAC").read_bytes())
+    assert proc.returncode == 0, proc.stderr.decode()
+    records = jsonl(proc)
+    assert [r["file"] for r in records] == [str(corpus / "sub" / "b.wav"),
+                                           str(corpus / "sub" / "../a.wav"), "stdin"]
+    for record, name in zip(records, ["sub/b.wav", "a.wav", "c.FLAC"], strict=True):
+        assert_same(record["embedding"], single[name])
+
+
+def test_a_list_on_stdin_is_relative_to_the_current_directory(corpus, model_dir, single):
+    proc = embed("@-", "--model", str(model_dir), "--json",
+                 stdin=f"{corpus / 'a.wav'}\n{corpus / 'nope.wav'}\n".encode())
+    assert proc.returncode == 3
+    records = jsonl(proc)
+    assert_same(records[0]["embedding"], single["a.wav"])
+    assert "no such file" in records[1]["error"]
+
+
+def test_empty_directory_and_missing_list_are_failed_inputs(model_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = embed(str(tmp_path / "empty"), f"@{tmp_path / 'nope.txt'}", "--model",
+                 str(model_dir), "--json")
+    assert proc.returncode == 3
+    records = jsonl(proc)
+    assert "no audio files" in records[0]["error"]
+    assert records[1]["file"] == f"@{tmp_path / 'nope.txt'}"
+    assert "no such list file" in records[1]["error"]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["-", "-"], "stdin"),
+    (["-", "@-"], "stdin"),
+    (["X", "--hop", "1"], "--hop needs --window"),
+    (["X", "--window", "0.2"], "shorter than --min-duration"),
+    (["X", "--output", "vectors.csv"], "unknown format"),
+    (["X", "--output", "no/such/dir/v.npz"], "does not exist"),
+])
+def test_usage_mistakes_stop_before_any_work(args, words, corpus, model_dir):
+    args = [str(corpus / "a.wav") if a == "X" else a for a in args]
+    proc = embed(*args, "--model", str(model_dir), "--json")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    assert proc.stdout == b""
+    assert len(stderr.splitlines()) == 1 and words in stderr
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy", ".jsonl"])
+def test_output_files_round_trip(suffix, corpus, model_dir, single, tmp_path):
+    out = tmp_path / f"vectors{suffix}"
+    proc = embed(str(corpus), "--model", str(model_dir), "--output", str(out))
+    assert proc.returncode == 3  # the corrupt file
+    assert proc.stdout == b""  # text mode with --output prints no table
+    assert f"wrote 3 embeddings to {out}" in proc.stderr.decode()
+    expected = {str(corpus / n): single[n] for n in GOOD}
+    if suffix == ".npz":
+        with np.load(out) as data:
+            assert sorted(data.files) == sorted(expected)
+            for key, vector in expected.items():
+                assert data[key].dtype == np.float32 and data[key].shape == (32,)
+                assert_same(data[key], vector)
+    elif suffix == ".npy":
+        matrix = np.load(out)
+        rows = Path(f"{out}.paths.txt").read_text().splitlines()
+        assert rows == list(expected) and matrix.shape == (3, 32)
+        for row, key in zip(matrix, rows, strict=True):
+            assert_same(row, expected[key])
+    else:
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["file"] for r in records] == sorted([*expected, str(corpus / "corrupt.wav")])
+        assert "error" in records[2]
+        for record in records[:2] + records[3:]:
+            assert_same(record["embedding"], expected[record["file"]])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_an_existing_output_file_is_refused_and_untouched(corpus, model_dir, tmp_path):
+    out = tmp_path / "vectors.npy"
+    sidecar = tmp_path / "vectors.npy.paths.txt"
+    sidecar.write_text("mine\n")
+    proc = embed(str(corpus / "a.wav"), str(corpus / "c.FLAC"), "--model", str(model_dir),
+                 "--output", str(out))
+    assert proc.returncode == 2
+    assert "exists" in proc.stderr.decode() and "--force" in proc.stderr.decode()
+    assert sidecar.read_text() == "mine\n" and not out.exists()
+    forced = embed(str(corpus / "a.wav"), str(corpus / "c.FLAC"), "--model", str(model_dir),
+                   "--output", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr.decode()
+    assert sidecar.read_text().splitlines() == [str(corpus / "a.wav"), str(corpus / "c.FLAC")]
+    assert np.load(out).shape == (2, 32)
+
+
+def test_windows_have_times_counts_and_the_vector_of_the_cut_audio(corpus, model_dir, tmp_path):
+    proc = embed(str(corpus / "sub" / "b.wav"), "--window", "1", "--hop", "0.5", "--model",
+                 str(model_dir), "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    records = jsonl(proc)
+    # 3.2 s: windows start every 0.5 s while they fit, then one more ends at the last sample.
+    assert [(r["start"], r["end"]) for r in records] == [
+        (0.0, 1.0), (0.5, 1.5), (1.0, 2.0), (1.5, 2.5), (2.0, 3.0), (2.2, 3.2)]
+    assert all(r["file"] == str(corpus / "sub" / "b.wav") for r in records)
+    samples = voiced(3.2, f0=210, seed=2)
+    cut = write_wav(tmp_path / "cut.wav", samples[8000:24000])  # written like b.wav: PCM_16
+    alone = json.loads(embed(str(cut), "--model", str(model_dir), "--json").stdout)
+    assert_same(records[1]["embedding"], alone["embedding"])
+    assert not np.allclose(records[0]["embedding"], records[1]["embedding"])
+
+
+def test_window_hop_defaults_to_the_window_and_npz_holds_times(corpus, model_dir, tmp_path):
+    out = tmp_path / "windows.npz"
+    proc = embed(str(corpus / "sub" / "b.wav"), str(corpus / "corrupt.wav"),
+                 str(corpus / "a.wav"), "--window", "1.2", "--model", str(model_dir),
+                 "--output", str(out))
+    assert proc.returncode == 3
+    with np.load(out) as data:
+        b = str(corpus / "sub" / "b.wav")
+        a = str(corpus / "a.wav")
+        assert sorted(data.files) == sorted([b, f"{b}:start", f"{b}:end",
+                                             a, f"{a}:start", f"{a}:end"])
+        np.testing.assert_allclose(data[f"{b}:start"], [0.0, 1.2, 2.0])
+        np.testing.assert_allclose(data[f"{b}:end"], [1.2, 2.4, 3.2])
+        assert data[b].shape == (3, 32)
+        np.testing.assert_allclose(data[f"{a}:start"], [0.0, 0.3])  # 1.5 s: last ends at 1.5
+        np.testing.assert_allclose(np.linalg.norm(data[a], axis=1), 1.0, atol=1e-5)
+
+
+def test_one_input_keeps_the_one_object_and_the_summary(corpus, model_dir, single):
+    proc = embed(str(corpus / "a.wav"), "--model", str(model_dir), "--json")
+    assert proc.returncode == 0
+    assert len(proc.stdout.decode().splitlines()) == 1
+    record = json.loads(proc.stdout)
+    assert list(record) == ["embedding", "dimension", "elapsed", "file", "duration",
+                            "sample_rate", "model", "engine"]
+    text = embed(str(corpus / "a.wav"), "--model", str(model_dir)).stdout.decode()
+    assert "L2 norm" in text and "first 8" in text and "status" not in text
+
+
+def test_many_inputs_in_text_mode_print_a_table(corpus, model_dir):
+    proc = embed(str(corpus), "--model", str(model_dir))
+    assert proc.returncode == 3
+    text = proc.stdout.decode()
+    assert "status" in text and "first 3" in text
+    assert text.count("1.000000") == 3 and "error" in text
+    assert "corrupt.wav" in text and "b.wav" in text
+
+
+def test_directories_expand_sorted_recursive_audio_only_and_each_path_once(corpus):
+    items = expand_inputs([str(corpus), str(corpus / "a.wav"), "-"])
+    paths = [i.path for i in items]
+    assert paths == [str(corpus / n) for n in ["a.wav", "c.FLAC", "corrupt.wav", "sub/b.wav"]
+                     ] + ["-"]
+    assert not is_single_file([str(corpus)])
+    assert is_single_file([str(corpus / "nope.wav")])  # the loader reports it, as before
+
+
+def test_exit_status_is_the_failures_status_or_3_when_mixed():
+    assert exit_status(set()) == 0
+    assert exit_status({5}) == 5
+    assert exit_status({3, 5}) == 3
+
+
+def test_an_unfinished_output_file_leaves_nothing_behind(tmp_path):
+    out = OutputFile(tmp_path / "v.npz", False, "m", "onnx")
+    vector = np.ones(4, dtype=np.float32) / 2
+    out.add(Outcome("x.wav", result=EmbeddingResult(vector, "x.wav", 1.0, 16000, "m", "onnx",
+                                                    0.1)))
+    out.add(Outcome("y.wav", error=InputAudioError("y.wav: no such file")))
+    assert any(tmp_path.iterdir())  # the temporary file exists while writing
+    out.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_lines_name_the_file_once():
+    assert Outcome("a.wav", error=InputAudioError("a.wav: empty file")).message == \
+        "a.wav: empty file"
+    assert Outcome("a.wav", error=EngineError("non-finite vector")).message == \
+        "a.wav: non-finite vector"
