@@ -171,7 +171,7 @@ def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: b
     """The one-file call: a summary (or one JSON object); an error stops it. Returns 0."""
     from .output import render_summary, result_to_json
 
-    result = speaker.embed_audio(load_audio(file, speaker.config.sample_rate), min_duration)
+    result = speaker.embed_source(file, min_duration)
     if json_output:
         sys.stdout.write(result_to_json(result) + "\n")
     elif out is None:

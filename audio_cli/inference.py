@@ -36,7 +36,7 @@ class Inference:
     def embed_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """(T_i, F) feature clips of any lengths -> (N, dim) unit vectors, in the given order."""
         out: list[np.ndarray | None] = [None] * len(clips)
-        short = [i for i, c in enumerate(clips) if not self._needs_chunks(len(c))]
+        short = [i for i, c in enumerate(clips) if not self.needs_chunks(len(c))]
         for i in set(range(len(clips))) - set(short):
             out[i] = self.embed_long(clips[i])
         lengths = [len(clips[i]) for i in short]
@@ -47,7 +47,8 @@ class Inference:
                 out[index] = vector
         return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
 
-    def _needs_chunks(self, frames: int) -> bool:
+    def needs_chunks(self, frames: int) -> bool:
+        """True for a clip this engine runs in chunks (longer than a chunk, trunk time-local)."""
         return self.chunked and frames > self.chunk_frames
 
     def _run_batch(self, clips: list[np.ndarray]) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_io import Audio, check_usable, from_samples, load_audio
+from .audio_io import Audio, check_usable, from_samples
 from .config import WEIGHTS_FILE, ModelConfig
 from .errors import AudioCliError, InputAudioError, UsageError
 from .features import fbank
@@ -189,13 +189,20 @@ class WeSpeaker:
         """Embed a file, or samples at `sample_rate`; returns a (dim,) float32 unit vector."""
         if (audio_file is None) == (samples is None):
             raise UsageError("pass exactly one of audio_file or samples")
-        if samples is not None:
-            if sample_rate is None:
-                raise UsageError("samples need a sample_rate")
-            audio = from_samples(samples, sample_rate, self.config.sample_rate)
-        else:
-            audio = load_audio(audio_file, self.config.sample_rate)
+        if audio_file is not None:
+            return self.embed_source(audio_file, min_duration).embedding
+        if sample_rate is None:
+            raise UsageError("samples need a sample_rate")
+        audio = from_samples(samples, sample_rate, self.config.sample_rate)
         return self.embed_audio(audio, min_duration).embedding
+
+    def embed_source(self, source: str | os.PathLike,
+                     min_duration: float = DEFAULT_MIN_DURATION) -> EmbeddingResult:
+        """Embed one file (or `-`); a long recording streams through exact chunks."""
+        (result,) = self.embed_sources([source], min_duration)
+        if isinstance(result, InputFailure):
+            raise result.error
+        return result
 
     def embed_sources(self, sources: Iterable[str | os.PathLike],
                       min_duration: float = DEFAULT_MIN_DURATION

@@ -74,3 +74,28 @@ def test_window_bounds_cover_the_end_without_padding():
     assert all(end - start == 48000 for start, end in bounds)
     assert window_bounds(8000, 16000, 3.0, 1.0) == [(0, 8000)]
     assert np.diff([s for s, _ in bounds[:-1]]).tolist() == [32000] * (len(bounds) - 2)
+
+
+def test_long_recording_streams_in_chunks_and_equals_one_pass(speaker, tmp_path):
+    from audio_cli.audio_io import load_audio
+    from audio_cli.features import fbank
+
+    path = write_wav(tmp_path / "long.wav", voiced(70.0, seed=4))
+    one_pass = speaker.engine.embed(fbank(load_audio(path).samples)[None])[0]
+    speaker.inference.chunk_frames = 1000  # 7 chunks, each decoded from the stream
+    try:
+        assert speaker.inference.needs_chunks(6998)
+        streamed = speaker.embed_source(path)
+        (in_batch,) = speaker.embed_sources([path])
+    finally:
+        speaker.inference.chunk_frames = 6000
+    assert streamed.duration == pytest.approx(70.0)
+    assert cosine_similarity(streamed.embedding, one_pass) >= 0.99999
+    np.testing.assert_array_equal(in_batch.embedding, streamed.embedding)
+
+
+def test_long_silent_recording_is_refused_on_the_streamed_path_too(speaker, tmp_path):
+    path = write_wav(tmp_path / "silent.wav", np.zeros(16000 * 80, dtype=np.float32))
+    assert speaker.inference.needs_chunks(7998)
+    (failure,) = speaker.embed_sources([path])
+    assert isinstance(failure, InputFailure) and "digital silence" in failure.message
