@@ -55,7 +55,7 @@ def embed_speaker(
         int | None, typer.Option(min=1, help="CPU threads for the engine (default: all).")
     ] = None,
 ) -> None:
-    """Embed the speaker of each recording as a 256-dim unit vector."""
+    """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
     from engines import resolve_engine_name
 
     from . import batch
@@ -91,7 +91,8 @@ def embed_speaker(
 
 @app.command("convert")
 def convert(
-    source: Annotated[Path, typer.Argument(help="pyannote pytorch_model.bin or wespeaker .pt")],
+    source: Annotated[Path, typer.Argument(help="pyannote pytorch_model.bin, wespeaker .pt "
+                                                 "or 3D-Speaker campplus_cn_en_common.pt")],
     out_dir: Annotated[Path, typer.Argument(help="New directory for the hub-layout model.")],
 ) -> None:
     """Convert a PyTorch checkpoint into a model directory (no torch needed)."""

@@ -13,6 +13,7 @@ from .errors import ModelError
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 RESNET_MODEL_TYPE = "wespeaker_resnet34"
+CAMPPLUS_MODEL_TYPE = "campplus"  # 3D-Speaker CAM++ (SPEC §8)
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class ModelConfig:
     sample_rate: int = 16000
     n_mels: int = 80
     embedding_dim: int = 256
-    layers: tuple[int, ...] = (3, 4, 6, 3)
-    channels: tuple[int, ...] = (32, 64, 128, 256)
+    layers: tuple[int, ...] = (3, 4, 6, 3)  # CAM++: CAM layers per dense block
+    channels: tuple[int, ...] = (32, 64, 128, 256)  # CAM++: (FCM, TDNN, growth) channels
     pooling_output_dim: int = 5120
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model_id: str = ""

@@ -192,6 +192,27 @@ def convert_wespeaker_resnet(tensors: Tensors, source: str) -> Converted:
     return Converted(out, _resnet_config(t, layers, source), text)
 
 
+# ---------------------------------------------------------------- 3D-Speaker CAM++
+
+
+def _looks_like_campplus(tensors: Tensors) -> bool:
+    from .convert_campplus import looks_like_campplus
+
+    return looks_like_campplus(tensors)
+
+
+def convert_campplus(tensors: Tensors, source: str) -> Converted:
+    """Convert 3D-Speaker CAM++ tensors to the hub layout (see convert_campplus.py)."""
+    from .convert_campplus import attribution, convert_tensors
+
+    t = _TrackedTensors({k: v for k, v in tensors.items()
+                         if not k.endswith(".num_batches_tracked")})
+    out, config = convert_tensors(t, source)
+    if t.unused():
+        raise ModelError(f"{source}: tensors this converter does not know: {t.unused()[:5]}")
+    return Converted(out, config, attribution(source))
+
+
 # ---------------------------------------------------------------- dispatch and output
 
 FAMILIES: tuple[ModelFamily, ...] = (
@@ -200,6 +221,12 @@ FAMILIES: tuple[ModelFamily, ...] = (
         "conv1, bn1, layer1..layer4 and seg_1 tensors, optionally prefixed resnet. or module.",
         _looks_like_wespeaker_resnet,
         convert_wespeaker_resnet,
+    ),
+    ModelFamily(
+        "3D-Speaker CAM++",
+        "head.conv1, xvector.tdnn, xvector.block1.. and xvector.dense tensors",
+        _looks_like_campplus,
+        convert_campplus,
     ),
 )
 

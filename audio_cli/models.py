@@ -64,12 +64,19 @@ def download_from_hub(repo_id: str) -> Path:
 
 def resolve_model(model: str) -> tuple[str, Path]:
     """Return (model id, directory in the hub layout) for a name, hub id or local directory."""
+    from . import campplus_source
+
     path = Path(model).expanduser()
     if path.is_dir():
+        checkpoint = path / campplus_source.CHECKPOINT_FILE
+        if not (path / CONFIG_FILE).exists() and checkpoint.is_file():
+            return str(path), campplus_source.model_dir_from_checkpoint(checkpoint)
         return str(path), check_model_dir(path)
+    if model.lower() == campplus_source.NAME:
+        return campplus_source.NAME, campplus_source.resolve_campplus()
     repo_id = KNOWN_MODELS.get(model.lower(), model)
     if path.exists() or not _is_hub_id(repo_id):
-        known = ", ".join(sorted(KNOWN_MODELS))
+        known = ", ".join(sorted([*KNOWN_MODELS, campplus_source.NAME]))
         raise ModelError(
             f"unknown model {model!r}: not a directory, not a hub id (owner/name), "
             f"not a known name ({known})"

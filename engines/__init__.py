@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 
-from audio_cli.config import ModelConfig
+from audio_cli.config import CAMPPLUS_MODEL_TYPE, ModelConfig
 from audio_cli.errors import ModelError, UsageError
 from audio_cli.weights import Weights
 
@@ -53,6 +53,10 @@ def build_graph(config: ModelConfig) -> Graph:
 
     if "resnet" in config.model_type.lower():
         return build_resnet(config)
+    if config.model_type == CAMPPLUS_MODEL_TYPE:
+        from .campplus import build_campplus
+
+        return build_campplus(config)
     raise ModelError(f"unsupported model type {config.model_type!r}")
 
 

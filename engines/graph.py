@@ -16,6 +16,7 @@ into chunks share one exact pooling.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 INPUT = "features"  # (batch, frames, mel bins) log-mel features after CMN
 LENGTHS = "lengths"  # (batch,) int64 valid input frames of each clip of a padded batch
@@ -116,7 +117,120 @@ class L2Normalize:
     out: str
 
 
-Op = ToImage | Conv2d | Relu | Add | Mask | ToFrames | StatsPool | Linear | L2Normalize
+# ---- Sequence ops (CAM++). A sequence is logically (B, T, C); engines pick the memory layout
+# (ONNX: (B, C, T), MLX: (B, T, C)).
+
+
+@dataclass(frozen=True)
+class FreqStridedConv2d:
+    """2-D convolution striding frequency only; `weight` [O, kH, kW, I], `bias` [O] or None."""
+
+    x: str
+    out: str
+    weight: str
+    bias: str | None
+    freq_stride: int = 1
+    padding: int = 1
+
+    @property
+    def time_context(self) -> int:
+        """Input steps read on each side (the kernel is 2*padding + 1 wide)."""
+        return self.padding
+
+
+@dataclass(frozen=True)
+class ImageToSequence:
+    """(B, C, F, T) feature map -> (B, T, C*F) sequence, channel index c*F + f."""
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class Conv1d:
+    """1-D convolution over time; `weight` [O, k, I], `bias` [O] or None, zero padding."""
+
+    x: str
+    out: str
+    weight: str
+    bias: str | None
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+
+    @property
+    def time_stride(self) -> int:
+        """Downsampling of the time axis."""
+        return self.stride
+
+    @property
+    def time_context(self) -> int:
+        """Input steps read on each side ('same' padding: padding = dilation * (k - 1) / 2)."""
+        return self.padding
+
+
+@dataclass(frozen=True)
+class Affine:
+    """Per-channel x * weight + bias (a BatchNorm that cannot be folded into a conv)."""
+
+    x: str
+    out: str
+    weight: str
+    bias: str
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Sequences a ‖ b along channels."""
+
+    a: str
+    b: str
+    out: str
+
+
+@dataclass(frozen=True)
+class ContextPool:
+    """Per step: the sequence's mean over all time + the mean of its `segment`-step segment.
+
+    Segments are [0, s), [s, 2s), ...; the last may be shorter and is averaged over what it
+    holds. It mixes the whole time axis (CAM++'s context-aware masking), so a graph holding
+    it is not time-local: no padded batches, no chunks.
+    """
+
+    x: str
+    out: str
+    segment: int = 100
+    time_local: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class Sigmoid:
+    """1 / (1 + exp(-x))."""
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class Mul:
+    """Elementwise a * b."""
+
+    a: str
+    b: str
+    out: str
+
+
+@dataclass(frozen=True)
+class SequenceToFrames:
+    """(B, T, C) sequence -> (B, T, C) frames in the engines' frames layout."""
+
+    x: str
+    out: str
+
+
+Op = (ToImage | Conv2d | Relu | Add | Mask | ToFrames | StatsPool | Linear | L2Normalize
+      | FreqStridedConv2d | ImageToSequence | Conv1d | Affine | Concat | ContextPool | Sigmoid
+      | Mul | SequenceToFrames)
 
 
 def op_inputs(op) -> list[str]:

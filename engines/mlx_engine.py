@@ -17,6 +17,8 @@ except ImportError as exc:  # pragma: no cover - depends on the platform
         f"the MLX engine needs the 'mlx' package ({exc}); install it with: pip install 'mlx[cpu]'"
     ) from None
 
+from .mlx_sequence import SEQUENCE_OPS, apply_sequence_op  # noqa: E402 - needs mlx imported
+
 
 def _drops_after(ops: list) -> list[list[str]]:
     """For each op, the values no later op reads, so they can be released early."""
@@ -72,6 +74,8 @@ class MLXEngine(TrunkEngine):
             batch, freq, steps, channels = values[op.x].shape
             moved = mx.transpose(values[op.x], (0, 2, 3, 1))
             return moved.reshape(batch, steps, channels * freq)
+        if isinstance(op, SEQUENCE_OPS):
+            return apply_sequence_op(op, values, w)
         raise EngineError(f"MLX engine: unsupported op {type(op).__name__}")
 
     def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:

@@ -29,6 +29,7 @@ from audio_cli.weights import Weights
 from .base import TrunkEngine
 from .cache import cache_dirs
 from .graph import FRAMES, INPUT, LENGTHS, Add, Conv2d, Graph, Mask, Relu, ToFrames, ToImage
+from .onnx_sequence import SEQUENCE_TRANSLATORS
 
 GRAPH_VERSION = 2  # bump whenever the translation below changes the ONNX file
 OPSET = 17
@@ -152,6 +153,7 @@ _TRANSLATORS = {
     Add: _add,
     Mask: _mask,
     ToFrames: _to_frames,
+    **SEQUENCE_TRANSLATORS,
 }
 
 
