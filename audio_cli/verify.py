@@ -77,10 +77,13 @@ def equal_error_threshold(same: np.ndarray, different: np.ndarray) -> tuple[floa
     if same.size == 0 or different.size == 0:
         raise UsageError("calibration needs same-speaker and different-speaker pairs")
     candidates = np.unique(np.concatenate([same, different]))
-    best = (2.0, 0.0, 0.0)
-    for t in candidates:
+    best = (2.0, 0, 0.0)
+    for i, t in enumerate(candidates):
         frr = float(np.mean(same < t))
         far = float(np.mean(different >= t))
         if abs(frr - far) < best[0]:
-            best = (abs(frr - far), float(t), (frr + far) / 2)
-    return best[1], best[2]
+            best = (abs(frr - far), i, (frr + far) / 2)
+    i = best[1]
+    # Halfway to the next lower score: the middle of the gap when the classes separate.
+    threshold = (candidates[i] + candidates[i - 1]) / 2 if i > 0 else candidates[i]
+    return float(threshold), best[2]
