@@ -29,7 +29,7 @@ def campplus(shared_dir, tmp_path_factory) -> Embedder:
         pytest.skip(f"{directory} not present")
     try:
         return Embedder.load(str(directory), engine="onnx")
-    except AudioCliError as direct:
+    except AudioCliError:
         from audio_cli.convert import convert_checkpoint
 
         out = tmp_path_factory.mktemp("campplus") / "model"
@@ -37,8 +37,8 @@ def campplus(shared_dir, tmp_path_factory) -> Embedder:
             convert_checkpoint(directory / "campplus_cn_en_common.pt", out)
             return Embedder.load(str(out), engine="onnx")
         except AudioCliError as exc:
-            pytest.skip(f"CAM++ cannot be loaded by this version (it arrives with the campplus "
-                        f"branch): {direct}; converting: {exc}")
+            pytest.skip(f"CAM++ cannot be loaded by this version (it arrives with the "
+                        f"campplus branch): {exc}")
 
 
 @pytest.fixture(scope="module")
