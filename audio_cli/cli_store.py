@@ -189,10 +189,14 @@ def calibrate(
 def speakers_list(db: DbOpt = None, json_output: JsonOpt = False) -> None:
     """Enrolled speakers and their exemplar counts per model."""
     from .speakers import list_speakers
-    from .store import Store
+    from .store import Store, default_db_path
 
-    with Store(db) as store:
-        speakers = list_speakers(store)
+    path = db if db is not None else default_db_path()
+    if path.exists():
+        with Store(path, create=False) as store:
+            speakers = list_speakers(store)
+    else:  # listing creates no store
+        speakers = []
     text = "\n".join(f"{s['name']}\t" + ", ".join(f"{n} x {m}" for m, n in s["exemplars"].items())
                      for s in speakers)
     _emit({"speakers": speakers}, json_output, text or "(no speakers)")

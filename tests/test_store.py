@@ -13,6 +13,7 @@ from store_helpers import make_model, make_speakers, run_audio
 
 from audio_cli.errors import StoreError
 from audio_cli.store import APPLICATION_ID, SCHEMA_VERSION, SQLITE_HEADER, Store, default_db_path
+from audio_cli.verify import equal_error_threshold
 from audio_cli.voice_index import top_k
 
 
@@ -179,3 +180,32 @@ def test_top_k_matches_a_full_sort():
     query = rng.standard_normal(16).astype(np.float32)
     expected = np.argsort(-(matrix @ query), kind="stable")[:7]
     assert [i for i, _ in top_k(matrix, query, 7)] == list(expected)
+
+
+def test_calibrated_threshold_is_used_by_compare(env, tmp_path):
+    db, files, model = tmp_path / "s.db", env["files"], env["model"]
+    for s in range(3):
+        assert run_audio("enroll", f"s{s}", *files[s], "--model", model, "--db", db
+                         ).returncode == 0
+    r = run_audio("calibrate", "--model", model, "--db", db, "--json")
+    assert r.returncode == 0, r.stderr
+    calibrated = json.loads(r.stdout)
+    assert (calibrated["same_pairs"], calibrated["different_pairs"]) == (9, 27)
+    r = run_audio("compare", files[0][0], files[3][0], "--model", model, "--db", db, "--json")
+    doc = json.loads(r.stdout)
+    assert doc["threshold_origin"] == "store"
+    assert doc["threshold"] == pytest.approx(calibrated["threshold"])
+    assert r.returncode == (0 if doc["score"] >= doc["threshold"] else 1)
+
+
+def test_listing_a_missing_store_creates_nothing(tmp_path):
+    r = run_audio("speakers", "list", "--db", tmp_path / "none.db", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"speakers": []}
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_equal_error_threshold_sits_in_the_gap():
+    threshold, eer = equal_error_threshold(np.array([0.6, 0.7, 0.9]), np.array([0.1, 0.2, 0.4]))
+    assert eer == 0.0 and threshold == pytest.approx(0.5)
+    threshold, eer = equal_error_threshold(np.array([0.3, 0.8]), np.array([0.1, 0.5]))
+    assert eer == pytest.approx(0.5)
