@@ -14,6 +14,7 @@ import typer
 
 from .app import app
 from .errors import AudioCliError
+from .models import DEFAULT_MODEL
 
 DbOpt = Annotated[Path | None, typer.Option(
     "--db", help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
@@ -26,7 +27,6 @@ MinDurOpt = Annotated[float, typer.Option(help="Refuse audio shorter than this (
 ThresholdOpt = Annotated[float | None, typer.Option(
     help="Decision threshold on the raw cosine (default: the store's calibrated value, else "
     "the model's default).")]
-DEFAULT_MODEL = "aufklarer/WeSpeaker-ResNet34-LM-MLX"
 
 speakers_app = typer.Typer(help="List, remove, rename, export or import enrolled speakers.",
                            no_args_is_help=True)
