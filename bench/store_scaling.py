@@ -45,8 +45,8 @@ def _measure(n: int) -> dict:
                      for i, v in enumerate(block)))
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
-        with Store(path) as store:
-            _, _, matrix = load_matrix(store, _FakeEmbedder())
+        with Store(path) as store, store.read() as conn:
+            _, matrix = load_matrix(conn, store, _FakeEmbedder())
         load = time.perf_counter() - start
         queries = rng.standard_normal((QUERIES, DIM)).astype(np.float32)
         times = []
