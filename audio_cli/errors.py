@@ -9,6 +9,7 @@ Exit statuses (also in the README):
 3      bad input audio: missing, directory, empty, corrupt, too short, silent, non-finite
 4      model problem: unknown model, weights not found or offline, bad checkpoint
 5      engine problem: the engine cannot run on this machine or failed
+6      store problem: --db is not an audio store, is corrupt, or is from a newer version
 =====  ===========================================================
 """
 
@@ -20,6 +21,7 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_MODEL = 4
 EXIT_ENGINE = 5
+EXIT_STORE = 6
 
 
 class AudioCliError(Exception):
@@ -50,3 +52,9 @@ class EngineError(AudioCliError):
     """The inference engine is unavailable here or failed."""
 
     exit_code = EXIT_ENGINE
+
+
+class StoreError(AudioCliError):
+    """The speaker store (--db) cannot be used: foreign, corrupt, newer schema, locked."""
+
+    exit_code = EXIT_STORE
