@@ -45,7 +45,7 @@ class Embedder:
     def load(cls, model: str, engine: str = "auto", threads: int | None = None) -> Embedder:
         """Load a model (hub id, known name or directory) and fingerprint its files."""
         model_id, directory = resolve_model(model)
-        speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
+        speaker = WeSpeaker.from_directory(directory, model_id, engine, threads)
         config = speaker.config
         name = config.model_id or (str(directory.resolve()) if Path(model_id).is_dir()
                                    else model_id)

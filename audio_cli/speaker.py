@@ -116,18 +116,19 @@ class WeSpeaker:
                         threads: int | None = None) -> WeSpeaker:
         """Load from a local directory in the hub layout (`config.json`, `model.safetensors`)."""
         directory = check_model_dir(Path(path).expanduser())
-        return cls._from_dir(directory, str(path), engine, threads)
+        return cls.from_directory(directory, str(path), engine, threads)
 
     @classmethod
     def load_from_hub(cls, model_id: str = DEFAULT_MODEL, engine: str = "auto",
                       threads: int | None = None) -> WeSpeaker:
         """Load a hub repo id, known name or local directory (downloads on first use)."""
         model_id, directory = resolve_model(model_id)
-        return cls._from_dir(directory, model_id, engine, threads)
+        return cls.from_directory(directory, model_id, engine, threads)
 
     @classmethod
-    def _from_dir(cls, directory: Path, model_id: str, engine: str,
-                  threads: int | None) -> WeSpeaker:
+    def from_directory(cls, directory: Path, model_id: str, engine: str = "auto",
+                       threads: int | None = None) -> WeSpeaker:
+        """Load a resolved model directory (see models.resolve_model), named `model_id`."""
         weights = Weights(directory / WEIGHTS_FILE)
         return cls(ModelConfig.load(directory), weights, model_id=model_id, engine=engine,
                    threads=threads)
