@@ -56,10 +56,11 @@ def eval_json(*args: str) -> dict:
 
 def expected_metrics(model_dir: Path, labelled: list[tuple[str, Path]],
                      impostors: list[Path]) -> dict:
-    """The metrics evaluation.py gives on embeddings computed here, file by file."""
+    """The metrics evaluation.py gives on the embeddings the library computes here."""
     model = WeSpeaker.from_pretrained(model_dir, engine="onnx", threads=1)
-    vectors = np.stack([model.embed(audio_file=p) for _, p in labelled])
-    extra = np.stack([model.embed(audio_file=p) for p in impostors]) if impostors else None
+    results = list(model.embed_sources([p for _, p in labelled] + impostors))
+    vectors = np.stack([r.embedding for r in results[:len(labelled)]])
+    extra = np.stack([r.embedding for r in results[len(labelled):]]) if impostors else None
     m = evaluate(trial_scores(vectors, [s for s, _ in labelled], extra))
     return {"target_trials": m.target_trials, "nontarget_trials": m.nontarget_trials,
             "eer": m.eer, "eer_threshold": m.eer_threshold, "min_dcf": m.min_dcf,
