@@ -11,16 +11,6 @@ import typer
 from .app import app
 
 
-def _progress(done: int, total: int, failure) -> None:
-    """Failures always go to stderr; a running count only when stderr is a terminal."""
-    tty = sys.stderr.isatty()
-    if failure is not None:
-        sys.stderr.write(("\r" if tty else "") + f"audio: warning: left out {failure.message}\n")
-    if tty:
-        sys.stderr.write(f"\rembedded {done}/{total}" + ("\n" if done == total else ""))
-        sys.stderr.flush()
-
-
 @app.command("eval")
 def eval_command(
     dataset: Annotated[Path, typer.Argument(
@@ -49,8 +39,8 @@ def eval_command(
     """Score every same- and different-speaker pair: trials, EER, minDCF, mean scores."""
     from engines import resolve_engine_name
 
+    from .batch import Reporter, exit_status
     from .datasets import check_unique, load_dataset, load_impostors
-    from .errors import InputAudioError
     from .eval_report import render_report, report_to_json
     from .eval_run import check_trials, run_evaluation
     from .speaker import WeSpeaker
@@ -61,7 +51,12 @@ def eval_command(
     check_unique([u.path for u in data.utterances] + extra)
     check_trials([u.speaker for u in data.utterances], len(extra))
     speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
-    report = run_evaluation(speaker, data, extra, min_duration, _progress)
+    reporter = Reporter(len(data.utterances) + len(extra), show_progress=sys.stderr.isatty())
+    try:
+        report = run_evaluation(speaker, data, extra, min_duration,
+                                lambda failure: reporter.outcome(_outcome(failure)))
+    finally:
+        reporter.close()
     if json_output:
         sys.stdout.write(report_to_json(report) + "\n")
     else:
@@ -71,5 +66,15 @@ def eval_command(
     if report.failures:
         sys.stdout.flush()
         total = report.files + report.impostor_files
-        raise InputAudioError(f"{len(report.failures)} of {total} files could not be embedded "
-                              "and were left out of the trials above")
+        sys.stderr.write(f"audio: {len(report.failures)} of {total} files could not be embedded "
+                         "and were left out of the trials above\n")
+        raise typer.Exit(exit_status({f.error.exit_code for f in report.failures}))
+
+
+def _outcome(failure):
+    """A finished file as the many-input reporter sees it (an Outcome without a vector)."""
+    from .batch import Outcome
+
+    if failure is None:
+        return Outcome("")
+    return Outcome(failure.file, error=failure.error)

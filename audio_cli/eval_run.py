@@ -43,11 +43,11 @@ def check_trials(labels: list[str], impostors: int, after: str = "") -> None:
 
 def run_evaluation(speaker: WeSpeaker, dataset: Dataset, impostors: list[Path],
                    min_duration: float,
-                   on_result: Callable[[int, int, InputFailure | None], None] | None = None
+                   on_result: Callable[[InputFailure | None], None] | None = None
                    ) -> EvalReport:
     """Embed every file once through `embed_sources`, drop failures, score and evaluate.
 
-    `on_result(done, total, failure)` is called after each file (failure None on success).
+    `on_result(failure)` is called after each file, in input order (None on success).
     """
     labels = [u.speaker for u in dataset.utterances]
     check_trials(labels, len(impostors))
@@ -55,13 +55,13 @@ def run_evaluation(speaker: WeSpeaker, dataset: Dataset, impostors: list[Path],
     vectors: list[np.ndarray | None] = []
     failures: list[InputFailure] = []
     start = time.perf_counter()
-    for done, result in enumerate(speaker.embed_sources(sources, min_duration), start=1):
+    for result in speaker.embed_sources(sources, min_duration):
         failure = result if isinstance(result, InputFailure) else None
         vectors.append(None if failure else result.embedding)
         if failure:
             failures.append(failure)
         if on_result:
-            on_result(done, len(sources), failure)
+            on_result(failure)
     elapsed = time.perf_counter() - start
     n = len(labels)
     kept = [i for i in range(n) if vectors[i] is not None]

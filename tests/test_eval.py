@@ -134,9 +134,11 @@ def test_failed_files_are_reported_left_out_and_make_the_status_non_zero(corpus,
     assert (record["files"], record["failed"], record["embedded"]) == (11, 2, 9)
     assert (record["target_trials"], record["nontarget_trials"]) == (9, 27)
     err = proc.stderr.decode().strip().splitlines()
-    assert any("broken.wav" in line and line.startswith("audio: warning:") for line in err)
-    assert any("short.wav" in line and "too short" in line for line in err)
-    assert err[-1] == ("audio: error: 2 of 11 files could not be embedded and were left out "
+    assert len(err) == 3
+    assert any(line.startswith("audio: error: ") and "broken.wav" in line for line in err)
+    assert any(line.startswith("audio: error: ") and "short.wav: too short" in line
+               for line in err)
+    assert err[-1] == ("audio: 2 of 11 files could not be embedded and were left out "
                        "of the trials above")
 
 
