@@ -128,8 +128,7 @@ def export_coreml_command(
 
 # Commands kept in modules of their own register themselves on `app` when imported here.
 # (one import line per module: audio_cli/cli_<area>.py)
-from . import cli_store  # noqa: E402,F401
-from . import cli_eval  # noqa: E402,F401
+from . import cli_eval, cli_store  # noqa: E402,F401
 
 
 def _click_exception_modules() -> list:
