@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from model_factory import small_config, write_model
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -18,3 +19,11 @@ def shared_dir() -> Path:
             "project's machines)"
         )
     return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory) -> Path:
+    """A small random-weight ResNet in the hub layout (config.json + model.safetensors)."""
+    directory = tmp_path_factory.mktemp("small-model")
+    write_model(directory, small_config())
+    return directory

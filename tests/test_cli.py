@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from model_factory import small_config, write_model
 from signals import voiced, write_wav
 
 from audio_cli import cosine_similarity
@@ -27,27 +26,20 @@ def run_audio(*args: str, stdin: bytes | None = None, env: dict | None = None):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    write_model(directory, small_config())
-    return directory
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """2 s of 16 kHz mono voice-like audio."""
     return write_wav(tmp_path_factory.mktemp("audio") / "clip.wav", voiced(2.0))
 
 
-def embed_json(path: str, model_dir: Path, *extra: str, stdin: bytes | None = None) -> dict:
-    proc = run_audio("embed-speaker", path, "--model", str(model_dir), "--json", *extra,
+def embed_json(path: str, small_model_dir: Path, *extra: str, stdin: bytes | None = None) -> dict:
+    proc = run_audio("embed-speaker", path, "--model", str(small_model_dir), "--json", *extra,
                      stdin=stdin)
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout)
 
 
-def test_json_output_is_one_object_with_the_vector(clip, model_dir):
-    proc = run_audio("embed-speaker", str(clip), "--model", str(model_dir), "--json")
+def test_json_output_is_one_object_with_the_vector(clip, small_model_dir):
+    proc = run_audio("embed-speaker", str(clip), "--model", str(small_model_dir), "--json")
     assert proc.returncode == 0, proc.stderr.decode()
     lines = proc.stdout.decode().splitlines()
     assert len(lines) == 1
@@ -59,46 +51,46 @@ def test_json_output_is_one_object_with_the_vector(clip, model_dir):
     assert record["sample_rate"] == 16000
     assert record["duration"] == pytest.approx(2.0)
     assert record["engine"] == resolve_engine_name("auto")
-    assert record["model"] == str(model_dir)
+    assert record["model"] == str(small_model_dir)
     assert record["elapsed"] > 0
 
 
 @pytest.mark.parametrize("engine", ["onnx", "mlx", "coreml"])
-def test_every_engine_gives_the_same_vector(engine, clip, model_dir):
-    reference = embed_json(str(clip), model_dir, "--engine", "onnx", "--threads", "1")
-    record = embed_json(str(clip), model_dir, "--engine", engine)
+def test_every_engine_gives_the_same_vector(engine, clip, small_model_dir):
+    reference = embed_json(str(clip), small_model_dir, "--engine", "onnx", "--threads", "1")
+    record = embed_json(str(clip), small_model_dir, "--engine", engine)
     assert record["engine"] == engine
     assert cosine_similarity(reference["embedding"], record["embedding"]) >= 0.9999
 
 
-def test_text_summary_shows_the_facts(clip, model_dir):
-    proc = run_audio("embed-speaker", str(clip), "--model", str(model_dir))
+def test_text_summary_shows_the_facts(clip, small_model_dir):
+    proc = run_audio("embed-speaker", str(clip), "--model", str(small_model_dir))
     assert proc.returncode == 0, proc.stderr.decode()
     text = proc.stdout.decode()
     for word in ("dimension", "32", "L2 norm", "1.000000", "first 8", "onnx", "duration"):
         assert word in text
 
 
-def test_same_input_twice_gives_the_same_vector(clip, model_dir):
-    a = embed_json(str(clip), model_dir)["embedding"]
-    b = embed_json(str(clip), model_dir)["embedding"]
+def test_same_input_twice_gives_the_same_vector(clip, small_model_dir):
+    a = embed_json(str(clip), small_model_dir)["embedding"]
+    b = embed_json(str(clip), small_model_dir)["embedding"]
     assert a == b
 
 
-def test_stdin_matches_the_file(clip, model_dir):
-    from_file = embed_json(str(clip), model_dir)["embedding"]
-    from_stdin = embed_json("-", model_dir, stdin=clip.read_bytes())
+def test_stdin_matches_the_file(clip, small_model_dir):
+    from_file = embed_json(str(clip), small_model_dir)["embedding"]
+    from_stdin = embed_json("-", small_model_dir, stdin=clip.read_bytes())
     assert from_stdin["file"] == "stdin"
     assert cosine_similarity(from_file, from_stdin["embedding"]) > 0.99999
 
 
-def test_44k_stereo_copy_embeds_like_the_mono_original(clip, model_dir, tmp_path):
+def test_44k_stereo_copy_embeds_like_the_mono_original(clip, small_model_dir, tmp_path):
     mono, rate = sf.read(clip, dtype="float32")
     upsampled = soxr.resample(mono, rate, 44100, quality="VHQ")
     stereo = np.stack([upsampled, upsampled * 0.98], axis=1)
     copy = write_wav(tmp_path / "stereo44k.wav", stereo, 44100, subtype="FLOAT")
-    original = embed_json(str(clip), model_dir)
-    resampled = embed_json(str(copy), model_dir)
+    original = embed_json(str(clip), small_model_dir)
+    resampled = embed_json(str(copy), small_model_dir)
     assert resampled["sample_rate"] == 44100
     cosine = cosine_similarity(original["embedding"], resampled["embedding"])
     assert cosine >= 0.99, cosine
@@ -106,11 +98,11 @@ def test_44k_stereo_copy_embeds_like_the_mono_original(clip, model_dir, tmp_path
 
 @pytest.mark.parametrize("fmt,subtype", [("FLAC", "PCM_24"), ("OGG", "VORBIS"),
                                           ("OGG", "OPUS"), ("MP3", "MPEG_LAYER_III")])
-def test_compressed_formats_decode(fmt, subtype, model_dir, tmp_path):
+def test_compressed_formats_decode(fmt, subtype, small_model_dir, tmp_path):
     path = tmp_path / f"clip.{fmt.lower()}"
     rate = 48000 if subtype == "OPUS" else 16000
     sf.write(str(path), voiced(1.5, rate), rate, format=fmt, subtype=subtype)
-    record = embed_json(str(path), model_dir)
+    record = embed_json(str(path), small_model_dir)
     assert record["dimension"] == 32
     assert record["duration"] == pytest.approx(1.5, abs=0.06)
 
@@ -155,9 +147,9 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], int, str]]:
     "too short", "too short at a lower minimum", "minimum below the network's",
     "unknown engine", "unknown option", "bad option value",
 ])
-def test_bad_input_is_one_line_on_stderr_and_a_status(case, model_dir, tmp_path):
+def test_bad_input_is_one_line_on_stderr_and_a_status(case, small_model_dir, tmp_path):
     args, status, words = _bad_inputs(tmp_path)[case]
-    proc = run_audio("embed-speaker", *args, "--model", str(model_dir), "--json")
+    proc = run_audio("embed-speaker", *args, "--model", str(small_model_dir), "--json")
     stderr = proc.stderr.decode()
     assert proc.returncode == status, stderr
     assert proc.stdout == b""
@@ -167,8 +159,8 @@ def test_bad_input_is_one_line_on_stderr_and_a_status(case, model_dir, tmp_path)
     assert "Traceback" not in stderr
 
 
-def test_empty_stdin_is_an_error(model_dir):
-    proc = run_audio("embed-speaker", "-", "--model", str(model_dir), stdin=b"")
+def test_empty_stdin_is_an_error(small_model_dir):
+    proc = run_audio("embed-speaker", "-", "--model", str(small_model_dir), stdin=b"")
     assert proc.returncode == 3
     assert "empty" in proc.stderr.decode()
 
@@ -221,15 +213,15 @@ def test_default_model_downloads_from_the_hub(clip):
     assert record["model"] == DEFAULT_MODEL
 
 
-def test_export_coreml_writes_a_package_and_never_overwrites(model_dir, tmp_path):
+def test_export_coreml_writes_a_package_and_never_overwrites(small_model_dir, tmp_path):
     pytest.importorskip("coremltools")
     out = tmp_path / "speaker.mlpackage"
-    first = run_audio("export-coreml", str(out), "--model", str(model_dir))
+    first = run_audio("export-coreml", str(out), "--model", str(small_model_dir))
     assert first.returncode == 0, first.stderr.decode()
     assert (out / "Manifest.json").is_file()
-    again = run_audio("export-coreml", str(out), "--model", str(model_dir))
+    again = run_audio("export-coreml", str(out), "--model", str(small_model_dir))
     assert again.returncode == 4
     assert "overwrite" in again.stderr.decode()
     bad = run_audio("export-coreml", str(tmp_path / "b.mlpackage"), "--precision", "int8",
-                    "--model", str(model_dir))
+                    "--model", str(small_model_dir))
     assert bad.returncode == 2

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_factory import small_config, write_model
 from signals import voiced, write_wav
 from test_cli import run_audio
 
@@ -20,13 +19,6 @@ from audio_cli.speaker import EmbeddingResult
 from audio_cli.writers import OutputFile
 
 SAME = 0.99999  # cosine of a vector to itself computed in another call
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    write_model(directory, small_config())
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +49,11 @@ def jsonl(proc) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def single(corpus, model_dir) -> dict[str, np.ndarray]:
+def single(corpus, small_model_dir) -> dict[str, np.ndarray]:
     """Each good file's vector from a one-file call (the reference for every batch output)."""
     vectors = {}
     for name in GOOD:
-        proc = embed(str(corpus / name), "--model", str(model_dir), "--json")
+        proc = embed(str(corpus / name), "--model", str(small_model_dir), "--json")
         assert proc.returncode == 0, proc.stderr.decode()
         vectors[name] = np.array(json.loads(proc.stdout)["embedding"])
     return vectors
@@ -72,8 +64,8 @@ def assert_same(vector, reference) -> None:
 
 
 def test_directory_with_a_corrupt_file_yields_the_others_an_error_record_and_a_status(
-        corpus, model_dir, single):
-    proc = embed(str(corpus), "--model", str(model_dir), "--json")
+        corpus, small_model_dir, single):
+    proc = embed(str(corpus), "--model", str(small_model_dir), "--json")
     stderr = proc.stderr.decode()
     assert proc.returncode == 3, stderr
     records = jsonl(proc)
@@ -90,9 +82,9 @@ def test_directory_with_a_corrupt_file_yields_the_others_an_error_record_and_a_s
     assert "Traceback" not in stderr
 
 
-def test_json_lines_follow_the_input_order_with_failures_in_place(corpus, model_dir, single):
+def test_json_lines_follow_the_input_order_with_failures_in_place(corpus, small_model_dir, single):
     order = ["sub/b.wav", "missing.wav", "a.wav", "c.FLAC"]
-    proc = embed(*(str(corpus / n) for n in order), "--model", str(model_dir), "--json")
+    proc = embed(*(str(corpus / n) for n in order), "--model", str(small_model_dir), "--json")
     assert proc.returncode == 3
     records = jsonl(proc)
     assert [r["file"] for r in records] == [str(corpus / n) for n in order]
@@ -103,10 +95,10 @@ def test_json_lines_follow_the_input_order_with_failures_in_place(corpus, model_
 
 
 def test_list_file_paths_are_relative_to_the_list_and_stdin_comes_once(
-        corpus, model_dir, single, tmp_path):
+        corpus, small_model_dir, single, tmp_path):
     listing = corpus / "sub" / "list.txt"
     listing.write_text("# two files, one blank line\n\nb.wav\n  ../a.wav  \n")
-    proc = embed(f"@{listing}", "-", "--model", str(model_dir), "--json",
+    proc = embed(f"@{listing}", "-", "--model", str(small_model_dir), "--json",
                  stdin=(corpus / "c.FLAC").read_bytes())
     assert proc.returncode == 0, proc.stderr.decode()
     records = jsonl(proc)
@@ -116,8 +108,8 @@ def test_list_file_paths_are_relative_to_the_list_and_stdin_comes_once(
         assert_same(record["embedding"], single[name])
 
 
-def test_a_list_on_stdin_is_relative_to_the_current_directory(corpus, model_dir, single):
-    proc = embed("@-", "--model", str(model_dir), "--json",
+def test_a_list_on_stdin_is_relative_to_the_current_directory(corpus, small_model_dir, single):
+    proc = embed("@-", "--model", str(small_model_dir), "--json",
                  stdin=f"{corpus / 'a.wav'}\n{corpus / 'nope.wav'}\n".encode())
     assert proc.returncode == 3
     records = jsonl(proc)
@@ -125,10 +117,10 @@ def test_a_list_on_stdin_is_relative_to_the_current_directory(corpus, model_dir,
     assert "no such file" in records[1]["error"]
 
 
-def test_empty_directory_and_missing_list_are_failed_inputs(model_dir, tmp_path):
+def test_empty_directory_and_missing_list_are_failed_inputs(small_model_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     proc = embed(str(tmp_path / "empty"), f"@{tmp_path / 'nope.txt'}", "--model",
-                 str(model_dir), "--json")
+                 str(small_model_dir), "--json")
     assert proc.returncode == 3
     records = jsonl(proc)
     assert "no audio files" in records[0]["error"]
@@ -144,9 +136,9 @@ def test_empty_directory_and_missing_list_are_failed_inputs(model_dir, tmp_path)
     (["X", "--output", "vectors.csv"], "unknown format"),
     (["X", "--output", "no/such/dir/v.npz"], "does not exist"),
 ])
-def test_usage_mistakes_stop_before_any_work(args, words, corpus, model_dir):
+def test_usage_mistakes_stop_before_any_work(args, words, corpus, small_model_dir):
     args = [str(corpus / "a.wav") if a == "X" else a for a in args]
-    proc = embed(*args, "--model", str(model_dir), "--json")
+    proc = embed(*args, "--model", str(small_model_dir), "--json")
     stderr = proc.stderr.decode()
     assert proc.returncode == 2, stderr
     assert proc.stdout == b""
@@ -154,9 +146,9 @@ def test_usage_mistakes_stop_before_any_work(args, words, corpus, model_dir):
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".npy", ".jsonl"])
-def test_output_files_round_trip(suffix, corpus, model_dir, single, tmp_path):
+def test_output_files_round_trip(suffix, corpus, small_model_dir, single, tmp_path):
     out = tmp_path / f"vectors{suffix}"
-    proc = embed(str(corpus), "--model", str(model_dir), "--output", str(out))
+    proc = embed(str(corpus), "--model", str(small_model_dir), "--output", str(out))
     assert proc.returncode == 3  # the corrupt file
     assert proc.stdout == b""  # text mode with --output prints no table
     assert f"wrote 3 embeddings to {out}" in proc.stderr.decode()
@@ -182,25 +174,26 @@ def test_output_files_round_trip(suffix, corpus, model_dir, single, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_an_existing_output_file_is_refused_and_untouched(corpus, model_dir, tmp_path):
+def test_an_existing_output_file_is_refused_and_untouched(corpus, small_model_dir, tmp_path):
     out = tmp_path / "vectors.npy"
     sidecar = tmp_path / "vectors.npy.paths.txt"
     sidecar.write_text("mine\n")
-    proc = embed(str(corpus / "a.wav"), str(corpus / "c.FLAC"), "--model", str(model_dir),
+    proc = embed(str(corpus / "a.wav"), str(corpus / "c.FLAC"), "--model", str(small_model_dir),
                  "--output", str(out))
     assert proc.returncode == 2
     assert "exists" in proc.stderr.decode() and "--force" in proc.stderr.decode()
     assert sidecar.read_text() == "mine\n" and not out.exists()
-    forced = embed(str(corpus / "a.wav"), str(corpus / "c.FLAC"), "--model", str(model_dir),
+    forced = embed(str(corpus / "a.wav"), str(corpus / "c.FLAC"), "--model", str(small_model_dir),
                    "--output", str(out), "--force")
     assert forced.returncode == 0, forced.stderr.decode()
     assert sidecar.read_text().splitlines() == [str(corpus / "a.wav"), str(corpus / "c.FLAC")]
     assert np.load(out).shape == (2, 32)
 
 
-def test_windows_have_times_counts_and_the_vector_of_the_cut_audio(corpus, model_dir, tmp_path):
+def test_windows_have_times_counts_and_the_vector_of_the_cut_audio(corpus, small_model_dir,
+                                                                   tmp_path):
     proc = embed(str(corpus / "sub" / "b.wav"), "--window", "1", "--hop", "0.5", "--model",
-                 str(model_dir), "--json")
+                 str(small_model_dir), "--json")
     assert proc.returncode == 0, proc.stderr.decode()
     records = jsonl(proc)
     # 3.2 s: windows start every 0.5 s while they fit, then one more ends at the last sample.
@@ -209,15 +202,15 @@ def test_windows_have_times_counts_and_the_vector_of_the_cut_audio(corpus, model
     assert all(r["file"] == str(corpus / "sub" / "b.wav") for r in records)
     samples = voiced(3.2, f0=210, seed=2)
     cut = write_wav(tmp_path / "cut.wav", samples[8000:24000])  # written like b.wav: PCM_16
-    alone = json.loads(embed(str(cut), "--model", str(model_dir), "--json").stdout)
+    alone = json.loads(embed(str(cut), "--model", str(small_model_dir), "--json").stdout)
     assert_same(records[1]["embedding"], alone["embedding"])
     assert not np.allclose(records[0]["embedding"], records[1]["embedding"])
 
 
-def test_window_hop_defaults_to_the_window_and_npz_holds_times(corpus, model_dir, tmp_path):
+def test_window_hop_defaults_to_the_window_and_npz_holds_times(corpus, small_model_dir, tmp_path):
     out = tmp_path / "windows.npz"
     proc = embed(str(corpus / "sub" / "b.wav"), str(corpus / "corrupt.wav"),
-                 str(corpus / "a.wav"), "--window", "1.2", "--model", str(model_dir),
+                 str(corpus / "a.wav"), "--window", "1.2", "--model", str(small_model_dir),
                  "--output", str(out))
     assert proc.returncode == 3
     with np.load(out) as data:
@@ -232,19 +225,19 @@ def test_window_hop_defaults_to_the_window_and_npz_holds_times(corpus, model_dir
         np.testing.assert_allclose(np.linalg.norm(data[a], axis=1), 1.0, atol=1e-5)
 
 
-def test_one_input_keeps_the_one_object_and_the_summary(corpus, model_dir, single):
-    proc = embed(str(corpus / "a.wav"), "--model", str(model_dir), "--json")
+def test_one_input_keeps_the_one_object_and_the_summary(corpus, small_model_dir, single):
+    proc = embed(str(corpus / "a.wav"), "--model", str(small_model_dir), "--json")
     assert proc.returncode == 0
     assert len(proc.stdout.decode().splitlines()) == 1
     record = json.loads(proc.stdout)
     assert list(record) == ["embedding", "dimension", "elapsed", "file", "duration",
                             "sample_rate", "model", "engine"]
-    text = embed(str(corpus / "a.wav"), "--model", str(model_dir)).stdout.decode()
+    text = embed(str(corpus / "a.wav"), "--model", str(small_model_dir)).stdout.decode()
     assert "L2 norm" in text and "first 8" in text and "status" not in text
 
 
-def test_many_inputs_in_text_mode_print_a_table(corpus, model_dir):
-    proc = embed(str(corpus), "--model", str(model_dir))
+def test_many_inputs_in_text_mode_print_a_table(corpus, small_model_dir):
+    proc = embed(str(corpus), "--model", str(small_model_dir))
     assert proc.returncode == 3
     text = proc.stdout.decode()
     assert "status" in text and "first 3" in text

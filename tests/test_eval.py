@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_factory import small_config, write_model
 from signals import voiced, write_wav
 from test_cli import run_audio
 
@@ -21,13 +20,6 @@ SPEAKERS = {"alice": 110.0, "bob": 160.0, "carol": 230.0}  # f0 per synthetic "s
 FILES_PER_SPEAKER = 3
 METRIC_KEYS = ("target_trials", "nontarget_trials", "eer", "eer_threshold", "min_dcf",
                "min_dcf_threshold", "mean_target_score", "mean_nontarget_score")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    write_model(directory, small_config())
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +46,10 @@ def eval_json(*args: str) -> dict:
     return json.loads(lines[0])
 
 
-def expected_metrics(model_dir: Path, labelled: list[tuple[str, Path]],
+def expected_metrics(small_model_dir: Path, labelled: list[tuple[str, Path]],
                      impostors: list[Path]) -> dict:
     """The metrics evaluation.py gives on the embeddings the library computes here."""
-    model = WeSpeaker.from_pretrained(model_dir, engine="onnx", threads=1)
+    model = WeSpeaker.from_pretrained(small_model_dir, engine="onnx", threads=1)
     results = list(model.embed_sources([p for _, p in labelled] + impostors))
     vectors = np.stack([r.embedding for r in results[:len(labelled)]])
     extra = np.stack([r.embedding for r in results[len(labelled):]]) if impostors else None
@@ -74,28 +66,28 @@ def labelled_files(corpus: Path) -> list[tuple[str, Path]]:
             for p in sorted((corpus / "speakers" / name).rglob("*.wav"))]
 
 
-def test_folders_give_every_pair_and_the_library_numbers(corpus, model_dir):
-    record = eval_json(str(corpus / "speakers"), "--model", str(model_dir))
+def test_folders_give_every_pair_and_the_library_numbers(corpus, small_model_dir):
+    record = eval_json(str(corpus / "speakers"), "--model", str(small_model_dir))
     # 9 files: 3 * C(3,2) = 9 target pairs, C(9,2) - 9 = 27 non-target pairs.
     assert (record["target_trials"], record["nontarget_trials"], record["trials"]) == (9, 27, 36)
     assert (record["speakers"], record["files"], record["failed"]) == (3, 9, 0)
     assert record["layout"] == "folders" and record["engine"] == "onnx"
-    expected = expected_metrics(model_dir, labelled_files(corpus), [])
+    expected = expected_metrics(small_model_dir, labelled_files(corpus), [])
     assert {k: record[k] for k in METRIC_KEYS} == pytest.approx(expected, abs=1e-9)
     assert 0 <= record["eer"] <= 1 and record["min_dcf"] >= 0
 
 
-def test_impostors_add_a_non_target_trial_per_file_pair(corpus, model_dir):
-    record = eval_json(str(corpus / "speakers"), "--model", str(model_dir),
+def test_impostors_add_a_non_target_trial_per_file_pair(corpus, small_model_dir):
+    record = eval_json(str(corpus / "speakers"), "--model", str(small_model_dir),
                        "--impostors", str(corpus / "impostors"))
     assert (record["target_trials"], record["nontarget_trials"]) == (9, 27 + 9 * 2)
     assert record["impostor_files"] == 2 and record["embedded"] == 11
     impostors = sorted((corpus / "impostors").glob("*.wav"))
-    expected = expected_metrics(model_dir, labelled_files(corpus), impostors)
+    expected = expected_metrics(small_model_dir, labelled_files(corpus), impostors)
     assert {k: record[k] for k in METRIC_KEYS} == pytest.approx(expected, abs=1e-9)
 
 
-def test_a_manifest_labels_files_anywhere_and_takes_precedence(corpus, model_dir, tmp_path):
+def test_a_manifest_labels_files_anywhere_and_takes_precedence(corpus, small_model_dir, tmp_path):
     # Flat copies whose folder says nothing; the manifest says who speaks.
     rows = ["speaker,file,notes"]
     for n, (name, path) in enumerate(labelled_files(corpus)):
@@ -104,17 +96,17 @@ def test_a_manifest_labels_files_anywhere_and_takes_precedence(corpus, model_dir
     (tmp_path / "decoy").mkdir()  # a sub-folder that would be a speaker without the manifest
     shutil.copy(path, tmp_path / "decoy" / "d.wav")
     (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
-    from_dir = eval_json(str(tmp_path), "--model", str(model_dir))
-    from_csv = eval_json(str(tmp_path / "manifest.csv"), "--model", str(model_dir))
-    from_folders = eval_json(str(corpus / "speakers"), "--model", str(model_dir))
+    from_dir = eval_json(str(tmp_path), "--model", str(small_model_dir))
+    from_csv = eval_json(str(tmp_path / "manifest.csv"), "--model", str(small_model_dir))
+    from_folders = eval_json(str(corpus / "speakers"), "--model", str(small_model_dir))
     assert from_dir["layout"] == from_csv["layout"] == "manifest"
     assert from_dir["files"] == 9
     for key in METRIC_KEYS:
         assert from_dir[key] == from_csv[key] == pytest.approx(from_folders[key], abs=1e-9)
 
 
-def test_text_output_is_a_table(corpus, model_dir):
-    proc = run_audio("eval", str(corpus / "speakers"), "--model", str(model_dir))
+def test_text_output_is_a_table(corpus, small_model_dir):
+    proc = run_audio("eval", str(corpus / "speakers"), "--model", str(small_model_dir))
     assert proc.returncode == 0, proc.stderr.decode()
     text = proc.stdout.decode()
     for word in ("trials", "36 (9 target, 27 non-target)", "EER", "minDCF (p=0.01)",
@@ -122,13 +114,13 @@ def test_text_output_is_a_table(corpus, model_dir):
         assert word in text
 
 
-def test_failed_files_are_reported_left_out_and_make_the_status_non_zero(corpus, model_dir,
+def test_failed_files_are_reported_left_out_and_make_the_status_non_zero(corpus, small_model_dir,
                                                                           tmp_path):
     data = tmp_path / "data"
     shutil.copytree(corpus / "speakers", data)
     (data / "bob" / "broken.wav").write_bytes(b"RIFF not really a wave file")
     write_wav(data / "carol" / "short.wav", voiced(0.2, f0=230.0))
-    proc = run_audio("eval", str(data), "--model", str(model_dir), "--json")
+    proc = run_audio("eval", str(data), "--model", str(small_model_dir), "--json")
     assert proc.returncode == 3
     record = json.loads(proc.stdout)  # results still printed, for the files that worked
     assert (record["files"], record["failed"], record["embedded"]) == (11, 2, 9)
@@ -142,8 +134,8 @@ def test_failed_files_are_reported_left_out_and_make_the_status_non_zero(corpus,
                        "of the trials above")
 
 
-def _dataset_error(model_dir: Path, *args: str) -> str:
-    proc = run_audio("eval", *args, "--model", str(model_dir), "--json")
+def _dataset_error(small_model_dir: Path, *args: str) -> str:
+    proc = run_audio("eval", *args, "--model", str(small_model_dir), "--json")
     assert proc.returncode == 3, proc.stderr.decode()
     assert proc.stdout == b""
     lines = proc.stderr.decode().splitlines()
@@ -151,39 +143,39 @@ def _dataset_error(model_dir: Path, *args: str) -> str:
     return lines[0]
 
 
-def test_unusable_datasets_are_clear_errors(corpus, model_dir, tmp_path):
+def test_unusable_datasets_are_clear_errors(corpus, small_model_dir, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no speaker sub-folders" in _dataset_error(model_dir, str(empty))
+    assert "no speaker sub-folders" in _dataset_error(small_model_dir, str(empty))
     flat = tmp_path / "flat"
     shutil.copytree(corpus / "impostors", flat)
-    assert "belong to no speaker" in _dataset_error(model_dir, str(flat))
+    assert "belong to no speaker" in _dataset_error(small_model_dir, str(flat))
     one = tmp_path / "one"
     shutil.copytree(corpus / "speakers" / "alice", one / "alice")
-    assert "only one speaker" in _dataset_error(model_dir, str(one))
+    assert "only one speaker" in _dataset_error(small_model_dir, str(one))
     singles = tmp_path / "singles"
     for name in SPEAKERS:
         (singles / name).mkdir(parents=True)
         shutil.copy(corpus / "speakers" / name / "0.wav", singles / name / "0.wav")
-    assert "no target trials" in _dataset_error(model_dir, str(singles))
-    assert "no such file" in _dataset_error(model_dir, str(tmp_path / "missing"))
+    assert "no target trials" in _dataset_error(small_model_dir, str(singles))
+    assert "no such file" in _dataset_error(small_model_dir, str(tmp_path / "missing"))
     bad = tmp_path / "bad.csv"
     bad.write_text("who,path\nalice,a.wav\n")
-    assert "missing speaker, file" in _dataset_error(model_dir, str(bad))
+    assert "missing speaker, file" in _dataset_error(small_model_dir, str(bad))
     blank = tmp_path / "blank.csv"
     blank.write_text("speaker,file\nalice,\n")
-    assert "blank.csv:2: empty speaker or file" in _dataset_error(model_dir, str(blank))
+    assert "blank.csv:2: empty speaker or file" in _dataset_error(small_model_dir, str(blank))
     twice = tmp_path / "twice.csv"
     wav = corpus / "speakers" / "alice" / "0.wav"
     twice.write_text(f"speaker,file\nalice,{wav}\nbob,{wav}\n")
-    assert "listed twice" in _dataset_error(model_dir, str(twice))
-    assert "listed twice" in _dataset_error(model_dir, str(corpus / "speakers"),
+    assert "listed twice" in _dataset_error(small_model_dir, str(twice))
+    assert "listed twice" in _dataset_error(small_model_dir, str(corpus / "speakers"),
                                             "--impostors", str(corpus / "speakers" / "bob"))
 
 
-def test_one_speaker_with_impostors_is_a_valid_evaluation(corpus, model_dir, tmp_path):
+def test_one_speaker_with_impostors_is_a_valid_evaluation(corpus, small_model_dir, tmp_path):
     shutil.copytree(corpus / "speakers" / "alice", tmp_path / "alice")
-    record = eval_json(str(tmp_path), "--model", str(model_dir),
+    record = eval_json(str(tmp_path), "--model", str(small_model_dir),
                        "--impostors", str(corpus / "impostors"))
     assert (record["target_trials"], record["nontarget_trials"]) == (3, 6)
 
