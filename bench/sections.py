@@ -13,7 +13,7 @@ from .children import bare_ort_command, peak_rss_kib, run_child
 from .common import ROOT, cli_command, log, median_time, ms
 
 # (label, frames, runs)
-SIZES = [("3 s", 298, 5), ("10 s", 998, 5), ("60 s", 5998, 3)]
+SIZES = [("3 s", 298, 11), ("10 s", 998, 7), ("60 s", 5998, 3)]
 CLI_RUNS = 5
 
 
@@ -28,13 +28,31 @@ def bare_session(model_path: Path):
     return lambda x: session.run(None, {name: x})
 
 
+def paired_medians(fn, baseline, runs: int) -> tuple[float, float | None]:
+    """Median seconds of `fn` and of `baseline` (None: not run), their runs alternating so a
+    change in the machine's load hits both alike."""
+    fn()
+    if baseline is not None:
+        baseline()
+    times: list[float] = []
+    base: list[float] = []
+    for _ in range(runs):
+        for call, out in ((fn, times), (baseline, base)):
+            if call is not None:
+                start = time.perf_counter()
+                call()
+                out.append(time.perf_counter() - start)
+    return statistics.median(times), statistics.median(base) if base else None
+
+
 def section_forward(speakers: dict, onnx_path: Path | None, notes: list[str]) -> list[str]:
     rng = np.random.default_rng(0)
     feats = {frames: rng.standard_normal((frames, 80)).astype(np.float32)
              for _, frames, _ in SIZES}
     baseline = bare_session(onnx_path) if onnx_path is not None else None
     lines = ["## (a) Forward time (random features, batch 1)", "",
-             "Median after one warm-up; ratio = baseline time / engine time "
+             "Medians after one warm-up, engine and baseline runs alternating; "
+             "ratio = baseline time / engine time "
              "(>1: engine faster than bare onnxruntime).", "",
              "| engine | input | frames | runs | engine | bare ORT baseline | ratio |",
              "|---|---|---|---|---|---|---|"]
@@ -53,9 +71,9 @@ def section_forward(speakers: dict, onnx_path: Path | None, notes: list[str]) ->
                 lines.append(f"| {name} | {label} | {frames} | 1 (no warm-up) | {ms(t)} | "
                              f"{ms(base)} | {ratio} |")
                 continue
-            log(f"forward {name} {label}: {runs} runs")
-            t = median_time(lambda x=x, e=speaker.engine: e.embed(x), runs)
-            base = median_time(lambda x=x: baseline(x), runs) if baseline else None
+            log(f"forward {name} {label}: {runs} runs, alternating with the baseline")
+            t, base = paired_medians(lambda x=x, e=speaker.engine: e.embed(x),
+                                     (lambda x=x: baseline(x)) if baseline else None, runs)
             ratio = f"{base / t:.2f}" if base else "n/a"
             lines.append(f"| {name} | {label} | {frames} | {runs} | {ms(t)} | {ms(base)} | "
                          f"{ratio} |")
