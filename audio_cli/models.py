@@ -12,18 +12,31 @@ DEFAULT_MODEL = "aufklarer/WeSpeaker-ResNet34-LM-MLX"
 KNOWN_MODELS = {
     "wespeaker-resnet34-lm": DEFAULT_MODEL,
 }
-HUB_FILES = [WEIGHTS_FILE, CONFIG_FILE, "*.md", "LICENSE*"]
+COMPILED_SUFFIX = ".mlmodelc"  # a compiled Core ML model: a directory
+# What a download fetches: weights, or a compiled Core ML model (a Core ML-only repo such as
+# aufklarer/WeSpeaker-ResNet34-LM-CoreML holds `wespeaker.mlmodelc/` and no weights).
+HUB_FILES = [WEIGHTS_FILE, CONFIG_FILE, "*.md", "LICENSE*", f"*{COMPILED_SUFFIX}/*"]
 LOCAL_HINT = (
     "pass a local model directory with --model DIR "
     "(make one from a pyannote/wespeaker checkpoint with `audio convert`)"
 )
 
 
+def compiled_models(directory: Path) -> list[Path]:
+    """The compiled Core ML models (`*.mlmodelc` directories) in a model directory, sorted."""
+    return sorted(p for p in Path(directory).glob(f"*{COMPILED_SUFFIX}") if p.is_dir())
+
+
 def check_model_dir(directory: Path) -> Path:
-    """Return the directory if it holds a config and weights in the hub layout."""
+    """Return the directory if it holds a config and weights in the hub layout.
+
+    A config beside a compiled Core ML model (`*.mlmodelc`) without weights is accepted too;
+    only the coreml engine on macOS can run it (engines.create_engine says so otherwise).
+    """
     if not directory.is_dir():
         raise ModelError(f"{directory}: no such model directory")
-    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (directory / f).is_file()]
+    required = (CONFIG_FILE,) if compiled_models(directory) else (CONFIG_FILE, WEIGHTS_FILE)
+    missing = [f for f in required if not (directory / f).is_file()]
     if missing:
         raise ModelError(f"{directory}: not a model directory (missing {', '.join(missing)})")
     return directory

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from pathlib import Path
 
 from audio_cli.config import CAMPPLUS_MODEL_TYPE, ModelConfig
 from audio_cli.errors import ModelError, UsageError
@@ -31,8 +32,15 @@ def resolve_engine_name(name: str) -> str:
 
 def create_engine(name: str, config: ModelConfig, weights: Weights,
                   threads: int | None = None) -> Engine:
-    """Build the named engine for a model's config and weights."""
+    """Build the named engine for a model's config and weights.
+
+    A model directory holding only a compiled Core ML model (no weights file) runs with the
+    coreml engine through the fixed-length window plan (engines/window_plan.py), macOS only.
+    """
     name = resolve_engine_name(name)
+    compiled = compiled_only_model(weights)
+    if compiled is not None:
+        return _compiled_engine(name, compiled)
     graph = build_graph(config)
     if name == "onnx":
         from .onnx_engine import ONNXEngine
@@ -45,6 +53,29 @@ def create_engine(name: str, config: ModelConfig, weights: Weights,
     from .coreml_engine import CoreMLEngine
 
     return CoreMLEngine(config, weights, graph=graph)
+
+
+def compiled_only_model(weights: Weights) -> Path | None:
+    """The compiled Core ML model of a directory that has one but no weights file, else None."""
+    from audio_cli.models import compiled_models
+
+    if weights.path is None or weights.path.is_file() or weights.directory is None:
+        return None
+    found = compiled_models(weights.directory)
+    return found[0] if found else None
+
+
+def _compiled_engine(name: str, compiled: Path) -> Engine:
+    """The window-plan runner of a compiled Core ML model; a clear error for other engines."""
+    if name != "coreml":
+        raise ModelError(
+            f"{compiled.parent}: holds only a compiled Core ML model ({compiled.name}), which "
+            f"runs with --engine coreml on macOS; the {name} engine needs model.safetensors "
+            "(e.g. --model aufklarer/WeSpeaker-ResNet34-LM-MLX)"
+        )
+    from .window_plan import CompiledModelRunner
+
+    return CompiledModelRunner(compiled)
 
 
 def build_graph(config: ModelConfig) -> Graph:
@@ -65,5 +96,5 @@ def min_frames(config: ModelConfig) -> int:
     return build_graph(config).min_frames()
 
 
-__all__ = ["ENGINE_NAMES", "Engine", "build_graph", "create_engine", "is_apple_silicon",
-           "min_frames", "resolve_engine_name"]
+__all__ = ["ENGINE_NAMES", "Engine", "build_graph", "compiled_only_model", "create_engine",
+           "is_apple_silicon", "min_frames", "resolve_engine_name"]

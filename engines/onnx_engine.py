@@ -272,6 +272,10 @@ class ONNXEngine(TrunkEngine):
         # The arena keeps every buffer it ever grew to; with batches and chunks of changing
         # shapes it doubled peak memory on long inputs, for ~2 % of speed.
         options.enable_cpu_mem_arena = False
+        # Stop the intra-op threads spinning once a run returns (they still spin between the
+        # ops of a run): otherwise they busy-wait on the cores the numpy front-end and head
+        # (and other processes) need next. See bench/RESULTS.md, section (c).
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         return options
 
     def _pick_providers(self) -> list[str]:

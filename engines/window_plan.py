@@ -27,6 +27,10 @@ to the exact embedding; zero-padding as the Swift tool does: 0.67-0.99). The exp
 path of the Core ML engine (flexible T, one call per clip) is exact and is the default; this
 module is only for fixed-length compiled models.
 
+Loading: `--engine coreml --model aufklarer/WeSpeaker-ResNet34-LM-CoreML` (or a directory with
+`wespeaker.mlmodelc/` and `config.json`, no weights) makes engines.create_engine build a
+CompiledModelRunner; a `--model` with weights keeps the exact exported-package path.
+
 `plan_windows` and `combine_windows` are pure and tested everywhere; `embed_fixed_length`
 takes any `predict` callable (tested with the reference interpreter); only
 `CompiledModelRunner`, which loads a compiled `.mlmodelc` with coremltools, needs macOS.
@@ -114,6 +118,22 @@ def embed_fixed_length(predict: Callable[[np.ndarray], np.ndarray], features: np
     return combine_windows(np.stack(outputs), windows)
 
 
+def embed_clips(predict: Callable[[np.ndarray], np.ndarray], features: np.ndarray,
+                lengths: np.ndarray | None, allowed_lengths: Sequence[int]) -> np.ndarray:
+    """(B, T, F) features -> (B, dim): each clip's first `lengths[i]` frames (all T when
+    `lengths` is None) windowed and combined on its own; padding never reaches `predict`."""
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 3:
+        raise EngineError(f"expected (batch, frames, mel bins) features, got {features.shape}")
+    if lengths is None:
+        lengths = np.full(len(features), features.shape[1])
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.shape != features.shape[:1] or lengths.max(initial=0) > features.shape[1]:
+        raise EngineError(f"lengths {lengths.tolist()} do not fit features {features.shape}")
+    return np.stack([embed_fixed_length(predict, clip[:n], allowed_lengths)
+                     for clip, n in zip(features, lengths, strict=True)])
+
+
 def find_compiled_model(directory: Path) -> Path | None:
     """The hub's compiled model inside a downloaded model directory, if it is there."""
     path = Path(directory) / HUB_COMPILED_MODEL
@@ -134,8 +154,9 @@ class CompiledModelRunner:  # pragma: no cover - needs macOS (Core ML)
                  input_name: str = "mel", output_name: str = "embedding"):
         if sys.platform != "darwin":
             raise EngineError(
-                f"{path}: a compiled Core ML model (.mlmodelc) runs only on macOS; "
-                "use the exported .mlpackage (--engine coreml does this by default)"
+                f"a compiled Core ML model runs only on macOS ({Path(path).name}); here use the "
+                "weights (--model aufklarer/WeSpeaker-ResNet34-LM-MLX) with --engine onnx, or "
+                "with --engine coreml for the exported package run by the reference interpreter"
             )
         from .mil_interpreter import import_coremltools
 
@@ -159,7 +180,6 @@ class CompiledModelRunner:  # pragma: no cover - needs macOS (Core ML)
             raise EngineError(f"the Core ML model has no output {self.output_name!r}")
         return np.asarray(result[self.output_name])
 
-    def embed(self, features: np.ndarray) -> np.ndarray:
-        """(B, T, F) features -> (B, dim) unit vectors, each clip windowed separately."""
-        return np.stack([embed_fixed_length(self._predict, clip, self.allowed_lengths)
-                         for clip in np.asarray(features, dtype=np.float32)])
+    def embed(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """(B, T, F) features (+ valid frames per clip) -> (B, dim); see `embed_clips`."""
+        return embed_clips(self._predict, features, lengths, self.allowed_lengths)
