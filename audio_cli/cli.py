@@ -13,7 +13,6 @@ import typer
 
 from .app import app
 from .errors import EXIT_INTERNAL, EXIT_USAGE, AudioCliError
-from .heap import fix_mmap_threshold
 
 DEBUG_ENV = "AUDIO_DEBUG"
 
@@ -155,7 +154,6 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every known error into one line on stderr."""
-    fix_mmap_threshold()
     try:
         code = app(args=argv, prog_name="audio", standalone_mode=False)
     except USAGE_ERRORS as exc:
