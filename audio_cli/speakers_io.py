@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import StoreError, UsageError
+from .files import TargetExists, write_new
 from .speakers import check_name
 from .store import Store, now, pack, unpack
 
@@ -46,18 +45,11 @@ def export_speakers(store: Store, out: Path) -> dict:
 
 
 def _write_new(out: Path, text: str) -> None:
-    """Write a complete file, then link it into place only if nothing is there yet."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    """Write a complete file, linked into place only if nothing is there yet."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        try:
-            os.link(tmp, out)
-        except FileExistsError:
-            raise UsageError(f"{out}: already exists; not overwritten") from None
-    finally:
-        os.unlink(tmp)
+        write_new(out, text)
+    except TargetExists:
+        raise UsageError(f"{out}: already exists; not overwritten") from None
 
 
 def _load_document(path: Path) -> dict:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 
 from .batch import Outcome
 from .errors import UsageError
+from .files import TargetExists, publish, scratch_file
 from .output import outcome_records
 
 FORMATS = (".npz", ".npy", ".jsonl")
@@ -72,12 +71,8 @@ class OutputFile:
             self._npz = zipfile.ZipFile(self._temp(path), "w", allowZip64=True)
 
     def _temp(self, target: Path) -> Path:
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                        dir=target.parent)
-        os.close(handle)
-        os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal mode
-        self._temps[target] = Path(name)
-        return Path(name)
+        self._temps[target] = scratch_file(target)
+        return self._temps[target]
 
     def add(self, outcome: Outcome) -> None:
         """Record one input's outcome."""
@@ -123,7 +118,11 @@ class OutputFile:
             self._temp(sidecar).write_text("".join(f"{p}\n" for p in self._sidecar),
                                            encoding="utf-8")
         for target, temp in self._temps.items():
-            _move_into_place(temp, target, self.force)
+            try:
+                publish(temp, target, replace=self.force)
+            except TargetExists:
+                raise UsageError(f"--output: {target} appeared during the run; not "
+                                 "overwriting it (pass --force)") from None
         self._temps.clear()
 
     def discard(self) -> None:
@@ -137,27 +136,3 @@ class OutputFile:
         self._temps.clear()
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _move_into_place(temp: Path, target: Path, force: bool) -> None:
-    """Rename `temp` to `target`; without `force`, fail rather than replace a file."""
-    if force:
-        os.replace(temp, target)
-        return
-    try:
-        os.link(temp, target)  # atomic, and fails if target appeared meanwhile
-    except FileExistsError:
-        temp.unlink(missing_ok=True)
-        raise UsageError(f"--output: {target} appeared during the run; not overwriting it "
-                         "(pass --force)") from None
-    except OSError:  # file systems without hard links
-        if target.exists():
-            temp.unlink(missing_ok=True)
-            raise UsageError(f"--output: {target} exists; not overwriting it") from None
-        os.replace(temp, target)
-        return
-    temp.unlink()

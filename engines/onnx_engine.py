@@ -15,8 +15,6 @@ first needs them.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import numpy as np
 
 from audio_cli.config import ModelConfig
 from audio_cli.errors import EngineError
+from audio_cli.files import write_new
 from audio_cli.weights import Weights
 
 from .base import TrunkEngine
@@ -201,25 +200,11 @@ def cache_file_name(weights: Weights, masked: bool = False) -> str:
     return f"{weights.digest()[:16]}-{GRAPH_VERSION}-{'masked' if masked else 'plain'}.onnx"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, CACHE_FILE_MODE)  # mkstemp makes it private; others may share it
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _store(candidates: list[Path], name: str, data: bytes) -> Path | None:
     """Write the model into the first writable candidate directory; None if none is."""
     for directory in candidates:
         try:
-            _write_atomically(directory / name, data)
+            write_new(directory / name, data, replace=True, mode=CACHE_FILE_MODE)
         except OSError:
             continue
         return directory / name

@@ -205,14 +205,14 @@ def test_truncated_cache_file_is_rebuilt(small, tmp_path):
 
 def refuse_writes_to(monkeypatch, directory: Path) -> None:
     """Make cache writes into `directory` fail as if it were read-only (tests run as root)."""
-    write = onnx_engine._write_atomically
+    write = onnx_engine.write_new
 
-    def write_elsewhere(path: Path, data: bytes) -> None:
+    def write_elsewhere(path: Path, data: bytes, **options) -> None:
         if path.parent == directory:
             raise PermissionError(13, "Permission denied", str(path))
-        write(path, data)
+        write(path, data, **options)
 
-    monkeypatch.setattr(onnx_engine, "_write_atomically", write_elsewhere)
+    monkeypatch.setattr(onnx_engine, "write_new", write_elsewhere)
 
 
 def test_falls_back_to_user_cache_when_model_dir_is_read_only(model_dir, user_cache, monkeypatch):
@@ -234,10 +234,10 @@ def test_in_memory_weights_use_the_user_cache(small, user_cache):
 def test_runs_from_memory_when_no_cache_is_writable(small, tmp_path, monkeypatch):
     config, tensors = small
 
-    def refuse(path: Path, data: bytes) -> None:
+    def refuse(path: Path, data: bytes, **options) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(onnx_engine, "_write_atomically", refuse)
+    monkeypatch.setattr(onnx_engine, "write_new", refuse)
     engine = ONNXEngine(config, Weights(tensors=tensors), cache_dir=tmp_path)
     assert engine.model_path is None
     assert engine.embed(features(20)).shape == (1, 32)

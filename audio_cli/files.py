@@ -1,0 +1,63 @@
+"""Writing files safely: into a scratch file beside the target, then published in one step."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+class TargetExists(FileExistsError):
+    """The target appeared (or was there) and replacing it was not asked for."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def scratch_file(target: Path, mode: int | None = None) -> Path:
+    """A new empty file beside `target` (same file system), with a normal mode by default."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(handle)
+    os.chmod(name, (0o666 & ~_umask()) if mode is None else mode)  # mkstemp's is private
+    return Path(name)
+
+
+def publish(scratch: Path, target: Path, replace: bool) -> None:
+    """Move a finished scratch file to `target`; without `replace`, never over an existing file.
+
+    Raises TargetExists (and removes the scratch file) when `target` exists and `replace` is
+    False. Hard-linking makes the check and the move one atomic step where links exist.
+    """
+    if replace:
+        os.replace(scratch, target)
+        return
+    try:
+        os.link(scratch, target)  # fails if the target appeared meanwhile
+    except FileExistsError:
+        scratch.unlink(missing_ok=True)
+        raise TargetExists(str(target)) from None
+    except OSError:  # file systems without hard links
+        if target.exists():
+            scratch.unlink(missing_ok=True)
+            raise TargetExists(str(target)) from None
+        os.replace(scratch, target)
+        return
+    scratch.unlink()
+
+
+def write_new(target: Path, data: bytes | str, replace: bool = False,
+              mode: int | None = None) -> None:
+    """Write a whole file via a scratch file; see `publish` for `replace`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = scratch_file(target, mode)
+    try:
+        if isinstance(data, str):
+            scratch.write_text(data, encoding="utf-8")
+        else:
+            scratch.write_bytes(data)
+        publish(scratch, target, replace)
+    finally:
+        scratch.unlink(missing_ok=True)
