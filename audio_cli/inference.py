@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .errors import EngineError
-from .planning import plan_batches, plan_chunks
+from .planning import Chunk, plan_batches, plan_chunks
 
 DEFAULT_BATCH_FRAMES = 6000  # feature frames (60 s) in one padded batch
 DEFAULT_CHUNK_FRAMES = 6000  # clips longer than this run in chunks of this many frames
@@ -29,9 +29,10 @@ class Inference:
         self.graph = graph
         self.batch_frames = batch_frames
         self.chunk_frames = chunk_frames
+        # A time-local trunk run by the engine itself: padding can be masked out of a batch
+        # and a long clip cut into chunks, both exactly.
         trunk = hasattr(engine, "encode") and hasattr(engine, "head")
-        self.ragged = trunk and graph.time_local  # padding can be masked out
-        self.chunked = trunk and graph.time_local  # long clips can be cut exactly
+        self.splits_exactly = trunk and graph.time_local
 
     def embed_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """(T_i, F) feature clips of any lengths -> (N, dim) unit vectors, in the given order."""
@@ -40,7 +41,7 @@ class Inference:
         for i in set(range(len(clips))) - set(short):
             out[i] = self.embed_long(clips[i])
         lengths = [len(clips[i]) for i in short]
-        for batch in plan_batches(lengths, self.batch_frames, self.ragged):
+        for batch in plan_batches(lengths, self.batch_frames, self.splits_exactly):
             members = [short[b] for b in batch]
             for index, vector in zip(members, self._run_batch([clips[i] for i in members]),
                                      strict=True):
@@ -49,7 +50,12 @@ class Inference:
 
     def needs_chunks(self, frames: int) -> bool:
         """True for a clip this engine runs in chunks (longer than a chunk, trunk time-local)."""
-        return self.chunked and frames > self.chunk_frames
+        return self.splits_exactly and frames > self.chunk_frames
+
+    def plan(self, frames: int) -> list[Chunk]:
+        """The chunks a clip of `frames` feature frames runs as."""
+        return plan_chunks(frames, self.chunk_frames, self.graph.time_stride,
+                           self.graph.receptive_radius())
 
     def _run_batch(self, clips: list[np.ndarray]) -> np.ndarray:
         lengths = np.array([len(c) for c in clips], dtype=np.int64)
@@ -63,12 +69,11 @@ class Inference:
 
     def embed_long(self, features: np.ndarray) -> np.ndarray:
         """(T, F) features of one long clip -> (dim,), run chunk by chunk, pooled exactly."""
-        plan = plan_chunks(len(features), self.chunk_frames, self.graph.time_stride,
-                           self.graph.receptive_radius())
+        plan = self.plan(len(features))
         spans = (features[c.start:c.stop] for c in plan)
         return self.embed_spans(plan, spans)
 
-    def embed_spans(self, plan, spans: Iterable[np.ndarray]) -> np.ndarray:
+    def embed_spans(self, plan: list[Chunk], spans: Iterable[np.ndarray]) -> np.ndarray:
         """Pool the kept steps of each chunk's features (given in plan order) -> (dim,)."""
         from engines.head import FrameStats
 

@@ -18,7 +18,6 @@ from .audio_io import Audio, check_duration, check_peak, check_usable
 from .audio_stream import AudioSource, open_audio
 from .errors import EngineError, InputAudioError
 from .feature_stream import feature_spans, log_mel_stats, source_frames
-from .planning import plan_chunks
 
 GROUP_FRAMES = 24000  # feature frames (4 min of audio) decoded before a group is embedded
 GROUP_FILES = 64
@@ -46,12 +45,10 @@ def embed_streamed(speaker, stream: AudioSource, min_duration: float) -> np.ndar
     check_duration(stream.name, stream.duration, min_duration)
     stats = log_mel_stats(stream, frontend)
     check_peak(stream.name, stats.peak)
-    inference = speaker.inference
-    plan = plan_chunks(stats.frames, inference.chunk_frames, inference.graph.time_stride,
-                       inference.graph.receptive_radius())
+    plan = speaker.inference.plan(stats.frames)
     spans = feature_spans(stream, frontend, [(c.start, c.stop) for c in plan],
                           stats.mean if frontend.cmn else None)
-    return inference.embed_spans(plan, spans)
+    return speaker.inference.embed_spans(plan, spans)
 
 
 def _prepare(speaker, source: str | os.PathLike, min_duration: float) -> _Pending:

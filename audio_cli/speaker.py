@@ -106,8 +106,8 @@ class WeSpeaker:
             weights = Weights(tensors=weights)
         self.config = config
         self.model_id = model_id
-        self.engine = create_engine(engine, config, weights, threads)
         graph = build_graph(config)
+        self.engine = create_engine(engine, config, weights, threads, graph)
         self.min_frames = graph.min_frames()
         self.inference = Inference(self.engine, graph)
 
@@ -225,17 +225,16 @@ class WeSpeaker:
         check_usable(audio, min_duration)
         rate = audio.sample_rate
         bounds = window_bounds(len(audio.samples), rate, window, hop)
+        start, end = bounds[0]  # all windows have this length (or it is the whole audio)
+        if (end - start) / rate < min_duration:
+            raise InputAudioError(
+                f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is "
+                f"shorter than --min-duration {min_duration:g} s"
+            )
         results = []
         for first in range(0, len(bounds), WINDOWS_PER_BATCH):
             group = bounds[first:first + WINDOWS_PER_BATCH]
-            clips = []
-            for start, end in group:
-                if (end - start) / rate < min_duration:
-                    raise InputAudioError(
-                        f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is "
-                        f"shorter than --min-duration {min_duration:g} s"
-                    )
-                clips.append(fbank(audio.samples[start:end], self.config.frontend))
+            clips = [fbank(audio.samples[s:e], self.config.frontend) for s, e in group]
             vectors = self.embed_features(clips)
             results += [WindowEmbedding(v, audio.source, start / rate, end / rate)
                         for v, (start, end) in zip(vectors, group, strict=True)]

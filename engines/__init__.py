@@ -31,8 +31,8 @@ def resolve_engine_name(name: str) -> str:
 
 
 def create_engine(name: str, config: ModelConfig, weights: Weights,
-                  threads: int | None = None) -> Engine:
-    """Build the named engine for a model's config and weights.
+                  threads: int | None = None, graph: Graph | None = None) -> Engine:
+    """Build the named engine for a model's config and weights (and its graph, if built).
 
     A model directory holding only a compiled Core ML model (no weights file) runs with the
     coreml engine through the fixed-length window plan (engines/window_plan.py), macOS only.
@@ -41,7 +41,7 @@ def create_engine(name: str, config: ModelConfig, weights: Weights,
     compiled = compiled_only_model(weights)
     if compiled is not None:
         return _compiled_engine(name, compiled)
-    graph = build_graph(config)
+    graph = build_graph(config) if graph is None else graph
     if name == "onnx":
         from .onnx_engine import ONNXEngine
 
@@ -91,10 +91,5 @@ def build_graph(config: ModelConfig) -> Graph:
     raise ModelError(f"unsupported model type {config.model_type!r}")
 
 
-def min_frames(config: ModelConfig) -> int:
-    """Fewest feature frames the network accepts."""
-    return build_graph(config).min_frames()
-
-
 __all__ = ["ENGINE_NAMES", "Engine", "build_graph", "compiled_only_model", "create_engine",
-           "is_apple_silicon", "min_frames", "resolve_engine_name"]
+           "is_apple_silicon", "resolve_engine_name"]

@@ -175,7 +175,7 @@ def check_precision(precision: str) -> str:
 
 def build_mlmodel(config: ModelConfig, weights: Weights, precision: str = "float32"):
     """The ML Program (a coremltools MLModel, not loaded for prediction) with its metadata."""
-    from .resnet import build_resnet, min_frames
+    from .resnet import build_resnet
 
     check_precision(precision)
     if "resnet" not in config.model_type.lower():
@@ -183,7 +183,7 @@ def build_mlmodel(config: ModelConfig, weights: Weights, precision: str = "float
     ct = import_coremltools()
     graph = build_resnet(config)
     program = build_program(graph, weights.tensors(), config.n_mels)
-    lower = min_frames(config)
+    lower = graph.min_frames()
     mel_type = ct.TensorType(
         name=MEL_INPUT,
         shape=(1, ct.RangeDim(lower_bound=lower, upper_bound=MAX_FRAMES,
