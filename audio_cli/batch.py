@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from .audio_io import STDIN, load_audio
 from .errors import EXIT_INPUT, EXIT_OK, AudioCliError, EngineError, InputAudioError, UsageError
-from .speaker import EmbeddingResult, InputFailure, WeSpeaker, WindowEmbedding
+from .speaker import (
+    EmbeddingResult,
+    InputFailure,
+    WeSpeaker,
+    WindowEmbedding,
+    check_window_lengths,
+)
 
 if TYPE_CHECKING:
     from .inputs import InputItem
@@ -53,8 +59,7 @@ def check_windows(window: float | None, hop: float | None, min_duration: float
             raise UsageError("--hop needs --window")
         return None
     hop = window if hop is None else hop
-    if window <= 0 or hop <= 0:
-        raise UsageError("--window and --hop must be positive")
+    check_window_lengths(window, hop)
     if window < min_duration:
         raise UsageError(f"--window {window:g} s is shorter than --min-duration {min_duration:g} s")
     return hop

@@ -63,6 +63,12 @@ class WindowEmbedding:
     end: float  # seconds; end - start is the window length (the last may be shorter)
 
 
+def check_window_lengths(window: float, hop: float) -> None:
+    """UsageError unless both the window and the hop are positive."""
+    if window <= 0 or hop <= 0:
+        raise UsageError("--window and --hop must be positive")
+
+
 def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
                   ) -> list[tuple[int, int]]:
     """Sample ranges [start, end) of windows of `window` s every `hop` s.
@@ -71,8 +77,7 @@ def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
     one more window of the same length ends exactly at the last sample. Audio shorter than one
     window is a single window over all of it. Nothing is padded.
     """
-    if window <= 0 or hop <= 0:
-        raise UsageError("--window and --hop must be positive")
+    check_window_lengths(window, hop)
     length = int(round(window * sample_rate))
     step = int(round(hop * sample_rate))
     if num_samples <= length:
