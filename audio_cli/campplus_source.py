@@ -9,7 +9,6 @@ leaving DIR untouched.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from .config import CONFIG_FILE, WEIGHTS_FILE
 from .errors import ModelError
+from .files import sha256_file
 
 NAME = "campplus"
 CHECKPOINT_FILE = "campplus_cn_en_common.pt"
@@ -33,15 +33,6 @@ CACHE_KIND = "models"
 TIMEOUT = 60  # seconds without data before a download gives up
 BLOCK = 1 << 20  # bytes per read
 LOCAL_HINT = f"or pass --model DIR where DIR holds a copy of {CHECKPOINT_FILE}"
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(BLOCK):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def verify_checkpoint(path: Path) -> str:

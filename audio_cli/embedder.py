@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputAudioError
+from .files import hash_file
 from .models import resolve_model
 from .speaker import DEFAULT_MIN_DURATION, EmbeddingResult, InputFailure, WeSpeaker
 
 # Files whose bytes define a model: its config and any weights file beside it.
 _IDENTITY_SUFFIXES = (".json", ".safetensors", ".pt", ".bin", ".onnx", ".npz")
-_BLOCK = 1 << 20
 
 
 def model_digest(directory: Path) -> str:
@@ -25,9 +25,7 @@ def model_digest(directory: Path) -> str:
     for path in sorted(directory.iterdir()):
         if path.is_file() and path.suffix in _IDENTITY_SUFFIXES:
             sha.update(path.name.encode() + b"\0")
-            with open(path, "rb") as handle:
-                while block := handle.read(_BLOCK):
-                    sha.update(block)
+            hash_file(sha, path)
     return sha.hexdigest()[:16]
 
 

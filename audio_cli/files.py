@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+HASH_BLOCK = 1 << 20  # bytes read at a time while hashing
 
 
 class TargetExists(FileExistsError):
@@ -61,3 +64,17 @@ def write_new(target: Path, data: bytes | str, replace: bool = False,
         publish(scratch, target, replace)
     finally:
         scratch.unlink(missing_ok=True)
+
+
+def hash_file(sha, path: Path) -> None:
+    """Feed a file's bytes to a hashlib object, a block at a time."""
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            sha.update(block)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    sha = hashlib.sha256()
+    hash_file(sha, path)
+    return sha.hexdigest()

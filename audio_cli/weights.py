@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import hash_file
 from .safetensors_io import load_safetensors
-
-_HASH_BLOCK = 1 << 20
 
 
 class Weights:
@@ -44,9 +43,7 @@ class Weights:
         if self._digest is None:
             sha = hashlib.sha256()
             if self.path is not None:
-                with open(self.path, "rb") as handle:
-                    while block := handle.read(_HASH_BLOCK):
-                        sha.update(block)
+                hash_file(sha, self.path)
             else:
                 for name in sorted(self._tensors):
                     sha.update(name.encode())
