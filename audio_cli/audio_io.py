@@ -96,9 +96,7 @@ def load_audio(source: str | os.PathLike, sample_rate: int = 16000) -> Audio:
     """Read a file (or `-` for stdin), downmix to mono and resample to `sample_rate`."""
     from .audio_stream import open_audio
 
-    stream = open_audio(source, sample_rate)
-    return Audio(stream.read_all(), sample_rate, stream.source_rate, stream.channels,
-                 stream.name)
+    return open_audio(source, sample_rate).read_audio()
 
 
 def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000,

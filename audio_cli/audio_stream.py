@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio_io import check_finite, downmix, no_samples, open_input, source_name, unreadable
+from .audio_io import Audio, check_finite, downmix, no_samples, open_input, source_name, unreadable
 from .errors import InputAudioError
 
 DECODE_FRAMES = 1 << 16  # source frames per libsndfile read; fixed, so the caller's block
@@ -78,6 +78,11 @@ class AudioSource:
             samples[filled : filled + len(piece)] = piece
             filled += len(piece)
         return samples
+
+    def read_audio(self) -> Audio:
+        """All samples as decoded Audio, with where they came from."""
+        return Audio(self.read_all(), self.sample_rate, self.source_rate, self.channels,
+                     self.name)
 
     def _pieces(self) -> Iterator[np.ndarray]:
         """Resampled mono pieces of whatever length soxr returns for each decoded read."""

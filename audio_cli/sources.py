@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio_io import Audio, check_duration, check_peak, check_usable
+from .audio_io import check_duration, check_peak, check_usable
 from .audio_stream import AudioSource, open_audio
 from .errors import EngineError, InputAudioError
 from .feature_stream import feature_spans, log_mel_stats, source_frames
@@ -60,8 +60,7 @@ def _prepare(speaker, source: str | os.PathLike, min_duration: float) -> _Pendin
         if speaker.inference.needs_chunks(source_frames(stream, speaker.config.frontend)):
             pending.vector = embed_streamed(speaker, stream, min_duration)
         else:
-            audio = Audio(stream.read_all(), stream.sample_rate, stream.source_rate,
-                          stream.channels, stream.name)
+            audio = stream.read_audio()
             check_usable(audio, min_duration)
             pending.features = speaker.features(audio)
     except (InputAudioError, EngineError) as exc:
