@@ -208,7 +208,7 @@ def test_graph_is_not_time_local_so_no_padded_batches(model_dir, onnx_model):
     graph = build_graph(ModelConfig.load(model_dir))
     assert not graph.time_local
     assert graph.time_stride == 2
-    assert not onnx_model.inference.ragged and not onnx_model.inference.chunked
+    assert not onnx_model.inference.splits_exactly  # neither padded batches nor chunks
     features = np.zeros((2, 50, 80), dtype=np.float32)
     with pytest.raises(EngineError, match="padded batches"):
         onnx_model.engine.embed(features, np.array([50, 40]))
