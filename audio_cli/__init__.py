@@ -10,7 +10,7 @@ __all__ = ["WeSpeaker", "EmbeddingResult", "cosine_similarity", "__version__"]
 def __getattr__(name: str):
     """Import the heavy parts on first use, so `audio --help` starts fast."""
     if name in ("WeSpeaker", "EmbeddingResult", "cosine_similarity"):
-        from . import speaker
+        from audio_cli.pipeline import speaker
 
         return getattr(speaker, name)
     raise AttributeError(f"module 'audio_cli' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """`python -m audio_cli` runs the `audio` command."""
 
-from .cli import main
+from audio_cli.cli.main import main
 
 main()

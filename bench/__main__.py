@@ -69,7 +69,7 @@ def make_model(tmp: Path) -> tuple[Path, str]:
     try:
         from model_factory import write_model
 
-        from audio_cli.config import ModelConfig
+        from engines.model import ModelConfig
 
         directory = tmp / "model"
         write_model(directory, ModelConfig())
@@ -78,7 +78,7 @@ def make_model(tmp: Path) -> tuple[Path, str]:
         if not FIXTURE.is_file():
             raise
         log(f"model factory failed ({exc}); converting {FIXTURE}")
-        from audio_cli.convert import convert_checkpoint
+        from audio_cli.models.convert import convert_checkpoint
 
         directory = tmp / "converted"
         convert_checkpoint(FIXTURE, directory)

@@ -25,8 +25,8 @@ CALL_TIMEOUT = 300.0  # seconds for one CLI call
 
 
 def _library_row(speaker, files: list[Path]) -> str:
-    from audio_cli.audio_io import load_audio
-    from audio_cli.speaker import InputFailure
+    from audio_cli.frontend.audio import load_audio
+    from audio_cli.pipeline.speaker import InputFailure
 
     speaker.embed_audio(load_audio(files[0]))  # warm-up, and the masked graph of ragged
     list(speaker.embed_sources(files[:4]))  # batches built (and cached) before the timing

@@ -27,8 +27,8 @@ class _FakeEmbedder:
 
 
 def _measure(n: int) -> dict:
-    from audio_cli.store import Store, now, pack
-    from audio_cli.voice_index import load_matrix, top_k
+    from audio_cli.store.db import Store, now, pack
+    from audio_cli.store.index import load_matrix, top_k
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

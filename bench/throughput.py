@@ -35,7 +35,7 @@ def _session(model_path, entries: dict[str, str]):
 
 
 def _measure(speaker, files) -> dict[str, float]:
-    from audio_cli.audio_io import load_audio
+    from audio_cli.frontend.audio import load_audio
 
     totals = dict(decode=0.0, e2e=0.0, forward=0.0, frontend_cpu=0.0, audio=0.0)
     for path in files:

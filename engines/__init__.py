@@ -6,12 +6,16 @@ import platform
 import sys
 from pathlib import Path
 
-from audio_cli.config import CAMPPLUS_MODEL_TYPE, ModelConfig
-from audio_cli.errors import ModelError, UsageError
-from audio_cli.weights import Weights
-
-from .base import Engine
-from .graph import Graph
+from engines.errors import ModelError, UsageError
+from engines.graph import Graph
+from engines.head import Engine
+from engines.model import (
+    CAMPPLUS_MODEL_TYPE,
+    ModelConfig,
+    Weights,
+    compiled_models,
+    network_family,
+)
 
 ENGINE_NAMES = ("auto", "onnx", "mlx", "coreml")
 
@@ -35,7 +39,7 @@ def create_engine(name: str, config: ModelConfig, weights: Weights,
     """Build the named engine for a model's config and weights (and its graph, if built).
 
     A model directory holding only a compiled Core ML model (no weights file) runs with the
-    coreml engine through the fixed-length window plan (engines/window_plan.py), macOS only.
+    coreml engine through the fixed-length window plan (engines/coreml_compiled.py), macOS only.
     """
     name = resolve_engine_name(name)
     compiled = compiled_only_model(weights)
@@ -43,22 +47,20 @@ def create_engine(name: str, config: ModelConfig, weights: Weights,
         return _compiled_engine(name, compiled)
     graph = build_graph(config) if graph is None else graph
     if name == "onnx":
-        from .onnx_engine import ONNXEngine
+        from engines.onnx_engine import ONNXEngine
 
         return ONNXEngine(config, weights, threads=threads, graph=graph)
     if name == "mlx":
-        from .mlx_engine import MLXEngine
+        from engines.mlx_engine import MLXEngine
 
         return MLXEngine(graph, weights)
-    from .coreml_engine import CoreMLEngine
+    from engines.coreml_engine import CoreMLEngine
 
     return CoreMLEngine(config, weights, graph=graph)
 
 
 def compiled_only_model(weights: Weights) -> Path | None:
     """The compiled Core ML model of a directory that has one but no weights file, else None."""
-    from audio_cli.models import compiled_models
-
     if weights.path is None or weights.path.is_file() or weights.directory is None:
         return None
     found = compiled_models(weights.directory)
@@ -73,22 +75,20 @@ def _compiled_engine(name: str, compiled: Path) -> Engine:
             f"runs with --engine coreml on macOS; the {name} engine needs model.safetensors "
             "(e.g. --model aufklarer/WeSpeaker-ResNet34-LM-MLX)"
         )
-    from .window_plan import CompiledModelRunner
+    from engines.coreml_compiled import CompiledModelRunner
 
     return CompiledModelRunner(compiled)
 
 
 def build_graph(config: ModelConfig) -> Graph:
     """The shared graph of the network a model config describes."""
-    from .resnet import build_resnet
-
-    if "resnet" in config.model_type.lower():
-        return build_resnet(config)
-    if config.model_type == CAMPPLUS_MODEL_TYPE:
-        from .campplus import build_campplus
+    if network_family(config.model_type) == CAMPPLUS_MODEL_TYPE:
+        from engines.campplus import build_campplus
 
         return build_campplus(config)
-    raise ModelError(f"unsupported model type {config.model_type!r}")
+    from engines.resnet import build_resnet
+
+    return build_resnet(config)
 
 
 __all__ = ["ENGINE_NAMES", "Engine", "build_graph", "compiled_only_model", "create_engine",

@@ -1,4 +1,5 @@
-"""3D-Speaker's CAM++ (SPEC §8) as a shared graph, BatchNorm folded where a conv precedes it.
+"""3D-Speaker's CAM++ (Wang et al. 2023; modelscope/3D-Speaker, speakerlab/models/campplus)
+as a shared graph, BatchNorm folded where a conv precedes it.
 
 Front module (FCM): a small 2-D ResNet that halves frequency three times (80 -> 10 bins, 32
 channels), read as a 320-channel sequence. Then a strided TDNN, three densely connected blocks
@@ -10,9 +11,7 @@ channels, growth rate).
 
 from __future__ import annotations
 
-from audio_cli.config import ModelConfig
-
-from .graph import (
+from engines.graph import (
     FRAMES,
     INPUT,
     OUTPUT,
@@ -33,6 +32,7 @@ from .graph import (
     StatsPool,
     ToImage,
 )
+from engines.model import ModelConfig
 
 FCM_BLOCKS = (2, 2)  # residual blocks per FCM layer; each layer halves frequency
 FREQ_STRIDE = 2

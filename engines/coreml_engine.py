@@ -20,22 +20,14 @@ a silent switch to another engine.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
-from audio_cli.config import ModelConfig
-from audio_cli.errors import EngineError, InputAudioError
-from audio_cli.weights import Weights
-
-from .base import TrunkEngine
-from .cache import cache_dirs
-from .coreml_export import (
+from engines.coreml_export import (
     EXPORT_VERSION,
     FRAMES_OUTPUT,
     MAX_FRAMES,
@@ -46,8 +38,12 @@ from .coreml_export import (
     check_precision,
     export_coreml,
 )
-from .graph import Graph
-from .mil_interpreter import MILInterpreter, import_coremltools
+from engines.errors import EngineError, InputAudioError
+from engines.files import cache_dirs, scratch_dir
+from engines.graph import Graph
+from engines.head import TrunkEngine
+from engines.mil_interpreter import MILInterpreter, import_coremltools
+from engines.model import ModelConfig, Weights
 
 CACHE_KIND = "coreml"  # beside the weights, or in the user cache
 INTERPRETER_NOTE = (
@@ -72,22 +68,13 @@ def _export_into(directory: Path, name: str, config: ModelConfig, weights: Weigh
     target = directory / name
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=directory))
-    except OSError:
-        return None
-    if log is not None:
-        print(f"coreml: exporting the model to {target} (first use)", file=log)
-    try:
-        staged = export_coreml(config, weights, scratch / name, precision)
-        try:
-            os.rename(staged, target)
-        except OSError:
-            if target.is_dir():  # another process finished the same export first
-                return target
-            return None
-        return target
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        with scratch_dir(directory, ".export-") as staging:
+            if log is not None:
+                print(f"coreml: exporting the model to {target} (first use)", file=log)
+            os.rename(export_coreml(config, weights, staging / name, precision), target)
+    except OSError:  # not writable, or another process finished the same export first
+        return target if target.is_dir() else None
+    return target
 
 
 def find_or_export_package(config: ModelConfig, weights: Weights, precision: str = "float32",
@@ -95,7 +82,7 @@ def find_or_export_package(config: ModelConfig, weights: Weights, precision: str
     """The cached `.mlpackage` for these weights and precision, exported if missing."""
     check_precision(precision)
     name = package_name(weights, precision)
-    dirs = cache_dirs(weights, CACHE_KIND, cache_dir)
+    dirs = cache_dirs(weights.directory, CACHE_KIND, cache_dir)
     for directory in dirs:
         if (directory / name).is_dir():
             return directory / name
@@ -118,7 +105,7 @@ class CoreMLEngine(TrunkEngine):
     def __init__(self, config: ModelConfig, weights: Weights, cache_dir: Path | None = None,
                  precision: str = "float32", log: TextIO | None = None,
                  graph: Graph | None = None):
-        from . import build_graph
+        from engines import build_graph
 
         graph = build_graph(config) if graph is None else graph
         log = sys.stderr if log is None else log

@@ -24,17 +24,13 @@ import contextlib
 import io
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from audio_cli.config import ModelConfig
-from audio_cli.errors import EngineError, ModelError, UsageError
-from audio_cli.weights import Weights
-
-from .graph import (
+from engines.errors import EngineError, ModelError, UsageError
+from engines.files import scratch_dir
+from engines.graph import (
     FRAMES,
     INPUT,
     OUTPUT,
@@ -49,7 +45,8 @@ from .graph import (
     ToFrames,
     ToImage,
 )
-from .mil_interpreter import import_coremltools
+from engines.mil_interpreter import import_coremltools
+from engines.model import ModelConfig, Weights
 
 MEL_INPUT = "mel"
 EMBEDDING_OUTPUT = "embedding"
@@ -175,13 +172,11 @@ def check_precision(precision: str) -> str:
 
 def build_mlmodel(config: ModelConfig, weights: Weights, precision: str = "float32"):
     """The ML Program (a coremltools MLModel, not loaded for prediction) with its metadata."""
-    from .resnet import build_resnet
+    from engines import build_graph
 
     check_precision(precision)
-    if "resnet" not in config.model_type.lower():
-        raise ModelError(f"the Core ML export does not support model type {config.model_type!r}")
+    graph = build_graph(config)
     ct = import_coremltools()
-    graph = build_resnet(config)
     program = build_program(graph, weights.tensors(), config.n_mels)
     lower = graph.min_frames()
     mel_type = ct.TensorType(
@@ -243,20 +238,14 @@ def export_coreml(config: ModelConfig, weights: Weights, out_path: Path,
     parent = out_path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".export-coreml-", dir=parent))
-    except OSError as exc:
-        raise ModelError(f"{parent}: cannot write there ({exc.strerror or exc})") from None
-    try:
-        model = build_mlmodel(config, weights, precision)
-        staged = scratch / out_path.name
-        try:
-            model.save(str(staged))
+        with scratch_dir(parent, ".export-coreml-") as staging:
+            staged = staging / out_path.name
+            build_mlmodel(config, weights, precision).save(str(staged))
             # os.rename of a directory refuses a non-empty target; check an empty one too.
             if out_path.exists() or out_path.is_symlink():
                 raise ModelError(f"{out_path}: appeared while exporting; will not overwrite")
             os.rename(staged, out_path)
-        except OSError as exc:
-            raise ModelError(f"{out_path}: cannot write package ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    except OSError as exc:
+        raise ModelError(f"{out_path}: cannot write the package ({exc.strerror or exc})"
+                         ) from None
     return out_path

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from audio_cli.errors import EngineError
+from engines.errors import EngineError
 
 _CAST_TYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
 

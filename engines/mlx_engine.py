@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from audio_cli.errors import EngineError
-from audio_cli.weights import Weights
-
-from .base import TrunkEngine
-from .graph import FRAMES, INPUT, Add, Conv2d, Graph, Mask, Relu, ToFrames, ToImage, op_inputs
+from engines.errors import EngineError
+from engines.graph import (
+    FRAMES,
+    INPUT,
+    Add,
+    Conv2d,
+    Graph,
+    Mask,
+    Relu,
+    ToFrames,
+    ToImage,
+    op_inputs,
+)
+from engines.head import TrunkEngine
+from engines.model import Weights
 
 try:
     import mlx.core as mx
@@ -17,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the platform
         f"the MLX engine needs the 'mlx' package ({exc}); install it with: pip install 'mlx[cpu]'"
     ) from None
 
-from .mlx_sequence import SEQUENCE_OPS, apply_sequence_op  # noqa: E402 - needs mlx imported
+from engines.mlx_sequence import SEQUENCE_OPS, apply_sequence_op  # noqa: E402 - needs mlx imported
 
 
 def _drops_after(ops: list) -> list[list[str]]:

@@ -7,9 +7,8 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from audio_cli.errors import EngineError
-
-from .graph import (
+from engines.errors import EngineError
+from engines.graph import (
     Affine,
     Concat,
     ContextPool,

@@ -1,10 +1,9 @@
-"""The WeSpeaker ResNet34 (SPEC §3) as a shared graph, BatchNorm already fused into the convs."""
+"""The WeSpeaker ResNet34 (wenet-e2e/wespeaker `wespeaker/models/resnet.py`) as a shared graph,
+BatchNorm already fused into the convs."""
 
 from __future__ import annotations
 
-from audio_cli.config import ModelConfig
-
-from .graph import (
+from engines.graph import (
     FRAMES,
     INPUT,
     OUTPUT,
@@ -19,6 +18,7 @@ from .graph import (
     ToFrames,
     ToImage,
 )
+from engines.model import ModelConfig
 
 # Frequency and time are both halved by the first block of every layer but the first.
 FIRST_LAYER_STRIDE = 1

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_cli.config import WEIGHTS_FILE, ModelConfig
-from audio_cli.safetensors_io import save_safetensors
+from engines.model import WEIGHTS_FILE, ModelConfig, save_safetensors
 
 FREQ_AFTER_LAYER4 = 10  # 80 mel bins halved three times
 

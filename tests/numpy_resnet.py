@@ -1,4 +1,4 @@
-"""Independent float64 numpy forward of the ResNet34 (SPEC §3), not using the shared graph."""
+"""Independent float64 numpy forward of WeSpeaker's ResNet34, not using the shared graph."""
 
 from __future__ import annotations
 

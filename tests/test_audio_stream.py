@@ -20,12 +20,19 @@ import soundfile as sf
 import soxr
 from signals import voiced, write_wav
 
-from audio_cli.audio_io import check_peak, check_usable, downmix, load_audio
-from audio_cli.audio_stream import open_audio
-from audio_cli.config import FrontendConfig
-from audio_cli.errors import InputAudioError
-from audio_cli.feature_stream import feature_spans, log_mel_mean, log_mel_stats, source_frames
-from audio_cli.features import FRAME_BLOCK, block_mean, fbank, log_mel
+from audio_cli.frontend.audio import check_peak, check_usable, downmix, load_audio, open_audio
+from audio_cli.frontend.fbank import (
+    FRAME_BLOCK,
+    block_mean,
+    fbank,
+    feature_spans,
+    log_mel,
+    log_mel_mean,
+    log_mel_stats,
+    source_frames,
+)
+from engines.errors import InputAudioError
+from engines.model import FrontendConfig
 
 CONFIG = FrontendConfig()
 BLOCK_SIZES = (160, 997, 65536, 1_000_000)  # samples

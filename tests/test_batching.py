@@ -7,11 +7,9 @@ import pytest
 from model_factory import random_resnet_weights, small_config
 
 from audio_cli import cosine_similarity
-from audio_cli.config import ModelConfig
-from audio_cli.inference import Inference
-from audio_cli.planning import MIN_FILL, plan_batches, plan_chunks
-from audio_cli.weights import Weights
+from audio_cli.pipeline.batching import MIN_FILL, Inference, plan_batches, plan_chunks
 from engines.head import FrameStats, stats_pool, valid_steps
+from engines.model import ModelConfig, Weights
 from engines.onnx_engine import ONNXEngine
 from engines.resnet import build_resnet
 

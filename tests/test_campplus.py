@@ -1,4 +1,4 @@
-"""CAM++ (3D-Speaker, SPEC §8): conversion, front-end options, engines against each other and
+"""CAM++ (3D-Speaker): conversion, front-end options, engines against each other and
 against the reference implementation (speakerlab-slim + torch), and speaker separation on real
 LibriSpeech test-other speech.
 
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from campplus_reference import Reference
 
-from audio_cli.audio_io import load_audio
-from audio_cli.config import CAMPPLUS_MODEL_TYPE, ModelConfig
-from audio_cli.convert import ATTRIBUTION_FILE, convert_checkpoint
-from audio_cli.errors import InputAudioError, ModelError
-from audio_cli.features import fbank
-from audio_cli.speaker import WeSpeaker
+from audio_cli.frontend.audio import load_audio
+from audio_cli.frontend.fbank import fbank
+from audio_cli.models.convert import ATTRIBUTION_FILE, convert_checkpoint
+from audio_cli.pipeline.speaker import WeSpeaker
 from engines import build_graph
+from engines.errors import InputAudioError, ModelError
+from engines.model import CAMPPLUS_MODEL_TYPE, ModelConfig
 
 CHECKPOINT = "models/campplus-zh-en-common/campplus_cn_en_common.pt"
 SPEECH_DIR = "data/speech/librispeech-test-other-10x10"
@@ -105,7 +105,7 @@ def test_convert_refuses_to_overwrite(checkpoint, model_dir):
 
 
 def test_graph_uses_every_converted_tensor(model_dir):
-    from audio_cli.safetensors_io import load_safetensors
+    from engines.model import load_safetensors
 
     tensors = load_safetensors(model_dir / "model.safetensors")
     graph = build_graph(ModelConfig.load(model_dir))
@@ -117,8 +117,8 @@ def test_front_end_follows_the_model_config(model_dir, speech):
     differs from the WeSpeaker one (Hamming, x32768) on the same audio."""
     from test_features import check_close, knf_log_mel
 
-    from audio_cli.config import FrontendConfig
-    from audio_cli.features import apply_cmn
+    from audio_cli.frontend.fbank import apply_cmn
+    from engines.model import FrontendConfig
 
     config = ModelConfig.load(model_dir).frontend
     samples = load_audio(next(iter(speech.values()))[0], 16000).samples
@@ -203,7 +203,7 @@ def test_separates_the_ten_test_other_speakers(onnx_vectors, speech):
 
 
 def test_graph_is_not_time_local_so_no_padded_batches(model_dir, onnx_model):
-    from audio_cli.errors import EngineError
+    from engines.errors import EngineError
 
     graph = build_graph(ModelConfig.load(model_dir))
     assert not graph.time_local
@@ -226,7 +226,7 @@ def test_clips_of_different_lengths_equal_each_clip_alone(onnx_model, speech):
 def test_checkpoint_missing_a_tensor_is_a_model_error(checkpoint, tmp_path):
     from torchzip import write_torch_zip
 
-    from audio_cli.torch_checkpoint import read_torch_state_dict
+    from audio_cli.models.torch_checkpoint import read_torch_state_dict
 
     state = read_torch_state_dict(checkpoint)
     missing = "xvector.block2.tdnnd3.nonlinear2.batchnorm.running_var"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from audio_cli import campplus_source
-from audio_cli.config import ModelConfig
-from audio_cli.errors import ModelError
-from audio_cli.models import resolve_model
+from audio_cli.models import campplus as campplus_source
+from audio_cli.models.registry import resolve_model
+from engines.errors import ModelError
+from engines.model import ModelConfig
 
 CHECKPOINT = "models/campplus-zh-en-common/campplus_cn_en_common.pt"
 CLOSED_PORT_URL = "http://127.0.0.1:9/campplus_cn_en_common.pt"  # discard port: refused

@@ -199,7 +199,7 @@ def test_default_model_downloads_from_the_hub(clip):
     """The real hub path; on machines without a route to the hub it skips, saying why."""
     from huggingface_hub import snapshot_download
 
-    from audio_cli.models import DEFAULT_MODEL
+    from audio_cli.models.registry import DEFAULT_MODEL
 
     try:
         snapshot_download(DEFAULT_MODEL, allow_patterns=["config.json"])

@@ -12,11 +12,11 @@ from signals import voiced, write_wav
 from test_cli import run_audio
 
 from audio_cli import cosine_similarity
-from audio_cli.batch import Outcome, exit_status
-from audio_cli.errors import EngineError, InputAudioError
-from audio_cli.inputs import expand_inputs, is_single_file
-from audio_cli.speaker import EmbeddingResult
-from audio_cli.writers import OutputFile
+from audio_cli.cli.embed import Outcome, exit_status, is_single_file
+from audio_cli.cli.inputs import expand_inputs
+from audio_cli.cli.writers import OutputFile
+from audio_cli.pipeline.speaker import EmbeddingResult
+from engines.errors import EngineError, InputAudioError
 
 SAME = 0.99999  # cosine of a vector to itself computed in another call
 

@@ -15,16 +15,15 @@ import numpy as np
 import pytest
 from torchzip import TensorView, write_torch_zip
 
-from audio_cli.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig
-from audio_cli.convert import ATTRIBUTION_FILE, BN_EPS, convert_checkpoint
-from audio_cli.errors import ModelError
-from audio_cli.safetensors_io import load_safetensors
-from audio_cli.torch_checkpoint import (
+from audio_cli.models.convert import ATTRIBUTION_FILE, BN_EPS, convert_checkpoint
+from audio_cli.models.torch_checkpoint import (
     StubObject,
     find_state_dict,
     load_torch_checkpoint,
     read_torch_state_dict,
 )
+from engines.errors import ModelError
+from engines.model import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, load_safetensors
 
 FIXTURE = "fixtures/wespeaker-random"
 CAMPPLUS = "models/campplus-zh-en-common/campplus_cn_en_common.pt"
@@ -344,7 +343,7 @@ def test_wespeaker_pt_converts_like_pyannote(
 
 @pytest.mark.shared
 def test_campplus_is_taken_for_campplus_not_a_resnet(shared_dir: Path) -> None:
-    from audio_cli.convert import detect_family
+    from audio_cli.models.convert import detect_family
 
     tensors = read_torch_state_dict(shared_dir / CAMPPLUS)
     assert detect_family(tensors).name == "3D-Speaker CAM++"
@@ -417,7 +416,7 @@ def test_interrupted_write_leaves_no_partial_files(
         Path(path).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("audio_cli.convert.save_safetensors", failing_save)
+    monkeypatch.setattr("audio_cli.models.convert.save_safetensors", failing_save)
     source = write_torch_zip(tmp_path / "tiny.pt", tiny_resnet())
     out = tmp_path / "out"
     with pytest.raises(ModelError, match="No space left") as excinfo:

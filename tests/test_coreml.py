@@ -20,9 +20,15 @@ ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pi
 from model_factory import random_resnet_weights, small_config, write_model  # noqa: E402
 from numpy_resnet import forward  # noqa: E402
 
-from audio_cli.config import WEIGHTS_FILE, ModelConfig  # noqa: E402
-from audio_cli.errors import EngineError, InputAudioError, ModelError, UsageError  # noqa: E402
-from audio_cli.weights import Weights  # noqa: E402
+from engines.coreml_compiled import (  # noqa: E402
+    HUB_COMPILED_MODEL,
+    HUB_FIXED_LENGTHS,
+    CompiledModelRunner,
+    combine_windows,
+    embed_fixed_length,
+    find_compiled_model,
+    plan_windows,
+)
 from engines.coreml_engine import (  # noqa: E402
     INTERPRETER_NOTE,
     CoreMLEngine,
@@ -37,17 +43,14 @@ from engines.coreml_export import (  # noqa: E402
     MEL_INPUT,
     export_coreml,
 )
+from engines.errors import EngineError, InputAudioError, ModelError, UsageError  # noqa: E402
 from engines.mil_interpreter import MILInterpreter  # noqa: E402
-from engines.resnet import build_resnet, min_frames  # noqa: E402
-from engines.window_plan import (  # noqa: E402
-    HUB_COMPILED_MODEL,
-    HUB_FIXED_LENGTHS,
-    CompiledModelRunner,
-    combine_windows,
-    embed_fixed_length,
-    find_compiled_model,
-    plan_windows,
+from engines.model import (  # noqa: E402
+    WEIGHTS_FILE,
+    ModelConfig,
+    Weights,  # noqa: E402
 )
+from engines.resnet import build_resnet, min_frames  # noqa: E402
 
 macos = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predict needs macOS")
 LICENCE = "CC-BY-4.0"
@@ -391,9 +394,7 @@ def test_compiled_fixed_length_model_is_found_and_needs_macos(tmp_path):
 @pytest.mark.shared
 @pytest.mark.parametrize("precision, bar", [("float32", 0.9999), ("float16", 0.999)])
 def test_fixture_checkpoint_through_the_package(shared_dir, tmp_path, precision, bar):
-    convert = pytest.importorskip("audio_cli.convert", reason="the converter is not written yet")
-    if not hasattr(convert, "convert_checkpoint"):
-        pytest.skip("audio_cli.convert has no convert_checkpoint yet")
+    from audio_cli.models import convert
     fixture = shared_dir / "fixtures" / "wespeaker-random"
     model_dir = convert.convert_checkpoint(fixture / "pytorch_model.bin", tmp_path / "model")
     config = ModelConfig.load(model_dir)

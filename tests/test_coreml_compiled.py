@@ -12,12 +12,11 @@ from model_factory import small_config
 from signals import voiced, write_wav
 from test_cli import run_audio
 
-from audio_cli.config import WEIGHTS_FILE
-from audio_cli.errors import EngineError, ModelError
-from audio_cli.models import HUB_FILES, check_model_dir, compiled_models, resolve_model
-from audio_cli.weights import Weights
+from audio_cli.models.registry import HUB_FILES, check_model_dir, compiled_models, resolve_model
 from engines import compiled_only_model, create_engine
-from engines.window_plan import HUB_COMPILED_MODEL, HUB_FIXED_LENGTHS, embed_clips
+from engines.coreml_compiled import HUB_COMPILED_MODEL, HUB_FIXED_LENGTHS, embed_clips
+from engines.errors import EngineError, ModelError
+from engines.model import WEIGHTS_FILE, Weights
 
 off_macos = pytest.mark.skipif(sys.platform == "darwin", reason="checks the non-macOS error")
 

@@ -11,10 +11,10 @@ import pytest
 from signals import voiced, write_wav
 from test_cli import run_audio
 
-from audio_cli.datasets import load_dataset, load_impostors
-from audio_cli.errors import AudioCliError, InputAudioError
-from audio_cli.evaluation import evaluate, trial_scores
-from audio_cli.speaker import WeSpeaker
+from audio_cli.evaluation.datasets import load_dataset, load_impostors
+from audio_cli.evaluation.metrics import evaluate, trial_scores
+from audio_cli.pipeline.speaker import WeSpeaker
+from engines.errors import AudioCliError, InputAudioError
 
 SPEAKERS = {"alice": 110.0, "bob": 160.0, "carol": 230.0}  # f0 per synthetic "speaker"
 FILES_PER_SPEAKER = 3

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from audio_cli.evaluation import (
+from audio_cli.evaluation.metrics import (
     Trials,
     equal_error_rate,
     evaluate,

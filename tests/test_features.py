@@ -26,8 +26,8 @@ import json
 import numpy as np
 import pytest
 
-from audio_cli.config import FrontendConfig
-from audio_cli.features import apply_cmn, fbank, log_mel, min_samples, num_frames
+from audio_cli.frontend.fbank import apply_cmn, fbank, log_mel, min_samples, num_frames
+from engines.model import FrontendConfig
 
 knf = pytest.importorskip("kaldi_native_fbank")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from audio_cli import WeSpeaker, cosine_similarity
-from audio_cli.audio_io import load_audio
+from audio_cli.frontend.audio import load_audio
 
 FIXTURE = "fixtures/wespeaker-random"
 MIN_COSINE = 0.9999

@@ -8,8 +8,8 @@ from model_factory import small_config, write_model
 from signals import voiced, write_wav
 
 from audio_cli import WeSpeaker, cosine_similarity
-from audio_cli.errors import InputAudioError
-from audio_cli.speaker import EmbeddingResult, InputFailure, window_bounds
+from audio_cli.pipeline.speaker import EmbeddingResult, InputFailure, window_bounds
+from engines.errors import InputAudioError
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_too_short_input_is_a_failure_not_padding(speaker, tmp_path, files):
 
 def test_windows_are_embedded_as_clips_of_their_own(speaker):
     samples = voiced(5.0, seed=9)
-    from audio_cli.audio_io import from_samples
+    from audio_cli.frontend.audio import from_samples
 
     audio = from_samples(samples, 16000)
     windows = speaker.embed_windows(audio, window=2.0, hop=1.5)
@@ -77,8 +77,8 @@ def test_window_bounds_cover_the_end_without_padding():
 
 
 def test_long_recording_streams_in_chunks_and_equals_one_pass(speaker, tmp_path):
-    from audio_cli.audio_io import load_audio
-    from audio_cli.features import fbank
+    from audio_cli.frontend.audio import load_audio
+    from audio_cli.frontend.fbank import fbank
 
     path = write_wav(tmp_path / "long.wav", voiced(70.0, seed=4))
     one_pass = speaker.engine.embed(fbank(load_audio(path).samples)[None])[0]

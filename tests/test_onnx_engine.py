@@ -13,12 +13,12 @@ import pytest
 from model_factory import random_resnet_weights, small_config, write_model
 from numpy_resnet import forward
 
-from audio_cli.config import WEIGHTS_FILE, ModelConfig
-from audio_cli.errors import EngineError
-from audio_cli.weights import Weights
-from engines import onnx_engine
+from engines import onnx_engine, onnx_export
+from engines.errors import EngineError
 from engines.graph import Relu
-from engines.onnx_engine import GRAPH_VERSION, ONNXEngine, graph_to_onnx
+from engines.model import WEIGHTS_FILE, ModelConfig, Weights
+from engines.onnx_engine import GRAPH_VERSION, ONNXEngine
+from engines.onnx_export import graph_to_onnx
 from engines.resnet import build_resnet, min_frames
 
 pytest.importorskip("onnxruntime")
@@ -118,6 +118,25 @@ def test_variable_lengths_and_non_contiguous_input(small_engine):
     np.testing.assert_allclose(small_engine.embed(flipped), small_engine.embed(x), atol=1e-6)
 
 
+class BuildCounter:
+    """Counts the ONNX models built (graph_to_onnx calls) while it is installed."""
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        build = onnx_export.graph_to_onnx
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            return build(*args, **kwargs)
+
+        monkeypatch.setattr(onnx_export, "graph_to_onnx", counted)
+
+
+@pytest.fixture
+def builds(monkeypatch) -> BuildCounter:
+    return BuildCounter(monkeypatch)
+
+
 def test_bad_input_is_engine_error(small_engine):
     with pytest.raises(EngineError, match="ONNX engine failed"):
         small_engine.embed(np.zeros((1, 50, 40), dtype=np.float32))
@@ -128,30 +147,29 @@ def test_model_is_cached_beside_the_weights_and_reused(model_dir, monkeypatch):
     first = ONNXEngine(config, Weights(directory / WEIGHTS_FILE))
     assert first.model_path.parent == directory / "onnx"
     assert oct(first.model_path.stat().st_mode & 0o777) == oct(onnx_engine.CACHE_FILE_MODE)
-    assert not [p for p in first.model_path.parent.iterdir() if p.suffix == ".tmp"]
+    # nothing else is left in the cache folder: no scratch file (`.NAME.XXXX.part`)
+    assert list(first.model_path.parent.iterdir()) == [first.model_path]
     mtime = first.model_path.stat().st_mtime_ns
-    builds = onnx_engine.builds
 
     def no_build(*args):
         raise AssertionError("the cached model should have been used")
 
     weights = Weights(directory / WEIGHTS_FILE)
-    monkeypatch.setattr(onnx_engine, "graph_to_onnx", no_build)
+    monkeypatch.setattr(onnx_export, "graph_to_onnx", no_build)
     monkeypatch.setattr(weights, "tensors", no_build)
     second = ONNXEngine(config, weights)
     assert second.model_path == first.model_path
     assert second.model_path.stat().st_mtime_ns == mtime
-    assert onnx_engine.builds == builds
     x = features(30)
     np.testing.assert_array_equal(first.embed(x), second.embed(x))
 
 
-def test_explicit_cache_dir_is_reused(small, tmp_path):
+def test_explicit_cache_dir_is_reused(small, tmp_path, builds):
     config, tensors = small
     ONNXEngine(config, Weights(tensors=tensors), cache_dir=tmp_path)
-    builds = onnx_engine.builds
+    built = builds.count
     engine = ONNXEngine(config, Weights(tensors=tensors), cache_dir=tmp_path)
-    assert onnx_engine.builds == builds
+    assert builds.count == built
     assert engine.model_path.parent == tmp_path
 
 
@@ -161,8 +179,8 @@ def test_cached_start_up_reads_no_tensors_and_does_not_import_onnx(model_dir):
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from audio_cli.config import ModelConfig
-        from audio_cli.weights import Weights
+        from engines.model import ModelConfig
+        from engines.model import Weights
         from engines.onnx_engine import ONNXEngine
         def no_tensors(self):
             raise AssertionError("the weights were loaded")
@@ -178,28 +196,28 @@ def test_cached_start_up_reads_no_tensors_and_does_not_import_onnx(model_dir):
     assert result.returncode == 0, result.stderr
 
 
-def test_corrupt_cache_file_is_rebuilt(model_dir):
+def test_corrupt_cache_file_is_rebuilt(model_dir, builds):
     config, directory = model_dir
     first = ONNXEngine(config, Weights(directory / WEIGHTS_FILE))
     x = features(25)
     want = first.embed(x)
     first.model_path.write_bytes(b"not an onnx model")
-    builds = onnx_engine.builds
+    built = builds.count
     second = ONNXEngine(config, Weights(directory / WEIGHTS_FILE))
-    assert onnx_engine.builds == builds + 1
+    assert builds.count == built + 1
     assert second.model_path == first.model_path
     assert second.model_path.stat().st_size > 1000
     np.testing.assert_array_equal(second.embed(x), want)
 
 
-def test_truncated_cache_file_is_rebuilt(small, tmp_path):
+def test_truncated_cache_file_is_rebuilt(small, tmp_path, builds):
     config, tensors = small
     first = ONNXEngine(config, Weights(tensors=tensors), cache_dir=tmp_path)
     data = first.model_path.read_bytes()
     first.model_path.write_bytes(data[: len(data) // 2])
-    builds = onnx_engine.builds
+    built = builds.count
     ONNXEngine(config, Weights(tensors=tensors), cache_dir=tmp_path)
-    assert onnx_engine.builds == builds + 1
+    assert builds.count == built + 1
     assert first.model_path.read_bytes() == data
 
 
@@ -215,14 +233,15 @@ def refuse_writes_to(monkeypatch, directory: Path) -> None:
     monkeypatch.setattr(onnx_engine, "write_new", write_elsewhere)
 
 
-def test_falls_back_to_user_cache_when_model_dir_is_read_only(model_dir, user_cache, monkeypatch):
+def test_falls_back_to_user_cache_when_model_dir_is_read_only(model_dir, user_cache, monkeypatch,
+                                                              builds):
     config, directory = model_dir
     refuse_writes_to(monkeypatch, directory / "onnx")
     engine = ONNXEngine(config, Weights(directory / WEIGHTS_FILE))
     assert engine.model_path.parent == user_cache
-    builds = onnx_engine.builds
+    built = builds.count
     again = ONNXEngine(config, Weights(directory / WEIGHTS_FILE))  # found in the user cache
-    assert onnx_engine.builds == builds and again.model_path == engine.model_path
+    assert builds.count == built and again.model_path == engine.model_path
 
 
 def test_in_memory_weights_use_the_user_cache(small, user_cache):
@@ -243,10 +262,14 @@ def test_runs_from_memory_when_no_cache_is_writable(small, tmp_path, monkeypatch
     assert engine.embed(features(20)).shape == (1, 32)
 
 
-def test_threads_option(small, tmp_path):
+def test_threads_option_sets_the_session_threads(small, tmp_path):
     config, tensors = small
     engine = ONNXEngine(config, Weights(tensors=tensors), threads=1, cache_dir=tmp_path)
-    assert engine.embed(features(20)).shape == (1, 32)
+    assert engine.session.get_session_options().intra_op_num_threads == 1
+    default = ONNXEngine(config, Weights(tensors=tensors), cache_dir=tmp_path)
+    assert default.session.get_session_options().intra_op_num_threads == 0  # onnxruntime's
+    np.testing.assert_allclose(engine.embed(features(20)), default.embed(features(20)),
+                               atol=1e-6)
 
 
 def test_accelerated_providers_come_first(small_engine, monkeypatch):
@@ -276,13 +299,14 @@ def test_missing_onnxruntime_is_engine_error(small, tmp_path, monkeypatch):
         ONNXEngine(config, Weights(tensors=tensors), cache_dir=tmp_path)
 
 
-def test_corrupt_copy_in_read_only_model_dir_is_skipped(model_dir, user_cache, monkeypatch):
+def test_corrupt_copy_in_read_only_model_dir_is_skipped(model_dir, user_cache, monkeypatch,
+                                                        builds):
     config, directory = model_dir
     first = ONNXEngine(config, Weights(directory / WEIGHTS_FILE))
     first.model_path.write_bytes(b"\0" * 100)  # corrupt, and the directory turns read-only
     refuse_writes_to(monkeypatch, directory / "onnx")
     rebuilt = ONNXEngine(config, Weights(directory / WEIGHTS_FILE))
     assert rebuilt.model_path.parent == user_cache
-    builds = onnx_engine.builds
+    built = builds.count
     again = ONNXEngine(config, Weights(directory / WEIGHTS_FILE))  # no rebuild on every start
-    assert onnx_engine.builds == builds and again.model_path == rebuilt.model_path
+    assert builds.count == built and again.model_path == rebuilt.model_path

@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audio_cli.config import ModelConfig
-from audio_cli.weights import Weights
 from engines.graph import (
     FRAMES,
     INPUT,
@@ -26,6 +24,7 @@ from engines.graph import (
     StatsPool,
     ToImage,
 )
+from engines.model import ModelConfig, Weights
 
 BINS = 6  # feature bins = sequence channels here
 SEGMENT = 4  # a short segment so the edge cases are cheap

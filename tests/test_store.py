@@ -11,10 +11,16 @@ import numpy as np
 import pytest
 from store_helpers import make_model, make_speakers, run_audio
 
-from audio_cli.errors import StoreError
-from audio_cli.store import APPLICATION_ID, SCHEMA_VERSION, SQLITE_HEADER, Store, default_db_path
-from audio_cli.verify import equal_error_threshold
-from audio_cli.voice_index import top_k
+from audio_cli.evaluation.metrics import calibration_threshold
+from audio_cli.store.db import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    SQLITE_HEADER,
+    Store,
+    StoreError,
+    default_db_path,
+)
+from audio_cli.store.index import top_k
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +210,8 @@ def test_listing_a_missing_store_creates_nothing(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
-def test_equal_error_threshold_sits_in_the_gap():
-    threshold, eer = equal_error_threshold(np.array([0.6, 0.7, 0.9]), np.array([0.1, 0.2, 0.4]))
+def test_calibration_threshold_sits_in_the_gap():
+    threshold, eer = calibration_threshold(np.array([0.6, 0.7, 0.9]), np.array([0.1, 0.2, 0.4]))
     assert eer == 0.0 and threshold == pytest.approx(0.5)
-    threshold, eer = equal_error_threshold(np.array([0.3, 0.8]), np.array([0.1, 0.5]))
+    threshold, eer = calibration_threshold(np.array([0.3, 0.8]), np.array([0.1, 0.5]))
     assert eer == pytest.approx(0.5)

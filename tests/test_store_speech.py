@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from store_helpers import run_audio
 
-from audio_cli.embedder import Embedder
-from audio_cli.errors import AudioCliError
-from audio_cli.speakers import enroll, identify
-from audio_cli.store import Store
-from audio_cli.verify import equal_error_threshold
-from audio_cli.voice_index import index_paths, search
+from audio_cli.evaluation.metrics import calibration_threshold
+from audio_cli.store.db import Store
+from audio_cli.store.identity import Embedder
+from audio_cli.store.index import index_paths, search
+from audio_cli.store.speakers import enroll, identify
+from engines.errors import AudioCliError
 
 SPEECH = "data/speech/librispeech-test-other-10x10"
 CAMPPLUS = "models/campplus-zh-en-common"
@@ -30,7 +30,7 @@ def campplus(shared_dir, tmp_path_factory) -> Embedder:
     try:
         return Embedder.load(str(directory), engine="onnx")
     except AudioCliError:
-        from audio_cli.convert import convert_checkpoint
+        from audio_cli.models.convert import convert_checkpoint
 
         out = tmp_path_factory.mktemp("campplus") / "model"
         try:
@@ -72,7 +72,7 @@ def test_identify_the_eighty_held_out_utterances(campplus, corpus, vectors, tmp_
                         same += [c.score for c in ranked if c.name == name]
                         different += [c.score for c in ranked if c.name != name]
             accuracy[scoring] = correct / total
-    threshold, eer = equal_error_threshold(np.array(same), np.array(different))
+    threshold, eer = calibration_threshold(np.array(same), np.array(different))
     print(f"CAM++ identification of {total} utterances, {ENROLLED} enrolled per speaker: "
           f"accuracy mean {accuracy['mean']:.3f}, max {accuracy['max']:.3f}; "
           f"verification EER {eer:.3f} at cosine {threshold:.3f}")

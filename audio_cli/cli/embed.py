@@ -1,0 +1,355 @@
+"""Many inputs in one call: one Outcome per input, in order; failures reported, never fatal."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+import numpy as np
+
+from audio_cli.frontend.audio import LIST_PREFIX, STDIN, load_audio
+from audio_cli.pipeline.speaker import (
+    EmbeddingResult,
+    InputFailure,
+    WeSpeaker,
+    WindowEmbedding,
+    check_window_lengths,
+)
+from engines.errors import (
+    EXIT_INPUT,
+    EXIT_OK,
+    AudioCliError,
+    EngineError,
+    InputAudioError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from audio_cli.cli.inputs import InputItem
+
+TABLE_WIDTH_PIPED = 4000  # characters; wide enough that piped table rows never wrap
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one input: a whole-file result, its windows, or the error."""
+
+    file: str  # the path as given, `stdin` for `-`
+    result: EmbeddingResult | None = None
+    windows: list[WindowEmbedding] | None = None
+    error: AudioCliError | None = None
+
+    @property
+    def message(self) -> str:
+        """The one-line error, starting with the file name."""
+        text = str(self.error)
+        return text if text.startswith(f"{self.file}:") else f"{self.file}: {text}"
+
+
+class Sink(Protocol):
+    """Somewhere outcomes go (stdout JSON Lines, a table, an output file)."""
+
+    def add(self, outcome: Outcome) -> None: ...
+
+
+def display_name(path: str) -> str:
+    """How an input is named in outputs: its path as given, `stdin` for `-`."""
+    return "stdin" if path == STDIN else path
+
+
+def is_single_file(args: list[str]) -> bool:
+    """True for the classic one-file call: one argument, neither a list nor a directory."""
+    return (len(args) == 1 and not args[0].startswith(LIST_PREFIX)
+            and not os.path.isdir(args[0]))
+
+
+def check_windows(window: float | None, hop: float | None, min_duration: float
+                  ) -> float | None:
+    """Validate --window/--hop before any work; returns the hop (default: the window)."""
+    if window is None:
+        if hop is not None:
+            raise UsageError("--hop needs --window")
+        return None
+    hop = window if hop is None else hop
+    check_window_lengths(window, hop)
+    if window < min_duration:
+        raise UsageError(f"--window {window:g} s is shorter than --min-duration {min_duration:g} s")
+    return hop
+
+
+def outcomes(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
+             window: float | None = None, hop: float | None = None) -> Iterator[Outcome]:
+    """One Outcome per item, in order: whole-file embeddings, or windows if `window` is set."""
+    if window is not None:
+        yield from _window_outcomes(speaker, items, min_duration, window, hop or window)
+        return
+    results = speaker.embed_sources([i.path for i in items if i.error is None], min_duration)
+    for item in items:
+        name = display_name(item.path)
+        if item.error is not None:
+            yield Outcome(name, error=item.error)
+            continue
+        produced = next(results)
+        if isinstance(produced, InputFailure):
+            yield Outcome(name, error=produced.error)
+        else:
+            yield Outcome(name, result=produced)
+
+
+def _window_outcomes(speaker: WeSpeaker, items: Iterable[InputItem], min_duration: float,
+                     window: float, hop: float) -> Iterator[Outcome]:
+    for item in items:
+        name = display_name(item.path)
+        if item.error is not None:
+            yield Outcome(name, error=item.error)
+            continue
+        try:
+            audio = load_audio(item.path, speaker.config.sample_rate)
+            outcome = Outcome(name, windows=speaker.embed_windows(audio, window, hop,
+                                                                  min_duration))
+        except (InputAudioError, EngineError) as exc:
+            outcome = Outcome(name, error=exc)
+        yield outcome
+
+
+def exit_status(codes: set[int]) -> int:
+    """0 if nothing failed, the failures' status if they agree, else 3 (bad input)."""
+    if not codes:
+        return EXIT_OK
+    return next(iter(codes)) if len(codes) == 1 else EXIT_INPUT
+
+
+class Reporter:
+    """stderr during a run: one `audio: error:` line per failed input, and a progress bar."""
+
+    def __init__(self, total: int, show_progress: bool):
+        self.failed = 0
+        self._progress = None
+        if show_progress:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn())
+            self._progress = Progress(*columns, console=Console(stderr=True), transient=True,
+                                      redirect_stdout=False, redirect_stderr=False)
+            self._task = self._progress.add_task("embedding", total=total)
+            self._progress.start()
+
+    def outcome(self, outcome: Outcome) -> None:
+        """Report one finished input."""
+        if outcome.error is not None:
+            self.failed += 1
+            self.line(f"audio: error: {outcome.message}")
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def line(self, text: str) -> None:
+        """One line on stderr (above the progress bar when there is one)."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        """Remove the progress bar."""
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int:
+    """Send every outcome to every sink, report it; returns the exit status."""
+    codes: set[int] = set()
+    total = 0
+    try:
+        for outcome in stream:
+            total += 1
+            if outcome.error is not None:
+                codes.add(outcome.error.exit_code)
+            for sink in sinks:
+                sink.add(outcome)
+            reporter.outcome(outcome)
+    finally:
+        reporter.close()
+    if reporter.failed:
+        reporter.line(f"audio: error: {reporter.failed} of {total} inputs failed")
+    return exit_status(codes)
+
+
+def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: bool,
+              out: Sink | None) -> int:
+    """The one-file call: a summary (or one JSON object); an error stops it. Returns 0."""
+
+    result = speaker.embed_source(file, min_duration)
+    if json_output:
+        sys.stdout.write(result_to_json(result) + "\n")
+    elif out is None:
+        from rich.console import Console
+
+        render_summary(result, Console())
+    if out is not None:
+        out.add(Outcome(display_name(file), result=result))
+    return EXIT_OK
+
+
+def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
+               window: float | None, hop: float | None, json_output: bool,
+               out: Sink | None) -> int:
+    """Many inputs (or windows) to JSON Lines, a table and/or `out`; returns the status."""
+
+    sinks: list[Sink] = [out] if out is not None else []
+    table = None
+    if json_output:
+        sinks.append(JsonLinesSink(sys.stdout, speaker.model_id, speaker.engine_name))
+    elif out is None:
+        table = TableSink(windows=window is not None)
+        sinks.append(table)
+    streaming_to_terminal = json_output and sys.stdout.isatty()
+    reporter = Reporter(len(items), sys.stderr.isatty() and not streaming_to_terminal)
+    status = run(outcomes(speaker, items, min_duration, window, hop), sinks, reporter)
+    if table is not None:
+        from rich.console import Console
+
+        # In a terminal the table fits the window; piped, rows stay whole (one line each).
+        table.render(Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_PIPED))
+    return status
+
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+PREVIEW_VALUES = 8
+TABLE_PREVIEW = 3  # values per row in the many-input table
+
+
+def result_to_dict(result: EmbeddingResult) -> dict:
+    """The `--json` payload: the full vector and how it was made."""
+    return {
+        "embedding": [float(v) for v in result.embedding],
+        "dimension": result.dimension,
+        "elapsed": round(result.elapsed, 6),
+        "file": result.file,
+        "duration": round(result.duration, 6),
+        "sample_rate": result.sample_rate,
+        "model": result.model,
+        "engine": result.engine,
+    }
+
+
+def result_to_json(result: EmbeddingResult) -> str:
+    """One line of JSON for a result."""
+    return json.dumps(result_to_dict(result), separators=(",", ":"))
+
+
+def render_summary(result: EmbeddingResult, console: Console) -> None:
+    """Print a short human-readable summary of one embedding."""
+    from rich.table import Table  # only the text path pays for importing rich
+
+    v = result.embedding
+    preview = ", ".join(f"{x:+.4f}" for x in v[:PREVIEW_VALUES])
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("file", result.file)
+    table.add_row("duration", f"{result.duration:.2f} s ({result.sample_rate} Hz)")
+    table.add_row("dimension", str(result.dimension))
+    table.add_row("L2 norm", f"{float(np.linalg.norm(v)):.6f}")
+    table.add_row("range", f"[{float(v.min()):+.4f}, {float(v.max()):+.4f}]")
+    table.add_row(f"first {min(PREVIEW_VALUES, len(v))}", f"[{preview}]")
+    table.add_row("engine", result.engine)
+    table.add_row("model", result.model)
+    table.add_row("time", f"{result.elapsed * 1000:.1f} ms")
+    console.print(table)
+
+
+def window_to_dict(window: WindowEmbedding, model: str, engine: str) -> dict:
+    """One JSON Lines record of `--window`: the window's times and vector."""
+    return {
+        "file": window.file,
+        "start": round(window.start, 6),
+        "end": round(window.end, 6),
+        "embedding": [float(v) for v in window.embedding],
+        "dimension": int(window.embedding.shape[0]),
+        "model": model,
+        "engine": engine,
+    }
+
+
+def outcome_records(outcome: Outcome, model: str, engine: str) -> list[dict]:
+    """The JSON Lines records of one input: its result, one per window, or its error."""
+    if outcome.error is not None:
+        return [{"file": outcome.file, "error": outcome.message}]
+    if outcome.windows is not None:
+        return [{**window_to_dict(w, model, engine), "file": outcome.file}
+                for w in outcome.windows]
+    return [{**result_to_dict(outcome.result), "file": outcome.file}]
+
+
+class JsonLinesSink:
+    """JSON Lines on a stream (stdout), flushed after each input so pipes see it at once."""
+
+    def __init__(self, stream: TextIO, model: str, engine: str):
+        self.stream, self.model, self.engine = stream, model, engine
+
+    def add(self, outcome: Outcome) -> None:
+        """Write the input's records."""
+        for record in outcome_records(outcome, self.model, self.engine):
+            self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.stream.flush()
+
+
+class TableSink:
+    """A rich table of every input (or window), printed when the run ends."""
+
+    def __init__(self, windows: bool):
+        self.windows = windows
+        self.rows: list[tuple[str, ...]] = []
+
+    def add(self, outcome: Outcome) -> None:
+        """Keep one row per input (per window with `--window`)."""
+        blank = ("", "") if self.windows else ("",)
+        if outcome.error is not None:
+            reason = outcome.message.removeprefix(f"{outcome.file}: ")
+            self.rows.append((outcome.file, *blank, "", "", f"error: {reason}"))
+        elif outcome.windows is not None:
+            for w in outcome.windows:
+                self.rows.append((outcome.file, f"{w.start:.2f}", f"{w.end:.2f}",
+                                  *_vector_cells(w.embedding), "ok"))
+        else:
+            r = outcome.result
+            self.rows.append((outcome.file, f"{r.duration:.2f}", *_vector_cells(r.embedding),
+                              "ok"))
+
+    def render(self, console: Console) -> None:
+        """Print the table."""
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        table.add_column("file", overflow="fold")
+        for name in ("start", "end") if self.windows else ("duration",):
+            table.add_column(name, justify="right", no_wrap=True)
+        table.add_column("L2 norm", justify="right", no_wrap=True)
+        table.add_column(f"first {TABLE_PREVIEW}", no_wrap=True)
+        table.add_column("status", overflow="fold")
+        for row in self.rows:
+            table.add_row(*row)
+        with console.capture() as captured:
+            console.print(table)
+        console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def _vector_cells(v: np.ndarray) -> tuple[str, str]:
+    preview = ", ".join(f"{x:+.3f}" for x in v[:TABLE_PREVIEW])
+    return f"{float(np.linalg.norm(v)):.6f}", f"[{preview}]"

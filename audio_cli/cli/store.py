@@ -1,0 +1,300 @@
+"""Store commands: compare, enroll, identify, speakers, calibrate, index, search."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audio_cli.models.registry import DEFAULT_MODEL
+from engines.errors import AudioCliError
+
+# Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
+app = typer.Typer()
+
+DbOpt = Annotated[Path | None, typer.Option(
+    "--db", help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
+    "directory).")]
+ModelOpt = Annotated[str, typer.Option(help="Hub repo id, known name, or local model directory.")]
+EngineOpt = Annotated[str, typer.Option(help="Inference engine: auto, onnx, mlx or coreml.")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for the engine.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+MinDurOpt = Annotated[float, typer.Option(help="Refuse audio shorter than this (seconds).")]
+ThresholdOpt = Annotated[float | None, typer.Option(
+    help="Decision threshold on the raw cosine (default: the store's calibrated value, else "
+    "the model's default).")]
+
+speakers_app = typer.Typer(help="List, remove, rename, export or import enrolled speakers.",
+                           no_args_is_help=True)
+app.add_typer(speakers_app, name="speakers")
+
+
+def _emit(document: dict, json_output: bool, text: str) -> None:
+    sys.stdout.write(json.dumps(document) + "\n" if json_output else text + "\n")
+
+
+@contextmanager
+def _all_errors_exit(code: int) -> Iterator[None]:
+    """For compare/identify, whose 0/1 are answers: every error exits with `code` (2)."""
+    try:
+        yield
+    except AudioCliError as exc:
+        exc.exit_code = code
+        raise
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if os.environ.get("AUDIO_DEBUG"):
+            raise
+        error = AudioCliError(f"internal error: {type(exc).__name__}: {exc}")
+        error.exit_code = code
+        raise error from None
+
+
+def _embedder(model: str, engine: str, threads: int | None):
+    from audio_cli.store.identity import Embedder
+    from engines import resolve_engine_name
+
+    resolve_engine_name(engine)
+    return Embedder.load(model, engine=engine, threads=threads)
+
+
+def _threshold(option: float | None, db: Path | None, embedder):
+    """--threshold, else the store's value (if a store exists), else the model's default."""
+    from audio_cli.store.db import Store, default_db_path
+    from audio_cli.store.speakers import check_threshold, pick_threshold, stored_threshold
+
+    stored = None
+    if option is None and (db is not None or default_db_path().exists()):
+        with Store(db, create=False) as store:
+            stored = stored_threshold(store, embedder)
+    elif option is not None:
+        check_threshold(option)
+    return pick_threshold(option, stored, embedder.speaker.config.model_type)
+
+
+@app.command("compare")
+def compare(
+    file_a: Annotated[str, typer.Argument(help="First recording.")],
+    file_b: Annotated[str, typer.Argument(help="Second recording.")],
+    threshold: ThresholdOpt = None, db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL,
+    engine: EngineOpt = "auto", threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5,
+    json_output: JsonOpt = False,
+) -> None:
+    """Same speaker? Raw cosine in [-1, 1]; exit 0 same, 1 different, 2 error."""
+    with _all_errors_exit(2):
+        embedder = _embedder(model, engine, threads)
+        chosen = _threshold(threshold, db, embedder)
+        a, b = embedder.embed_all([file_a, file_b], min_duration)
+        score = float(a.embedding.astype("f8") @ b.embedding.astype("f8"))
+        same = score >= chosen.value
+        document = {"files": [a.file, b.file], "score": score, "threshold": chosen.value,
+                    "threshold_origin": chosen.origin, "same_speaker": same,
+                    "model": embedder.name, "engine": embedder.engine}
+        verdict = "same speaker" if same else "different speakers"
+        _emit(document, json_output, f"{score:.4f}  {verdict} (threshold {chosen.value:g}, "
+              f"{chosen.origin})")
+    if not same:
+        raise typer.Exit(1)
+
+
+@app.command("enroll")
+def enroll(
+    name: Annotated[str, typer.Argument(help="Speaker name.")],
+    files: Annotated[list[str], typer.Argument(help="Recordings of this speaker.")],
+    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
+    threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+) -> None:
+    """Add recordings of a speaker to the store (all or none: any bad file stores nothing)."""
+    from audio_cli.store.db import Store
+    from audio_cli.store.speakers import check_name
+    from audio_cli.store.speakers import enroll as enroll_speaker
+
+    check_name(name)
+    with Store(db) as store:
+        embedder = _embedder(model, engine, threads)
+        sources = [f if f == "-" else str(Path(f).expanduser().absolute()) for f in files]
+        results = embedder.embed_all(sources, min_duration)
+        total = enroll_speaker(store, embedder, name, results)
+        document = {"speaker": name, "added": len(results), "exemplars": total,
+                    "model": embedder.name, "db": str(store.path)}
+    _emit(document, json_output, f"{name}: {len(results)} added, {total} exemplars "
+          f"({embedder.name})")
+
+
+@app.command("identify")
+def identify(
+    file: Annotated[str, typer.Argument(help="Recording of an unknown speaker.")],
+    top: Annotated[int, typer.Option(min=1, help="Show this many candidates.")] = 1,
+    threshold: ThresholdOpt = None,
+    scoring: Annotated[str, typer.Option(help="mean: cosine with the re-normalised mean of a "
+                                         "speaker's exemplars; max: best exemplar.")] = "mean",
+    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
+    threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+) -> None:
+    """Which enrolled speaker is this? Exit 0 identified, 1 unknown, 2 error."""
+    from audio_cli.store.db import Store
+    from audio_cli.store.speakers import identify as identify_speaker
+
+    with _all_errors_exit(2):
+        with Store(db, create=False) as store:
+            embedder = _embedder(model, engine, threads)
+            chosen = _threshold(threshold, store.path, embedder)
+            (query,) = embedder.embed_all([file], min_duration)
+            result = identify_speaker(store, embedder, query.embedding, scoring)
+        for name in result.skipped:
+            sys.stderr.write(f"audio: note: {name} has no exemplar of {embedder.name}; "
+                             "not considered\n")
+        best = result.ranked[0]
+        margin = best.score - result.ranked[1].score if len(result.ranked) > 1 else None
+        known = best.score >= chosen.value
+        document = {
+            "file": query.file, "speaker": best.name if known else None, "identified": known,
+            "score": best.score, "margin": margin, "threshold": chosen.value,
+            "threshold_origin": chosen.origin, "scoring": scoring, "model": embedder.name,
+            "candidates": [{"name": c.name, "score": c.score, "exemplars": c.exemplars}
+                           for c in result.ranked[:top]]}
+        lines = [f"{best.name if known else 'unknown'}  score {best.score:.4f}"
+                 + (f"  margin {margin:.4f}" if margin is not None else "")
+                 + f"  (threshold {chosen.value:g}, {chosen.origin})"]
+        if top > 1:
+            lines += [f"  {c.score:.4f}  {c.name}" for c in result.ranked[:top]]
+        _emit(document, json_output, "\n".join(lines))
+    if not known:
+        raise typer.Exit(1)
+
+
+@app.command("calibrate")
+def calibrate(
+    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
+    threads: ThreadsOpt = None, json_output: JsonOpt = False,
+) -> None:
+    """Store the equal-error threshold measured on pairs of enrolled exemplars."""
+    from audio_cli.store.db import Store
+    from audio_cli.store.speakers import calibrate as calibrate_store
+
+    with Store(db, create=False) as store:
+        result = calibrate_store(store, _embedder(model, engine, threads))
+    _emit(result, json_output, f"threshold {result['threshold']:.4f} (EER {result['eer']:.2%} "
+          f"on {result['same_pairs']} same / {result['different_pairs']} different pairs)")
+
+
+@speakers_app.command("list")
+def speakers_list(db: DbOpt = None, json_output: JsonOpt = False) -> None:
+    """Enrolled speakers and their exemplar counts per model."""
+    from audio_cli.store.db import Store, default_db_path
+    from audio_cli.store.speakers import list_speakers
+
+    path = db if db is not None else default_db_path()
+    if path.exists():
+        with Store(path, create=False) as store:
+            speakers = list_speakers(store)
+    else:  # listing creates no store
+        speakers = []
+    text = "\n".join(f"{s['name']}\t" + ", ".join(f"{n} x {m}" for m, n in s["exemplars"].items())
+                     for s in speakers)
+    _emit({"speakers": speakers}, json_output, text or "(no speakers)")
+
+
+@speakers_app.command("remove")
+def speakers_remove(name: str, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+    """Delete a speaker and all its exemplars."""
+    from audio_cli.store.db import Store
+    from audio_cli.store.speakers import remove_speaker
+
+    with Store(db, create=False) as store:
+        count = remove_speaker(store, name)
+    _emit({"removed": name, "exemplars": count}, json_output, f"removed {name} ({count})")
+
+
+@speakers_app.command("rename")
+def speakers_rename(old: str, new: str, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+    """Rename a speaker."""
+    from audio_cli.store.db import Store
+    from audio_cli.store.speakers import rename_speaker
+
+    with Store(db, create=False) as store:
+        rename_speaker(store, old, new)
+    _emit({"renamed": old, "to": new}, json_output, f"{old} -> {new}")
+
+
+@speakers_app.command("export")
+def speakers_export(out: Path, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+    """Write all speakers and exemplars to a new JSON file (never overwrites)."""
+    from audio_cli.store.db import Store
+    from audio_cli.store.transfer import export_speakers
+
+    with Store(db, create=False) as store:
+        result = export_speakers(store, out)
+    _emit(result, json_output, f"{out}: {result['speakers']} speakers")
+
+
+@speakers_app.command("import")
+def speakers_import(file: Path, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+    """Merge speakers from an export (same name = same speaker)."""
+    from audio_cli.store.db import Store
+    from audio_cli.store.transfer import import_speakers
+
+    with Store(db) as store:
+        result = import_speakers(store, file)
+    _emit(result, json_output, f"{result['speakers']} speakers, "
+          f"{result['exemplars_added']} exemplars added")
+
+
+@app.command("index")
+def index(
+    paths: Annotated[list[str], typer.Argument(help="Audio files or folders (recursive).")],
+    prune: Annotated[bool, typer.Option(help="Drop indexed files under PATHS that are gone.")
+                     ] = False,
+    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
+    threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+) -> None:
+    """Embed new or changed recordings into the store (exit 3 if some could not be read)."""
+    from audio_cli.store.db import Store
+    from audio_cli.store.index import index_paths, stderr_progress
+
+    with Store(db) as store:
+        embedder = _embedder(model, engine, threads)
+        report = index_paths(store, embedder, paths, prune, min_duration,
+                             stderr_progress("indexing"))
+    for failure in report.failures:
+        sys.stderr.write(f"audio: error: {failure.message}\n")
+    document = {"found": report.found, "added": report.added, "updated": report.updated,
+                "unchanged": report.unchanged, "pruned": report.pruned,
+                "failed": [{"file": f.file, "error": f.message} for f in report.failures],
+                "model": embedder.name}
+    _emit(document, json_output, f"{report.found} found: {report.added} added, {report.updated}"
+          f" updated, {report.unchanged} unchanged, {report.pruned} pruned, "
+          f"{len(report.failures)} failed")
+    if report.failures:
+        raise typer.Exit(3)
+
+
+@app.command("search")
+def search(
+    query: Annotated[str, typer.Argument(help="Recording of the voice to look for.")],
+    top: Annotated[int, typer.Option(min=1, help="How many recordings to list.")] = 10,
+    min_score: Annotated[float | None, typer.Option(help="Hide results below this cosine.")
+                         ] = None,
+    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
+    threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+) -> None:
+    """Indexed recordings ranked by how close their voice is to the query's."""
+    from audio_cli.store.db import Store
+    from audio_cli.store.index import search as search_index
+
+    with Store(db, create=False) as store:
+        embedder = _embedder(model, engine, threads)
+        (result,) = embedder.embed_all([query], min_duration)
+        hits = search_index(store, embedder, result.embedding, top, min_score)
+    document = {"query": result.file, "model": embedder.name,
+                "results": [{"path": h.path, "score": h.score, "duration": h.duration}
+                            for h in hits]}
+    _emit(document, json_output, "\n".join(f"{h.score:.4f}  {h.path}" for h in hits)
+          or "(no match)")

@@ -1,0 +1,137 @@
+"""`--output FILE`: write embeddings to .npz, .npy (+ a row-order sidecar) or .jsonl, atomically.
+
+Every file is written under a temporary name beside its destination and moved into place
+only at the end, so an interrupted run leaves nothing behind; an existing file is never
+replaced unless `force` is set. Failed inputs appear only in .jsonl (as error records).
+
+Layouts (also in the README):
+- .npz, whole files: key = the path as given (`stdin` for -), value = (dim,) float32 vector;
+  with windows: `PATH` = (n, dim) float32 vectors, `PATH:start` and `PATH:end` = (n,)
+  float64 seconds.
+- .npy: one (rows, dim) float32 matrix; `FILE.paths.txt` lists the row order, one path per
+  line (with windows: `path<TAB>start<TAB>end`).
+- .jsonl: the same records as `--json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from audio_cli.cli.embed import Outcome, outcome_records
+from engines.errors import UsageError
+from engines.files import TargetExists, publish, scratch_file
+
+FORMATS = (".npz", ".npy", ".jsonl")
+SIDECAR_SUFFIX = ".paths.txt"
+
+
+def destinations(path: Path) -> list[Path]:
+    """Every file an output path stands for (an .npy brings its sidecar)."""
+    if path.suffix.lower() == ".npy":
+        return [path, path.with_name(path.name + SIDECAR_SUFFIX)]
+    return [path]
+
+
+def check_output(path: str, force: bool) -> Path:
+    """Refuse, before any work, an unknown format, a missing folder or an existing file."""
+    out = Path(path)
+    if out.suffix.lower() not in FORMATS:
+        raise UsageError(f"--output {path}: unknown format (use a name ending in "
+                         f"{', '.join(FORMATS)})")
+    if not out.parent.is_dir():
+        raise UsageError(f"--output {path}: the folder {out.parent} does not exist")
+    for target in destinations(out):
+        if target.is_dir():
+            raise UsageError(f"--output: {target} is a directory")
+        if target.exists() and not force:
+            raise UsageError(f"--output: {target} exists; not overwriting it (pass --force)")
+    return out
+
+
+class OutputFile:
+    """Collects outcomes and writes them to `path` on `commit()` (nothing on `discard()`)."""
+
+    def __init__(self, path: Path, force: bool, model: str, engine: str):
+        self.path, self.force, self.model, self.engine = path, force, model, engine
+        self.count = 0  # embeddings (vectors) written
+        self._temps: dict[Path, Path] = {}
+        kind = path.suffix.lower()
+        self._jsonl = self._npz = None
+        self._rows: list[np.ndarray] = []
+        self._sidecar: list[str] = []
+        if kind == ".jsonl":
+            self._jsonl = open(self._temp(path), "w", encoding="utf-8")  # noqa: SIM115
+        elif kind == ".npz":
+            self._npz = zipfile.ZipFile(self._temp(path), "w", allowZip64=True)
+
+    def _temp(self, target: Path) -> Path:
+        self._temps[target] = scratch_file(target)
+        return self._temps[target]
+
+    def add(self, outcome: Outcome) -> None:
+        """Record one input's outcome."""
+        if self._jsonl is not None:
+            for record in outcome_records(outcome, self.model, self.engine):
+                self._jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
+        if outcome.error is not None:
+            return
+        if outcome.windows is not None:
+            vectors = np.stack([w.embedding for w in outcome.windows]).astype(np.float32)
+            starts = np.array([w.start for w in outcome.windows], dtype=np.float64)
+            ends = np.array([w.end for w in outcome.windows], dtype=np.float64)
+            self._store(outcome.file, vectors, {"start": starts, "end": ends})
+            self._sidecar += [f"{outcome.file}\t{s:.6f}\t{e:.6f}"
+                              for s, e in zip(starts, ends, strict=True)]
+        else:
+            self._store(outcome.file, outcome.result.embedding.astype(np.float32)[None], {})
+            self._sidecar.append(outcome.file)
+
+    def _store(self, key: str, vectors: np.ndarray, extras: dict[str, np.ndarray]) -> None:
+        self.count += len(vectors)
+        if self._npz is not None:
+            self._npz_array(key, vectors if extras else vectors[0])
+            for name, values in extras.items():
+                self._npz_array(f"{key}:{name}", values)
+        elif self._jsonl is None:
+            self._rows.append(vectors)
+
+    def _npz_array(self, key: str, array: np.ndarray) -> None:
+        with self._npz.open(key + ".npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+
+    def commit(self) -> None:
+        """Finish the temporary files and move them into place."""
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._npz is not None:
+            self._npz.close()
+        if self.path.suffix.lower() == ".npy":
+            with open(self._temp(self.path), "wb") as handle:  # a path would gain ".npy"
+                np.save(handle, np.concatenate(self._rows), allow_pickle=False)
+            sidecar = self.path.with_name(self.path.name + SIDECAR_SUFFIX)
+            self._temp(sidecar).write_text("".join(f"{p}\n" for p in self._sidecar),
+                                           encoding="utf-8")
+        for target, temp in self._temps.items():
+            try:
+                publish(temp, target, replace=self.force)
+            except TargetExists:
+                raise UsageError(f"--output: {target} appeared during the run; not "
+                                 "overwriting it (pass --force)") from None
+        self._temps.clear()
+
+    def discard(self) -> None:
+        """Delete the temporary files (an interrupted or empty run writes nothing)."""
+        for handle in (self._jsonl, self._npz):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+        for temp in self._temps.values():
+            temp.unlink(missing_ok=True)
+        self._temps.clear()
+
+

@@ -1,0 +1,299 @@
+"""Decode audio files into 16 kHz mono float32 samples, and check they can be embedded.
+
+The helpers here (input checks, error messages, downmix) are shared with `audio_stream`, which
+decodes in blocks; `load_audio` is that block path run to the end, so both give the same samples.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engines.errors import InputAudioError
+
+STDIN = "-"  # an input named "-" is audio on stdin
+LIST_PREFIX = "@"  # an input named "@FILE" is a list of inputs, one a line ("@-": on stdin)
+# File extensions libsndfile reads, looked for when a folder is given as input.
+AUDIO_EXTENSIONS = frozenset({
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+    ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64",
+})
+SILENCE_PEAK = 2.0**-15  # below one 16-bit step: digital silence
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio: mono float32 samples in [-1, 1] and where they came from."""
+
+    samples: np.ndarray  # (N,) float32 at `sample_rate`
+    sample_rate: int  # Hz, after resampling
+    source_rate: int  # Hz, of the file
+    channels: int  # of the file, before the downmix
+    source: str
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / self.sample_rate
+
+
+def source_name(source: str | os.PathLike) -> str:
+    """The name used in messages: `stdin` for `-`, else the path as given."""
+    return "stdin" if str(source) == STDIN else str(source)
+
+
+def open_input(source: str | os.PathLike) -> str | bytes:
+    """Check the path names a readable, non-empty file (-> the path); `-` reads all of stdin."""
+    if str(source) == STDIN:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise InputAudioError("stdin: no data (empty input)")
+        return data
+    path = Path(source)
+    if not path.exists():
+        raise InputAudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputAudioError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise InputAudioError(f"{path}: empty file")
+    if not os.access(path, os.R_OK):
+        raise InputAudioError(f"{path}: permission denied")
+    return str(path)
+
+
+def unreadable(name: str, exc: Exception) -> InputAudioError:
+    """The error for a file libsndfile cannot decode, with its first line of detail."""
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return InputAudioError(f"{name}: not a readable audio file ({detail})")
+
+
+def no_samples(name: str) -> InputAudioError:
+    """The error for a well-formed file that holds no audio."""
+    return InputAudioError(f"{name}: the file holds no audio samples")
+
+
+def check_finite(data: np.ndarray, name: str) -> None:
+    """Refuse NaN or infinite samples."""
+    if not np.isfinite(data).all():
+        raise InputAudioError(f"{name}: the audio holds non-finite samples (NaN or infinity)")
+
+
+def downmix(data: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames,) by averaging the channels."""
+    if data.shape[1] == 1:
+        return data[:, 0]
+    return data.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """Resample with soxr (high quality); a no-op when the rates match."""
+    if source_rate == target_rate:
+        return samples
+    import soxr
+
+    return soxr.resample(samples, source_rate, target_rate, quality="HQ").astype(np.float32)
+
+
+def load_audio(source: str | os.PathLike, sample_rate: int = 16000) -> Audio:
+    """Read a file (or `-` for stdin), downmix to mono and resample to `sample_rate`."""
+
+    return open_audio(source, sample_rate).read_audio()
+
+
+def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000,
+                 name: str = "<samples>") -> Audio:
+    """Wrap in-memory samples, (N,) or (N, channels), as Audio at `target_rate`."""
+    data = np.asarray(samples)
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or data.size == 0:
+        raise InputAudioError(f"{name}: expected a non-empty (N,) or (N, channels) array")
+    if np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+    data = data.astype(np.float32)
+    check_finite(data, name)
+    if sample_rate <= 0:
+        raise InputAudioError(f"{name}: sample rate must be positive, got {sample_rate}")
+    return Audio(resample(downmix(data), int(sample_rate), target_rate), target_rate,
+                 int(sample_rate), data.shape[1], name)
+
+
+def check_duration(name: str, duration: float, min_duration: float) -> None:
+    """Refuse audio shorter than `min_duration` seconds."""
+    if duration < min_duration:
+        raise InputAudioError(
+            f"{name}: too short ({duration:.3f} s); "
+            f"at least {min_duration:g} s is needed (--min-duration)"
+        )
+
+
+def check_peak(name: str, peak: float) -> None:
+    """Refuse audio whose largest absolute sample is digital silence."""
+    if peak < SILENCE_PEAK:
+        raise InputAudioError(f"{name}: the audio is digital silence")
+
+
+def check_usable(audio: Audio, min_duration: float) -> None:
+    """Refuse audio that is too short or digitally silent."""
+    check_duration(audio.source, audio.duration, min_duration)
+    check_peak(audio.source, float(np.max(np.abs(audio.samples))))
+
+
+DECODE_FRAMES = 1 << 16  # source frames per libsndfile read; fixed, so the caller's block
+#                          size never changes what the resampler sees
+BLOCK_SAMPLES = 1 << 16  # default output block, samples at the target rate
+RESAMPLE_QUALITY = "HQ"  # soxr quality, as audio_io.resample uses
+_SNDFILE_ERRORS = (RuntimeError, TypeError, ValueError)  # LibsndfileError is a RuntimeError
+
+
+def resampled_length(frames: int, source_rate: int, target_rate: int) -> int:
+    """Samples soxr gives for `frames` input frames: frames * target / source, rounded half up.
+
+    Measured, not documented: soxr's streaming resampler (flushed with last=True) and its
+    one-shot `resample` both give this count (checked over many rates and lengths).
+    """
+    if source_rate == target_rate:
+        return frames
+    return (2 * frames * target_rate + source_rate) // (2 * source_rate)
+
+
+@dataclass(frozen=True)
+class AudioSource:
+    """An opened, checked audio input whose samples are decoded on demand, block by block."""
+
+    name: str  # for messages: the path as given, or "stdin"
+    source_rate: int  # Hz, of the file
+    channels: int  # of the file, before the downmix
+    source_frames: int  # frames in the file, from its header
+    sample_rate: int  # Hz, of the samples `blocks()` yields
+    _input: str | bytes = field(repr=False)  # a path, or stdin's bytes
+
+    @property
+    def num_samples(self) -> int:
+        """Exact number of samples `blocks()` yields in all, at `sample_rate`."""
+        return resampled_length(self.source_frames, self.source_rate, self.sample_rate)
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_samples / self.sample_rate
+
+    def blocks(self, block_samples: int = BLOCK_SAMPLES) -> Iterator[np.ndarray]:
+        """Mono float32 blocks of `block_samples` at `sample_rate` (the last may be shorter).
+
+        Decoding errors (corrupt data, NaN/infinite samples, a file shorter than its header
+        says) raise InputAudioError while iterating, when the decoder reaches them.
+        """
+        if block_samples < 1:
+            raise ValueError(f"block_samples must be >= 1, got {block_samples}")
+        return _rechunk(self._pieces(), block_samples)
+
+    def read_all(self) -> np.ndarray:
+        """All samples, (num_samples,) float32, decoded through the same path as `blocks()`."""
+        samples = np.empty(self.num_samples, dtype=np.float32)
+        filled = 0
+        for piece in self._pieces():
+            samples[filled : filled + len(piece)] = piece
+            filled += len(piece)
+        return samples
+
+    def read_audio(self) -> Audio:
+        """All samples as decoded Audio, with where they came from."""
+        return Audio(self.read_all(), self.sample_rate, self.source_rate, self.channels,
+                     self.name)
+
+    def _pieces(self) -> Iterator[np.ndarray]:
+        """Resampled mono pieces of whatever length soxr returns for each decoded read."""
+        resampler = None
+        if self.source_rate != self.sample_rate:
+            import soxr
+
+            resampler = soxr.ResampleStream(self.source_rate, self.sample_rate, 1,
+                                            dtype="float32", quality=RESAMPLE_QUALITY)
+        produced, remaining = 0, self.source_frames
+        with _open_sndfile(self._input, self.name) as handle:
+            while remaining > 0:
+                data = _read(handle, min(DECODE_FRAMES, remaining), self.name)
+                if data.shape[0] == 0:
+                    raise InputAudioError(
+                        f"{self.name}: the audio ends after {self.source_frames - remaining} of "
+                        f"the {self.source_frames} frames its header declares (truncated file)")
+                remaining -= data.shape[0]
+                check_finite(data, self.name)
+                piece = downmix(data)
+                if resampler is not None:
+                    piece = resampler.resample_chunk(piece, last=remaining == 0)
+                produced += len(piece)
+                if len(piece):
+                    yield piece
+        if produced != self.num_samples:  # resampled_length no longer matches soxr
+            raise RuntimeError(f"{self.name}: decoded {produced} samples, "
+                               f"expected {self.num_samples}")
+
+
+def open_audio(source: str | os.PathLike, sample_rate: int = 16000) -> AudioSource:
+    """Check a path (or `-` for stdin) and read its header; nothing is decoded yet."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    name = source_name(source)
+    data = open_input(source)
+    with _open_sndfile(data, name) as handle:
+        rate, channels, frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
+    if frames <= 0 or channels <= 0:
+        raise no_samples(name)
+    return AudioSource(name, rate, channels, frames, int(sample_rate), data)
+
+
+def _open_sndfile(data: str | bytes, name: str):
+    """A soundfile.SoundFile on a path or in-memory bytes; errors as InputAudioError."""
+    import soundfile
+
+    try:
+        return soundfile.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data)
+    except _SNDFILE_ERRORS as exc:
+        raise unreadable(name, exc) from None
+
+
+def _read(handle, frames: int, name: str) -> np.ndarray:
+    """Up to `frames` frames as (n, channels) float32; decoding errors as InputAudioError."""
+    try:
+        return handle.read(frames, dtype="float32", always_2d=True)
+    except _SNDFILE_ERRORS as exc:
+        raise unreadable(name, exc) from None
+
+
+def _rechunk(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Regroup 1-D pieces into fresh arrays of exactly `size` samples (the last may be shorter)."""
+    buffer, filled = np.empty(size, dtype=np.float32), 0
+    for piece in pieces:
+        start = 0
+        while start < len(piece):
+            take = min(size - filled, len(piece) - start)
+            buffer[filled : filled + take] = piece[start : start + take]
+            filled, start = filled + take, start + take
+            if filled == size:
+                yield buffer
+                buffer, filled = np.empty(size, dtype=np.float32), 0
+    if filled:
+        yield buffer[:filled]
+
+
+def find_audio_files(directory: str | os.PathLike) -> list[str]:
+    """Audio files (AUDIO_EXTENSIONS, any case) under `directory`, recursively, sorted by path
+    components; hidden files and folders (`.name`) below it are skipped. The one walker of
+    audio folders: `embed-speaker DIR`, `index DIR`, and `eval`'s datasets use it."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith(".") or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            path = os.path.join(root, name)
+            found.append((Path(os.path.relpath(path, directory)).parts, path))
+    return [path for _, path in sorted(found)]

@@ -1,0 +1,287 @@
+"""How work is cut up: clips grouped into padded batches, long clips cut into exact chunks.
+
+Batches: clips sorted by length, grouped so that padding wastes little (every clip in a batch
+is at least MIN_FILL of the longest) and a batch holds at most `budget` frames in all. The
+engines mask the padding, so a clip's vector is the one it gets alone.
+
+Chunks: a time-local trunk's output step g (input frames g*S .. g*S+S-1, S the time stride)
+depends only on input frames within R of them (R = the graph's receptive radius). A long
+clip is run as overlapping spans whose starts lie on the stride grid; each span contributes
+only its central steps, whose inputs it holds whole, so the steps equal those of one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from audio_cli.frontend.audio import (
+    AudioSource,
+    check_duration,
+    check_peak,
+    check_usable,
+    open_audio,
+)
+from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames
+from engines.errors import AudioCliError, EngineError, InputAudioError
+
+MIN_FILL = 0.8  # shortest clip / longest clip within one padded batch
+
+
+def plan_batches(lengths: Sequence[int], budget: int, ragged: bool = True) -> list[list[int]]:
+    """Indices of clips grouped into batches (each sorted by length, batches by length).
+
+    With `ragged` False (a trunk that cannot be masked), only equal lengths share a batch.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        length = lengths[index]
+        if batches:
+            current = batches[-1]
+            first = lengths[current[0]]
+            fits = (len(current) + 1) * length <= budget
+            similar = first >= MIN_FILL * length if ragged else first == length
+            if fits and similar:
+                current.append(index)
+                continue
+        batches.append([index])
+    return batches
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Run input frames [start, stop); keep its output steps [keep_from, keep_to) (global)."""
+
+    start: int
+    stop: int
+    keep_from: int
+    keep_to: int
+
+    def local_steps(self, stride: int) -> slice:
+        """The kept steps as a slice of this chunk's own output."""
+        offset = self.start // stride
+        return slice(self.keep_from - offset, self.keep_to - offset)
+
+
+def plan_chunks(num_frames: int, chunk_frames: int, stride: int, radius: int) -> list[Chunk]:
+    """Overlapping spans covering a clip so that the kept steps tile 0..ceil(T/S) exactly."""
+    margin = -(-radius // stride) + 1  # steps of context on each side
+    total = -(-num_frames // stride)
+    core = chunk_frames // stride - 2 * margin
+    if core < 1:
+        raise ValueError(f"chunks of {chunk_frames} frames leave no room beside the "
+                         f"{margin * stride}-frame context on each side")
+    chunks = []
+    for first in range(0, total, core):
+        last = min(first + core, total)
+        start = max(0, (first - margin) * stride)
+        stop = min(num_frames, (last + margin) * stride)
+        chunks.append(Chunk(start, stop, first, last))
+    return chunks
+
+
+DEFAULT_BATCH_FRAMES = 6000  # feature frames (60 s) in one padded batch
+DEFAULT_CHUNK_FRAMES = 6000  # clips longer than this run in chunks of this many frames
+
+
+def check_vectors(vectors: np.ndarray, engine_name: str) -> np.ndarray:
+    """Refuse non-finite or zero vectors (an engine fault, never a result)."""
+    if not np.isfinite(vectors).all() or not np.all(np.any(vectors, axis=-1)):
+        raise EngineError(f"the {engine_name} engine returned a non-finite or zero vector")
+    return vectors
+
+
+class Inference:
+    """An engine plus the plans that let it run batches of mixed lengths and long clips."""
+
+    def __init__(self, engine, graph, batch_frames: int = DEFAULT_BATCH_FRAMES,
+                 chunk_frames: int = DEFAULT_CHUNK_FRAMES):
+        self.engine = engine
+        self.graph = graph
+        self.batch_frames = batch_frames
+        self.chunk_frames = chunk_frames
+        # A time-local trunk run by the engine itself: padding can be masked out of a batch
+        # and a long clip cut into chunks, both exactly.
+        trunk = hasattr(engine, "encode") and hasattr(engine, "head")
+        self.splits_exactly = trunk and graph.time_local
+
+    def embed_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """(T_i, F) feature clips of any lengths -> (N, dim) unit vectors, in the given order."""
+        out: list[np.ndarray | None] = [None] * len(clips)
+        short = [i for i, c in enumerate(clips) if not self.needs_chunks(len(c))]
+        for i in set(range(len(clips))) - set(short):
+            out[i] = self.embed_long(clips[i])
+        lengths = [len(clips[i]) for i in short]
+        for batch in plan_batches(lengths, self.batch_frames, self.splits_exactly):
+            members = [short[b] for b in batch]
+            for index, vector in zip(members, self._run_batch([clips[i] for i in members]),
+                                     strict=True):
+                out[index] = vector
+        return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+    def needs_chunks(self, frames: int) -> bool:
+        """True for a clip this engine runs in chunks (longer than a chunk, trunk time-local)."""
+        return self.splits_exactly and frames > self.chunk_frames
+
+    def plan(self, frames: int) -> list[Chunk]:
+        """The chunks a clip of `frames` feature frames runs as."""
+        return plan_chunks(frames, self.chunk_frames, self.graph.time_stride,
+                           self.graph.receptive_radius())
+
+    def _run_batch(self, clips: list[np.ndarray]) -> np.ndarray:
+        lengths = np.array([len(c) for c in clips], dtype=np.int64)
+        longest = int(lengths.max())
+        if np.all(lengths == longest):
+            return check_vectors(self.engine.embed(np.stack(clips)), self.engine.name)
+        batch = np.zeros((len(clips), longest, clips[0].shape[1]), dtype=np.float32)
+        for row, clip in zip(batch, clips, strict=True):
+            row[: len(clip)] = clip
+        return check_vectors(self.engine.embed(batch, lengths), self.engine.name)
+
+    def embed_long(self, features: np.ndarray) -> np.ndarray:
+        """(T, F) features of one long clip -> (dim,), run chunk by chunk, pooled exactly."""
+        plan = self.plan(len(features))
+        spans = (features[c.start:c.stop] for c in plan)
+        return self.embed_spans(plan, spans)
+
+    def embed_spans(self, plan: list[Chunk], spans: Iterable[np.ndarray]) -> np.ndarray:
+        """Pool the kept steps of each chunk's features (given in plan order) -> (dim,)."""
+        from engines.head import FrameStats
+
+        stride = self.graph.time_stride
+        stats = None
+        for chunk, span in zip(plan, spans, strict=True):
+            frames = self.engine.encode(np.asarray(span, dtype=np.float32)[None])[0]
+            piece = FrameStats.of(frames[chunk.local_steps(stride)])
+            stats = piece if stats is None else stats.merge(piece)
+        if stats is None:
+            raise EngineError("no chunks to embed")
+        vector = self.engine.head(stats.pooled()[None])
+        return check_vectors(vector, self.engine.name)[0]
+
+
+GROUP_FRAMES = 24000  # feature frames (4 min of audio) decoded before a group is embedded
+GROUP_FILES = 64
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One embedding and what produced it; the fields are the `--json` payload."""
+
+    embedding: np.ndarray  # (dim,) float32, unit L2 norm
+    file: str
+    duration: float  # seconds of input audio
+    sample_rate: int  # Hz of the input file
+    model: str
+    engine: str
+    elapsed: float  # seconds for features + network
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vector."""
+        return int(self.embedding.shape[0])
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """An input of a many-input call that could not be embedded, and the error why."""
+
+    file: str
+    error: AudioCliError
+
+    @property
+    def message(self) -> str:
+        """The one-line error message."""
+        return str(self.error)
+
+
+@dataclass
+class _Pending:
+    """One input waiting in a group: its features (or finished vector), or why it failed."""
+
+    source: str
+    stream: AudioSource | None = None
+    features: np.ndarray | None = None
+    vector: np.ndarray | None = None  # already embedded: a streamed long recording
+    seconds: float = 0.0  # decode + features (+ network, when streamed) time
+    error: Exception | None = None
+
+    @property
+    def frames(self) -> int:
+        return 0 if self.features is None else len(self.features)
+
+
+def embed_streamed(speaker, stream: AudioSource, min_duration: float) -> np.ndarray:
+    """Embed a long recording chunk by chunk in two streaming passes (bounded memory)."""
+    frontend = speaker.config.frontend
+    check_duration(stream.name, stream.duration, min_duration)
+    stats = log_mel_stats(stream, frontend)
+    check_peak(stream.name, stats.peak)
+    plan = speaker.inference.plan(stats.frames)
+    spans = feature_spans(stream, frontend, [(c.start, c.stop) for c in plan],
+                          stats.mean if frontend.cmn else None)
+    return speaker.inference.embed_spans(plan, spans)
+
+
+def _prepare(speaker, source: str | os.PathLike, min_duration: float) -> _Pending:
+    """Decode and featurise one input, or embed it at once if it must stream."""
+    start = time.perf_counter()
+    pending = _Pending(str(source))
+    try:
+        pending.stream = stream = open_audio(source, speaker.config.sample_rate)
+        if speaker.inference.needs_chunks(source_frames(stream, speaker.config.frontend)):
+            pending.vector = embed_streamed(speaker, stream, min_duration)
+        else:
+            audio = stream.read_audio()
+            check_usable(audio, min_duration)
+            pending.features = speaker.features(audio)
+    except (InputAudioError, EngineError) as exc:
+        pending.error = exc
+    pending.seconds = time.perf_counter() - start
+    return pending
+
+
+def _flush(speaker, group: list[_Pending]) -> Iterator:
+    """Embed a group's featurised inputs together; yield one result per input, in order."""
+    todo = [p for p in group if p.error is None and p.vector is None]
+    start = time.perf_counter()
+    try:
+        vectors = speaker.embed_features([p.features for p in todo]) if todo else []
+    except (InputAudioError, EngineError):
+        vectors = [None] * len(todo)  # find the input at fault: embed each alone below
+    network = time.perf_counter() - start
+    total = sum(p.frames for p in todo) or 1
+    for p, vector in zip(todo, vectors, strict=True):
+        p.vector = vector
+        p.seconds += network * p.frames / total
+    for p in group:
+        if p.error is None and p.vector is None:
+            try:
+                p.vector = speaker.embed_features(p.features)
+            except (InputAudioError, EngineError) as exc:
+                p.error = exc
+        if p.error is not None:
+            yield InputFailure(p.source, p.error)
+        else:
+            s = p.stream
+            yield EmbeddingResult(p.vector, s.name, s.duration, s.source_rate, speaker.model_id,
+                                  speaker.engine_name, p.seconds)
+
+
+def embed_sources(speaker, sources: Iterable[str | os.PathLike],
+                  min_duration: float) -> Iterator:
+    """Yield an EmbeddingResult or InputFailure per source, in order, group by group."""
+    group: list[_Pending] = []
+    frames = 0
+    for source in sources:
+        group.append(_prepare(speaker, source, min_duration))
+        frames += group[-1].frames
+        if frames >= GROUP_FRAMES or len(group) >= GROUP_FILES:
+            yield from _flush(speaker, group)
+            group, frames = [], 0
+    yield from _flush(speaker, group)

@@ -1,0 +1,214 @@
+"""The public speaker-embedding API: load a model once, embed files or sample arrays."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from audio_cli.frontend.audio import Audio, check_usable, from_samples
+from audio_cli.frontend.fbank import fbank
+from audio_cli.models.registry import DEFAULT_MODEL, check_model_dir, resolve_model
+from audio_cli.pipeline.batching import EmbeddingResult, Inference, InputFailure
+from engines.errors import InputAudioError, UsageError
+from engines.model import WEIGHTS_FILE, ModelConfig, Weights
+
+DEFAULT_MIN_DURATION = 0.5  # seconds
+WINDOWS_PER_BATCH = 64  # windows featurised and embedded together
+
+
+@dataclass(frozen=True)
+class WindowEmbedding:
+    """The embedding of one window of a recording, cut out and embedded on its own."""
+
+    embedding: np.ndarray  # (dim,) float32, unit L2 norm
+    file: str
+    start: float  # seconds from the start of the recording
+    end: float  # seconds; end - start is the window length (the last may be shorter)
+
+
+def check_window_lengths(window: float, hop: float) -> None:
+    """UsageError unless both the window and the hop are positive."""
+    if window <= 0 or hop <= 0:
+        raise UsageError("--window and --hop must be positive")
+
+
+def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
+                  ) -> list[tuple[int, int]]:
+    """Sample ranges [start, end) of windows of `window` s every `hop` s.
+
+    Windows start at 0, hop, 2*hop, ... while they fit; if audio is left after the last one,
+    one more window of the same length ends exactly at the last sample. Audio shorter than one
+    window is a single window over all of it. Nothing is padded.
+    """
+    check_window_lengths(window, hop)
+    length = int(round(window * sample_rate))
+    step = int(round(hop * sample_rate))
+    if num_samples <= length:
+        return [(0, num_samples)]
+    bounds = [(s, s + length) for s in range(0, num_samples - length + 1, step)]
+    if bounds[-1][1] < num_samples:
+        bounds.append((num_samples - length, num_samples))
+    return bounds
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the angle between two vectors, in [-1, 1]."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"vectors differ in dimension: {a.shape[0]} vs {b.shape[0]}")
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    if denom == 0.0:
+        raise ValueError("cosine similarity of a zero vector is undefined")
+    return float(np.dot(a, b) / denom)
+
+
+class WeSpeaker:
+    """A loaded speaker-embedding model bound to one engine."""
+
+    def __init__(self, config: ModelConfig, weights: Weights | dict[str, np.ndarray], *,
+                 model_id: str, engine: str = "auto", threads: int | None = None):
+        from engines import build_graph, create_engine
+
+        if not isinstance(weights, Weights):
+            weights = Weights(tensors=weights)
+        self.config = config
+        self.model_id = model_id
+        graph = build_graph(config)
+        self.engine = create_engine(engine, config, weights, threads, graph)
+        self.min_frames = graph.min_frames()
+        self.inference = Inference(self.engine, graph)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, engine: str = "auto",
+                        threads: int | None = None) -> WeSpeaker:
+        """Load from a local directory in the hub layout (`config.json`, `model.safetensors`)."""
+        directory = check_model_dir(Path(path).expanduser())
+        return cls.from_directory(directory, str(path), engine, threads)
+
+    @classmethod
+    def load_from_hub(cls, model_id: str = DEFAULT_MODEL, engine: str = "auto",
+                      threads: int | None = None) -> WeSpeaker:
+        """Load a hub repo id, known name or local directory (downloads on first use)."""
+        model_id, directory = resolve_model(model_id)
+        return cls.from_directory(directory, model_id, engine, threads)
+
+    @classmethod
+    def from_directory(cls, directory: Path, model_id: str, engine: str = "auto",
+                       threads: int | None = None) -> WeSpeaker:
+        """Load a resolved model directory (see models.resolve_model), named `model_id`."""
+        weights = Weights(directory / WEIGHTS_FILE)
+        return cls(ModelConfig.load(directory), weights, model_id=model_id, engine=engine,
+                   threads=threads)
+
+    @property
+    def engine_name(self) -> str:
+        """The engine actually running (never `auto`)."""
+        return self.engine.name
+
+    @property
+    def min_duration(self) -> float:
+        """Shortest input (seconds) the network can pool over."""
+        fe = self.config.frontend
+        samples = fe.frame_length_ms * fe.sample_rate / 1000
+        samples += (self.min_frames - 1) * fe.frame_shift_ms * fe.sample_rate / 1000
+        return samples / fe.sample_rate
+
+    def check_min_duration(self, min_duration: float) -> None:
+        """UsageError if `min_duration` is below what the network can pool over."""
+        if min_duration < self.min_duration:
+            raise UsageError(
+                f"--min-duration must be at least {self.min_duration:.3f} s "
+                "(the network needs that much audio)"
+            )
+
+    def features(self, audio: Audio) -> np.ndarray:
+        """(T, n_mels) float32 features of decoded audio, in this model's front-end."""
+        return fbank(audio.samples, self.config.frontend)
+
+    def embed_features(self, features: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """(T, n_mels) features -> (dim,); (B, T, n_mels) or a list of (T_i, n_mels) -> (B, dim).
+
+        Clips of different lengths run in masked batches, long clips in exact chunks.
+        """
+        single = isinstance(features, np.ndarray) and features.ndim == 2
+        clips = [features] if single else list(features)
+        for clip in clips:
+            if len(clip) < self.min_frames:
+                raise InputAudioError(
+                    f"too few feature frames ({len(clip)}); the network needs {self.min_frames}"
+                )
+        vectors = self.inference.embed_clips([np.asarray(c, dtype=np.float32) for c in clips])
+        return vectors[0] if single else vectors
+
+    def embed_audio(self, audio: Audio, min_duration: float = DEFAULT_MIN_DURATION
+                    ) -> EmbeddingResult:
+        """Embed decoded audio, refusing it if shorter than `min_duration` or silent."""
+        self.check_min_duration(min_duration)
+        check_usable(audio, min_duration)
+        start = time.perf_counter()
+        vector = self.embed_features(self.features(audio))
+        elapsed = time.perf_counter() - start
+        return EmbeddingResult(vector, audio.source, audio.duration, audio.source_rate,
+                               self.model_id, self.engine_name, elapsed)
+
+    def embed(self, audio_file: str | os.PathLike | None = None, *,
+              samples: np.ndarray | None = None, sample_rate: int | None = None,
+              min_duration: float = DEFAULT_MIN_DURATION) -> np.ndarray:
+        """Embed a file, or samples at `sample_rate`; returns a (dim,) float32 unit vector."""
+        if (audio_file is None) == (samples is None):
+            raise UsageError("pass exactly one of audio_file or samples")
+        if audio_file is not None:
+            return self.embed_source(audio_file, min_duration).embedding
+        if sample_rate is None:
+            raise UsageError("samples need a sample_rate")
+        audio = from_samples(samples, sample_rate, self.config.sample_rate)
+        return self.embed_audio(audio, min_duration).embedding
+
+    def embed_source(self, source: str | os.PathLike,
+                     min_duration: float = DEFAULT_MIN_DURATION) -> EmbeddingResult:
+        """Embed one file (or `-`); a long recording streams through exact chunks."""
+        (result,) = self.embed_sources([source], min_duration)
+        if isinstance(result, InputFailure):
+            raise result.error
+        return result
+
+    def embed_sources(self, sources: Iterable[str | os.PathLike],
+                      min_duration: float = DEFAULT_MIN_DURATION
+                      ) -> Iterator[EmbeddingResult | InputFailure]:
+        """Embed many files (or `-`), yielding one result per input, in input order.
+
+        An input that cannot be embedded yields an InputFailure and the others go on;
+        a wrong `min_duration` is a UsageError raised before any input is read.
+        """
+        from audio_cli.pipeline.batching import embed_sources
+
+        self.check_min_duration(min_duration)
+        yield from embed_sources(self, sources, min_duration)
+
+    def embed_windows(self, audio: Audio, window: float, hop: float,
+                      min_duration: float = DEFAULT_MIN_DURATION) -> list[WindowEmbedding]:
+        """One embedding per window (see `window_bounds`), each window embedded on its own."""
+        self.check_min_duration(min_duration)
+        check_usable(audio, min_duration)
+        rate = audio.sample_rate
+        bounds = window_bounds(len(audio.samples), rate, window, hop)
+        start, end = bounds[0]  # all windows have this length (or it is the whole audio)
+        if (end - start) / rate < min_duration:
+            raise InputAudioError(
+                f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is "
+                f"shorter than --min-duration {min_duration:g} s"
+            )
+        results = []
+        for first in range(0, len(bounds), WINDOWS_PER_BATCH):
+            group = bounds[first:first + WINDOWS_PER_BATCH]
+            clips = [fbank(audio.samples[s:e], self.config.frontend) for s, e in group]
+            vectors = self.embed_features(clips)
+            results += [WindowEmbedding(v, audio.source, start / rate, end / rate)
+                        for v, (start, end) in zip(vectors, group, strict=True)]
+        return results

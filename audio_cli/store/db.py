@@ -1,0 +1,232 @@
+"""The speaker store: one SQLite file (WAL, busy timeout, versioned schema) holding vectors.
+
+Every vector row points at a `models` row (name, weights digest, dimension, front-end), so
+vectors of different models are never mixed. Writes run in short `BEGIN IMMEDIATE`
+transactions: a killed process loses at most the transaction it was in.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from engines.errors import EXIT_STORE, AudioCliError
+
+DB_ENV = "AUDIO_DB"
+DB_FILE = "store.sqlite3"
+APPLICATION_ID = 0x41554443  # "AUDC": marks the file as an audio store
+BUSY_TIMEOUT_S = 60.0
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Schema migrations: MIGRATIONS[v] takes a store from user_version v to v + 1.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            digest TEXT NOT NULL UNIQUE,
+            dim INTEGER NOT NULL,
+            frontend TEXT NOT NULL)""",
+        """CREATE TABLE speakers (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created TEXT NOT NULL)""",
+        """CREATE TABLE exemplars (
+            id INTEGER PRIMARY KEY,
+            speaker_id INTEGER NOT NULL REFERENCES speakers(id) ON DELETE CASCADE,
+            model_id INTEGER NOT NULL REFERENCES models(id),
+            engine TEXT NOT NULL,
+            source TEXT NOT NULL,
+            duration REAL NOT NULL,
+            created TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            UNIQUE (speaker_id, model_id, source))""",
+        """CREATE TABLE recordings (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            model_id INTEGER NOT NULL REFERENCES models(id),
+            engine TEXT NOT NULL,
+            duration REAL NOT NULL,
+            created TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            UNIQUE (model_id, path))""",
+        """CREATE TABLE thresholds (
+            model_id INTEGER PRIMARY KEY REFERENCES models(id),
+            value REAL NOT NULL,
+            method TEXT NOT NULL,
+            created TEXT NOT NULL)""",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(AudioCliError):
+    """The speaker store (--db) cannot be used: foreign, corrupt, newer schema, locked."""
+
+    exit_code = EXIT_STORE
+
+
+def default_db_path() -> Path:
+    """$AUDIO_DB, else `audio/store.sqlite3` in the platform's per-user data directory."""
+    if os.environ.get(DB_ENV):
+        return Path(os.environ[DB_ENV]).expanduser()
+    home = Path.home()
+    if sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME", "")
+        base = Path(xdg) if os.path.isabs(xdg) else home / ".local" / "share"
+    return base / "audio" / DB_FILE
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 (seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def pack(vector: np.ndarray) -> bytes:
+    """A vector as little-endian float32 bytes."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def unpack(blob: bytes, dim: int) -> np.ndarray:
+    """Bytes from `pack` back to a (dim,) float32 vector; refuses a wrong length."""
+    vector = np.frombuffer(blob, dtype="<f4")
+    if vector.shape != (dim,):
+        raise StoreError(f"a stored vector has {vector.size} values, expected {dim}")
+    return vector
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a path that is not a (possibly empty) SQLite file, before SQLite touches it."""
+    if path.is_dir():
+        raise StoreError(f"{path}: is a directory, not an audio store")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the store ({exc.strerror})") from None
+    if header != SQLITE_HEADER:
+        raise StoreError(f"{path}: not an audio store (not an SQLite database); left untouched")
+
+
+class Store:
+    """An open store. Use `read()` / `write()` as context managers around queries."""
+
+    def __init__(self, path: str | os.PathLike | None = None, create: bool = True):
+        self.path = Path(path).expanduser() if path is not None else default_db_path()
+        _check_file(self.path)
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"{self.path}: no such store (enroll or index something first)")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.path.parent}: cannot create ({exc.strerror})") from None
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the store ({exc})") from None
+        with self._errors():
+            self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._check_identity()
+            if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            self._migrate()
+            self.conn.execute("PRAGMA foreign_keys = ON")
+
+    def close(self) -> None:
+        """Close the connection (a WAL checkpoint happens when the last one closes)."""
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            message = str(exc)
+            if "malformed" in message or "not a database" in message:
+                message = f"the store is corrupt ({message}); left untouched"
+            raise StoreError(f"{self.path}: {message}") from None
+
+    def _check_identity(self) -> None:
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID and (app_id != 0 or version != 0 or tables):
+            raise StoreError(f"{self.path}: an SQLite database of another program, not an audio "
+                             "store; left untouched")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: written by a newer version of audio (schema "
+                             f"{version}, this one knows {SCHEMA_VERSION}); upgrade audio")
+
+    def _migrate(self) -> None:
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        with self.write() as conn:
+            self._check_identity()  # another process may have created it meanwhile
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT); rolled back on any error."""
+        with self._errors():
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: a consistent snapshot of the store."""
+        with self._errors():
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("COMMIT")
+
+    def model_row(self, conn: sqlite3.Connection, name: str, digest: str, dim: int,
+                  frontend: str) -> int:
+        """The id of the models row for this digest, created if new (inside a write)."""
+        row = conn.execute("SELECT id, dim FROM models WHERE digest = ?", (digest,)).fetchone()
+        if row is not None:
+            if row[1] != dim:
+                raise StoreError(f"model {name}: stored with dimension {row[1]}, now {dim}")
+            return int(row[0])
+        cursor = conn.execute(
+            "INSERT INTO models (name, digest, dim, frontend) VALUES (?, ?, ?, ?)",
+            (name, digest, dim, frontend))
+        return int(cursor.lastrowid)
+
+    def find_model(self, conn: sqlite3.Connection, digest: str) -> int | None:
+        """The id of the models row for this digest, or None if the store never saw it."""
+        row = conn.execute("SELECT id FROM models WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else int(row[0])

@@ -1,0 +1,192 @@
+"""Voice search: index recordings into the store incrementally, rank them against a query."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audio_cli.frontend.audio import find_audio_files
+from audio_cli.pipeline.speaker import EmbeddingResult, InputFailure
+from audio_cli.store.db import Store, now, pack
+from audio_cli.store.identity import Embedder
+from audio_cli.store.speakers import mismatch_error
+from engines.errors import InputAudioError, UsageError
+
+COMMIT_EVERY = 16  # results per write transaction
+COMMIT_SECONDS = 2.0  # ... or this long since the last commit, whichever comes first
+
+
+@dataclass
+class IndexReport:
+    """What one `index` run did."""
+
+    found: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    pruned: int = 0
+    failures: list[InputFailure] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One indexed recording ranked by cosine with the query."""
+
+    path: str
+    score: float
+    duration: float
+
+
+def find_audio(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Audio files under each path (files given by name are taken whatever their suffix)."""
+    found: dict[Path, None] = {}
+    for raw in paths:
+        path = Path(raw).expanduser().absolute()
+        if path.is_file():
+            found[path] = None
+        elif path.is_dir():
+            found.update(dict.fromkeys(Path(p) for p in find_audio_files(path)))
+        else:
+            raise InputAudioError(f"{path}: no such file or directory")
+    return list(found)
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _under(path: str, roots: list[Path]) -> bool:
+    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
+
+
+def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool = False,
+                min_duration: float = 0.5,
+                progress: Callable[[int, int], None] | None = None) -> IndexReport:
+    """Embed new or changed audio under `paths` into the store, committing in small steps."""
+    files = find_audio(paths)
+    report = IndexReport(found=len(files))
+    with store.write() as conn:
+        model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
+                                embedder.frontend)
+        known = {p: (s, m) for p, s, m in conn.execute(
+            "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ?", (model,))}
+    todo, signatures = [], {}
+    for path in files:
+        signatures[str(path)] = sig = _signature(path)
+        if known.get(str(path)) == sig:
+            report.unchanged += 1
+        else:
+            todo.append(str(path))
+    pending: list[EmbeddingResult] = []
+    last_commit = time.monotonic()
+
+    def commit() -> None:
+        nonlocal last_commit
+        with store.write() as conn:
+            for r in pending:
+                size, mtime = signatures[r.file]
+                conn.execute(
+                    "INSERT INTO recordings (path, size, mtime_ns, model_id, engine, duration, "
+                    "created, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (model_id, path) DO UPDATE SET size = excluded.size, "
+                    "mtime_ns = excluded.mtime_ns, engine = excluded.engine, "
+                    "duration = excluded.duration, created = excluded.created, "
+                    "vector = excluded.vector",
+                    (r.file, size, mtime, model, r.engine, r.duration, now(),
+                     pack(r.embedding)))
+                if r.file in known:
+                    report.updated += 1
+                else:
+                    report.added += 1
+        pending.clear()
+        last_commit = time.monotonic()
+
+    for done, item in enumerate(embedder.embed_many(todo, min_duration), start=1):
+        if isinstance(item, InputFailure):
+            report.failures.append(item)
+        else:
+            pending.append(item)
+        if len(pending) >= COMMIT_EVERY or time.monotonic() - last_commit > COMMIT_SECONDS:
+            commit()
+        if progress is not None:
+            progress(done, len(todo))
+    commit()
+    if prune:
+        report.pruned = prune_missing(store, [Path(p).expanduser().absolute() for p in paths],
+                                      set(signatures))
+    return report
+
+
+def prune_missing(store: Store, roots: list[Path], present: set[str]) -> int:
+    """Drop recordings (of any model) under `roots` that are no longer there."""
+    with store.write() as conn:
+        gone = [(i,) for i, path in conn.execute("SELECT id, path FROM recordings")
+                if _under(path, roots) and path not in present]
+        conn.executemany("DELETE FROM recordings WHERE id = ?", gone)
+    return len(gone)
+
+
+def load_matrix(conn: sqlite3.Connection, store: Store, embedder: Embedder
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Row ids and the (N, dim) float32 matrix of this model's indexed vectors (in a read)."""
+    model = store.find_model(conn, embedder.digest)
+    # No ORDER BY: sorting the blobs would cost SQLite a temporary b-tree (~3x slower).
+    rows = [] if model is None else conn.execute(
+        "SELECT id, vector FROM recordings WHERE model_id = ?", (model,)).fetchall()
+    if not rows:
+        if conn.execute("SELECT count(*) FROM recordings").fetchone()[0]:
+            raise mismatch_error(conn, "recordings", embedder)
+        raise UsageError(f"{store.path}: nothing indexed yet (use `audio index PATH`)")
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
+    if matrix.size != len(rows) * embedder.dim:
+        raise UsageError(f"{store.path}: stored vectors do not have {embedder.dim} values")
+    return ids, matrix.reshape(len(rows), embedder.dim)
+
+
+def top_k(matrix: np.ndarray, query: np.ndarray, k: int, min_score: float | None = None
+          ) -> list[tuple[int, float]]:
+    """(row, cosine) of the k best rows, best first, at least `min_score` when given."""
+    scores = matrix @ query.astype(np.float32)
+    k = min(k, len(scores))
+    best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    best = best[np.lexsort((best, -scores[best]))]
+    return [(int(i), float(scores[i])) for i in best
+            if min_score is None or scores[i] >= min_score]
+
+
+def search(store: Store, embedder: Embedder, query: np.ndarray, k: int = 10,
+           min_score: float | None = None) -> list[Hit]:
+    """The k indexed recordings of this model whose voice is closest to the query."""
+    if k < 1:
+        raise UsageError("--top must be at least 1")
+    with store.read() as conn:
+        ids, matrix = load_matrix(conn, store, embedder)
+        best = top_k(matrix, query, k, min_score)
+        marks = ",".join("?" * len(best))
+        info = {i: (p, d) for i, p, d in conn.execute(
+            f"SELECT id, path, duration FROM recordings WHERE id IN ({marks})",
+            [int(ids[row]) for row, _ in best])}
+    hits = [Hit(info[int(ids[row])][0], score, info[int(ids[row])][1]) for row, score in best]
+    return sorted(hits, key=lambda h: (-h.score, h.path))
+
+
+def stderr_progress(label: str) -> Callable[[int, int], None] | None:
+    """A one-line progress counter on stderr when it is a terminal, else None."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        sys.stderr.write(f"\r{label} {done}/{total}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return show

@@ -1,0 +1,103 @@
+"""Export enrolled speakers to a JSON file and import them back (merging by name)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from audio_cli.store.db import Store, StoreError, now, pack, unpack
+from audio_cli.store.speakers import check_name
+from engines.errors import UsageError
+from engines.files import TargetExists, write_new
+
+EXPORT_FORMAT = "audio-speakers"
+EXPORT_VERSION = 1
+
+
+def export_speakers(store: Store, out: Path) -> dict:
+    """Write every speaker, exemplar and model identity to a new JSON file (never overwrites)."""
+    if out.exists():
+        raise UsageError(f"{out}: already exists; not overwritten")
+    with store.read() as conn:
+        models = {row[0]: {"name": row[1], "digest": row[2], "dim": row[3],
+                           "frontend": json.loads(row[4])}
+                  for row in conn.execute("SELECT id, name, digest, dim, frontend FROM models")}
+        speakers = conn.execute("SELECT id, name, created FROM speakers ORDER BY name").fetchall()
+        exemplars = conn.execute("SELECT speaker_id, model_id, engine, source, duration, created,"
+                                 " vector FROM exemplars ORDER BY id").fetchall()
+    by_speaker: dict[int, list] = {}
+    for sid, mid, engine, source, duration, created, blob in exemplars:
+        vector = unpack(blob, models[mid]["dim"])
+        by_speaker.setdefault(sid, []).append({
+            "model": models[mid]["digest"], "engine": engine, "source": source,
+            "duration": duration, "created": created,
+            "vector": [float(v) for v in vector]})
+    document = {
+        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported": now(),
+        "models": list(models.values()),
+        "speakers": [{"name": name, "created": created, "exemplars": by_speaker.get(sid, [])}
+                     for sid, name, created in speakers],
+    }
+    _write_new(out, json.dumps(document, indent=1) + "\n")
+    return {"file": str(out), "speakers": len(speakers), "exemplars": len(exemplars)}
+
+
+def _write_new(out: Path, text: str) -> None:
+    """Write a complete file, linked into place only if nothing is there yet."""
+    try:
+        write_new(out, text)
+    except TargetExists:
+        raise UsageError(f"{out}: already exists; not overwritten") from None
+
+
+def _load_document(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a speaker export ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
+        raise UsageError(f"{path}: not a speaker export (no \"format\": \"{EXPORT_FORMAT}\")")
+    if document.get("version") != EXPORT_VERSION:
+        raise UsageError(f"{path}: export version {document.get('version')!r} is not supported")
+    return document
+
+
+def import_speakers(store: Store, path: Path) -> dict:
+    """Merge an export into the store in one transaction (same name = same speaker)."""
+    document = _load_document(path)
+    try:
+        models = {m["digest"]: m for m in document["models"]}
+        speakers = [(check_name(s["name"]), s.get("created") or now(), s["exemplars"])
+                    for s in document["speakers"]]
+    except (KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: malformed speaker export ({exc})") from None
+    added = 0
+    with store.write() as conn:
+        model_ids: dict[str, int] = {}
+        for name, created, exemplars in speakers:
+            conn.execute("INSERT OR IGNORE INTO speakers (name, created) VALUES (?, ?)",
+                         (name, created))
+            sid = conn.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()[0]
+            for ex in exemplars:
+                try:
+                    model = models[ex["model"]]
+                    if ex["model"] not in model_ids:
+                        model_ids[ex["model"]] = store.model_row(
+                            conn, model["name"], model["digest"], int(model["dim"]),
+                            json.dumps(model["frontend"], sort_keys=True))
+                    vector = np.asarray(ex["vector"], dtype=np.float32)
+                    row = (sid, model_ids[ex["model"]], str(ex["engine"]), str(ex["source"]),
+                           float(ex["duration"]), str(ex["created"]), pack(vector))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise UsageError(f"{path}: malformed exemplar of {name!r} ({exc})") from None
+                if vector.shape != (int(model["dim"]),) or not np.isfinite(vector).all():
+                    raise StoreError(f"{path}: an exemplar of {name!r} is not a finite "
+                                     f"{model['dim']}-dim vector")
+                added += conn.execute(
+                    "INSERT OR IGNORE INTO exemplars (speaker_id, model_id, engine, source, "
+                    "duration, created, vector) VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount
+    return {"file": str(path), "speakers": len(speakers), "exemplars_added": added}

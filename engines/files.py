@@ -1,0 +1,113 @@
+"""Files on disk: written safely (built under a scratch name beside the target, then published
+in one step), hashed, and the cache folders for files derived from a model's weights."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HASH_BLOCK = 1 << 20  # bytes read at a time while hashing
+
+
+class TargetExists(FileExistsError):
+    """The target appeared (or was there) and replacing it was not asked for."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def scratch_file(target: Path, mode: int | None = None) -> Path:
+    """A new empty file beside `target` (same file system), with a normal mode by default."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(handle)
+    os.chmod(name, (0o666 & ~_umask()) if mode is None else mode)  # mkstemp's is private
+    return Path(name)
+
+
+def publish(scratch: Path, target: Path, replace: bool) -> None:
+    """Move a finished scratch file to `target`; without `replace`, never over an existing file.
+
+    Raises TargetExists (and removes the scratch file) when `target` exists and `replace` is
+    False. Hard-linking makes the check and the move one atomic step where links exist.
+    """
+    if replace:
+        os.replace(scratch, target)
+        return
+    try:
+        os.link(scratch, target)  # fails if the target appeared meanwhile
+    except FileExistsError:
+        scratch.unlink(missing_ok=True)
+        raise TargetExists(str(target)) from None
+    except OSError:  # file systems without hard links
+        if target.exists():
+            scratch.unlink(missing_ok=True)
+            raise TargetExists(str(target)) from None
+        os.replace(scratch, target)
+        return
+    scratch.unlink()
+
+
+def write_new(target: Path, data: bytes | str, replace: bool = False,
+              mode: int | None = None) -> None:
+    """Write a whole file via a scratch file; see `publish` for `replace`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = scratch_file(target, mode)
+    try:
+        if isinstance(data, str):
+            scratch.write_text(data, encoding="utf-8")
+        else:
+            scratch.write_bytes(data)
+        publish(scratch, target, replace)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def hash_file(sha, path: Path) -> None:
+    """Feed a file's bytes to a hashlib object, a block at a time."""
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            sha.update(block)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    sha = hashlib.sha256()
+    hash_file(sha, path)
+    return sha.hexdigest()
+
+
+APP_CACHE = "audio-speaker"
+
+
+def user_cache_dir(kind: str) -> Path:
+    """`$XDG_CACHE_HOME/audio-speaker/KIND`, or `~/.cache/audio-speaker/KIND`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / APP_CACHE / kind
+
+
+def cache_dirs(model_dir: Path | None, kind: str, cache_dir: Path | None = None) -> list[Path]:
+    """Directories to look in and write to, best first: `cache_dir`, else `model_dir/KIND`
+    (beside the weights), then the user cache."""
+    if cache_dir is not None:
+        return [Path(cache_dir)]
+    beside = [Path(model_dir) / kind] if model_dir is not None else []
+    return beside + [user_cache_dir(kind)]
+
+
+@contextmanager
+def scratch_dir(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new private directory in `parent` (the target's file system), removed on exit with
+    whatever is still in it: build a directory or several files there, then move them out."""
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

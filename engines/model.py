@@ -1,0 +1,255 @@
+"""Model and front-end configuration: the schema of the `config.json` stored beside weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.errors import ModelError
+from engines.files import hash_file
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+RESNET_MODEL_TYPE = "wespeaker_resnet34"
+CAMPPLUS_MODEL_TYPE = "campplus"  # 3D-Speaker CAM++
+COMPILED_SUFFIX = ".mlmodelc"  # a compiled Core ML model: a directory
+
+
+def network_family(model_type: str) -> str:
+    """The network a config's `model_type` names: RESNET_MODEL_TYPE or CAMPPLUS_MODEL_TYPE.
+
+    Converted models carry exactly one of the two. The hub's ResNet34-LM `config.json` names its
+    type in the Swift converter's words, which could not be inspected here, so any type that
+    mentions a ResNet is read as the WeSpeaker ResNet.
+    """
+    if model_type == CAMPPLUS_MODEL_TYPE:
+        return CAMPPLUS_MODEL_TYPE
+    if model_type == RESNET_MODEL_TYPE or "resnet" in model_type.lower():
+        return RESNET_MODEL_TYPE
+    raise ModelError(f"unsupported model type {model_type!r} (known: {RESNET_MODEL_TYPE}, "
+                     f"{CAMPPLUS_MODEL_TYPE})")
+
+
+def compiled_models(directory: Path) -> list[Path]:
+    """The compiled Core ML models (`*.mlmodelc` directories) in a model directory, sorted."""
+    return sorted(p for p in Path(directory).glob(f"*{COMPILED_SUFFIX}") if p.is_dir())
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Kaldi filterbank options; each model carries the ones it was trained with."""
+
+    sample_rate: int = 16000  # Hz
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    window: str = "hamming"  # "hamming" or "povey"
+    input_scale: float = 32768.0  # samples in [-1, 1] are multiplied by this
+    preemphasis: float = 0.97
+    remove_dc_offset: bool = True
+    low_freq: float = 20.0  # Hz
+    high_freq: float = 8000.0  # Hz; <= 0 means Nyquist + high_freq
+    log_floor: float = 1.1920929e-07  # float32 epsilon, as Kaldi
+    cmn: bool = True  # subtract each bin's mean over the utterance
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrontendConfig:
+        """Build from a dict, ignoring keys this version does not know."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a speaker-embedding network and the front-end it expects."""
+
+    model_type: str = RESNET_MODEL_TYPE
+    sample_rate: int = 16000
+    n_mels: int = 80
+    embedding_dim: int = 256
+    layers: tuple[int, ...] = (3, 4, 6, 3)  # CAM++: CAM layers per dense block
+    channels: tuple[int, ...] = (32, 64, 128, 256)  # CAM++: (FCM, TDNN, growth) channels
+    pooling_output_dim: int = 5120
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    model_id: str = ""
+    license: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a `config.json` dict; unknown keys are ignored, missing ones defaulted."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("layers", "channels"):
+            if key in values:
+                values[key] = tuple(int(v) for v in values[key])
+        frontend = dict(values.pop("frontend", None) or {})
+        frontend.setdefault("sample_rate", values.get("sample_rate", 16000))
+        frontend.setdefault("num_mel_bins", values.get("n_mels", 80))
+        return cls(frontend=FrontendConfig.from_dict(frontend), **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `config.json` form."""
+        data = dataclasses.asdict(self)
+        data["layers"] = list(self.layers)
+        data["channels"] = list(self.channels)
+        return data
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelConfig:
+        """Read `config.json` from a model directory."""
+        path = Path(directory) / CONFIG_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelError(f"{directory}: no {CONFIG_FILE} (not a model directory)") from None
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot read model config ({exc})") from None
+        if not isinstance(data, dict):
+            raise ModelError(f"{path}: model config is not a JSON object")
+        return cls.from_dict(data)
+
+    def save(self, directory: Path) -> None:
+        """Write `config.json` into a model directory."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        (Path(directory) / CONFIG_FILE).write_text(text, encoding="utf-8")
+
+
+class Weights:
+    """Tensors from a safetensors file (or given in memory), loaded on first use."""
+
+    def __init__(self, path: Path | None = None, tensors: dict[str, np.ndarray] | None = None):
+        if (path is None) == (tensors is None):
+            raise ValueError("give exactly one of path or tensors")
+        self.path = Path(path) if path is not None else None
+        self._tensors = tensors
+        self._digest: str | None = None
+
+    @property
+    def directory(self) -> Path | None:
+        """The model directory holding the file, if any."""
+        return self.path.parent if self.path is not None else None
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Name -> array, read from disk on the first call."""
+        if self._tensors is None:
+            self._tensors = load_safetensors(self.path)
+        return self._tensors
+
+    def some(self, names: list[str]) -> dict[str, np.ndarray]:
+        """Just the named tensors, without reading the rest of the file."""
+        if self._tensors is not None:
+            return {name: self._tensors[name] for name in names}
+        return load_safetensors(self.path, names)
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the weights file, or of the in-memory tensors."""
+        if self._digest is None:
+            sha = hashlib.sha256()
+            if self.path is not None:
+                hash_file(sha, self.path)
+            else:
+                for name in sorted(self._tensors):
+                    sha.update(name.encode())
+                    sha.update(np.ascontiguousarray(self._tensors[name]).tobytes())
+            self._digest = sha.hexdigest()
+        return self._digest
+
+
+_DTYPES = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "F64": np.float64,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def _read_header(handle, path: Path, file_size: int) -> tuple[dict, int]:
+    """(header dict, offset of the data section) of an open safetensors file."""
+    prefix = handle.read(8)
+    if len(prefix) < 8:
+        raise ModelError(f"{path}: not a safetensors file (too short)")
+    (size,) = struct.unpack("<Q", prefix)
+    if size > min(_MAX_HEADER, file_size - 8):
+        raise ModelError(f"{path}: not a safetensors file (bad header size)")
+    try:
+        header = json.loads(handle.read(size))
+    except ValueError:
+        raise ModelError(f"{path}: not a safetensors file (bad header)") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{path}: not a safetensors file (bad header)")
+    return header, 8 + size
+
+
+def _tensor(handle, path: Path, name: str, info: dict, data_start: int) -> np.ndarray:
+    dtype = _DTYPES.get(info.get("dtype"))
+    if dtype is None:
+        raise ModelError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')}")
+    start, end = info["data_offsets"]
+    shape = tuple(info["shape"])
+    handle.seek(data_start + start)
+    raw = handle.read(end - start)
+    if len(raw) != end - start or (end - start) != int(np.prod(shape, dtype=np.int64)) * \
+            np.dtype(dtype).itemsize:
+        raise ModelError(f"{path}: tensor {name!r} has the wrong byte count")
+    array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+    return array.reshape(shape).astype(dtype, copy=True)
+
+
+def load_safetensors(path: Path, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Load the tensors of a safetensors file (all, or just `names`) as numpy arrays."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            header, data_start = _read_header(handle, path, path.stat().st_size)
+            wanted = [n for n in header if n != "__metadata__"] if names is None else names
+            missing = [n for n in wanted if n not in header]
+            if missing:
+                raise ModelError(f"{path}: no tensor {missing[0]!r} in the weights")
+            return {n: _tensor(handle, path, n, header[n], data_start) for n in wanted}
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
+
+
+def save_safetensors(
+    path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None
+) -> None:
+    """Write tensors (in the given order) to a safetensors file."""
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    chunks = []
+    offset = 0
+    for name, array in tensors.items():
+        array = np.ascontiguousarray(array)
+        dtype = _NAMES.get(array.dtype)
+        if dtype is None:
+            raise ValueError(f"tensor {name!r}: unsupported dtype {array.dtype}")
+        raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        chunks.append(raw)
+        offset += len(raw)
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(encoded)))
+        handle.write(encoded)
+        for raw in chunks:
+            handle.write(raw)
