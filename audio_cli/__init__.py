@@ -4,12 +4,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["WeSpeaker", "EmbeddingResult", "cosine_similarity", "__version__"]
+__all__ = ["WeSpeaker", "EmbeddingResult", "InputFailure", "cosine_similarity", "__version__"]
 
 
 def __getattr__(name: str):
     """Import the heavy parts on first use, so `audio --help` starts fast."""
-    if name in ("WeSpeaker", "EmbeddingResult", "cosine_similarity"):
+    if name in ("WeSpeaker", "EmbeddingResult", "InputFailure", "cosine_similarity"):
         from audio_cli.pipeline import speaker
 
         return getattr(speaker, name)

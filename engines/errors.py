@@ -15,6 +15,8 @@ Exit statuses (also in the README):
 
 from __future__ import annotations
 
+DEBUG_ENV = "AUDIO_DEBUG"  # set (to anything) for a traceback instead of "internal error"
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2

@@ -84,6 +84,8 @@ def sha256_file(path: Path) -> str:
     return sha.hexdigest()
 
 
+# ---------------------------------------------------------------- caches
+
 APP_CACHE = "audio-speaker"
 
 

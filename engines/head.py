@@ -4,6 +4,8 @@ The trunk (run by an engine) gives (B, T', D) frames; here they become [mean ‖
 over the valid steps of each clip (StatsPool), then Linear, then L2Normalize, in float64.
 `FrameStats` accumulates the same statistics over consecutive pieces of one long clip
 (Chan et al.'s pairwise update), so a chunked pass pools exactly like a single one.
+`Engine` is the interface every engine implements; `TrunkEngine` is the base of those that
+run only the trunk and leave pooling and projection to this head.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Model and front-end configuration: the schema of the `config.json` stored beside weights."""
+"""What a model directory holds: `config.json` (ModelConfig, FrontendConfig: the schema) and
+`model.safetensors` (Weights, read with a small numpy safetensors reader), or a compiled
+Core ML model; and which network a config names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Many inputs in one call: one Outcome per input, in order; failures reported, never fatal."""
+"""`embed-speaker`'s run and its output: one Outcome per input, in order, sent to the sinks
+(JSON Lines on stdout, a table, an --output file); failures reported on stderr, never fatal.
+The one-file call prints a summary or one JSON object."""
 
 from __future__ import annotations
 
@@ -29,9 +31,13 @@ from engines.errors import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from audio_cli.cli.inputs import InputItem
 
 TABLE_WIDTH_PIPED = 4000  # characters; wide enough that piped table rows never wrap
+PREVIEW_VALUES = 8  # values shown in the one-file summary
+TABLE_PREVIEW = 3  # values per row in the many-input table
 
 
 @dataclass(frozen=True)
@@ -225,13 +231,6 @@ def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
         table.render(Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_PIPED))
     return status
 
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-
-PREVIEW_VALUES = 8
-TABLE_PREVIEW = 3  # values per row in the many-input table
 
 
 def result_to_dict(result: EmbeddingResult) -> dict:

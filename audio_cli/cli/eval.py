@@ -1,4 +1,4 @@
-"""`audio eval`: speaker-verification EER and minDCF over a labelled dataset."""
+"""`audio eval`: speaker-verification EER and minDCF over a labelled dataset, and its report."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import typer
 
 from audio_cli.evaluation.run import EvalReport
 from audio_cli.models.registry import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
 app = typer.Typer()
@@ -82,10 +85,6 @@ def _outcome(failure):
     if failure is None:
         return Outcome("")
     return Outcome(failure.file, error=failure.error)
-
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 
 def _finite(value: float) -> float | None:

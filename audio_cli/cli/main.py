@@ -19,9 +19,8 @@ from typer.core import TyperGroup
 
 from audio_cli import __version__
 from audio_cli.models.registry import DEFAULT_MODEL
-from engines.errors import EXIT_INTERNAL, EXIT_USAGE, AudioCliError
+from engines.errors import DEBUG_ENV, EXIT_INTERNAL, EXIT_USAGE, AudioCliError
 
-DEBUG_ENV = "AUDIO_DEBUG"  # set to get a traceback instead of "internal error: ..."
 APP_HELP = "Speaker embeddings (WeSpeaker ResNet34-LM, CAM++) from the command line."
 # Commands defined in other modules: name -> module holding a Typer `app` that defines it.
 LAZY_COMMANDS = {

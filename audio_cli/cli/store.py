@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from audio_cli.models.registry import DEFAULT_MODEL
-from engines.errors import AudioCliError
+from engines.errors import DEBUG_ENV, AudioCliError
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
 app = typer.Typer()
@@ -50,7 +50,7 @@ def _all_errors_exit(code: int) -> Iterator[None]:
     except (typer.Exit, KeyboardInterrupt):
         raise
     except Exception as exc:
-        if os.environ.get("AUDIO_DEBUG"):
+        if os.environ.get(DEBUG_ENV):
             raise
         error = AudioCliError(f"internal error: {type(exc).__name__}: {exc}")
         error.exit_code = code

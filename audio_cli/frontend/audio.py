@@ -1,7 +1,14 @@
-"""Decode audio files into 16 kHz mono float32 samples, and check they can be embedded.
+"""Audio in: decode (libsndfile), downmix to mono and resample (soxr) to the model's rate.
 
-The helpers here (input checks, error messages, downmix) are shared with `audio_stream`, which
-decodes in blocks; `load_audio` is that block path run to the end, so both give the same samples.
+`open_audio` checks an input (a path, or `-` for stdin) and reads its header; the returned
+`AudioSource` then decodes a fixed number of source frames at a time, downmixes and resamples
+with soxr's streaming resampler, so a long recording never has to be in memory. `load_audio`
+is that block path run to the end, so whole-file and streamed samples are the same.
+Also here: the checks that decoded audio can be embedded (duration, digital silence,
+non-finite samples) and `find_audio_files`, the one walker of audio folders.
+
+Stdin (`-`) cannot be rewound, so it is read into memory once; only the decoded signal is
+then streamed.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ AUDIO_EXTENSIONS = frozenset({
     ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
     ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64",
 })
+RESAMPLE_QUALITY = "HQ"  # soxr quality, one-shot and streaming
 SILENCE_PEAK = 2.0**-15  # below one 16-bit step: digital silence
 
 
@@ -97,7 +105,8 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
         return samples
     import soxr
 
-    return soxr.resample(samples, source_rate, target_rate, quality="HQ").astype(np.float32)
+    resampled = soxr.resample(samples, source_rate, target_rate, quality=RESAMPLE_QUALITY)
+    return resampled.astype(np.float32)
 
 
 def load_audio(source: str | os.PathLike, sample_rate: int = 16000) -> Audio:
@@ -145,10 +154,11 @@ def check_usable(audio: Audio, min_duration: float) -> None:
     check_peak(audio.source, float(np.max(np.abs(audio.samples))))
 
 
+# ---------------------------------------------------------------- decoding in blocks
+
 DECODE_FRAMES = 1 << 16  # source frames per libsndfile read; fixed, so the caller's block
 #                          size never changes what the resampler sees
 BLOCK_SAMPLES = 1 << 16  # default output block, samples at the target rate
-RESAMPLE_QUALITY = "HQ"  # soxr quality, as audio_io.resample uses
 _SNDFILE_ERRORS = (RuntimeError, TypeError, ValueError)  # LibsndfileError is a RuntimeError
 
 

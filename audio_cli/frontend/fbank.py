@@ -7,6 +7,12 @@ mel triangles, log floor) followed by `apply_cmn`. Matches kaldi-native-fbank / 
 
 Too-short input: fewer samples than one frame gives an empty `(0, num_mel_bins)` array, not an
 error; callers decide whether that is acceptable.
+
+Streaming (`log_mel_stats`, `feature_spans`): a long source's features with global CMN in two
+passes over an AudioSource, in bounded memory. Pass 1 gives the CMN mean over all frames and
+the peak; pass 2 yields the features of increasing frame spans. Both compute the same
+FRAME_BLOCK frame blocks as `fbank`, so the rows are bit-identical to slicing
+`fbank(load_audio(...).samples)`.
 """
 
 from __future__ import annotations
@@ -192,6 +198,8 @@ def fbank(samples: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.nd
     return features.astype(np.float32)
 
 
+# ---------------------------------------------------------------- streaming, two passes
+
 READ_SAMPLES = 1 << 15  # samples pulled from the source at a time
 
 
@@ -229,7 +237,7 @@ class LogMelStats:
 
     mean: np.ndarray  # (bins,) float64 mean log-mel over all frames: fbank's CMN mean
     frames: int  # frames fbank gives (> 0)
-    peak: float  # largest |sample| of the whole signal, for audio_io.check_peak
+    peak: float  # largest |sample| of the whole signal, for frontend.audio.check_peak
 
 
 def log_mel_stats(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG) -> LogMelStats:

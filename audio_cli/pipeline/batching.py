@@ -1,4 +1,9 @@
-"""How work is cut up: clips grouped into padded batches, long clips cut into exact chunks.
+"""Running the network over many inputs: decode and featurise in input order, embed in padded
+batches, and run long clips in exact chunks (streamed from disk when they are files).
+
+`embed_sources` yields one EmbeddingResult or InputFailure per input, in order. A recording
+longer than the engine's chunk size is not decoded into memory: it streams twice through the
+decoder (pass 1: CMN mean, peak, decoding errors; pass 2: features of each chunk's span).
 
 Batches: clips sorted by length, grouped so that padding wastes little (every clip in a batch
 is at least MIN_FILL of the longest) and a batch holds at most `budget` frames in all. The
@@ -28,6 +33,8 @@ from audio_cli.frontend.audio import (
 )
 from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames
 from engines.errors import AudioCliError, EngineError, InputAudioError
+
+# ---------------------------------------------------------------- plans
 
 MIN_FILL = 0.8  # shortest clip / longest clip within one padded batch
 
@@ -84,6 +91,8 @@ def plan_chunks(num_frames: int, chunk_frames: int, stride: int, radius: int) ->
         chunks.append(Chunk(start, stop, first, last))
     return chunks
 
+
+# ---------------------------------------------------------------- running an engine
 
 DEFAULT_BATCH_FRAMES = 6000  # feature frames (60 s) in one padded batch
 DEFAULT_CHUNK_FRAMES = 6000  # clips longer than this run in chunks of this many frames
@@ -164,6 +173,8 @@ class Inference:
         vector = self.engine.head(stats.pooled()[None])
         return check_vectors(vector, self.engine.name)[0]
 
+
+# ---------------------------------------------------------------- many inputs
 
 GROUP_FRAMES = 24000  # feature frames (4 min of audio) decoded before a group is embedded
 GROUP_FILES = 64

@@ -101,7 +101,7 @@ class WeSpeaker:
     @classmethod
     def from_directory(cls, directory: Path, model_id: str, engine: str = "auto",
                        threads: int | None = None) -> WeSpeaker:
-        """Load a resolved model directory (see models.resolve_model), named `model_id`."""
+        """Load a resolved model directory (see models.registry.resolve_model), named `model_id`."""
         weights = Weights(directory / WEIGHTS_FILE)
         return cls(ModelConfig.load(directory), weights, model_id=model_id, engine=engine,
                    threads=threads)

@@ -1,0 +1,166 @@
+"""The package's layout holds: imports point one way, modules stay short, the main path is short.
+
+Stages, lowest first: engines (a library of its own), then audio_cli's frontend and models,
+pipeline, evaluation, store, cli. A module may import only from its own stage's lower
+modules (no circles) or from stages below it. Imports inside functions count too.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from model_factory import small_config, write_model
+from signals import voiced, write_wav
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("audio_cli", "engines")
+# Rank of each stage: a module may import from stages of a lower rank, never a higher one.
+STAGES = {
+    "engines": 0,
+    "audio_cli.frontend": 1,
+    "audio_cli.models": 1,
+    "audio_cli.pipeline": 2,
+    "audio_cli.evaluation": 3,
+    "audio_cli.store": 4,
+    "audio_cli.cli": 5,
+}
+MAX_LINES = 400
+MAX_MAIN_PATH_FILES = 15
+
+
+def modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of both packages."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def imported(path: Path, name: str, known: set[str]) -> set[str]:
+    """Project modules a module imports anywhere in its body (functions included)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        targets |= {n for n in names if n in known and n != name}
+    return targets
+
+
+def stage(name: str) -> str | None:
+    return next((s for s in sorted(STAGES, key=len, reverse=True)
+                 if name == s or name.startswith(s + ".")), None)
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imported(path, name, set(found)) for name, path in found.items()}
+
+
+def test_engines_import_no_application_code(graph):
+    upward = [(a, b) for a, targets in graph.items() if a.startswith("engines")
+              for b in targets if b.startswith("audio_cli")]
+    assert upward == []
+
+
+def test_every_module_sits_in_a_stage_and_imports_only_downward(graph):
+    # The package root only names the version and, lazily, the public API; `python -m audio_cli`
+    # runs the CLI. Anything may read the version; nothing else may import these two.
+    facade = {"audio_cli", "audio_cli.__main__"}
+    wrong = []
+    for a, targets in graph.items():
+        if a in facade:
+            continue
+        assert stage(a) is not None, f"{a} belongs to no stage"
+        for b in targets:
+            if b == "audio_cli.__main__":
+                wrong.append((a, b))
+            elif b != "audio_cli" and stage(b) != stage(a) and STAGES[stage(b)] >= STAGES[stage(a)]:
+                wrong.append((a, b))
+    assert wrong == []
+
+
+def test_no_import_circles(graph):
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(graph.get(node, ()))
+        return False
+
+    circles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if reaches(b, a)})
+    assert circles == []
+
+
+def test_no_module_is_long():
+    long = {name: n for name, path in modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+TRACE = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    root = Path(sys.argv[1]).resolve()
+    packages = [root / "audio_cli", root / "engines"]
+    seen = set()
+    def tracer(frame, event, arg):
+        path = Path(frame.f_code.co_filename)
+        if path.name not in ("__init__.py", "__main__.py") and any(
+                p in path.parents for p in packages):
+            seen.add(str(path.relative_to(root)))
+    sys.setprofile(tracer)
+    from audio_cli.cli.main import main
+    try:
+        main(sys.argv[2:])
+    except SystemExit as exit:
+        code = exit.code
+    sys.setprofile(None)
+    print("\\n".join(sorted(seen)), file=sys.stderr)
+    sys.exit(code)
+""")
+
+
+@pytest.mark.slow
+def test_embed_speaker_runs_code_from_few_files(tmp_path):
+    """`audio embed-speaker FILE --model DIR --json` stays on a short path, first run included."""
+    config = small_config()
+    model = tmp_path / "model"
+    write_model(model, config, seed=3)
+    clip = write_wav(tmp_path / "clip.wav", voiced(1.5))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    counts = []
+    for _ in ("first run: builds the ONNX graph", "second run: cached"):
+        result = subprocess.run(
+            [sys.executable, "-c", TRACE, str(ROOT), "embed-speaker", str(clip), "--model",
+             str(model), "--json"], capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        files = result.stderr.split()
+        assert not [f for f in files if f.startswith(("audio_cli/store", "audio_cli/evaluation",
+                                                      "audio_cli/cli/store", "audio_cli/cli/eval"))]
+        counts.append(len(files))
+    assert max(counts) <= MAX_MAIN_PATH_FILES, counts
+    assert counts[1] < counts[0]  # the cached start does not even import the ONNX translation
