@@ -1,16 +1,14 @@
-"""ONNX Runtime engine: the shared graph translated op by op into an ONNX model (NCHW).
+"""ONNX Runtime engine: runs the trunk's ONNX model (made by engines/onnx_export.py).
 
 The ONNX model is built once per weights file and cached beside it, as
-`<model dir>/onnx/<sha256[:16]>-<GRAPH_VERSION>-<variant>.onnx`; when that directory is not writable
-the user cache (`$XDG_CACHE_HOME` or `~/.cache`, then `audio-speaker/onnx/`) is used. A cached
-model is loaded without reading the weights tensors and without importing the `onnx` package
-(only onnxruntime), which keeps start-up short. A cached file that onnxruntime cannot load
-(truncated, corrupt) is rebuilt and replaced.
+`<model dir>/onnx/<sha256[:16]>-<GRAPH_VERSION>-<variant>.onnx`; when that directory is not
+writable the user cache (`$XDG_CACHE_HOME` or `~/.cache`, then `audio-speaker/onnx/`) is
+used. A cached model is loaded without reading the weights tensors and without importing the
+`onnx` package (only onnxruntime), which keeps start-up short. A cached file that
+onnxruntime cannot load (truncated, corrupt) is rebuilt and replaced.
 
-Two variants: `plain` (Mask ops are identities) runs unpadded input, and `masked` (a
-`lengths` input zeroes padded steps after every ReLU) runs batches of clips of different
-lengths. The masks cost 5-15 % of the run time, so they are built only when a ragged batch
-first needs them.
+The `masked` variant (for batches of clips of different lengths) costs 5-15 % of the run
+time, so it is built only when a ragged batch first needs it.
 """
 
 from __future__ import annotations
@@ -41,9 +39,6 @@ def _import_onnxruntime():
             "install it with: pip install onnxruntime"
         ) from None
     return onnxruntime
-
-
-
 
 
 def cache_file_name(weights: Weights, masked: bool = False) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 import numpy as np
 
-from audio_cli.frontend.audio import LIST_PREFIX, STDIN, load_audio
+from audio_cli.frontend.audio import LIST_PREFIX, load_audio, source_name
 from audio_cli.pipeline.speaker import (
     EmbeddingResult,
     InputFailure,
@@ -62,11 +62,6 @@ class Sink(Protocol):
     def add(self, outcome: Outcome) -> None: ...
 
 
-def display_name(path: str) -> str:
-    """How an input is named in outputs: its path as given, `stdin` for `-`."""
-    return "stdin" if path == STDIN else path
-
-
 def is_single_file(args: list[str]) -> bool:
     """True for the classic one-file call: one argument, neither a list nor a directory."""
     return (len(args) == 1 and not args[0].startswith(LIST_PREFIX)
@@ -88,14 +83,15 @@ def check_windows(window: float | None, hop: float | None, min_duration: float
 
 
 def outcomes(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
-             window: float | None = None, hop: float | None = None) -> Iterator[Outcome]:
-    """One Outcome per item, in order: whole-file embeddings, or windows if `window` is set."""
+             window: float | None, hop: float | None) -> Iterator[Outcome]:
+    """One Outcome per item, in order: whole-file embeddings, or windows if `window` is set
+    (then `hop` is set too: see check_windows)."""
     if window is not None:
-        yield from _window_outcomes(speaker, items, min_duration, window, hop or window)
+        yield from _window_outcomes(speaker, items, min_duration, window, hop)
         return
     results = speaker.embed_sources([i.path for i in items if i.error is None], min_duration)
     for item in items:
-        name = display_name(item.path)
+        name = source_name(item.path)
         if item.error is not None:
             yield Outcome(name, error=item.error)
             continue
@@ -109,7 +105,7 @@ def outcomes(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
 def _window_outcomes(speaker: WeSpeaker, items: Iterable[InputItem], min_duration: float,
                      window: float, hop: float) -> Iterator[Outcome]:
     for item in items:
-        name = display_name(item.path)
+        name = source_name(item.path)
         if item.error is not None:
             yield Outcome(name, error=item.error)
             continue
@@ -205,7 +201,7 @@ def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: b
 
         render_summary(result, Console())
     if out is not None:
-        out.add(Outcome(display_name(file), result=result))
+        out.add(Outcome(source_name(file), result=result))
     return EXIT_OK
 
 
@@ -296,6 +292,12 @@ def outcome_records(outcome: Outcome, model: str, engine: str) -> list[dict]:
     return [{**result_to_dict(outcome.result), "file": outcome.file}]
 
 
+def json_lines(outcome: Outcome, model: str, engine: str) -> str:
+    """The input's records as JSON Lines (compact, one record a line)."""
+    return "".join(json.dumps(record, separators=(",", ":")) + "\n"
+                   for record in outcome_records(outcome, model, engine))
+
+
 class JsonLinesSink:
     """JSON Lines on a stream (stdout), flushed after each input so pipes see it at once."""
 
@@ -304,8 +306,7 @@ class JsonLinesSink:
 
     def add(self, outcome: Outcome) -> None:
         """Write the input's records."""
-        for record in outcome_records(outcome, self.model, self.engine):
-            self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.stream.write(json_lines(outcome, self.model, self.engine))
         self.stream.flush()
 
 

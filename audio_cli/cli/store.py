@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 
+from audio_cli.frontend.audio import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
+from audio_cli.pipeline.speaker import cosine_similarity
 from engines.errors import DEBUG_ENV, AudioCliError
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
@@ -68,14 +70,12 @@ def _embedder(model: str, engine: str, threads: int | None):
 def _threshold(option: float | None, db: Path | None, embedder):
     """--threshold, else the store's value (if a store exists), else the model's default."""
     from audio_cli.store.db import Store, default_db_path
-    from audio_cli.store.speakers import check_threshold, pick_threshold, stored_threshold
+    from audio_cli.store.speakers import pick_threshold, stored_threshold
 
     stored = None
     if option is None and (db is not None or default_db_path().exists()):
         with Store(db, create=False) as store:
             stored = stored_threshold(store, embedder)
-    elif option is not None:
-        check_threshold(option)
     return pick_threshold(option, stored, embedder.speaker.config.model_type)
 
 
@@ -92,7 +92,7 @@ def compare(
         embedder = _embedder(model, engine, threads)
         chosen = _threshold(threshold, db, embedder)
         a, b = embedder.embed_all([file_a, file_b], min_duration)
-        score = float(a.embedding.astype("f8") @ b.embedding.astype("f8"))
+        score = cosine_similarity(a.embedding, b.embedding)
         same = score >= chosen.value
         document = {"files": [a.file, b.file], "score": score, "threshold": chosen.value,
                     "threshold_origin": chosen.origin, "same_speaker": same,
@@ -119,7 +119,7 @@ def enroll(
     check_name(name)
     with Store(db) as store:
         embedder = _embedder(model, engine, threads)
-        sources = [f if f == "-" else str(Path(f).expanduser().absolute()) for f in files]
+        sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
         results = embedder.embed_all(sources, min_duration)
         total = enroll_speaker(store, embedder, name, results)
         document = {"speaker": name, "added": len(results), "exemplars": total,

@@ -16,13 +16,12 @@ Layouts (also in the README):
 from __future__ import annotations
 
 import contextlib
-import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from audio_cli.cli.embed import Outcome, outcome_records
+from audio_cli.cli.embed import Outcome, json_lines
 from engines.errors import UsageError
 from engines.files import TargetExists, publish, scratch_file
 
@@ -76,8 +75,7 @@ class OutputFile:
     def add(self, outcome: Outcome) -> None:
         """Record one input's outcome."""
         if self._jsonl is not None:
-            for record in outcome_records(outcome, self.model, self.engine):
-                self._jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._jsonl.write(json_lines(outcome, self.model, self.engine))
         if outcome.error is not None:
             return
         if outcome.windows is not None:
@@ -113,7 +111,7 @@ class OutputFile:
         if self.path.suffix.lower() == ".npy":
             with open(self._temp(self.path), "wb") as handle:  # a path would gain ".npy"
                 np.save(handle, np.concatenate(self._rows), allow_pickle=False)
-            sidecar = self.path.with_name(self.path.name + SIDECAR_SUFFIX)
+            sidecar = destinations(self.path)[1]
             self._temp(sidecar).write_text("".join(f"{p}\n" for p in self._sidecar),
                                            encoding="utf-8")
         for target, temp in self._temps.items():

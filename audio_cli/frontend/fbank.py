@@ -266,18 +266,13 @@ def log_mel_stats(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG) 
     return LogMelStats(total / count, count, peak)
 
 
-def log_mel_mean(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """Pass 1: (bins,) float64 mean log-mel over all frames, equal to fbank's CMN mean."""
-    return log_mel_stats(source, config).mean
-
-
 def feature_spans(source: AudioSource, config: FrontendConfig, spans: Iterable[tuple[int, int]],
                   mean: np.ndarray | None) -> Iterator[np.ndarray]:
     """Pass 2: for each (lo, hi) frame span, (hi - lo, bins) float32 log-mel minus `mean`.
 
     Spans may overlap but their starts must not decrease, and 0 <= lo < hi <= the source's
     frame count. `mean` None skips the subtraction (fbank with cmn off). Equal to
-    `fbank(samples, config)[lo:hi]` when `mean` is `log_mel_mean(source, config)`.
+    `fbank(samples, config)[lo:hi]` when `mean` is `log_mel_stats(source, config).mean`.
     """
     total = source_frames(source, config)
     blocks = log_mel_blocks(source, config)

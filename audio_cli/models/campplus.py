@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from engines.errors import ModelError
-from engines.files import scratch_dir, sha256_file
+from engines.files import scratch_dir, scratch_file, sha256_file
 from engines.model import CONFIG_FILE, WEIGHTS_FILE
 
 CHECKPOINT_FILE = "campplus_cn_en_common.pt"
@@ -118,9 +117,7 @@ def resolve_campplus() -> Path:
     if _is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{CHECKPOINT_FILE}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    partial = Path(name)
+    partial = scratch_file(target.parent / CHECKPOINT_FILE)
     try:
         download(os.environ.get(URL_ENV) or CHECKPOINT_URL, partial)
         verify_checkpoint(partial)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from audio_cli.frontend.audio import Audio, check_usable, from_samples
-from audio_cli.frontend.fbank import fbank
+from audio_cli.frontend.fbank import fbank, min_samples
 from audio_cli.models.registry import DEFAULT_MODEL, check_model_dir, resolve_model
 from audio_cli.pipeline.batching import EmbeddingResult, Inference, InputFailure
 from engines.errors import InputAudioError, UsageError
@@ -114,10 +114,8 @@ class WeSpeaker:
     @property
     def min_duration(self) -> float:
         """Shortest input (seconds) the network can pool over."""
-        fe = self.config.frontend
-        samples = fe.frame_length_ms * fe.sample_rate / 1000
-        samples += (self.min_frames - 1) * fe.frame_shift_ms * fe.sample_rate / 1000
-        return samples / fe.sample_rate
+        frontend = self.config.frontend
+        return min_samples(self.min_frames, frontend) / frontend.sample_rate
 
     def check_min_duration(self, min_duration: float) -> None:
         """UsageError if `min_duration` is below what the network can pool over."""

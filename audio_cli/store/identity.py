@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,17 +58,11 @@ class Embedder:
         """The engine actually running."""
         return self.speaker.engine_name
 
-    def embed_many(self, sources: Iterable[str | os.PathLike],
-                   min_duration: float = DEFAULT_MIN_DURATION
-                   ) -> Iterator[EmbeddingResult | InputFailure]:
-        """The batch API of the model: one result or failure per source, in order."""
-        return self.speaker.embed_sources(sources, min_duration)
-
     def embed_all(self, sources: list[str], min_duration: float = DEFAULT_MIN_DURATION
                   ) -> list[EmbeddingResult]:
         """Embed every source or raise: all failures are listed in one InputAudioError."""
         results, failures = [], []
-        for item in self.embed_many(sources, min_duration):
+        for item in self.speaker.embed_sources(sources, min_duration):
             (failures if isinstance(item, InputFailure) else results).append(item)
         if failures:
             detail = "; ".join(f.message for f in failures)

@@ -109,7 +109,7 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
         pending.clear()
         last_commit = time.monotonic()
 
-    for done, item in enumerate(embedder.embed_many(todo, min_duration), start=1):
+    for done, item in enumerate(embedder.speaker.embed_sources(todo, min_duration), start=1):
         if isinstance(item, InputFailure):
             report.failures.append(item)
         else:
