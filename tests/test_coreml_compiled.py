@@ -89,6 +89,20 @@ def test_cli_onnx_engine_on_core_ml_only_model_is_a_model_error(tmp_path, clip):
     assert err.count("\n") == 1 and "--engine coreml" in err, err
 
 
+@pytest.mark.parametrize("name", ["wespeaker-resnet34-lm-coreml",
+                                  "aufklarer/WeSpeaker-ResNet34-LM-CoreML"])
+def test_known_core_ml_only_model_is_refused_by_other_engines_before_downloading(name,
+                                                                                monkeypatch):
+    def no_download(repo_id):
+        raise AssertionError(f"{repo_id} should not be downloaded")
+
+    monkeypatch.setattr("audio_cli.models.registry.download_from_hub", no_download)
+    with pytest.raises(ModelError, match="runs only with --engine coreml"):
+        resolve_model(name, "onnx")
+    with pytest.raises(ModelError, match="runs only with --engine coreml"):
+        resolve_model(name, "mlx")
+
+
 def test_padded_batch_clips_are_windowed_on_their_real_frames_only():
     rng = np.random.default_rng(3)
     seen = []

@@ -176,7 +176,7 @@ def export_coreml_command(
     from engines.model import WEIGHTS_FILE, ModelConfig, Weights
 
     check_precision(precision)
-    model_id, directory = resolve_model(model)
+    model_id, directory = resolve_model(model, "coreml")
     config = ModelConfig.load(directory)
     if not config.model_id:
         config = dataclasses.replace(config, model_id=model_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines import ENGINE_NAMES, resolve_engine_name
 from engines.errors import ModelError
 from engines.model import (
     CAMPPLUS_MODEL_TYPE,
@@ -22,7 +23,7 @@ from engines.model import (
     network_family,
 )
 
-ALL_ENGINES = ("onnx", "mlx", "coreml")
+ALL_ENGINES = tuple(name for name in ENGINE_NAMES if name != "auto")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,15 @@ def known_model(name: str) -> KnownModel | None:
         if lowered in (model.name, model.source.lower()):
             return model
     return None
+
+
+def check_engine(model: str, engine: str) -> None:
+    """ModelError if `model` names a known model that `engine` cannot run (before any download)."""
+    known = known_model(model)
+    engine = resolve_engine_name(engine)
+    if known is not None and engine not in known.engines:
+        raise ModelError(f"{model} runs only with --engine {' or '.join(known.engines)} "
+                         f"(not {engine})")
 
 
 def default_threshold(model_type: str) -> float:
@@ -126,12 +136,16 @@ def download_from_hub(repo_id: str) -> Path:
         raise ModelError(f"{repo_id}: download failed ({detail}); {LOCAL_HINT}") from None
 
 
-def resolve_model(model: str) -> tuple[str, Path]:
+def resolve_model(model: str, engine: str | None = None) -> tuple[str, Path]:
     """Return (model id, directory in the hub layout) for a name, hub id or local directory.
+
+    With `engine`, a known model that engine cannot run is refused before any download.
 
     A local directory holding 3D-Speaker's original CAM++ checkpoint and no `config.json` is
     verified and converted into the user cache (models/campplus.py), and so is `campplus`.
     """
+    if engine is not None:
+        check_engine(model, engine)
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / CONFIG_FILE).exists():

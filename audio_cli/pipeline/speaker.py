@@ -95,7 +95,7 @@ class WeSpeaker:
     def load_from_hub(cls, model_id: str = DEFAULT_MODEL, engine: str = "auto",
                       threads: int | None = None) -> WeSpeaker:
         """Load a hub repo id, known name or local directory (downloads on first use)."""
-        model_id, directory = resolve_model(model_id)
+        model_id, directory = resolve_model(model_id, engine)
         return cls.from_directory(directory, model_id, engine, threads)
 
     @classmethod

@@ -45,7 +45,7 @@ class Embedder:
     @classmethod
     def load(cls, model: str, engine: str = "auto", threads: int | None = None) -> Embedder:
         """Load a model (hub id, known name or directory) and fingerprint its files."""
-        model_id, directory = resolve_model(model)
+        model_id, directory = resolve_model(model, engine)
         speaker = WeSpeaker.from_directory(directory, model_id, engine, threads)
         config = speaker.config
         name = config.model_id or (str(directory.resolve()) if Path(model_id).is_dir()
