@@ -137,6 +137,7 @@ def test_padding_without_lengths_would_change_the_vector(small):
 # ---------------------------------------------------------------- long clips
 
 
+@pytest.mark.slow
 def test_sixty_seconds_in_chunks_equal_one_pass(full_size):
     config, engine = full_size
     graph = build_resnet(config)

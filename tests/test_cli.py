@@ -61,8 +61,12 @@ def test_json_output_is_one_object_with_the_vector(clip, small_model_dir):
     assert record["elapsed"] > 0
 
 
-@pytest.mark.parametrize("first, second", [("onnx", "mlx"), ("onnx", "coreml"),
-                                           ("mlx", "coreml")])
+@pytest.mark.parametrize("first, second", [
+    ("onnx", "mlx"),
+    # coreml exports the model and (off macOS) runs the numpy MIL interpreter: 5-11 s each
+    pytest.param("onnx", "coreml", marks=pytest.mark.slow),
+    pytest.param("mlx", "coreml", marks=pytest.mark.slow),
+])
 def test_every_engine_gives_the_same_vector(first, second, clip, small_model_dir):
     for engine in (first, second):
         if engine in ENGINE_PACKAGES:
@@ -230,6 +234,7 @@ def test_default_model_downloads_from_the_hub(clip):
     assert record["model"] == DEFAULT_MODEL
 
 
+@pytest.mark.slow
 def test_export_coreml_writes_a_package_and_never_overwrites(small_model_dir, tmp_path):
     pytest.importorskip("coremltools")
     out = tmp_path / "speaker.mlpackage"
