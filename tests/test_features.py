@@ -25,6 +25,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf  # a required dependency: no skip without it
 
 from audio_cli.frontend.fbank import apply_cmn, fbank, log_mel, min_samples, num_frames
 from engines.model import FrontendConfig
@@ -146,7 +147,6 @@ def test_edge_lengths_match_knf(name, length):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("relative", SPEECH_FILES)
 def test_real_speech_matches_knf(shared_dir, name, relative):
-    sf = pytest.importorskip("soundfile")
     path = shared_dir / SPEECH_DIR / relative
     if not path.exists():
         pytest.skip(f"{path} is absent")
@@ -166,7 +166,6 @@ def fixture_entries(shared_dir):
 
 @pytest.mark.shared
 def test_fixture_fbank(shared_dir):
-    sf = pytest.importorskip("soundfile")
     directory, entries = fixture_entries(shared_dir)
     assert len(entries) == 3
     for entry in entries:
@@ -235,7 +234,29 @@ def test_cmn_split_for_chunked_use():
 
 
 def test_float32_and_float64_input_agree():
-    samples = speech_like(1.0)
-    single = fbank(samples.astype(np.float32))
-    double = fbank(samples.astype(np.float32).astype(np.float64))
-    assert np.array_equal(single, double)
+    """The front-end computes in float64 whatever the input dtype: float32 samples give the
+    features of the same values in float64, and float64 samples keep their extra precision
+    (they are not rounded to float32 on the way in)."""
+    double = speech_like(1.0)
+    single = double.astype(np.float32)
+    assert double.dtype == np.float64
+    assert not np.array_equal(single.astype(np.float64), double)  # the inputs really differ
+    for config in CONFIGS.values():
+        from_single = log_mel(single, config)
+        assert from_single.dtype == np.float64
+        # the same values in either dtype: bit-identical features
+        assert np.array_equal(from_single, log_mel(single.astype(np.float64), config))
+        assert np.array_equal(fbank(single, config), fbank(single.astype(np.float64), config))
+        # float64 input differs from its float32 rounding by < 3e-8 of full scale: its
+        # features must differ (the extra precision reached them) yet stay very close
+        from_double = log_mel(double, config)
+        assert not np.array_equal(from_double, from_single)
+        np.testing.assert_allclose(from_double, from_single, atol=1e-3)
+        # float64 arithmetic through to the log: doubling the samples scales every energy by
+        # exactly 4 (powers of two are exact), so log-mel rises by log(4) to ~1e-15, where
+        # float32 arithmetic would be off by ~1e-6 (white noise: no cell on the log floor)
+        noise = white_noise(1.0)
+        for samples in (noise.astype(np.float32), noise):
+            rise = log_mel(2 * samples, config) - log_mel(samples, config)
+            assert rise.min() > 1.0  # no cell on the log floor
+            np.testing.assert_allclose(rise, np.log(4.0), rtol=0, atol=1e-10)
