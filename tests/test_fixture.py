@@ -37,7 +37,7 @@ def _inputs(fixture_dir: Path) -> list[dict]:
     return json.loads((fixture_dir / "manifest.json").read_text())["files"]
 
 
-@pytest.mark.parametrize("engine", ["onnx", "mlx"])
+@pytest.mark.parametrize("engine", ["onnx", pytest.param("mlx", marks=pytest.mark.slow)])
 def test_engine_matches_reference_embeddings(engine, converted, fixture_dir):
     model = WeSpeaker.from_pretrained(converted, engine=engine)
     for item in _inputs(fixture_dir):

@@ -21,9 +21,6 @@ from engines.onnx_engine import GRAPH_VERSION, ONNXEngine
 from engines.onnx_export import graph_to_onnx
 from engines.resnet import build_resnet, min_frames
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-
 ROOT = Path(__file__).resolve().parents[1]
 MIN_COSINE = 0.9999
 MIN_FRAMES = min_frames(small_config())  # 9: two frames left after layer4 for the std
@@ -84,9 +81,11 @@ def test_matches_numpy_reference(small_engine, small, frames):
 
 @pytest.mark.parametrize("frames", [MIN_FRAMES, 33, 150])
 def test_matches_mlx_engine(small_engine, small, frames):
-    mlx_engine = pytest.importorskip("engines.mlx_engine")
+    pytest.importorskip("mlx.core", reason="MLX is not installed")
+    from engines.mlx_engine import MLXEngine
+
     config, tensors = small
-    mlx = mlx_engine.MLXEngine(build_resnet(config), tensors)
+    mlx = MLXEngine(build_resnet(config), tensors)
     x = features(frames, seed=100 + frames)
     assert cosine(small_engine.embed(x)[0], mlx.embed(x)[0]) >= MIN_COSINE
 

@@ -98,6 +98,7 @@ def test_compare_exit_codes(env):
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
+@pytest.mark.slow
 def test_enroll_identify_and_manage_speakers(env, tmp_path):
     db, files, model = tmp_path / "s.db", env["files"], env["model"]
     for s, name in enumerate(["ann", "bob", "cy", "dee"]):

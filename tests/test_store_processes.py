@@ -41,6 +41,7 @@ def _rows(db) -> list[tuple[str, bytes]]:
         conn.close()
 
 
+@pytest.mark.slow
 def test_killed_index_leaves_a_store_the_next_run_completes(tmp_path):
     model = make_model(tmp_path / "model")
     folder = tmp_path / "lib"
