@@ -20,8 +20,10 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 
+# Full run: `make bench`; a quick check of the code: `make bench BENCH_ARGS=--quick`;
+# record a full run in bench/RESULTS.md: `make bench BENCH_ARGS=--record`. Reports: bench/out/.
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

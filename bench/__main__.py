@@ -1,16 +1,26 @@
-"""Benchmark the engines: forward time, cold CLI start, corpus throughput, peak memory, and
-many files / one hour of audio (issue 5).
+"""Benchmark the engines: forward time, cold CLI start, corpus throughput, peak memory, many
+files / one long input, and store scaling.
 
-Run from the project root with `make bench` (`python -m bench`). Prints a markdown report to
-stdout (progress on stderr) and writes the same report, with the machine's description, to
-bench/RESULTS.md. Every figure is a median or a sum measured beside its baseline in the same
-run, so ratios stay meaningful on a machine shared with other work; absolute times do not.
+    python -m bench                 full run (make bench); ~6-10 min on an idle 2-core machine
+    python -m bench --quick         a small model and few repeats: checks the code in ~1 min
+    python -m bench --record        full run, then copies its report to bench/RESULTS.md
+    python -m bench --record-file bench/out/<run>.md   record an earlier full run's report
+
+`BENCH_QUICK=1` also selects the quick mode. Every run prints its markdown report to stdout
+(progress on stderr) and writes it to bench/out/ (untracked): `<UTC time>-<mode>.md` and a
+copy as `latest.md`. A run never touches bench/RESULTS.md unless asked to record it; quick
+runs cannot be recorded. Every figure is a median or a sum measured beside its baseline in
+the same run, interleaved, so ratios stay meaningful on a machine shared with other work;
+absolute times do not.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,13 +29,56 @@ from pathlib import Path
 import numpy as np
 
 from .batch_rows import section_batch
-from .common import ROOT, log
+from .common import CONVENTION, FULL, OUT_DIR, QUICK, ROOT, Plan, load_average, log
+from .ort_sessions import DEFAULTS, ENGINE_AS_WRITTEN, describe, engine_spec
 from .sections import section_cold, section_forward, section_memory
+from .store_scaling import section_store
+from .synthetic import write_model
 from .throughput import section_corpus
 
-OUT_FILE = Path(__file__).resolve().parent / "RESULTS.md"
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "wespeaker-random" / "pytorch_model.bin"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 ENGINES = ("onnx", "mlx")
+SECTIONS = "abcdef"
+FULL_MARK = "- mode: full"
+QUICK_MARK = "- mode: QUICK (small model, few repeats; a check of the code, not a result)"
+
+
+
+def measures(plan: Plan) -> list[str]:
+    """What each section measures, in this plan's sizes."""
+    sizes = ", ".join(label for label, _, _ in plan.forward_sizes)
+    mlx = ", ".join(label for label, _, _ in plan.mlx_sizes)
+    files = "all corpus files" if plan.corpus_limit is None else \
+        f"the first {plan.corpus_limit} corpus files"
+    long = "one-hour" if plan.long_seconds == 3600 else f"{plan.long_seconds} s"
+    return [
+        f"(a) forward time: one `engine.embed` call on random features of {sizes}, warm, "
+        "against bare onnxruntime sessions on the same .onnx (engine's options; defaults); "
+        f"MLX on {mlx} against the same baselines.",
+        "(b) cold start: wall time of a fresh `audio embed-speaker` process on a 3 s WAV "
+        "against fresh bare onnxruntime processes (import, open session, one run).",
+        f"(c) corpus throughput over {files}: files/s end to end (decode + fbank + network + "
+        "head) against forward only on the same features, with the engine's session and two "
+        "other option sets.",
+        "(d) peak memory: ru_maxrss of the CLI on a 60 s clip against bare onnxruntime "
+        "processes on 60 s of features.",
+        f"(e) many files: {files} in one library call, one CLI call and a loop of one CLI "
+        f"process per file; one {long} WAV through the CLI, its wall time and peak RSS.",
+        "(f) store scaling: SQLite -> numpy load time, query time and peak RSS of exact voice "
+        "search for N random vectors (no baseline).",
+    ]
+
+
+RECORD_HEADER = """\
+> **Recorded run.** This file changes only when a run is recorded on purpose:
+> `python -m bench --record` (runs the full benchmark, then copies its report here) or
+> `python -m bench --record-file bench/out/<run>.md` (copies an earlier full run's report).
+> `make bench` / `python -m bench` write only to `bench/out/` (untracked); quick runs cannot
+> be recorded. Do not edit the figures by hand.
+>
+> Ratio convention: **baseline ÷ ours** everywhere (1.00 = the same, > 1 = ours faster or
+> smaller, < 1 = ours slower or larger).
+"""
 
 
 def cpu_model() -> str:
@@ -38,21 +91,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_lines() -> list[str]:
-    import onnxruntime
-
-    return [
-        f"- platform: {platform.platform()}",
-        f"- CPU: {cpu_model()} ({platform.machine()})",
-        f"- nproc: {os.cpu_count()}",
-        f"- python: {platform.python_version()} ({sys.executable})",
-        f"- onnxruntime: {onnxruntime.__version__}",
-        f"- numpy: {np.__version__}",
-        f"- memory: {memory_total()}",
-        f"- load average (1/5/15 min) at the start: {load_average()}",
-    ]
-
-
 def memory_total() -> str:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -63,26 +101,30 @@ def memory_total() -> str:
     return "n/a"
 
 
-def make_model(tmp: Path) -> tuple[Path, str]:
-    """A full-size random-weight model directory; (path, description)."""
-    sys.path.insert(0, str(ROOT / "tests"))
+def git_revision() -> str:
     try:
-        from model_factory import write_model
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "n/a"
+    return f"{rev}{' (with uncommitted changes)' if dirty else ''}"
 
-        from engines.model import ModelConfig
 
-        directory = tmp / "model"
-        write_model(directory, ModelConfig())
-        return directory, "random weights from tests/model_factory.py, ModelConfig() (full size)"
-    except Exception as exc:  # fall back to the converted fixture checkpoint
-        if not FIXTURE.is_file():
-            raise
-        log(f"model factory failed ({exc}); converting {FIXTURE}")
-        from audio_cli.models.convert import convert_checkpoint
+def machine_lines(plan: Plan) -> list[str]:
+    import onnxruntime
 
-        directory = tmp / "converted"
-        convert_checkpoint(FIXTURE, directory)
-        return directory, f"converted from {FIXTURE}"
+    return [
+        QUICK_MARK if plan.quick else FULL_MARK,
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {git_revision()}",
+        f"- platform: {platform.platform()}",
+        f"- CPU: {cpu_model()} ({platform.machine()}), nproc {os.cpu_count()}, "
+        f"memory {memory_total()}",
+        f"- python: {platform.python_version()} ({sys.executable})",
+        f"- onnxruntime: {onnxruntime.__version__}, numpy: {np.__version__}",
+        f"- load average (1/5/15 min) at the start: {load_average()}",
+    ]
 
 
 def available_engines(model_dir: Path) -> tuple[dict, list[str]]:
@@ -101,14 +143,20 @@ def available_engines(model_dir: Path) -> tuple[dict, list[str]]:
     return loaded, notes
 
 
-def load_average() -> str:
-    try:
-        return " / ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
+def reading_guide(plan: Plan, engine_opts: dict, providers_note: str) -> list[str]:
+    return ["## How to read this report", "", CONVENTION, "",
+            "What each section measures:", "", *[f"- {m}" for m in measures(plan)], "",
+            "The two bare onnxruntime baselines (same cached .onnx file as the engine):", "",
+            f"- **bare ORT, engine's options**: {describe(engine_opts)}; read off the loaded "
+            "engine at run time (its SessionOptions, RunOptions and providers). Everything "
+            "else is onnxruntime's default, as in the engine: sequential execution, "
+            "`ORT_ENABLE_ALL`, intra-op threads 0 (onnxruntime's choice: one per core)."
+            f"{providers_note}",
+            f"- **bare ORT, defaults**: {describe(DEFAULTS)}. The gap between the two baselines "
+            "is what the engine's options cost (or save) on their own.", ""]
 
 
-def main() -> int:
+def run(plan: Plan, only: str, store_sizes: tuple[int, ...]) -> str:
     os.chdir(ROOT)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -117,35 +165,111 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="audio-bench-") as tmp_name:
         tmp = Path(tmp_name)
         log("writing the model")
-        model_dir, model_note = make_model(tmp)
+        model_dir, model_note = write_model(tmp / "model", quick=plan.quick)
         speakers, load_notes = available_engines(model_dir)
         notes += load_notes
         onnx = speakers.get("onnx")
         onnx_path = getattr(onnx.engine, "model_path", None) if onnx else None
-        report = ["# Speaker-embedding benchmark", "", *machine_lines(),
-                  f"- model: {model_note}",
-                  f"- cached ONNX file: `{onnx_path.name if onnx_path else 'n/a'}`", ""]
-        report += section_forward(speakers, onnx_path, notes) + [""]
-        if onnx is None or onnx_path is None:
-            notes.append("(b)-(d) skipped: the onnx engine or its cached .onnx file is missing")
+        if onnx is not None:
+            engine_opts, spec_notes = engine_spec(onnx.engine)
+            notes += spec_notes
         else:
-            for section in (lambda: section_cold(model_dir, onnx_path, tmp),
-                            lambda: section_corpus(onnx, notes),
-                            lambda: section_memory(model_dir, onnx_path, tmp),
-                            lambda: section_batch(onnx, model_dir, tmp, notes)):
-                try:
-                    report += section() + [""]
-                except Exception as exc:
-                    notes.append(f"a section failed: {type(exc).__name__}: {exc}")
-                    log(notes[-1])
+            engine_opts = dict(ENGINE_AS_WRITTEN)
+            notes.append("the onnx engine did not load: the 'engine's options' baseline uses "
+                         "bench's copy of them")
+        providers_note = ""
+        if onnx is not None and onnx.engine.providers != ["CPUExecutionProvider"]:
+            providers_note = f" Engine providers: {', '.join(onnx.engine.providers)}."
+        report = [f"# Speaker-embedding benchmark{' (QUICK check)' if plan.quick else ''}", "",
+                  *machine_lines(plan), f"- model: {model_note}",
+                  f"- cached ONNX file: `{onnx_path.name if onnx_path else 'n/a'}`", "",
+                  *reading_guide(plan, engine_opts, providers_note)]
+        needs_onnx = onnx is not None and onnx_path is not None
+        sections = {
+            "a": lambda: section_forward(speakers, onnx_path, engine_opts, plan, notes),
+            "b": lambda: section_cold(model_dir, onnx_path, engine_opts, plan, tmp),
+            "c": lambda: section_corpus(onnx, engine_opts, plan.corpus_limit, notes),
+            "d": lambda: section_memory(model_dir, onnx_path, engine_opts, tmp),
+            "e": lambda: section_batch(onnx, model_dir, plan, tmp, notes),
+            "f": lambda: section_store(store_sizes, log),
+        }
+        for key, section in sections.items():
+            if key not in only:
+                continue
+            if key in "bcde" and not needs_onnx:
+                notes.append(f"({key}) skipped: the onnx engine or its cached .onnx is missing")
+                continue
+            notes.append(f"({key}) load average (1/5/15 min) at its start: {load_average()}")
+            log(f"section ({key})")
+            try:
+                report += section() + [""]
+            except Exception as exc:
+                notes.append(f"({key}) failed: {type(exc).__name__}: {exc}")
+                log(notes[-1])
+    skipped = [k for k in SECTIONS if k not in only]
+    if skipped:
+        notes.append(f"sections not run (--only): {', '.join(skipped)}")
     report += ["## Notes", ""] + [f"- {n}" for n in notes]
     report.append(f"- load average at the end: {load_average()}")
     report.append(f"- total benchmark time: {time.perf_counter() - started:.0f} s")
-    text = "\n".join(report) + "\n"
-    OUT_FILE.parent.mkdir(parents=True, exist_ok=True)
-    OUT_FILE.write_text(text)
+    return "\n".join(report) + "\n"
+
+
+def save(text: str, out_dir: Path, quick: bool) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = out_dir / f"{stamp}-{'quick' if quick else 'full'}.md"
+    path.write_text(text)
+    shutil.copyfile(path, out_dir / "latest.md")
+    return path
+
+
+def record(report: str, source: str) -> None:
+    """Write a full run's report to bench/RESULTS.md with the recording header."""
+    if FULL_MARK not in report.splitlines():
+        raise SystemExit(f"bench: {source} is not a full run's report (quick runs, partial "
+                         "runs and other files cannot be recorded)")
+    title, _, body = report.partition("\n")
+    RESULTS.write_text(f"{title}\n\n{RECORD_HEADER}\n{body.lstrip()}")
+    log(f"recorded {source} in {RESULTS.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        default=os.environ.get("BENCH_QUICK", "") not in ("", "0"),
+                        help="small model, few repeats, corpus subset (also BENCH_QUICK=1)")
+    parser.add_argument("--only", default=SECTIONS, metavar="LETTERS",
+                        help="run only these sections, e.g. `--only ab` (default: all)")
+    parser.add_argument("--store-sizes", metavar="N,N,...",
+                        help="vector counts of section (f) (default: 10000,100000,1000000; "
+                             "quick: 2000)")
+    parser.add_argument("--out", type=Path, default=OUT_DIR,
+                        help="folder for the run's report (default: bench/out, untracked)")
+    parser.add_argument("--record", action="store_true",
+                        help="after a full run of every section, copy its report to "
+                             "bench/RESULTS.md")
+    parser.add_argument("--record-file", type=Path, metavar="REPORT",
+                        help="copy an earlier full run's report to bench/RESULTS.md; no run")
+    args = parser.parse_args(argv)
+    if args.record_file is not None:
+        record(args.record_file.read_text(), str(args.record_file))
+        return 0
+    plan = QUICK if args.quick else FULL
+    only = "".join(k for k in SECTIONS if k in args.only.lower())
+    if args.record and (plan.quick or only != SECTIONS or args.store_sizes):
+        parser.error("--record needs a full run of every section with the default sizes")
+    sizes = plan.store_sizes
+    if args.store_sizes:
+        sizes = tuple(int(n) for n in args.store_sizes.split(",") if n.strip())
+    text = run(plan, only, sizes)
+    if only != SECTIONS or sizes != plan.store_sizes:
+        text = text.replace(FULL_MARK + "\n", "- mode: full, partial (--only / --store-sizes)\n")
     sys.stdout.write(text)
-    log(f"wrote {OUT_FILE.relative_to(ROOT)}")
+    path = save(text, args.out, plan.quick)
+    log(f"wrote {path} (and {path.parent / 'latest.md'})")
+    if args.record:
+        record(text, str(path))
     return 0
 
 

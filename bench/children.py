@@ -1,4 +1,6 @@
-"""Code run in child processes: bare onnxruntime baselines and rusage of a child."""
+"""Child processes: wall time, and peak RSS through a tiny launcher (with optional limits).
+
+The bare onnxruntime child itself is `bench/ort_sessions.py` run as a script."""
 
 from __future__ import annotations
 
@@ -7,26 +9,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-
-# A bare ONNX Runtime run: import, open the cached .onnx, run once on random features.
-BARE_ORT = """
-import sys
-import numpy as np
-import onnxruntime as ort
-options = ort.SessionOptions()
-options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-session = ort.InferenceSession(sys.argv[1], sess_options=options,
-                               providers=["CPUExecutionProvider"])
-frames = int(sys.argv[2])
-x = np.random.default_rng(0).standard_normal((1, frames, 80)).astype(np.float32)
-name = session.get_inputs()[0].name
-session.run(None, {name: x})
-"""
-
-
-def bare_ort_command(model_path: str, frames: int) -> list[str]:
-    return [sys.executable, "-c", BARE_ORT, model_path, str(frames)]
-
 
 # Linux copies the parent's RSS high-water mark into a forked child (and records it again at
 # exec), so a child of this large benchmark process would report at least our own peak RSS.
