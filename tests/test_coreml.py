@@ -523,3 +523,18 @@ def test_core_ml_runs_the_full_size_package(full, tmp_path):  # pragma: no cover
     x = features(1000, seed=3)
     assert cosine(engine.embed(x[None])[0], reference(x, tensors, config)) >= 0.9999
 
+
+@pytest.mark.macos
+@macos
+@pytest.mark.parametrize("precision, bar", [("float32", 0.9999), ("float16", 0.999)])
+def test_core_ml_predict_runs_campplus(small_campplus, tmp_path, precision,
+                                       bar):  # pragma: no cover
+    from engines.onnx_engine import ONNXEngine
+
+    config, _, weights = small_campplus
+    engine = CoreMLEngine(config, weights, cache_dir=tmp_path, precision=precision)
+    assert engine.backend == "coreml"
+    onnx = ONNXEngine(config, weights, cache_dir=tmp_path)
+    for frames in CAMPPLUS_LENGTHS:
+        x = features(frames, seed=frames)
+        assert cosine(engine.embed(x[None])[0], onnx.embed(x[None])[0]) >= bar, frames
