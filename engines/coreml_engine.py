@@ -63,7 +63,7 @@ def package_name(weights: Weights, precision: str) -> str:
 
 
 def _export_into(directory: Path, name: str, config: ModelConfig, weights: Weights,
-                 precision: str, log: TextIO | None) -> Path | None:
+                 precision: str, log: TextIO | None, graph: Graph | None) -> Path | None:
     """Export to `directory/name` via a scratch dir; None if the directory is not writable."""
     target = directory / name
     try:
@@ -71,15 +71,20 @@ def _export_into(directory: Path, name: str, config: ModelConfig, weights: Weigh
         with scratch_dir(directory, ".export-") as staging:
             if log is not None:
                 print(f"coreml: exporting the model to {target} (first use)", file=log)
-            os.rename(export_coreml(config, weights, staging / name, precision), target)
+            os.rename(export_coreml(config, weights, staging / name, precision, graph), target)
     except OSError:  # not writable, or another process finished the same export first
         return target if target.is_dir() else None
     return target
 
 
 def find_or_export_package(config: ModelConfig, weights: Weights, precision: str = "float32",
-                           cache_dir: Path | None = None, log: TextIO | None = None) -> Path:
-    """The cached `.mlpackage` for these weights and precision, exported if missing."""
+                           cache_dir: Path | None = None, log: TextIO | None = None,
+                           graph: Graph | None = None) -> Path:
+    """The cached `.mlpackage` for these weights and precision, exported if missing.
+
+    `graph` (default: the config's network) is what gets exported; like the ONNX cache, the
+    package name assumes one graph per weights file.
+    """
     check_precision(precision)
     name = package_name(weights, precision)
     dirs = cache_dirs(weights.directory, CACHE_KIND, cache_dir)
@@ -87,7 +92,7 @@ def find_or_export_package(config: ModelConfig, weights: Weights, precision: str
         if (directory / name).is_dir():
             return directory / name
     for directory in dirs:
-        path = _export_into(directory, name, config, weights, precision, log)
+        path = _export_into(directory, name, config, weights, precision, log, graph)
         if path is not None:
             return path
     raise EngineError(
@@ -111,7 +116,7 @@ class CoreMLEngine(TrunkEngine):
         log = sys.stderr if log is None else log
         self.config = config
         self.precision = check_precision(precision)
-        self.package = find_or_export_package(config, weights, precision, cache_dir, log)
+        self.package = find_or_export_package(config, weights, precision, cache_dir, log, graph)
         super().__init__(graph, weights)
         self.min_frames = graph.min_frames()
         if core_ml_available():  # pragma: no cover - macOS only

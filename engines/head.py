@@ -62,6 +62,9 @@ def stats_pool(frames: np.ndarray, steps: np.ndarray | None = None) -> np.ndarra
     return np.stack([FrameStats.of(f[:n]).pooled() for f, n in zip(frames, steps, strict=True)])
 
 
+HEAD_OPS: frozenset[type] = frozenset({StatsPool, Linear, L2Normalize})  # what Head evaluates
+
+
 def head_weight_names(graph: Graph) -> list[str]:
     """The tensors the head of a graph reads."""
     return [name for op in graph.head_ops() if isinstance(op, Linear)
@@ -74,7 +77,7 @@ class Head:
     def __init__(self, graph: Graph, weights: Weights):
         self.ops = graph.head_ops()
         kinds = [type(op) for op in self.ops]
-        if not kinds or kinds[0] is not StatsPool or not set(kinds[1:]) <= {Linear, L2Normalize}:
+        if not kinds or kinds[0] is not StatsPool or not set(kinds[1:]) <= HEAD_OPS - {StatsPool}:
             raise EngineError(f"unsupported head {[k.__name__ for k in kinds]}")
         self.weights = {name: np.asarray(value, dtype=np.float64)
                         for name, value in weights.some(head_weight_names(graph)).items()}

@@ -49,38 +49,41 @@ def import_coremltools():
 # ---------------------------------------------------------------- numerics
 
 
-def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides, pads) -> np.ndarray:
+def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides, pads,
+            dilations=(1, 1)) -> np.ndarray:
     """NCHW conv, weights [O, I, kH, kW], pads (top, bottom, left, right); float32."""
     n, c, _, _ = x.shape
     o, ci, kh, kw = w.shape
     if ci != c:
         raise EngineError(f"MIL interpreter: conv input has {c} channels, weight expects {ci}")
     sh, sw = strides
+    dh, dw = dilations
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3])))
     hp, wp = xp.shape[2:]
-    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
     if ho < 1 or wo < 1:
         raise EngineError(f"MIL interpreter: conv input {x.shape[2:]} smaller than its kernel")
     taps = [np.ascontiguousarray(w[:, :, i, j]) for i in range(kh) for j in range(kw)]
     out = np.empty((n, o, ho, wo), dtype=np.float32)
     for k in range(n):
         if sh == 1 and sw == 1:
-            # Row-major flat image: output (r, col) reads input (r + i, col + j), i.e. the flat
-            # position r*wp + col shifted by i*wp + j. Each tap is one GEMM on a strided view;
-            # the wp - wo columns per row that wrap around are computed and dropped.
+            # Row-major flat image: output (r, col) reads input (r + i*dh, col + j*dw), i.e.
+            # the flat position r*wp + col shifted by i*dh*wp + j*dw. Each tap is one GEMM on a
+            # strided view; the wp - wo columns per row that wrap around are computed and
+            # dropped.
             flat = xp[k].reshape(c, hp * wp)
             span = (ho - 1) * wp + wo
             acc = np.zeros((o, ho * wp), dtype=np.float32)
             scratch = np.empty((o, span), dtype=np.float32)
             for t, tap in enumerate(taps):
-                offset = (t // kw) * wp + t % kw
+                offset = (t // kw) * dh * wp + (t % kw) * dw
                 np.matmul(tap, flat[:, offset:offset + span], out=scratch)
                 acc[:, :span] += scratch
             out[k] = acc.reshape(o, ho, wp)[:, :, :wo]
         else:
             acc = np.zeros((o, ho * wo), dtype=np.float32)
             for t, tap in enumerate(taps):
-                i, j = divmod(t, kw)
+                i, j = (t // kw) * dh, (t % kw) * dw
                 patch = xp[k, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
                 acc += tap @ patch.reshape(c, ho * wo)
             out[k] = acc.reshape(o, ho, wo)
@@ -110,21 +113,40 @@ def _gather(x: np.ndarray, indices, axis, batch_dims=0, validate_indices=False) 
 
 def _conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None,
           groups=1) -> np.ndarray:
+    """MIL conv, 1-D (NCW, weight [O, I, k]) or 2-D (NCHW, weight [O, I, kH, kW])."""
     rank = weight.ndim - 2
-    if rank != 2:
-        raise EngineError(f"MIL interpreter: only 2-D conv is supported (got {rank}-D)")
+    if rank not in (1, 2):
+        raise EngineError(f"MIL interpreter: only 1-D and 2-D conv are supported (got {rank}-D)")
     if int(groups) != 1:
         raise EngineError("MIL interpreter: grouped conv is not supported")
-    if dilations is not None and any(int(d) != 1 for d in np.atleast_1d(dilations)):
-        raise EngineError("MIL interpreter: dilated conv is not supported")
-    strides = (1, 1) if strides is None else tuple(int(s) for s in strides)
+    strides = (1,) * rank if strides is None else tuple(int(s) for s in strides)
+    dilations = (1,) * rank if dilations is None else tuple(int(d) for d in dilations)
     if pad_type == "custom":
         pads = tuple(int(p) for p in pad)
     elif pad_type == "valid":
-        pads = (0, 0, 0, 0)
+        pads = (0,) * (2 * rank)
     else:
         raise EngineError(f"MIL interpreter: conv pad_type {pad_type!r} is not supported")
-    return _conv2d(x, weight, bias, strides, pads)
+    if rank == 1:  # a 2-D conv over an image one row high
+        out = _conv2d(x[:, :, None, :], weight[:, :, None, :], bias, (1, *strides),
+                      (0, 0, *pads), (1, *dilations))
+        return out[:, :, 0, :]
+    return _conv2d(x, weight, bias, strides, pads, dilations)
+
+
+def _pad(x, pad, mode="constant", constant_val=0.0) -> np.ndarray:
+    """Pad the last len(pad) / 2 axes; `pad` is (before, after) per axis."""
+    if mode != "constant":
+        raise EngineError(f"MIL interpreter: pad mode {mode!r} is not supported")
+    pad = [int(p) for p in np.atleast_1d(pad)]
+    widths = [(0, 0)] * (x.ndim - len(pad) // 2) + list(zip(pad[::2], pad[1::2], strict=True))
+    return np.pad(x, widths, constant_values=constant_val)
+
+
+def _sigmoid(x) -> np.ndarray:
+    """1 / (1 + exp(-x)), written so that exp never overflows."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _concat(values, axis, interleave=False) -> np.ndarray:
@@ -168,16 +190,21 @@ OPS: dict[str, Callable[..., Any]] = {
     "reshape": _reshape,
     "conv": _conv,
     "relu": lambda x: np.maximum(x, 0),
+    "sigmoid": _sigmoid,
+    "pad": _pad,
     "add": lambda x, y: np.add(x, y),
     "sub": lambda x, y: np.subtract(x, y),
     "mul": lambda x, y: np.multiply(x, y),
     "real_div": lambda x, y: np.divide(x, y),
+    "floor_div": lambda x, y: np.floor_divide(x, y),
+    "minimum": lambda x, y: np.minimum(x, y),
     "sqrt": lambda x: np.sqrt(x),
     "reduce_mean": _reduce(np.mean),
     "reduce_sum": _reduce(np.sum),
     "reduce_l2_norm": _reduce(_l2),
     "shape": lambda x: np.array(x.shape, dtype=np.int32),
     "gather": _gather,
+    "range_1d": lambda start, end, step: np.arange(start, end, step),
     "concat": _concat,
     "linear": _linear,
 }

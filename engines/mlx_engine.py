@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the platform
         f"the MLX engine needs the 'mlx' package ({exc}); install it with: pip install 'mlx[cpu]'"
     ) from None
 
-from engines.mlx_sequence import SEQUENCE_OPS, apply_sequence_op  # noqa: E402 - needs mlx imported
+from engines.mlx_sequence import SEQUENCE_OPS  # noqa: E402 - needs mlx imported
 
 
 def _drops_after(ops: list) -> list[list[str]]:
@@ -42,6 +42,58 @@ def _drops_after(ops: list) -> list[list[str]]:
     return drops
 
 
+# One function per image op: (engine, op, values, valid lengths or None) -> output.
+
+
+def _to_image(engine: MLXEngine, op: ToImage, values, lengths) -> mx.array:
+    return mx.transpose(values[op.x], (0, 2, 1))[..., None]
+
+
+def _conv2d(engine: MLXEngine, op: Conv2d, values, lengths) -> mx.array:
+    w = engine.weights
+    return mx.conv2d(values[op.x], w[op.weight], stride=op.stride, padding=op.padding) + w[op.bias]
+
+
+def _relu(engine: MLXEngine, op: Relu, values, lengths) -> mx.array:
+    return mx.maximum(values[op.x], 0.0)
+
+
+def _add(engine: MLXEngine, op: Add, values, lengths) -> mx.array:
+    return values[op.a] + values[op.b]
+
+
+def _mask(engine: MLXEngine, op: Mask, values, lengths) -> mx.array:
+    x = values[op.x]
+    if lengths is None:
+        return x
+    stride = engine.strides[op.x]
+    valid = (lengths + stride - 1) // stride
+    keep = mx.arange(x.shape[2])[None, :] < valid[:, None]  # (B, T_s)
+    return x * keep[:, None, :, None].astype(x.dtype)
+
+
+def _to_frames(engine: MLXEngine, op: ToFrames, values, lengths) -> mx.array:
+    """(B, F, T, C) -> (B, T, C*F), index c*F + f."""
+    batch, freq, steps, channels = values[op.x].shape
+    return mx.transpose(values[op.x], (0, 2, 3, 1)).reshape(batch, steps, channels * freq)
+
+
+def _sequence_op(engine: MLXEngine, op, values, lengths) -> mx.array:
+    return SEQUENCE_OPS[type(op)](op, values, engine.weights)
+
+
+_APPLY = {
+    ToImage: _to_image,
+    Conv2d: _conv2d,
+    Relu: _relu,
+    Add: _add,
+    Mask: _mask,
+    ToFrames: _to_frames,
+    **dict.fromkeys(SEQUENCE_OPS, _sequence_op),
+}
+SUPPORTED_OPS: frozenset[type] = frozenset(_APPLY)  # graph op types this engine runs
+
+
 class MLXEngine(TrunkEngine):
     """Interprets the graph's trunk with MLX ops in NHWC layout."""
 
@@ -52,48 +104,23 @@ class MLXEngine(TrunkEngine):
             weights = Weights(tensors=weights)
         super().__init__(graph, weights)
         self.ops = graph.trunk_ops()
+        missing = sorted({type(op).__name__ for op in self.ops if type(op) not in _APPLY})
+        if missing:
+            raise EngineError(f"MLX engine: unsupported op(s) {', '.join(missing)}")
         tensors = weights.tensors()
         names = [n for op in self.ops for n in (getattr(op, "weight", None),
                                                  getattr(op, "bias", None)) if n]
         self.weights = {k: mx.array(tensors[k], dtype=mx.float32) for k in names}
         mx.eval(self.weights)
         self._drops = _drops_after(self.ops)
-        self._strides = graph.strides()
-
-    def _mask(self, x: mx.array, stride: int, lengths: mx.array | None) -> mx.array:
-        if lengths is None:
-            return x
-        valid = (lengths + stride - 1) // stride
-        keep = mx.arange(x.shape[2])[None, :] < valid[:, None]  # (B, T_s)
-        return x * keep[:, None, :, None].astype(x.dtype)
-
-    def _apply(self, op, values: dict[str, mx.array], lengths: mx.array | None) -> mx.array:
-        w = self.weights
-        if isinstance(op, ToImage):
-            return mx.transpose(values[op.x], (0, 2, 1))[..., None]
-        if isinstance(op, Conv2d):
-            y = mx.conv2d(values[op.x], w[op.weight], stride=op.stride, padding=op.padding)
-            return y + w[op.bias]
-        if isinstance(op, Relu):
-            return mx.maximum(values[op.x], 0.0)
-        if isinstance(op, Add):
-            return values[op.a] + values[op.b]
-        if isinstance(op, Mask):
-            return self._mask(values[op.x], self._strides[op.x], lengths)
-        if isinstance(op, ToFrames):  # (B, F, T, C) -> (B, T, C*F), index c*F + f
-            batch, freq, steps, channels = values[op.x].shape
-            moved = mx.transpose(values[op.x], (0, 2, 3, 1))
-            return moved.reshape(batch, steps, channels * freq)
-        if isinstance(op, SEQUENCE_OPS):
-            return apply_sequence_op(op, values, w)
-        raise EngineError(f"MLX engine: unsupported op {type(op).__name__}")
+        self.strides = graph.strides()
 
     def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """(B, T, n_mels) features -> (B, T', D) frames."""
         values = {INPUT: mx.array(np.asarray(features, dtype=np.float32))}
         valid = None if lengths is None else mx.array(np.asarray(lengths, dtype=np.int32))
         for index, op in enumerate(self.ops):
-            values[op.out] = self._apply(op, values, valid)
+            values[op.out] = _APPLY[type(op)](self, op, values, valid)
             for name in self._drops[index]:
                 values.pop(name, None)
         return np.array(values[FRAMES], dtype=np.float32)

@@ -237,6 +237,7 @@ _TRANSLATORS = {
     ToFrames: _to_frames,
     **SEQUENCE_TRANSLATORS,
 }
+SUPPORTED_OPS: frozenset[type] = frozenset(_TRANSLATORS)  # graph op types the trunk may use
 
 
 def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelConfig,

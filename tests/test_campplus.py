@@ -30,6 +30,8 @@ REFERENCE_COSINE = 0.999  # ours (numpy fbank + ONNX) vs 3D-Speaker's fbank + to
 ENGINE_COSINE = 0.9999  # ONNX vs MLX on the same features
 FILES_PER_SPEAKER = 4  # the shortest ones, to keep the run short
 MLX_FILES = 2  # MLX on Linux runs on a slow CPU path
+COREML_FILES_PER_SPEAKER = 2  # the first ones by name: 20 files, 2.4 to 15 s
+COREML_COSINE = {"float32": 0.9999, "float16": 0.999}  # Core ML package vs ONNX, per file
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +149,45 @@ def test_onnx_and_mlx_agree_on_real_speech(model_dir, onnx_model, speech):
         b = mlx_model.embed_features(features)
         print(f"\n  ONNX vs MLX {speech[speaker][0].name}: cosine {cosine(a, b):.7f}")
         assert cosine(a, b) >= ENGINE_COSINE
+
+
+@pytest.fixture(scope="module")
+def first_files_onnx(shared_dir, onnx_model) -> dict[Path, tuple[np.ndarray, np.ndarray]]:
+    """The first COREML_FILES_PER_SPEAKER files (sorted) of each speaker (sorted): features and
+    the ONNX engine's vector."""
+    root = shared_dir / SPEECH_DIR
+    if not root.is_dir():
+        pytest.skip(f"{root} is not present")
+    speakers = sorted(p for p in root.iterdir() if p.is_dir())
+    files = [f for s in speakers for f in sorted(s.glob("*.flac"))[:COREML_FILES_PER_SPEAKER]]
+    out = {}
+    for path in files:
+        features = onnx_model.features(load_audio(path, 16000))
+        out[path] = features, onnx_model.embed_features(features)
+    return out
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("precision", list(COREML_COSINE))
+def test_core_ml_package_agrees_with_onnx_on_real_speech(model_dir, first_files_onnx, tmp_path,
+                                                         precision):
+    """The exported ML Program (run by the MIL interpreter off macOS) vs the ONNX engine."""
+    import io
+
+    pytest.importorskip("coremltools", reason="coremltools is not installed")
+    from engines.coreml_engine import CoreMLEngine
+    from engines.model import WEIGHTS_FILE, Weights
+
+    engine = CoreMLEngine(ModelConfig.load(model_dir), Weights(model_dir / WEIGHTS_FILE),
+                          cache_dir=tmp_path, precision=precision, log=io.StringIO())
+    cosines = {path.name: cosine(engine.embed(features[None])[0], expected)
+               for path, (features, expected) in first_files_onnx.items()}
+    values = np.array(list(cosines.values()))
+    print(f"\n  Core ML {precision} vs ONNX over {len(values)} files: min cosine "
+          f"{values.min():.7f} (1 - {1 - values.min():.1e}), median {np.median(values):.7f} "
+          f"(1 - {1 - np.median(values):.1e})")
+    assert len(values) == 10 * COREML_FILES_PER_SPEAKER
+    assert values.min() >= COREML_COSINE[precision], cosines
 
 
 def test_shortest_input_the_network_accepts(onnx_model):

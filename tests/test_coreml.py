@@ -7,6 +7,7 @@ MIL interpreter, so everything but Core ML's own `predict` is tested here. Tests
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import sys
@@ -17,7 +18,13 @@ import pytest
 ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pip install "
                          "'coremltools>=8'); the Core ML engine cannot be tested")
 
-from model_factory import random_resnet_weights, small_config, write_model  # noqa: E402
+from model_factory import (  # noqa: E402
+    random_resnet_weights,
+    small_campplus_config,
+    small_config,
+    write_campplus_model,
+    write_model,
+)
 from numpy_resnet import forward  # noqa: E402
 
 from engines.coreml_compiled import (  # noqa: E402
@@ -127,10 +134,12 @@ def test_package_has_flexible_length_and_metadata(small, small_packages):
 
 
 def test_float32_package_matches_numpy_reference_and_mlx(small, small_packages):
-    mx_engine = pytest.importorskip("engines.mlx_engine", reason="MLX is not installed")
+    pytest.importorskip("mlx.core", reason="MLX is not installed")
+    from engines.mlx_engine import MLXEngine  # a broken engine module fails here, never skips
+
     config, tensors, _ = small
     interpreter = MILInterpreter(small_packages["float32"])
-    mlx = mx_engine.MLXEngine(build_resnet(config), tensors)
+    mlx = MLXEngine(build_resnet(config), tensors)
     for frames, seed in ((200, 1), (57, 2)):
         x = features(frames, seed=seed)
         got = interpreter.predict({MEL_INPUT: x[None]})[EMBEDDING_OUTPUT][0]
@@ -188,13 +197,13 @@ def test_interpreter_rejects_an_op_the_export_never_emits(tmp_path):
 
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4))], opset_version=ct.target.macOS13)
     def program(x):
-        return mb.sigmoid(x=x, name="out")
+        return mb.tanh(x=x, name="out")
 
     model = ct.convert(program, convert_to="mlprogram", skip_model_load=True,
                        minimum_deployment_target=ct.target.macOS13)
-    model.save(str(tmp_path / "sigmoid.mlpackage"))
-    with pytest.raises(EngineError, match="sigmoid"):
-        MILInterpreter(tmp_path / "sigmoid.mlpackage")
+    model.save(str(tmp_path / "tanh.mlpackage"))
+    with pytest.raises(EngineError, match="tanh"):
+        MILInterpreter(tmp_path / "tanh.mlpackage")
 
 
 def test_interpreter_checks_the_input_shape(small_packages):
@@ -311,6 +320,86 @@ def test_float16_engine(small, tmp_path):
     assert cosine(engine.embed(x[None])[0], reference(x, tensors, config)) >= 0.999
     with pytest.raises(UsageError):
         CoreMLEngine(config, weights, cache_dir=tmp_path, precision="bfloat16")
+
+
+# ---------------------------------------------------------------- CAM++
+
+
+@pytest.fixture(scope="module")
+def small_campplus(tmp_path_factory):
+    """A random small CAM++ model directory: (config, directory, weights)."""
+    config = small_campplus_config(license=LICENCE)
+    directory = tmp_path_factory.mktemp("campplus") / "model"
+    write_campplus_model(directory, config, seed=2)
+    return config, directory, Weights(path=directory / WEIGHTS_FILE)
+
+
+# 3 frames is the shortest input (2 steps after the stride-2 TDNN); 199/200/201 frames give
+# 100/100/101 steps, at the edge of the 100-step context segments; 1001 gives a short last one.
+CAMPPLUS_LENGTHS = (3, 4, 57, 199, 200, 201, 1001)
+
+
+@pytest.mark.parametrize("precision, bar", [("float32", 0.9999), ("float16", 0.999)])
+def test_campplus_package_matches_the_onnx_engine(small_campplus, tmp_path, precision, bar):
+    from engines.onnx_engine import ONNXEngine
+
+    config, _, weights = small_campplus
+    onnx = ONNXEngine(config, weights, cache_dir=tmp_path)
+    engine = CoreMLEngine(config, weights, cache_dir=tmp_path, precision=precision)
+    package = MILInterpreter(engine.package)  # its own embedding output: the translated head
+    worst = 1.0
+    for frames in CAMPPLUS_LENGTHS:
+        x = features(frames, seed=frames)
+        expected = onnx.embed(x[None])[0]
+        assert engine.encode(x[None]).shape == (1, -(-frames // 2), config.pooling_output_dim // 2)
+        got = engine.embed(x[None])[0]
+        own = package.predict({MEL_INPUT: x[None]})[EMBEDDING_OUTPUT][0]
+        worst = min(worst, cosine(got, expected), cosine(own, expected))
+        assert cosine(got, expected) >= bar, frames
+        assert cosine(own, expected) >= bar, frames
+    print(f"\n  CAM++ {precision} package vs ONNX: min cosine 1 - {1 - worst:.1e}")
+
+
+def test_campplus_float16_package_keeps_the_pooling_in_float32(small_campplus, tmp_path):
+    from coremltools.converters.mil.mil import types
+
+    config, _, weights = small_campplus
+    package = export_coreml(config, weights, tmp_path / "campplus16.mlpackage", "float16")
+    dtypes: dict[str, set[str]] = {}
+    for op in MILInterpreter(package).operations:
+        dtypes.setdefault(op.op_type, set()).add(types.builtin_to_string(op.outputs[0].dtype))
+    for op_type in ("conv", "relu", "sigmoid"):
+        assert dtypes[op_type] == {"fp16"}, op_type
+    for op_type in ("reduce_sum", "reduce_mean", "pad", "real_div", "linear"):
+        assert dtypes[op_type] == {"fp32"}, op_type  # context and statistics pooling, head
+
+
+def test_cli_embeds_and_exports_campplus_with_core_ml(small_campplus, tmp_path):
+    from signals import voiced, write_wav
+    from test_cli import run_audio
+
+    config, directory, _ = small_campplus
+    clip = write_wav(tmp_path / "clip.wav", voiced(2.0))
+    records = {}
+    for engine in ("onnx", "coreml"):
+        proc = run_audio("embed-speaker", str(clip), "--model", str(directory), "--engine",
+                         engine, "--json")
+        assert proc.returncode == 0, proc.stderr.decode()
+        records[engine] = json.loads(proc.stdout)
+    assert records["coreml"]["engine"] == "coreml"
+    assert records["coreml"]["dimension"] == config.embedding_dim
+    assert cosine(records["coreml"]["embedding"], records["onnx"]["embedding"]) >= 0.9999
+    out = tmp_path / "campplus.mlpackage"
+    proc = run_audio("export-coreml", str(out), "--model", str(directory))
+    assert proc.returncode == 0, proc.stderr.decode()
+    interpreter = MILInterpreter(out)
+    assert interpreter.user_defined_metadata["model_type"] == "campplus"
+    x = features(150, seed=4)
+    got = interpreter.predict({MEL_INPUT: x[None]})[EMBEDDING_OUTPUT][0]
+    from engines.onnx_engine import ONNXEngine
+
+    onnx = ONNXEngine(config, Weights(path=directory / WEIGHTS_FILE), cache_dir=tmp_path)
+    assert cosine(got, onnx.embed(x[None])[0]) >= 0.9999
 
 
 # ---------------------------------------------------------------- fixed-length window plans
@@ -434,3 +523,18 @@ def test_core_ml_runs_the_full_size_package(full, tmp_path):  # pragma: no cover
     x = features(1000, seed=3)
     assert cosine(engine.embed(x[None])[0], reference(x, tensors, config)) >= 0.9999
 
+
+@pytest.mark.macos
+@macos
+@pytest.mark.parametrize("precision, bar", [("float32", 0.9999), ("float16", 0.999)])
+def test_core_ml_predict_runs_campplus(small_campplus, tmp_path, precision,
+                                       bar):  # pragma: no cover
+    from engines.onnx_engine import ONNXEngine
+
+    config, _, weights = small_campplus
+    engine = CoreMLEngine(config, weights, cache_dir=tmp_path, precision=precision)
+    assert engine.backend == "coreml"
+    onnx = ONNXEngine(config, weights, cache_dir=tmp_path)
+    for frames in CAMPPLUS_LENGTHS:
+        x = features(frames, seed=frames)
+        assert cosine(engine.embed(x[None])[0], onnx.embed(x[None])[0]) >= bar, frames
