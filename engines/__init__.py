@@ -9,13 +9,7 @@ from pathlib import Path
 from engines.errors import ModelError, UsageError
 from engines.graph import Graph
 from engines.head import Engine
-from engines.model import (
-    CAMPPLUS_MODEL_TYPE,
-    ModelConfig,
-    Weights,
-    compiled_models,
-    network_family,
-)
+from engines.model import ModelConfig, Weights, build_graph, compiled_models
 
 ENGINE_NAMES = ("auto", "onnx", "mlx", "coreml")
 
@@ -79,16 +73,6 @@ def _compiled_engine(name: str, compiled: Path) -> Engine:
 
     return CompiledModelRunner(compiled)
 
-
-def build_graph(config: ModelConfig) -> Graph:
-    """The shared graph of the network a model config describes."""
-    if network_family(config.model_type) == CAMPPLUS_MODEL_TYPE:
-        from engines.campplus import build_campplus
-
-        return build_campplus(config)
-    from engines.resnet import build_resnet
-
-    return build_resnet(config)
 
 
 __all__ = ["ENGINE_NAMES", "Engine", "build_graph", "compiled_only_model", "create_engine",

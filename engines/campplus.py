@@ -32,7 +32,6 @@ from engines.graph import (
     StatsPool,
     ToImage,
 )
-from engines.model import ModelConfig
 
 FCM_BLOCKS = (2, 2)  # residual blocks per FCM layer; each layer halves frequency
 FREQ_STRIDE = 2
@@ -89,8 +88,9 @@ def _cam_dense_layer(g: Graph, x: str, prefix: str, dilation: int) -> str:
     return g.add(Concat(x, masked, f"{prefix}.out"))
 
 
-def build_campplus(config: ModelConfig) -> Graph:
-    """CAM++ (blocks from the config): trunk to FRAMES (B, T', 512), then the shared head.
+def build_campplus(layers: tuple[int, ...]) -> Graph:
+    """CAM++ with `layers[i]` CAM layers in dense block i (3D-Speaker's: (12, 24, 16)): trunk to
+    FRAMES (B, T', 512), then the shared head.
 
     Not time-local (ContextPool), so it is run one pass per clip, batched only at equal length.
     """
@@ -98,9 +98,9 @@ def build_campplus(config: ModelConfig) -> Graph:
     x = g.add(ImageToSequence(_fcm(g, g.add(ToImage(INPUT, "image"))), "head.sequence"))
     x = _conv1d(g, x, "xvector.tdnn", stride=TDNN_STRIDE, padding=TDNN_KERNEL // 2)
     x = g.add(Relu(x, "xvector.tdnn.relu"))
-    for index, (layers, dilation) in enumerate(zip(config.layers, BLOCK_DILATIONS, strict=True),
+    for index, (count, dilation) in enumerate(zip(layers, BLOCK_DILATIONS, strict=True),
                                                start=1):
-        for layer in range(1, layers + 1):
+        for layer in range(1, count + 1):
             x = _cam_dense_layer(g, x, f"xvector.block{index}.tdnnd{layer}", dilation)
         x = _conv1d(g, _bn_relu(g, x, f"xvector.transit{index}.nonlinear"),
                     f"xvector.transit{index}.linear", bias=False)

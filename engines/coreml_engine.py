@@ -29,21 +29,20 @@ import numpy as np
 
 from engines.coreml_export import (
     EXPORT_VERSION,
-    FRAMES_OUTPUT,
     MAX_FRAMES,
-    MEL_INPUT,
     META_MAX_FRAMES,
     META_WEIGHTS_SHA256,
     PACKAGE_SUFFIX,
     check_precision,
     export_coreml,
 )
+from engines.coreml_program import FRAMES_OUTPUT, MEL_INPUT
 from engines.errors import EngineError, InputAudioError
 from engines.files import cache_dirs, scratch_dir
 from engines.graph import Graph
 from engines.head import TrunkEngine
 from engines.mil_interpreter import MILInterpreter, import_coremltools
-from engines.model import ModelConfig, Weights
+from engines.model import ModelConfig, Weights, build_graph
 
 CACHE_KIND = "coreml"  # beside the weights, or in the user cache
 INTERPRETER_NOTE = (
@@ -110,8 +109,6 @@ class CoreMLEngine(TrunkEngine):
     def __init__(self, config: ModelConfig, weights: Weights, cache_dir: Path | None = None,
                  precision: str = "float32", log: TextIO | None = None,
                  graph: Graph | None = None):
-        from engines import build_graph
-
         graph = build_graph(config) if graph is None else graph
         log = sys.stderr if log is None else log
         self.config = config

@@ -16,6 +16,7 @@ import numpy as np
 
 from engines.errors import ModelError
 from engines.files import hash_file
+from engines.graph import Graph
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -37,6 +38,17 @@ def network_family(model_type: str) -> str:
         return RESNET_MODEL_TYPE
     raise ModelError(f"unsupported model type {model_type!r} (known: {RESNET_MODEL_TYPE}, "
                      f"{CAMPPLUS_MODEL_TYPE})")
+
+
+def build_graph(config: ModelConfig) -> Graph:
+    """The shared graph of the network a model config describes."""
+    if network_family(config.model_type) == CAMPPLUS_MODEL_TYPE:
+        from engines.campplus import build_campplus
+
+        return build_campplus(config.layers)
+    from engines.resnet import build_resnet
+
+    return build_resnet(config.layers, config.channels)
 
 
 def compiled_models(directory: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from engines.errors import EngineError
 from engines.files import cache_dirs, write_new
 from engines.graph import FRAMES, INPUT, LENGTHS, Graph
 from engines.head import TrunkEngine
-from engines.model import ModelConfig, Weights
+from engines.model import ModelConfig, Weights, build_graph
 
 GRAPH_VERSION = 2  # bump whenever the translation below changes the ONNX file
 CACHE_KIND = "onnx"
@@ -68,8 +68,6 @@ class ONNXEngine(TrunkEngine):
 
     def __init__(self, config: ModelConfig, weights: Weights, threads: int | None = None,
                  cache_dir: Path | None = None, graph: Graph | None = None):
-        from engines import build_graph
-
         graph = build_graph(config) if graph is None else graph
         super().__init__(graph, weights)
         self._ort = _import_onnxruntime()

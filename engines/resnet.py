@@ -18,7 +18,6 @@ from engines.graph import (
     ToFrames,
     ToImage,
 )
-from engines.model import ModelConfig
 
 # Frequency and time are both halved by the first block of every layer but the first.
 FIRST_LAYER_STRIDE = 1
@@ -42,27 +41,22 @@ def _basic_block(g: Graph, x: str, prefix: str, stride: int, has_shortcut: bool)
     return _relu_masked(g, g.add(Add(h, skip, f"{prefix}.sum")), f"{prefix}.out")
 
 
-def build_resnet(config: ModelConfig) -> Graph:
-    """The graph of a WeSpeaker ResNet (layers/channels from the config) ending in L2Normalize."""
+def build_resnet(layers: tuple[int, ...], channels: tuple[int, ...]) -> Graph:
+    """The graph of a WeSpeaker ResNet ending in L2Normalize: `layers[i]` basic blocks of
+    `channels[i]` channels in stage i (ResNet34: (3, 4, 6, 3), (32, 64, 128, 256))."""
     g = Graph()
     x = g.add(ToImage(INPUT, "image"))
     x = _relu_masked(g, _conv(g, x, "conv1"), "stem")
-    in_channels = config.channels[0]
-    stages = zip(config.layers, config.channels, strict=True)
-    for index, (blocks, channels) in enumerate(stages, start=1):
+    in_channels = channels[0]
+    for index, (blocks, width) in enumerate(zip(layers, channels, strict=True), start=1):
         stride = FIRST_LAYER_STRIDE if index == 1 else LATER_LAYER_STRIDE
         for block in range(blocks):
-            needs_shortcut = block == 0 and (stride != 1 or in_channels != channels)
+            needs_shortcut = block == 0 and (stride != 1 or in_channels != width)
             x = _basic_block(g, x, f"layer{index}.{block}", stride if block == 0 else 1,
                              needs_shortcut)
-            in_channels = channels
+            in_channels = width
     frames = g.add(ToFrames(x, FRAMES))
     pooled = g.add(StatsPool(frames, "pooled"))
     raw = g.add(Linear(pooled, "raw", "embedding.weight", "embedding.bias"))
     g.add(L2Normalize(raw, OUTPUT))
     return g
-
-
-def min_frames(config: ModelConfig) -> int:
-    """Fewest feature frames that give two time steps after all strided layers."""
-    return build_resnet(config).min_frames()

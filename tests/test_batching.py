@@ -8,10 +8,10 @@ from model_factory import random_resnet_weights, small_config
 
 from audio_cli import cosine_similarity
 from audio_cli.pipeline.batching import MIN_FILL, Inference, plan_batches, plan_chunks
+from engines import build_graph
 from engines.head import FrameStats, stats_pool, valid_steps
 from engines.model import ModelConfig, Weights
 from engines.onnx_engine import ONNXEngine
-from engines.resnet import build_resnet
 
 BAR = 0.99999
 LENGTHS = [9, 20, 57, 200, 201, 233, 250, 333]
@@ -102,7 +102,7 @@ def test_stats_pool_ignores_padded_steps():
 def test_onnx_ragged_batch_equals_each_clip_alone(small):
     config, _, engine = small
     clips = [features(n, seed=n) for n in LENGTHS]
-    batched = Inference(engine, build_resnet(config), batch_frames=10_000).embed_clips(clips)
+    batched = Inference(engine, build_graph(config), batch_frames=10_000).embed_clips(clips)
     assert engine._masked_session is not None  # the ragged path really ran
     for clip, row in zip(clips, batched, strict=True):
         alone = engine.embed(clip[None])[0]
@@ -114,7 +114,7 @@ def test_mlx_ragged_batch_equals_each_clip_alone(small):
     from engines.mlx_engine import MLXEngine  # the project's own module: errors fail
 
     config, weights, onnx = small
-    mlx = MLXEngine(build_resnet(config), weights)
+    mlx = MLXEngine(build_graph(config), weights)
     clips = [features(n, seed=n) for n in (20, 57, 64)]
     padded = np.zeros((3, 64, 80), dtype=np.float32)
     for row, clip in zip(padded, clips, strict=True):
@@ -140,7 +140,7 @@ def test_padding_without_lengths_would_change_the_vector(small):
 @pytest.mark.slow
 def test_sixty_seconds_in_chunks_equal_one_pass(full_size):
     config, engine = full_size
-    graph = build_resnet(config)
+    graph = build_graph(config)
     clip = features(5998, seed=60)
     one_pass = Inference(engine, graph, chunk_frames=10**9).embed_clips([clip])[0]
     chunked = Inference(engine, graph, chunk_frames=1000)
@@ -150,7 +150,7 @@ def test_sixty_seconds_in_chunks_equal_one_pass(full_size):
 
 def test_chunked_small_model_equals_one_pass_for_odd_lengths(small):
     config, _, engine = small
-    graph = build_resnet(config)
+    graph = build_graph(config)
     for frames in (1201, 1207, 2000):
         clip = features(frames, seed=frames)
         one_pass = engine.embed(clip[None])[0]

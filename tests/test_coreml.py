@@ -27,6 +27,7 @@ from model_factory import (  # noqa: E402
 )
 from numpy_resnet import forward  # noqa: E402
 
+from engines import build_graph  # noqa: E402
 from engines.coreml_compiled import (  # noqa: E402
     HUB_COMPILED_MODEL,
     HUB_FIXED_LENGTHS,
@@ -43,13 +44,11 @@ from engines.coreml_engine import (  # noqa: E402
     package_name,
 )
 from engines.coreml_export import (  # noqa: E402
-    EMBEDDING_OUTPUT,
     EXPORT_VERSION,
-    FRAMES_OUTPUT,
     MAX_FRAMES,
-    MEL_INPUT,
     export_coreml,
 )
+from engines.coreml_program import EMBEDDING_OUTPUT, FRAMES_OUTPUT, MEL_INPUT  # noqa: E402
 from engines.errors import EngineError, InputAudioError, ModelError, UsageError  # noqa: E402
 from engines.mil_interpreter import MILInterpreter  # noqa: E402
 from engines.model import (  # noqa: E402
@@ -57,7 +56,6 @@ from engines.model import (  # noqa: E402
     ModelConfig,
     Weights,  # noqa: E402
 )
-from engines.resnet import build_resnet, min_frames  # noqa: E402
 
 macos = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predict needs macOS")
 LICENCE = "CC-BY-4.0"
@@ -120,7 +118,7 @@ def test_package_has_flexible_length_and_metadata(small, small_packages):
     (mel,) = spec.description.input
     assert mel.name == MEL_INPUT
     ranges = [(r.lowerBound, r.upperBound) for r in mel.type.multiArrayType.shapeRange.sizeRanges]
-    assert ranges == [(1, 1), (min_frames(config), MAX_FRAMES), (80, 80)]
+    assert ranges == [(1, 1), (build_graph(config).min_frames(), MAX_FRAMES), (80, 80)]
     out, frames = spec.description.output
     assert out.name == EMBEDDING_OUTPUT
     assert list(out.type.multiArrayType.shape) == [1, config.embedding_dim]
@@ -139,7 +137,7 @@ def test_float32_package_matches_numpy_reference_and_mlx(small, small_packages):
 
     config, tensors, _ = small
     interpreter = MILInterpreter(small_packages["float32"])
-    mlx = MLXEngine(build_resnet(config), tensors)
+    mlx = MLXEngine(build_graph(config), tensors)
     for frames, seed in ((200, 1), (57, 2)):
         x = features(frames, seed=seed)
         got = interpreter.predict({MEL_INPUT: x[None]})[EMBEDDING_OUTPUT][0]
@@ -243,7 +241,7 @@ def test_lengths_20_to_6000_run_unpadded_alone_or_batched(small, small_engine):
 def test_engine_rejects_bad_input(small, small_engine):
     config, _, _ = small
     with pytest.raises(InputAudioError, match="too short"):
-        small_engine.embed(features(min_frames(config) - 1)[None])
+        small_engine.embed(features(build_graph(config).min_frames() - 1)[None])
     with pytest.raises(EngineError, match="features"):
         small_engine.embed(np.zeros((1, 50, 40), np.float32))
     with pytest.raises(EngineError, match="longer than"):

@@ -283,7 +283,7 @@ def supported_ops(name: str) -> frozenset[type]:
         from engines.mlx_engine import SUPPORTED_OPS
     else:
         pytest.importorskip("coremltools", reason="coremltools is not installed")
-        from engines.coreml_export import SUPPORTED_OPS
+        from engines.coreml_program import SUPPORTED_OPS
     return SUPPORTED_OPS
 
 
@@ -392,7 +392,7 @@ def test_shared_head_matches_numpy_on_a_padded_batch(tmp_path):
 def test_core_ml_package_translates_the_head_ops_too(tmp_path):
     """The Core ML export also translates the head, for the package's `embedding` output."""
     pytest.importorskip("coremltools", reason="coremltools is not installed")
-    from engines.coreml_export import EMBEDDING_OUTPUT, MEL_INPUT, SUPPORTED_OPS
+    from engines.coreml_program import EMBEDDING_OUTPUT, MEL_INPUT, SUPPORTED_OPS
     from engines.mil_interpreter import MILInterpreter
 
     assert HEAD_OPS <= SUPPORTED_OPS

@@ -13,20 +13,16 @@ import pytest
 from model_factory import random_resnet_weights, small_config, write_model
 from numpy_resnet import forward
 
-from engines import onnx_engine, onnx_export
+from engines import build_graph, onnx_engine, onnx_export
 from engines.errors import EngineError
 from engines.graph import Relu
 from engines.model import WEIGHTS_FILE, ModelConfig, Weights
 from engines.onnx_engine import GRAPH_VERSION, ONNXEngine
 from engines.onnx_export import graph_to_onnx
-from engines.resnet import build_resnet, min_frames
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_COSINE = 0.9999
-MIN_FRAMES = min_frames(small_config())  # 9: two frames left after layer4 for the std
+MIN_FRAMES = build_graph(small_config()).min_frames()  # 9: two frames left after layer4 for the std
 
 
 def features(frames: int, batch: int = 1, seed: int = 0) -> np.ndarray:
@@ -88,7 +84,7 @@ def test_matches_mlx_engine(small_engine, small, frames):
     from engines.mlx_engine import MLXEngine  # a broken engine module fails here, never skips
 
     config, tensors = small
-    mlx = MLXEngine(build_resnet(config), tensors)
+    mlx = MLXEngine(build_graph(config), tensors)
     x = features(frames, seed=100 + frames)
     assert cosine(small_engine.embed(x)[0], mlx.embed(x)[0]) >= MIN_COSINE
 
@@ -286,7 +282,7 @@ def test_unknown_op_is_engine_error(small, tmp_path, monkeypatch):
     class Gelu(Relu):
         pass
 
-    graph = build_resnet(config)
+    graph = build_graph(config)
     graph.ops.insert(3, Gelu("stem", "odd"))
     with pytest.raises(EngineError, match="unsupported op Gelu"):
         graph_to_onnx(graph, tensors, config)
