@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint bench clean
+.PHONY: install test test-all lint bench clean
 
 install: $(STAMP)
 
@@ -17,7 +17,14 @@ $(STAMP): pyproject.toml
 lint: install
 	$(BIN)/ruff check .
 
+# `make test` leaves out the tests marked slow (about 2.5 min on 2 cores); with CI=true, as in CI,
+# and in `make test-all` it runs them all (about 5 min).
+PYTEST_SELECT := $(if $(filter true,$(CI)),,-m "not slow")
+
 test: lint
+	$(BIN)/python -m pytest $(PYTEST_SELECT)
+
+test-all: lint
 	$(BIN)/python -m pytest
 
 # Full run: `make bench`; a quick check of the code: `make bench BENCH_ARGS=--quick`;

@@ -168,6 +168,7 @@ def first_files_onnx(shared_dir, onnx_model) -> dict[Path, tuple[np.ndarray, np.
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", list(COREML_COSINE))
 def test_core_ml_package_agrees_with_onnx_on_real_speech(model_dir, first_files_onnx, tmp_path,
                                                          precision):

@@ -372,6 +372,7 @@ def test_campplus_float16_package_keeps_the_pooling_in_float32(small_campplus, t
         assert dtypes[op_type] == {"fp32"}, op_type  # context and statistics pooling, head
 
 
+@pytest.mark.slow
 def test_cli_embeds_and_exports_campplus_with_core_ml(small_campplus, tmp_path):
     from signals import voiced, write_wav
     from test_cli import run_audio
