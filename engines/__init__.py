@@ -74,6 +74,5 @@ def _compiled_engine(name: str, compiled: Path) -> Engine:
     return CompiledModelRunner(compiled)
 
 
-
 __all__ = ["ENGINE_NAMES", "Engine", "build_graph", "compiled_only_model", "create_engine",
            "is_apple_silicon", "resolve_engine_name"]

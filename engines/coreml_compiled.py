@@ -49,7 +49,6 @@ from engines.errors import EngineError, InputAudioError
 # Input lengths of the hub's compiled model (frames of 10 ms), from the Swift caller.
 HUB_FIXED_LENGTHS = (20, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000)
 HUB_COMPILED_MODEL = "wespeaker.mlmodelc"
-HUB_REPO = "aufklarer/WeSpeaker-ResNet34-LM-CoreML"
 
 Window = tuple[int, int]  # (start frame, length)
 
@@ -132,12 +131,6 @@ def embed_clips(predict: Callable[[np.ndarray], np.ndarray], features: np.ndarra
         raise EngineError(f"lengths {lengths.tolist()} do not fit features {features.shape}")
     return np.stack([embed_fixed_length(predict, clip[:n], allowed_lengths)
                      for clip, n in zip(features, lengths, strict=True)])
-
-
-def find_compiled_model(directory: Path) -> Path | None:
-    """The hub's compiled model inside a downloaded model directory, if it is there."""
-    path = Path(directory) / HUB_COMPILED_MODEL
-    return path if path.is_dir() else None
 
 
 class CompiledModelRunner:  # pragma: no cover - needs macOS (Core ML)

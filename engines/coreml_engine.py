@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -112,7 +111,7 @@ class CoreMLEngine(TrunkEngine):
         graph = build_graph(config) if graph is None else graph
         log = sys.stderr if log is None else log
         self.config = config
-        self.precision = check_precision(precision)
+        check_precision(precision)
         self.package = find_or_export_package(config, weights, precision, cache_dir, log, graph)
         super().__init__(graph, weights)
         self.min_frames = graph.min_frames()
@@ -188,10 +187,3 @@ class CoreMLEngine(TrunkEngine):
         for row, frames in zip(out, encoded, strict=True):
             row[: len(frames)] = frames
         return out
-
-    def embed_many(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """A list of (T_i, n_mels) clips of any lengths -> (N, dim), one call per clip."""
-        if len(clips) == 0:
-            return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
-        return np.concatenate([self.embed(np.asarray(c, dtype=np.float32)[None])
-                               for c in clips])

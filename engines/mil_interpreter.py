@@ -242,7 +242,6 @@ class MILInterpreter:
             raise
         except Exception as exc:  # protobuf, blob-reader and MIL errors: all mean "unreadable"
             raise EngineError(f"{self.path}: cannot read the Core ML package ({exc})") from None
-        self.spec = spec
         self.user_defined_metadata = dict(spec.description.metadata.userDefined)
         self.function = program.functions["main"]
         self.operations = list(self.function.operations)

@@ -34,7 +34,6 @@ from engines.coreml_compiled import (  # noqa: E402
     CompiledModelRunner,
     combine_windows,
     embed_fixed_length,
-    find_compiled_model,
     plan_windows,
 )
 from engines.coreml_engine import (  # noqa: E402
@@ -221,10 +220,19 @@ def test_unreadable_package_is_an_engine_error(tmp_path):
 # ---------------------------------------------------------------- the engine
 
 
+def embed_batch(engine, clips: list[np.ndarray]) -> np.ndarray:
+    """Clips of any lengths as one zero-padded batch with their lengths, as the pipeline runs."""
+    lengths = np.array([len(c) for c in clips])
+    batch = np.zeros((len(clips), lengths.max(), clips[0].shape[1]), dtype=np.float32)
+    for row, clip in zip(batch, clips, strict=True):
+        row[: len(clip)] = clip
+    return engine.embed(batch, lengths)
+
+
 def test_lengths_20_to_6000_run_unpadded_alone_or_batched(small, small_engine):
     config, tensors, _ = small
     clips = [features(n, seed=n) for n in (20, 57, 301, 6000)]
-    batch = small_engine.embed_many(clips)
+    batch = embed_batch(small_engine, clips)
     assert batch.shape == (4, config.embedding_dim) and batch.dtype == np.float32
     for clip, row in zip(clips, batch, strict=True):
         alone = small_engine.embed(clip[None])[0]
@@ -235,7 +243,7 @@ def test_lengths_20_to_6000_run_unpadded_alone_or_batched(small, small_engine):
             assert cosine(small_engine.embed(padded[None])[0], row) < 0.999
     same_length = np.stack([features(120, seed=s) for s in (1, 2, 3)])
     np.testing.assert_array_equal(small_engine.embed(same_length),
-                                  small_engine.embed_many(list(same_length)))
+                                  embed_batch(small_engine, list(same_length)))
 
 
 def test_engine_rejects_bad_input(small, small_engine):
@@ -245,7 +253,7 @@ def test_engine_rejects_bad_input(small, small_engine):
     with pytest.raises(EngineError, match="features"):
         small_engine.embed(np.zeros((1, 50, 40), np.float32))
     with pytest.raises(EngineError, match="longer than"):
-        small_engine.embed_many([np.zeros((MAX_FRAMES + 1, 80), np.float32)])
+        embed_batch(small_engine, [np.zeros((MAX_FRAMES + 1, 80), np.float32)])
 
 
 def test_engine_never_returns_a_zero_or_nan_vector(small, small_engine):
@@ -467,10 +475,8 @@ def test_fixed_length_runner_refuses_zero_and_nan_outputs():
         combine_windows(np.array([[1.0, 0.0], [-1.0, 0.0]]), [(0, 20), (20, 20)])
 
 
-def test_compiled_fixed_length_model_is_found_and_needs_macos(tmp_path):
-    assert find_compiled_model(tmp_path) is None
+def test_compiled_fixed_length_model_needs_macos(tmp_path):
     (tmp_path / HUB_COMPILED_MODEL).mkdir()
-    assert find_compiled_model(tmp_path) == tmp_path / HUB_COMPILED_MODEL
     if sys.platform != "darwin":
         with pytest.raises(EngineError, match="only on macOS"):
             CompiledModelRunner(tmp_path / HUB_COMPILED_MODEL)
@@ -507,7 +513,7 @@ def test_core_ml_predict_matches_reference(small, tmp_path, precision, bar):  # 
     engine = CoreMLEngine(config, weights, cache_dir=tmp_path, precision=precision)
     assert engine.backend == "coreml"
     clips = [features(n, seed=n) for n in (20, 57, 301, 6000)]
-    for clip, row in zip(clips, engine.embed_many(clips), strict=True):
+    for clip, row in zip(clips, embed_batch(engine, clips), strict=True):
         assert cosine(row, reference(clip, tensors, config)) >= bar
         # Core ML and the reference interpreter run the same package.
         ref = MILInterpreter(engine.package).predict({MEL_INPUT: clip[None]})[EMBEDDING_OUTPUT]

@@ -228,7 +228,6 @@ def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
     return status
 
 
-
 def result_to_dict(result: EmbeddingResult) -> dict:
     """The `--json` payload: the full vector and how it was made."""
     return {

@@ -63,8 +63,6 @@ def _expand_path(path: str) -> list[InputItem]:
     return [InputItem(p) for p in found]
 
 
-
-
 def _expand_list(list_path: str) -> list[InputItem]:
     """The inputs named in a list file (or stdin for `-`), relative to the list's directory."""
     label = LIST_PREFIX + list_path

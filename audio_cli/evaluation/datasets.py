@@ -39,11 +39,6 @@ class Dataset:
     layout: str  # "manifest" or "folders"
     utterances: list[Utterance]
 
-    @property
-    def speakers(self) -> list[str]:
-        """Distinct speaker labels, in first-seen order."""
-        return list(dict.fromkeys(u.speaker for u in self.utterances))
-
 
 def audio_files(directory: Path) -> list[Path]:
     """Audio files below `directory`, at any depth (frontend.audio.find_audio_files)."""

@@ -187,13 +187,11 @@ class Threshold:
     origin: str  # "option", "store", "default"
 
 
-
 def check_threshold(value: float) -> float:
     """A threshold must be a cosine: in [-1, 1]."""
     if not -1.0 <= value <= 1.0:
         raise UsageError(f"--threshold must be in [-1, 1] (a raw cosine), got {value:g}")
     return value
-
 
 
 def pick_threshold(option: float | None, stored: float | None, model_type: str) -> Threshold:
