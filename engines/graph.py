@@ -279,13 +279,12 @@ class Graph:
 
     def receptive_radius(self) -> int:
         """Input frames on each side of a FRAMES step that can change it (time-local trunks)."""
-        strides, radius = {INPUT: 1}, {INPUT: 0}
+        strides, radius = self.strides(), {INPUT: 0}
         for op in self.trunk_ops():
             names = op_inputs(op)
             stride_in = max((strides.get(n, 1) for n in names), default=1)
             reach = max((radius.get(n, 0) for n in names), default=0)
             radius[op.out] = reach + getattr(op, "time_context", 0) * stride_in
-            strides[op.out] = stride_in * getattr(op, "time_stride", 1)
         return radius[FRAMES]
 
     @property
