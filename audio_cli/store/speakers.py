@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from audio_cli.evaluation.metrics import calibration_threshold
+from audio_cli.evaluation.metrics import calibration_threshold, trial_scores
 from audio_cli.models.registry import default_threshold
 from audio_cli.pipeline.speaker import EmbeddingResult
 from audio_cli.store.db import Store, StoreError, now, pack, unpack
@@ -157,18 +157,12 @@ def stored_threshold(store: Store, embedder: Embedder) -> float | None:
 def calibrate(store: Store, embedder: Embedder) -> dict:
     """Equal-error threshold from pairs of enrolled exemplars of this model; stored."""
     vectors, _ = exemplar_vectors(store, embedder)
-    names = list(vectors)
-    same, different = [], []
-    for i, a in enumerate(names):
-        va = vectors[a].astype(np.float64)
-        gram = va @ va.T
-        same.extend(gram[np.triu_indices(len(va), k=1)])
-        for b in names[i + 1:]:
-            different.extend((va @ vectors[b].astype(np.float64).T).ravel())
-    if len(names) < 2 or not same:
+    labels = [name for name, exemplars in vectors.items() for _ in exemplars]
+    trials = trial_scores(np.concatenate(list(vectors.values())), labels)
+    if len(vectors) < 2 or trials.target.size == 0:
         raise UsageError("calibration needs at least two speakers and one speaker with two or "
                          "more exemplars of this model")
-    value, eer = calibration_threshold(np.array(same), np.array(different))
+    value, eer = calibration_threshold(trials.target, trials.nontarget)
     with store.write() as conn:
         model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
                                 embedder.frontend)
@@ -176,7 +170,7 @@ def calibrate(store: Store, embedder: Embedder) -> dict:
                      "VALUES (?, ?, ?, ?)", (model, value, "equal error rate, exemplar pairs",
                                              now()))
     return {"model": embedder.name, "threshold": value, "eer": eer,
-            "same_pairs": len(same), "different_pairs": len(different)}
+            "same_pairs": int(trials.target.size), "different_pairs": int(trials.nontarget.size)}
 
 
 @dataclass(frozen=True)
