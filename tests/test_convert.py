@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from torchzip import TensorView, write_torch_zip
 
-from audio_cli.models.convert import ATTRIBUTION_FILE, BN_EPS, convert_checkpoint
+from audio_cli.models.convert import ATTRIBUTION_FILE, convert_checkpoint
 from audio_cli.models.torch_checkpoint import (
     StubObject,
     find_state_dict,
@@ -369,7 +369,7 @@ def test_fusion_transpose_and_config_on_tiny_resnet(tmp_path: Path) -> None:
             state[f"{bn}.{k}"].astype(np.float64)
             for k in ("weight", "bias", "running_mean", "running_var")
         )
-        scale = gamma / np.sqrt(var + BN_EPS)
+        scale = gamma / np.sqrt(var + 1e-5)  # PyTorch's BatchNorm eps
         weight = state[f"{conv}.weight"].astype(np.float64) * scale[:, None, None, None]
         np.testing.assert_allclose(
             tensors[f"{name}.weight"], weight.transpose(0, 2, 3, 1), rtol=1e-6

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audio_cli.models import batchnorm
+from audio_cli.models.convert_campplus import attribution, convert_tensors, looks_like_campplus
 from audio_cli.models.torch_checkpoint import read_torch_state_dict
 from engines.errors import ModelError
 from engines.files import scratch_dir
@@ -30,7 +32,6 @@ from engines.model import (
 )
 
 ATTRIBUTION_FILE = "ATTRIBUTION.md"
-BN_EPS = 1e-5  # eps of every BatchNorm in the WeSpeaker ResNet
 OUTPUT_FILES = (WEIGHTS_FILE, ATTRIBUTION_FILE, CONFIG_FILE)  # written in this order
 
 Tensors = dict[str, np.ndarray]
@@ -121,18 +122,10 @@ def _looks_like_wespeaker_resnet(tensors: Tensors) -> bool:
 
 def _fold_batchnorm(t: _TrackedTensors, conv: str, bn: str) -> tuple[np.ndarray, np.ndarray]:
     """Fuse BatchNorm `bn` into conv `conv`: weight as [O, kH, kW, I] and bias, float32."""
-    weight = t[f"{conv}.weight"].astype(np.float64)
-    if weight.ndim != 4:
-        raise ModelError(f"{conv}.weight has shape {weight.shape}, expected 4-D [O, I, kH, kW]")
-    gamma, beta, mean, var = (
-        t[f"{bn}.{key}"].astype(np.float64)
-        for key in ("weight", "bias", "running_mean", "running_var")
-    )
-    scale = gamma / np.sqrt(var + BN_EPS)
-    conv_bias = t[f"{conv}.bias"].astype(np.float64) if f"{conv}.bias" in t else 0.0
-    fused = (weight * scale[:, None, None, None]).transpose(0, 2, 3, 1)
-    bias = beta + (conv_bias - mean) * scale
-    return np.ascontiguousarray(fused, dtype=np.float32), bias.astype(np.float32)
+    if t[f"{conv}.weight"].ndim != 4:
+        raise ModelError(f"{conv}.weight has shape {t[f'{conv}.weight'].shape}, expected 4-D "
+                         "[O, I, kH, kW]")
+    return batchnorm.fold_into_conv(t, conv, bn)
 
 
 def _count_blocks(t: Tensors) -> tuple[int, ...]:
@@ -193,23 +186,15 @@ def convert_wespeaker_resnet(tensors: Tensors, source: str) -> Converted:
     out["embedding.bias"] = t["seg_1.bias"].astype(np.float32)
     if t.unused():
         raise ModelError(f"{source}: tensors this converter does not know: {t.unused()[:5]}")
-    text = _WESPEAKER_ATTRIBUTION.format(weights=WEIGHTS_FILE, source=source, eps=BN_EPS)
+    text = _WESPEAKER_ATTRIBUTION.format(weights=WEIGHTS_FILE, source=source, eps=batchnorm.EPS)
     return Converted(out, _resnet_config(t, layers, source), text)
 
 
 # ---------------------------------------------------------------- 3D-Speaker CAM++
 
 
-def _looks_like_campplus(tensors: Tensors) -> bool:
-    from audio_cli.models.convert_campplus import looks_like_campplus
-
-    return looks_like_campplus(tensors)
-
-
 def convert_campplus(tensors: Tensors, source: str) -> Converted:
     """Convert 3D-Speaker CAM++ tensors to the hub layout (see convert_campplus.py)."""
-    from audio_cli.models.convert_campplus import attribution, convert_tensors
-
     t = _TrackedTensors({k: v for k, v in tensors.items()
                          if not k.endswith(".num_batches_tracked")})
     out, config = convert_tensors(t, source)
@@ -230,7 +215,7 @@ FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily(
         "3D-Speaker CAM++",
         "head.conv1, xvector.tdnn, xvector.block1.. and xvector.dense tensors",
-        _looks_like_campplus,
+        looks_like_campplus,
         convert_campplus,
     ),
 )

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from audio_cli.models import batchnorm
 from engines.errors import ModelError
 from engines.model import CAMPPLUS_MODEL_TYPE, WEIGHTS_FILE, FrontendConfig, ModelConfig
 
-BN_EPS = 1e-5  # eps of every BatchNorm in CAM++
 REQUIRED = {"head.conv1.weight", "xvector.tdnn.linear.weight", "xvector.dense.linear.weight"}
 # 3D-Speaker's FBank: Kaldi's povey window, samples left in [-1, 1] (not scaled to 16 bits)
 FRONTEND = FrontendConfig(window="povey", input_scale=1.0)
@@ -51,26 +51,11 @@ def looks_like_campplus(tensors: dict[str, np.ndarray]) -> bool:
     return REQUIRED <= tensors.keys()
 
 
-def _bn(t, name: str, affine: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, shift) float64 of BatchNorm `name` in inference mode."""
-    mean, var = (t[f"{name}.{k}"].astype(np.float64) for k in ("running_mean", "running_var"))
-    scale = 1.0 / np.sqrt(var + BN_EPS)
-    shift = -mean * scale
-    if affine:
-        gamma, beta = (t[f"{name}.{k}"].astype(np.float64) for k in ("weight", "bias"))
-        scale, shift = gamma * scale, beta + shift * gamma
-    return scale, shift
-
-
 def _fold(t, conv: str, bn: str) -> tuple[np.ndarray, np.ndarray]:
     """Conv `conv` (no bias) followed by BatchNorm `bn` -> (kernel channels-last, bias)."""
-    weight = t[f"{conv}.weight"].astype(np.float64)
     if f"{conv}.bias" in t:
         raise ModelError(f"{conv} has a bias; CAM++ convolutions before BatchNorm have none")
-    scale, shift = _bn(t, bn)
-    fused = weight * scale.reshape(-1, *([1] * (weight.ndim - 1)))
-    fused = np.moveaxis(fused, 1, -1)  # [O, I, ...] -> [O, ..., I]
-    return np.ascontiguousarray(fused, dtype=np.float32), shift.astype(np.float32)
+    return batchnorm.fold_into_conv(t, conv, bn)
 
 
 def _kernel(t, name: str) -> np.ndarray:
@@ -102,7 +87,7 @@ def _head(t, out: dict) -> int:
 
 
 def _affine(t, out: dict, bn: str, name: str) -> None:
-    scale, shift = _bn(t, f"{bn}.batchnorm")
+    scale, shift = batchnorm.scale_shift(t, f"{bn}.batchnorm")
     out[f"{name}.weight"], out[f"{name}.bias"] = scale.astype(np.float32), shift.astype(np.float32)
 
 
@@ -138,7 +123,7 @@ def convert_tensors(t, source: str) -> tuple[dict[str, np.ndarray], ModelConfig]
     dense = t["xvector.dense.linear.weight"].astype(np.float64)
     if dense.ndim != 3 or dense.shape[2] != 1:
         raise ModelError(f"xvector.dense.linear.weight has shape {dense.shape}, expected [O, I, 1]")
-    scale, shift = _bn(t, "xvector.dense.nonlinear.batchnorm", affine=False)
+    scale, shift = batchnorm.scale_shift(t, "xvector.dense.nonlinear.batchnorm", affine=False)
     out["embedding.weight"] = (dense[:, :, 0] * scale[:, None]).astype(np.float32)
     out["embedding.bias"] = shift.astype(np.float32)
     growth = int(out["xvector.block1.tdnnd1.cam_layer.linear_local.weight"].shape[0])
@@ -159,4 +144,4 @@ def convert_tensors(t, source: str) -> tuple[dict[str, np.ndarray], ModelConfig]
 
 def attribution(source: str) -> str:
     """The ATTRIBUTION.md text for weights converted from `source`."""
-    return ATTRIBUTION.format(weights=WEIGHTS_FILE, source=source, eps=BN_EPS)
+    return ATTRIBUTION.format(weights=WEIGHTS_FILE, source=source, eps=batchnorm.EPS)

@@ -226,6 +226,12 @@ class Store:
             (name, digest, dim, frontend))
         return int(cursor.lastrowid)
 
+    def speaker_row(self, conn: sqlite3.Connection, name: str, created: str) -> int:
+        """The id of the speaker named `name`, created (with `created`) if new (inside a write)."""
+        conn.execute("INSERT OR IGNORE INTO speakers (name, created) VALUES (?, ?)",
+                     (name, created))
+        return int(conn.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()[0])
+
     def find_model(self, conn: sqlite3.Connection, digest: str) -> int | None:
         """The id of the models row for this digest, or None if the store never saw it."""
         row = conn.execute("SELECT id FROM models WHERE digest = ?", (digest,)).fetchone()

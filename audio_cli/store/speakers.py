@@ -47,9 +47,7 @@ def enroll(store: Store, embedder: Embedder, name: str, results: list[EmbeddingR
     with store.write() as conn:
         model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
                                 embedder.frontend)
-        conn.execute("INSERT OR IGNORE INTO speakers (name, created) VALUES (?, ?)",
-                     (name, now()))
-        speaker = conn.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()[0]
+        speaker = store.speaker_row(conn, name, now())
         for r in results:
             conn.execute(
                 "INSERT OR REPLACE INTO exemplars (speaker_id, model_id, engine, source, duration,"

@@ -79,9 +79,7 @@ def import_speakers(store: Store, path: Path) -> dict:
     with store.write() as conn:
         model_ids: dict[str, int] = {}
         for name, created, exemplars in speakers:
-            conn.execute("INSERT OR IGNORE INTO speakers (name, created) VALUES (?, ?)",
-                         (name, created))
-            sid = conn.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()[0]
+            sid = store.speaker_row(conn, name, created)
             for ex in exemplars:
                 try:
                     model = models[ex["model"]]
