@@ -192,7 +192,6 @@ def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int
 def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: bool,
               out: Sink | None) -> int:
     """The one-file call: a summary (or one JSON object); an error stops it. Returns 0."""
-
     result = speaker.embed_source(file, min_duration)
     if json_output:
         sys.stdout.write(result_to_json(result) + "\n")
@@ -209,7 +208,6 @@ def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
                window: float | None, hop: float | None, json_output: bool,
                out: Sink | None) -> int:
     """Many inputs (or windows) to JSON Lines, a table and/or `out`; returns the status."""
-
     sinks: list[Sink] = [out] if out is not None else []
     table = None
     if json_output:

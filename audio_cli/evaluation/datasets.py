@@ -106,7 +106,7 @@ def load_impostors(directory: Path) -> list[Path]:
     """Every audio file below `directory`: each is a speaker of its own."""
     if not directory.is_dir():
         raise InputAudioError(f"{directory}: not a directory (--impostors)")
-    files = list(audio_files(directory))
+    files = audio_files(directory)
     if not files:
         raise InputAudioError(f"{directory}: no audio files (--impostors)")
     return files

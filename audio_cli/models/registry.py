@@ -73,9 +73,8 @@ def known_model(name: str) -> KnownModel | None:
     return None
 
 
-def check_engine(model: str, engine: str) -> None:
-    """ModelError if `model` names a known model that `engine` cannot run (before any download)."""
-    known = known_model(model)
+def _check_engine(model: str, known: KnownModel | None, engine: str) -> None:
+    """ModelError if `model` is the known model `known` and `engine` cannot run it."""
     engine = resolve_engine_name(engine)
     if known is not None and engine not in known.engines:
         raise ModelError(f"{model} runs only with --engine {' or '.join(known.engines)} "
@@ -144,8 +143,9 @@ def resolve_model(model: str, engine: str | None = None) -> tuple[str, Path]:
     A local directory holding 3D-Speaker's original CAM++ checkpoint and no `config.json` is
     verified and converted into the user cache (models/campplus.py), and so is `campplus`.
     """
+    known = known_model(model)
     if engine is not None:
-        check_engine(model, engine)
+        _check_engine(model, known, engine)
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / CONFIG_FILE).exists():
@@ -155,7 +155,6 @@ def resolve_model(model: str, engine: str | None = None) -> tuple[str, Path]:
             if checkpoint.is_file():
                 return str(path), campplus.model_dir_from_checkpoint(checkpoint)
         return str(path), check_model_dir(path)
-    known = known_model(model)
     if known is not None and known.source == "modelscope":
         from audio_cli.models import campplus
 
