@@ -30,6 +30,7 @@ import numpy as np
 
 from .batch_rows import section_batch
 from .common import CONVENTION, FULL, OUT_DIR, QUICK, ROOT, Plan, load_average, log
+from .end_to_end import section_end_to_end
 from .ort_sessions import DEFAULTS, ENGINE_AS_WRITTEN, describe, engine_spec
 from .sections import section_cold, section_forward, section_memory
 from .store_scaling import section_store
@@ -38,7 +39,7 @@ from .throughput import section_corpus
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 ENGINES = ("onnx", "mlx")
-SECTIONS = "abcdef"
+SECTIONS = "abcdefg"
 FULL_MARK = "- mode: full"
 QUICK_MARK = "- mode: QUICK (small model, few repeats; a check of the code, not a result)"
 
@@ -66,6 +67,12 @@ def measures(plan: Plan) -> list[str]:
         f"process per file; one {long} WAV through the CLI, its wall time and peak RSS.",
         "(f) store scaling: SQLite -> numpy load time, query time and peak RSS of exact voice "
         "search for N random vectors (no baseline).",
+        f"(g) the whole path against the bare runtime, for ResNet34 and CAM++ (when its "
+        f"weights are in ../shared): {files} through the Python API, the library's many-file "
+        "call and one CLI call, against a bare onnxruntime session with default options on "
+        "precomputed features; peak RSS of one CLI call on "
+        f"{', '.join(map(str, plan.memory_counts))} files; CAM++ on "
+        f"{', '.join(f'{s // 60} min' if s >= 60 else f'{s} s' for s in plan.campplus_long)}.",
     ]
 
 
@@ -192,6 +199,7 @@ def run(plan: Plan, only: str, store_sizes: tuple[int, ...]) -> str:
             "d": lambda: section_memory(model_dir, onnx_path, engine_opts, tmp),
             "e": lambda: section_batch(onnx, model_dir, plan, tmp, notes),
             "f": lambda: section_store(store_sizes, log),
+            "g": lambda: section_end_to_end(model_dir, plan, tmp, notes),
         }
         for key, section in sections.items():
             if key not in only:

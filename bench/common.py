@@ -38,6 +38,8 @@ class Plan:
     loop_files: int | None  # CLI calls actually made in the loop (None: all)
     long_seconds: int  # the long-input row
     store_sizes: tuple[int, ...]
+    memory_counts: tuple[int, ...]  # files in one call, section (g)
+    campplus_long: tuple[int, ...]  # seconds of the CAM++ long-input rows
 
 
 FULL = Plan(quick=False,
@@ -45,12 +47,13 @@ FULL = Plan(quick=False,
             # MLX runs on the CPU off Apple Silicon at ~5 s per 3 s clip for the full model.
             mlx_sizes=(("3 s", 298, 5),),
             cli_runs=5, corpus_limit=None, loop_files=None, long_seconds=3600,
-            store_sizes=(10_000, 100_000, 1_000_000))
+            store_sizes=(10_000, 100_000, 1_000_000),
+            memory_counts=(1, 10, 100, 250), campplus_long=(300, 3600))
 QUICK = Plan(quick=True,
              forward_sizes=(("3 s", 298, 3), ("10 s", 998, 3)),
              mlx_sizes=(("3 s", 298, 3),),
              cli_runs=2, corpus_limit=10, loop_files=3, long_seconds=300,
-             store_sizes=(2_000,))
+             store_sizes=(2_000,), memory_counts=(1, 10), campplus_long=(60,))
 
 
 def log(message: str) -> None:

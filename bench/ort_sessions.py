@@ -42,9 +42,9 @@ DEFAULTS = {"label": "onnxruntime defaults", "options": {}, "session_config": {}
 # What ONNXEngine._session_options and its RunOptions set when this benchmark was written; used
 # only when the engine's options cannot be read (the report then says so).
 ENGINE_AS_WRITTEN = {"label": "engine's options (bench's copy)",
-                     "options": {"inter_op_num_threads": 1},
+                     "options": {"inter_op_num_threads": 1, "enable_mem_pattern": False},
                      "session_config": {"session.force_spinning_stop": "1"},
-                     "run_config": {"memory.enable_memory_arena_shrinkage": "cpu:0"},
+                     "run_config": {},
                      "providers": [CPU]}
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from audio_cli.frontend.audio import Audio, check_usable, from_samples
 from audio_cli.frontend.fbank import fbank, min_samples
 from audio_cli.models.registry import DEFAULT_MODEL, check_model_dir, resolve_model
-from audio_cli.pipeline.batching import EmbeddingResult, Inference, InputFailure
+from audio_cli.pipeline.batching import EmbeddingResult, Inference, InputFailure, one_blas_thread
 from engines.errors import InputAudioError, UsageError
 from engines.model import WEIGHTS_FILE, ModelConfig, Weights
 
@@ -127,7 +127,8 @@ class WeSpeaker:
 
     def features(self, audio: Audio) -> np.ndarray:
         """(T, n_mels) float32 features of decoded audio, in this model's front-end."""
-        return fbank(audio.samples, self.config.frontend)
+        with one_blas_thread():
+            return fbank(audio.samples, self.config.frontend)
 
     def embed_features(self, features: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """(T, n_mels) features -> (dim,); (B, T, n_mels) or a list of (T_i, n_mels) -> (B, dim).
@@ -141,7 +142,9 @@ class WeSpeaker:
                 raise InputAudioError(
                     f"too few feature frames ({len(clip)}); the network needs {self.min_frames}"
                 )
-        vectors = self.inference.embed_clips([np.asarray(c, dtype=np.float32) for c in clips])
+        with one_blas_thread():
+            vectors = self.inference.embed_clips([np.asarray(c, dtype=np.float32)
+                                                  for c in clips])
         return vectors[0] if single else vectors
 
     def embed_audio(self, audio: Audio, min_duration: float = DEFAULT_MIN_DURATION
@@ -205,7 +208,8 @@ class WeSpeaker:
         results = []
         for first in range(0, len(bounds), WINDOWS_PER_BATCH):
             group = bounds[first:first + WINDOWS_PER_BATCH]
-            clips = [fbank(audio.samples[s:e], self.config.frontend) for s, e in group]
+            with one_blas_thread():
+                clips = [fbank(audio.samples[s:e], self.config.frontend) for s, e in group]
             vectors = self.embed_features(clips)
             results += [WindowEmbedding(v, audio.source, start / rate, end / rate)
                         for v, (start, end) in zip(vectors, group, strict=True)]
