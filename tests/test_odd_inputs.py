@@ -100,7 +100,7 @@ def test_process_substitution(clip, reference, small_model_dir):
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("bash is not installed (process substitution is a bash feature)")
-    command = (f'"$0" -m audio_cli embed-speaker <(cat "$1") --model "$2" --json')
+    command = '"$0" -m audio_cli embed-speaker <(cat "$1") --model "$2" --json'
     proc = subprocess.run([bash, "-c", command, sys.executable, str(clip), str(small_model_dir)],
                           capture_output=True, timeout=TIMEOUT)
     record = ok_record(proc)
@@ -288,9 +288,17 @@ def test_mp3_that_fails_to_decode_is_one_line(small_model_dir, tmp_path):
     assert lines[0].startswith(f"audio: error: {path}: ")
 
 
-def test_decoding_leaves_stderr_working(tmp_path, capfd):
+def test_decoding_in_threads_leaves_stderr_working(tmp_path, capfd):
     path = tmp_path / "noisy.mp3"
     path.write_bytes(_damage_side_info(_mp3(tmp_path / "clean.mp3", 5.0), frames=3))
-    load_audio(path)
+    expected = load_audio(path).samples
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(load_audio(path).samples))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 4 and all(np.array_equal(r, expected) for r in results)
     os.write(2, b"still here\n")
     assert capfd.readouterr().err == "still here\n"
