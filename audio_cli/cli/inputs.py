@@ -44,8 +44,8 @@ def expand_inputs(args: list[str]) -> list[InputItem]:
     if len(stdin_uses) > 1:
         raise UsageError("stdin can be read only once (`-` or `@-`, not both or twice)")
     if stdin_uses and sys.stdin is not None and sys.stdin.isatty():
-        hint = STDIN_HINT if stdin_uses[0] == STDIN else LIST_HINT
-        raise UsageError(f"`{stdin_uses[0]}` reads stdin, which is a terminal; {hint}")
+        what = f"not audio; {STDIN_HINT}" if stdin_uses[0] == STDIN else f"not a list; {LIST_HINT}"
+        raise UsageError(f"stdin is a terminal, {what}")
     items: list[InputItem] = []
     for arg in args:
         if arg.startswith(LIST_PREFIX):

@@ -83,8 +83,9 @@ def open_input(source: str | os.PathLike) -> str | bytes:
         raise InputAudioError(f"{path}: no such file")
     if path.is_dir():
         raise InputAudioError(f"{path}: is a directory, not an audio file")
-    regular = stat.S_ISREG(path.stat().st_mode)
-    if regular and path.stat().st_size == 0:
+    info = path.stat()
+    regular = stat.S_ISREG(info.st_mode)
+    if regular and info.st_size == 0:
         raise InputAudioError(f"{path}: empty file")
     if not os.access(path, os.R_OK):
         raise InputAudioError(f"{path}: permission denied")
