@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 import numpy as np
 
-from audio_cli.frontend.audio import LIST_PREFIX, load_audio, source_name
+from audio_cli.frontend.audio import LIST_PREFIX, InputAudioWarning, load_audio, source_name
 from audio_cli.pipeline.speaker import (
     EmbeddingResult,
     InputFailure,
@@ -170,6 +172,29 @@ class Reporter:
             self._progress.stop()
 
 
+def stderr_line(text: str) -> None:
+    """One line on stderr, at once."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def input_warnings(line: Callable[[str], None]) -> Iterator[None]:
+    """Show each InputAudioWarning issued meanwhile as one `audio: warning:` line via `line`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", InputAudioWarning)  # once per message, never an error
+        show_other = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):
+            if issubclass(category, InputAudioWarning):
+                line(f"audio: warning: {message}")
+            else:
+                show_other(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
+
+
 def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int:
     """Send every outcome to every sink, report it; returns the exit status."""
     codes: set[int] = set()
@@ -192,7 +217,8 @@ def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int
 def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: bool,
               out: Sink | None) -> int:
     """The one-file call: a summary (or one JSON object); an error stops it. Returns 0."""
-    result = speaker.embed_source(file, min_duration)
+    with input_warnings(stderr_line):
+        result = speaker.embed_source(file, min_duration)
     if json_output:
         sys.stdout.write(result_to_json(result) + "\n")
     elif out is None:
@@ -217,7 +243,8 @@ def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
         sinks.append(table)
     streaming_to_terminal = json_output and sys.stdout.isatty()
     reporter = Reporter(len(items), sys.stderr.isatty() and not streaming_to_terminal)
-    status = run(outcomes(speaker, items, min_duration, window, hop), sinks, reporter)
+    with input_warnings(reporter.line):
+        status = run(outcomes(speaker, items, min_duration, window, hop), sinks, reporter)
     if table is not None:
         from rich.console import Console
 

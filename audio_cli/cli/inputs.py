@@ -8,7 +8,7 @@ Rules (also in the README):
   skipped, surrounding whitespace is stripped; a relative path is relative to the list
   file's directory (so a list travels with its data); an entry may be a directory;
   `@-` reads the list from stdin, relative to the current directory;
-- `-` is audio on stdin; stdin can be used once (`-` or `@-`);
+- `-` is audio on stdin; stdin can be used once (`-` or `@-`), and not when it is a terminal;
 - a path given twice is embedded once, at its first place.
 An unreadable list or a directory without audio files becomes a failed input, not an error
 for the whole call; a missing file is left to the loader, which reports it in order.
@@ -21,8 +21,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio_cli.frontend.audio import AUDIO_EXTENSIONS, LIST_PREFIX, STDIN, find_audio_files
+from audio_cli.frontend.audio import LIST_PREFIX, STDIN, STDIN_HINT
+from audio_cli.frontend.folders import AUDIO_EXTENSIONS, find_audio_files
 from engines.errors import InputAudioError, UsageError
+
+LIST_HINT = "pipe a list in, e.g. `ls *.wav | audio embed-speaker @-`"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ def expand_inputs(args: list[str]) -> list[InputItem]:
     stdin_uses = [a for a in args if a in (STDIN, LIST_PREFIX + STDIN)]
     if len(stdin_uses) > 1:
         raise UsageError("stdin can be read only once (`-` or `@-`, not both or twice)")
+    if stdin_uses and sys.stdin is not None and sys.stdin.isatty():
+        what = f"not audio; {STDIN_HINT}" if stdin_uses[0] == STDIN else f"not a list; {LIST_HINT}"
+        raise UsageError(f"stdin is a terminal, {what}")
     items: list[InputItem] = []
     for arg in args:
         if arg.startswith(LIST_PREFIX):

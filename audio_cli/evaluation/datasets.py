@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio_cli.frontend.audio import AUDIO_EXTENSIONS, find_audio_files
+from audio_cli.frontend.folders import AUDIO_EXTENSIONS, find_audio_files
 from engines.errors import InputAudioError
 
 MANIFEST_NAME = "manifest.csv"

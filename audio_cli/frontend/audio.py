@@ -5,34 +5,47 @@
 with soxr's streaming resampler, so a long recording never has to be in memory. `load_audio`
 is that block path run to the end, so whole-file and streamed samples are the same.
 Also here: the checks that decoded audio can be embedded (duration, digital silence,
-non-finite samples) and `find_audio_files`, the one walker of audio folders.
+non-finite samples). The walker of audio folders is `frontend/folders.py`.
 
-Stdin (`-`) cannot be rewound, so it is read into memory once; only the decoded signal is
-then streamed.
+Stdin (`-`), pipes, FIFOs and process substitutions (`<(...)`) cannot be rewound, so they are
+read into memory once; only the decoded signal is then streamed. A terminal is refused.
+Decoders run with file descriptor 2 pointed at /dev/null: libmpg123 prints its notes there.
+What is odd but usable (a header declaring more audio than the file holds, audio below the
+model's rate) is an InputAudioWarning, once per input.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import sys
+import threading
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from engines.errors import InputAudioError
+from engines.errors import InputAudioError, UsageError
 
 STDIN = "-"  # an input named "-" is audio on stdin
 LIST_PREFIX = "@"  # an input named "@FILE" is a list of inputs, one a line ("@-": on stdin)
-# File extensions libsndfile reads, looked for when a folder is given as input.
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-    ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64",
-})
 RESAMPLE_QUALITY = "HQ"  # soxr quality, one-shot and streaming
 SILENCE_PEAK = 2.0**-15  # below one 16-bit step: digital silence
+STDIN_HINT = "pipe or redirect a file in, e.g. `audio embed-speaker - < voice.wav`"
+
+
+class InputAudioWarning(UserWarning):
+    """Input audio that is used but is odd: truncated, or below the model's sample rate."""
+
+
+def warn(message: str) -> None:
+    """Issue an InputAudioWarning (the CLI prints it as one `audio: warning:` line)."""
+    warnings.warn(message, InputAudioWarning, stacklevel=2)
 
 
 @dataclass(frozen=True)
@@ -57,27 +70,50 @@ def source_name(source: str | os.PathLike) -> str:
 
 
 def open_input(source: str | os.PathLike) -> str | bytes:
-    """Check the path names a readable, non-empty file (-> the path); `-` reads all of stdin."""
+    """Check the path names a readable, non-empty file (-> the path); `-`, a pipe or a FIFO is
+    read whole (-> its bytes). A terminal is a UsageError: reading it would wait silently."""
     if str(source) == STDIN:
-        data = sys.stdin.buffer.read()
-        if not data:
-            raise InputAudioError("stdin: no data (empty input)")
-        return data
+        if sys.stdin is None:
+            raise InputAudioError("stdin: not available (closed)")
+        if sys.stdin.isatty():
+            raise UsageError(f"stdin is a terminal, not audio; {STDIN_HINT}")
+        return _read_stream(sys.stdin.buffer, "stdin")
     path = Path(source)
     if not path.exists():
         raise InputAudioError(f"{path}: no such file")
     if path.is_dir():
         raise InputAudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
+    info = path.stat()
+    regular = stat.S_ISREG(info.st_mode)
+    if regular and info.st_size == 0:
         raise InputAudioError(f"{path}: empty file")
     if not os.access(path, os.R_OK):
         raise InputAudioError(f"{path}: permission denied")
-    return str(path)
+    if regular:
+        return str(path)
+    # A pipe, FIFO, socket or device: its size says nothing (0) and it cannot be rewound.
+    try:
+        with open(path, "rb") as stream:
+            if stream.isatty():
+                raise UsageError(f"{path} is a terminal, not audio; {STDIN_HINT}")
+            return _read_stream(stream, str(path))
+    except OSError as exc:
+        raise InputAudioError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_stream(stream, name: str) -> bytes:
+    """All bytes of an unseekable input; none is an error."""
+    data = stream.read()
+    if not data:
+        raise InputAudioError(f"{name}: no data (empty input)")
+    return data
 
 
 def unreadable(name: str, exc: Exception) -> InputAudioError:
-    """The error for a file libsndfile cannot decode, with its first line of detail."""
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    """The error for a file libsndfile cannot decode, with libsndfile's reason (first line)."""
+    detail = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+    # soundfile prefixes "Error opening <the file object>: "; the name is already in front
+    detail = re.sub(r"^Error opening .*?: ", "", detail.splitlines()[0]).rstrip(".")
     return InputAudioError(f"{name}: not a readable audio file ({detail})")
 
 
@@ -129,8 +165,16 @@ def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000
     check_finite(data, name)
     if sample_rate <= 0:
         raise InputAudioError(f"{name}: sample rate must be positive, got {sample_rate}")
+    check_rate(name, int(sample_rate), target_rate)
     return Audio(resample(downmix(data), int(sample_rate), target_rate), target_rate,
                  int(sample_rate), data.shape[1], name)
+
+
+def check_rate(name: str, source_rate: int, target_rate: int) -> None:
+    """Warn about audio below the model's rate: upsampling cannot bring back the high band."""
+    if source_rate < target_rate:
+        warn(f"{name}: {source_rate} Hz audio upsampled to {target_rate} Hz; speaker vectors "
+             "from narrow-band audio are less reliable")
 
 
 def check_duration(name: str, duration: float, min_duration: float) -> None:
@@ -233,7 +277,8 @@ class AudioSource:
                 if data.shape[0] == 0:
                     raise InputAudioError(
                         f"{self.name}: the audio ends after {self.source_frames - remaining} of "
-                        f"the {self.source_frames} frames its header declares (truncated file)")
+                        f"the {self.source_frames} frames its header declares (truncated or "
+                        "damaged file)")
                 remaining -= data.shape[0]
                 check_finite(data, self.name)
                 piece = downmix(data)
@@ -248,16 +293,73 @@ class AudioSource:
 
 
 def open_audio(source: str | os.PathLike, sample_rate: int = 16000) -> AudioSource:
-    """Check a path (or `-` for stdin) and read its header; nothing is decoded yet."""
+    """Check a path (or `-` for stdin) and read its header; nothing is decoded yet. Warns when
+    the header declares more audio than is present (that is used) or the rate is too low."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     name = source_name(source)
     data = open_input(source)
     with _open_sndfile(data, name) as handle:
         rate, channels, frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
+        declared = declared_frames(handle, frames)
     if frames <= 0 or channels <= 0:
         raise no_samples(name)
+    if declared is not None:
+        warn(f"{name}: truncated: header says {declared / rate:.2f} s, "
+             f"{frames / rate:.2f} s present")
+    check_rate(name, rate, int(sample_rate))
     return AudioSource(name, rate, channels, frames, int(sample_rate), data)
+
+
+# libsndfile's log of a WAV, AIFF or AU header whose data chunk is longer than the file:
+# "data : 480000 (should be 160000)" (bytes declared, bytes present).
+_SHORT_DATA = re.compile(r"^\s*(?:data|ssnd|data size)\s*:\s*(\d+)\s*\(should be (\d+)\)",
+                         re.IGNORECASE | re.MULTILINE)
+UNKNOWN_SIZE = 0x7FFF0000  # bytes; at or above: a placeholder written by a streaming encoder
+
+
+def declared_frames(handle, frames: int) -> int | None:
+    """Frames the header declares when it declares more data than the file holds, else None
+    (libsndfile then reads and counts only what is there). Placeholder sizes written to a pipe
+    (0xFFFFFFFF, or 0) mean "unknown", not truncated."""
+    match = _SHORT_DATA.search(handle.extra_info)
+    if match is None:
+        return None
+    declared, present = int(match.group(1)), int(match.group(2))
+    if present <= 0 or not present < declared < UNKNOWN_SIZE:
+        return None
+    return round(frames * declared / present)
+
+
+_quiet_lock = threading.Lock()
+_quiet = {"users": 0, "saved": -1}  # decoder calls running; fd 2 as it was before them
+
+
+@contextmanager
+def _decoder_quiet() -> Iterator[None]:
+    """fd 2 on /dev/null while decoder calls run (libmpg123 writes notes and errors there).
+    Concurrent calls share one redirection; other threads' fd-2 output meanwhile is lost."""
+    with _quiet_lock:
+        if _quiet["users"] == 0:
+            if sys.stderr is not None:
+                sys.stderr.flush()  # Python's buffered text goes out before fd 2 moves
+            try:
+                _quiet["saved"] = os.dup(2)
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 2)
+                os.close(null)
+            except OSError:  # fd 2 closed, or no /dev/null: nothing to silence
+                pass
+        _quiet["users"] += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet["users"] -= 1
+            if _quiet["users"] == 0 and _quiet["saved"] >= 0:
+                os.dup2(_quiet["saved"], 2)
+                os.close(_quiet["saved"])
+                _quiet["saved"] = -1
 
 
 def _open_sndfile(data: str | bytes, name: str):
@@ -265,7 +367,8 @@ def _open_sndfile(data: str | bytes, name: str):
     import soundfile
 
     try:
-        return soundfile.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data)
+        with _decoder_quiet():
+            return soundfile.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except _SNDFILE_ERRORS as exc:
         raise unreadable(name, exc) from None
 
@@ -273,7 +376,8 @@ def _open_sndfile(data: str | bytes, name: str):
 def _read(handle, frames: int, name: str) -> np.ndarray:
     """Up to `frames` frames as (n, channels) float32; decoding errors as InputAudioError."""
     try:
-        return handle.read(frames, dtype="float32", always_2d=True)
+        with _decoder_quiet():
+            return handle.read(frames, dtype="float32", always_2d=True)
     except _SNDFILE_ERRORS as exc:
         raise unreadable(name, exc) from None
 
@@ -292,18 +396,3 @@ def _rechunk(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
                 buffer, filled = np.empty(size, dtype=np.float32), 0
     if filled:
         yield buffer[:filled]
-
-
-def find_audio_files(directory: str | os.PathLike) -> list[str]:
-    """Audio files (AUDIO_EXTENSIONS, any case) under `directory`, recursively, sorted by path
-    components; hidden files and folders (`.name`) below it are skipped. The one walker of
-    audio folders: `embed-speaker DIR`, `index DIR`, and `eval`'s datasets use it."""
-    found: list[tuple[tuple[str, ...], str]] = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if name.startswith(".") or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
-                continue
-            path = os.path.join(root, name)
-            found.append((Path(os.path.relpath(path, directory)).parts, path))
-    return [path for _, path in sorted(found)]

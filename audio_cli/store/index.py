@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_cli.frontend.audio import find_audio_files
+from audio_cli.frontend.folders import find_audio_files
 from audio_cli.pipeline.speaker import EmbeddingResult, InputFailure
 from audio_cli.store.db import Store, now, pack
 from audio_cli.store.identity import Embedder
