@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
+	$(BIN)/python -m ruff check .
 
-# `make test` leaves out the tests marked slow (about 2.5 min on 2 cores); with CI=true, as in CI,
-# and in `make test-all` it runs them all (about 5 min).
+# `make test` leaves out the tests marked slow (about 2.5 min on 2 idle cores); with CI=true, as in
+# CI, and in `make test-all` it runs them all (about 5 min idle; README, Tests, has measured times).
 PYTEST_SELECT := $(if $(filter true,$(CI)),,-m "not slow")
 
 test: lint
