@@ -4,9 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all lint bench clean
+.PHONY: install where test test-all lint bench clean
 
+# make cannot change the calling shell's PATH: run `.venv/bin/audio`, or `source .venv/bin/activate`
+# once per shell to type plain `audio`.
 install: $(STAMP)
+	@echo "audio is installed as $(abspath $(BIN))/audio; run 'source $(BIN)/activate' to put it on PATH"
+
+# The path of the `audio` command (on stdout, alone, for scripts).
+where: $(STAMP)
+	@echo "$(abspath $(BIN))/audio"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +21,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-lint: install
-	$(BIN)/ruff check .
+lint: $(STAMP)
+	$(BIN)/python -m ruff check .
 
-# `make test` leaves out the tests marked slow (about 2.5 min on 2 cores); with CI=true, as in CI,
-# and in `make test-all` it runs them all (about 5 min).
+# `make test` leaves out the tests marked slow (about 2.5 min on 2 idle cores); with CI=true, as in
+# CI, and in `make test-all` it runs them all (about 5 min idle; README, Tests, has measured times).
 PYTEST_SELECT := $(if $(filter true,$(CI)),,-m "not slow")
 
 test: lint
@@ -29,7 +36,7 @@ test-all: lint
 
 # Full run: `make bench`; a quick check of the code: `make bench BENCH_ARGS=--quick`;
 # record a full run in bench/RESULTS.md: `make bench BENCH_ARGS=--record`. Reports: bench/out/.
-bench: install
+bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
