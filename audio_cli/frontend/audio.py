@@ -180,8 +180,9 @@ def check_rate(name: str, source_rate: int, target_rate: int) -> None:
 def check_duration(name: str, duration: float, min_duration: float) -> None:
     """Refuse audio shorter than `min_duration` seconds."""
     if duration < min_duration:
+        shown = f"{duration:.3f}" if round(duration, 3) < min_duration else f"{duration:.6f}"
         raise InputAudioError(
-            f"{name}: too short ({duration:.3f} s); "
+            f"{name}: too short ({shown} s); "
             f"at least {min_duration:g} s is needed (--min-duration)"
         )
 
