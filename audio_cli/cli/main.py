@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from audio_cli import __version__
+from audio_cli.cli import options
 from audio_cli.models.registry import DEFAULT_MODEL
 from engines.errors import DEBUG_ENV, EXIT_INTERNAL, EXIT_USAGE, AudioCliError
 
@@ -74,42 +75,48 @@ def _root(
     """Speaker embeddings (WeSpeaker ResNet34-LM, CAM++) from the command line."""
 
 
+ModelOpt = Annotated[str, typer.Option(
+    metavar="MODEL", help="Hub repo id, known name, or local model directory.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    metavar="N", callback=options.threads,
+    help="CPU threads for the engine (default: all; capped at the CPUs here).")]
+
+
 @app.command("embed-speaker")
 def embed_speaker(
     files: Annotated[
         list[str], typer.Argument(help="Audio files (WAV, FLAC, OGG/Opus, MP3, ...), "
                                   "directories (searched recursively), @LIST files (one path "
-                                  "a line), or - for stdin.", metavar="INPUT",
+                                  "a line), or - for stdin.", metavar="INPUT...",
                                   show_default=False)
     ],
     engine: Annotated[
-        str, typer.Option(help="Inference engine: auto (MLX on Apple Silicon, else onnx), "
-                          "onnx, mlx or coreml.")
+        str, typer.Option(metavar="ENGINE", help="Inference engine: auto (MLX on Apple "
+                          "Silicon, else onnx), onnx, mlx or coreml.")
     ] = "auto",
-    model: Annotated[
-        str, typer.Option(help="Hub repo id, known name, or local model directory.")
-    ] = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object with the full vector; with several "
                            "inputs or --window, JSON Lines (one record per input/window).")
     ] = False,
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Also write the vectors to a new "
-                                 ".npz, .npy (+ .paths.txt) or .jsonl file.")
+        str | None, typer.Option("--output", "-o", metavar="FILE", help="Also write the "
+                                 "vectors to a new .npz, .npy (+ .paths.txt) or .jsonl file.")
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing --output file.")] = False,
     window: Annotated[
-        float | None, typer.Option(help="One embedding per window of this many seconds.")
+        float | None, typer.Option(metavar="SECONDS", callback=options.positive_seconds,
+                                   help="One embedding per window of this many seconds.")
     ] = None,
     hop: Annotated[
-        float | None, typer.Option(help="Seconds between window starts (default: --window).")
+        float | None, typer.Option(metavar="SECONDS", callback=options.positive_seconds,
+                                   help="Seconds between window starts (default: --window).")
     ] = None,
     min_duration: Annotated[
-        float, typer.Option(help="Refuse audio shorter than this many seconds.")
+        float, typer.Option(metavar="SECONDS", callback=options.min_seconds,
+                            help="Refuse audio shorter than this many seconds.")
     ] = 0.5,
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads for the engine (default: all).")
-    ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
     from audio_cli.cli import embed as batch
@@ -124,10 +131,17 @@ def embed_speaker(
         out_path = check_output(output, force)
     hop = batch.check_windows(window, hop, min_duration)
     single = window is None and batch.is_single_file(files)
-    if not single:
+    if single:
+        options.check_inputs_exist(files)  # before the model, which may need a download
+    else:
         from audio_cli.cli.inputs import expand_inputs
 
-        items = expand_inputs(files)
+        items = batch.mark_missing(expand_inputs(files))
+        if all(item.error is not None for item in items):  # nothing to load a model for
+            status = batch.report_unusable(items, json_output)
+            if out_path is not None:
+                sys.stderr.write(f"audio: nothing embedded; {out_path} not written\n")
+            raise typer.Exit(status)
     speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
     speaker.check_min_duration(min_duration)  # before any output
     out = OutputFile(out_path, force, speaker.model_id, speaker.engine_name) if out_path else None
@@ -139,7 +153,8 @@ def embed_speaker(
                                       out)
         if out is not None and out.count:
             out.commit()
-            sys.stderr.write(f"audio: wrote {out.count} embeddings to {out_path}\n")
+            sys.stderr.write(f"audio: wrote {options.plural(out.count, 'embedding')} to "
+                             f"{out_path}\n")
         elif out is not None:
             sys.stderr.write(f"audio: nothing embedded; {out_path} not written\n")
     finally:
@@ -199,6 +214,7 @@ _CLICK = _click_exception_modules()
 USAGE_ERRORS = tuple(m.UsageError for m in _CLICK)
 ABORTS = (typer.Abort, *(m.Abort for m in _CLICK if hasattr(m, "Abort")))
 CLICK_ERRORS = tuple(m.ClickException for m in _CLICK)
+NO_ARGS_HELP = tuple(m.NoArgsIsHelpError for m in _CLICK if hasattr(m, "NoArgsIsHelpError"))
 
 
 def _fail(message: str, code: int) -> None:
@@ -208,19 +224,25 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every known error into one line on stderr."""
+    options.catch_signals()
+    options.plain_help()
     try:
         code = app(args=argv, prog_name="audio", standalone_mode=False)
+    except NO_ARGS_HELP as exc:  # `audio` or `audio speakers` alone: the help, then status 2
+        if exc.format_message():  # help not printed yet (click without rich)
+            sys.stderr.write(exc.format_message() + "\n")
+        sys.exit(EXIT_USAGE)
     except USAGE_ERRORS as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         _fail(exc.format_message().replace("\n", " ") + hint, EXIT_USAGE)
     except ABORTS:
-        _fail("interrupted", 130)
+        _fail(*options.interrupted())
     except CLICK_ERRORS as exc:
         _fail(exc.format_message(), exc.exit_code)
     except AudioCliError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail(*options.interrupted())
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(EXIT_INTERNAL)
