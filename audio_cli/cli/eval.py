@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from audio_cli.cli import options
+from audio_cli.cli.store import EngineOpt, ModelOpt, ThreadsOpt
 from audio_cli.evaluation.run import EvalReport
 from audio_cli.models.registry import DEFAULT_MODEL
 
@@ -23,26 +25,23 @@ app = typer.Typer()
 @app.command("eval")
 def eval_command(
     dataset: Annotated[Path, typer.Argument(
+        metavar="DATASET",
         help="Folder with one sub-folder per speaker, or a manifest CSV (speaker,file) / a "
              "folder holding manifest.csv, which then takes precedence.")],
-    model: Annotated[
-        str, typer.Option(help="Hub repo id, known name, or local model directory.")
-    ] = DEFAULT_MODEL,
-    engine: Annotated[
-        str, typer.Option(help="Inference engine: auto, onnx, mlx or coreml.")
-    ] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads for the engine (default: all).")
-    ] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    engine: EngineOpt = "auto",
+    threads: ThreadsOpt = None,
     impostors: Annotated[
-        Path | None, typer.Option(help="Folder of extra one-file speakers: each file is scored "
-                                  "against every dataset file as a non-target trial.")
+        Path | None, typer.Option(metavar="FOLDER", help="Folder of extra one-file speakers: "
+                                  "each file is scored against every dataset file as a "
+                                  "non-target trial.")
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object.")
     ] = False,
     min_duration: Annotated[
-        float, typer.Option(help="Leave out audio shorter than this many seconds.")
+        float, typer.Option(metavar="SECONDS", callback=options.min_seconds,
+                            help="Leave out audio shorter than this many seconds.")
     ] = 0.5,
 ) -> None:
     """Score every same- and different-speaker pair: trials, EER, minDCF, mean scores."""

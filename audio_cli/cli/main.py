@@ -166,9 +166,11 @@ def embed_speaker(
 
 @app.command("convert")
 def convert(
-    source: Annotated[Path, typer.Argument(help="pyannote pytorch_model.bin, wespeaker .pt "
-                                                 "or 3D-Speaker campplus_cn_en_common.pt")],
-    out_dir: Annotated[Path, typer.Argument(help="New directory for the hub-layout model.")],
+    source: Annotated[Path, typer.Argument(
+        metavar="CHECKPOINT", help="pyannote pytorch_model.bin, wespeaker .pt or 3D-Speaker "
+        "campplus_cn_en_common.pt")],
+    out_dir: Annotated[Path, typer.Argument(
+        metavar="DIR", help="New directory for the hub-layout model.")],
 ) -> None:
     """Convert a PyTorch checkpoint into a model directory (no torch needed)."""
     from audio_cli.models.convert import convert_checkpoint
@@ -179,11 +181,10 @@ def convert(
 
 @app.command("export-coreml")
 def export_coreml_command(
-    out: Annotated[Path, typer.Argument(help="New .mlpackage path to write.")],
-    model: Annotated[
-        str, typer.Option(help="Hub repo id, known name, or local model directory.")
-    ] = DEFAULT_MODEL,
-    precision: Annotated[str, typer.Option(help="float32 or float16.")] = "float32",
+    out: Annotated[Path, typer.Argument(metavar="PATH", help="New .mlpackage path to write.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    precision: Annotated[str, typer.Option(metavar="float32|float16",
+                                           help="Weights' precision.")] = "float32",
 ) -> None:
     """Export a model as a Core ML ML Program (.mlpackage) with a flexible length."""
     from audio_cli.models.registry import resolve_model

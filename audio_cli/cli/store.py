@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from audio_cli.cli import options
 from audio_cli.frontend.audio import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.speaker import cosine_similarity
@@ -21,16 +22,24 @@ from engines.errors import DEBUG_ENV, AudioCliError
 app = typer.Typer()
 
 DbOpt = Annotated[Path | None, typer.Option(
-    "--db", help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
-    "directory).")]
-ModelOpt = Annotated[str, typer.Option(help="Hub repo id, known name, or local model directory.")]
-EngineOpt = Annotated[str, typer.Option(help="Inference engine: auto, onnx, mlx or coreml.")]
-ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for the engine.")]
+    "--db", metavar="PATH", help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in "
+    "the user's data directory).")]
+ModelOpt = Annotated[str, typer.Option(
+    metavar="MODEL", help="Hub repo id, known name, or local model directory.")]
+EngineOpt = Annotated[str, typer.Option(
+    metavar="ENGINE", help="Inference engine: auto, onnx, mlx or coreml.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    metavar="N", callback=options.threads,
+    help="CPU threads for the engine (default: all; capped at the CPUs here).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-MinDurOpt = Annotated[float, typer.Option(help="Refuse audio shorter than this (seconds).")]
+MinDurOpt = Annotated[float, typer.Option(
+    metavar="SECONDS", callback=options.min_seconds,
+    help="Refuse audio shorter than this (seconds).")]
 ThresholdOpt = Annotated[float | None, typer.Option(
-    help="Decision threshold on the raw cosine (default: the store's calibrated value, else "
-    "the model's default).")]
+    metavar="COSINE", callback=options.cosine,
+    help="Decision threshold on the raw cosine, from -1 to 1 (default: the store's calibrated "
+    "value, else the model's default).")]
+TopOpt = Annotated[int, typer.Option(metavar="N", min=1, help="Show this many candidates.")]
 
 speakers_app = typer.Typer(help="List, remove, rename, export or import enrolled speakers.",
                            no_args_is_help=True)
@@ -81,8 +90,8 @@ def _threshold(option: float | None, db: Path | None, embedder):
 
 @app.command("compare")
 def compare(
-    file_a: Annotated[str, typer.Argument(help="First recording.")],
-    file_b: Annotated[str, typer.Argument(help="Second recording.")],
+    file_a: Annotated[str, typer.Argument(metavar="FILE_A", help="First recording.")],
+    file_b: Annotated[str, typer.Argument(metavar="FILE_B", help="Second recording.")],
     threshold: ThresholdOpt = None, db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL,
     engine: EngineOpt = "auto", threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5,
     json_output: JsonOpt = False,
@@ -106,8 +115,9 @@ def compare(
 
 @app.command("enroll")
 def enroll(
-    name: Annotated[str, typer.Argument(help="Speaker name.")],
-    files: Annotated[list[str], typer.Argument(help="Recordings of this speaker.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Speaker name.")],
+    files: Annotated[list[str], typer.Argument(metavar="FILE...",
+                                               help="Recordings of this speaker.")],
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
 ) -> None:
@@ -130,11 +140,12 @@ def enroll(
 
 @app.command("identify")
 def identify(
-    file: Annotated[str, typer.Argument(help="Recording of an unknown speaker.")],
-    top: Annotated[int, typer.Option(min=1, help="Show this many candidates.")] = 1,
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Recording of an unknown speaker.")],
+    top: TopOpt = 1,
     threshold: ThresholdOpt = None,
-    scoring: Annotated[str, typer.Option(help="mean: cosine with the re-normalised mean of a "
-                                         "speaker's exemplars; max: best exemplar.")] = "mean",
+    scoring: Annotated[str, typer.Option(
+        metavar="mean|max", help="mean: cosine with the re-normalised mean of a speaker's "
+        "exemplars; max: best exemplar.")] = "mean",
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
 ) -> None:
@@ -203,7 +214,8 @@ def speakers_list(db: DbOpt = None, json_output: JsonOpt = False) -> None:
 
 
 @speakers_app.command("remove")
-def speakers_remove(name: str, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+def speakers_remove(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOpt = None,
+                    json_output: JsonOpt = False) -> None:
     """Delete a speaker and all its exemplars."""
     from audio_cli.store.db import Store
     from audio_cli.store.speakers import remove_speaker
@@ -214,7 +226,9 @@ def speakers_remove(name: str, db: DbOpt = None, json_output: JsonOpt = False) -
 
 
 @speakers_app.command("rename")
-def speakers_rename(old: str, new: str, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+def speakers_rename(old: Annotated[str, typer.Argument(metavar="OLD")],
+                    new: Annotated[str, typer.Argument(metavar="NEW")], db: DbOpt = None,
+                    json_output: JsonOpt = False) -> None:
     """Rename a speaker."""
     from audio_cli.store.db import Store
     from audio_cli.store.speakers import rename_speaker
@@ -225,7 +239,9 @@ def speakers_rename(old: str, new: str, db: DbOpt = None, json_output: JsonOpt =
 
 
 @speakers_app.command("export")
-def speakers_export(out: Path, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+def speakers_export(out: Annotated[Path, typer.Argument(metavar="FILE",
+                                                       help="New JSON file to write.")],
+                    db: DbOpt = None, json_output: JsonOpt = False) -> None:
     """Write all speakers and exemplars to a new JSON file (never overwrites)."""
     from audio_cli.store.db import Store
     from audio_cli.store.transfer import export_speakers
@@ -236,7 +252,9 @@ def speakers_export(out: Path, db: DbOpt = None, json_output: JsonOpt = False) -
 
 
 @speakers_app.command("import")
-def speakers_import(file: Path, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+def speakers_import(file: Annotated[Path, typer.Argument(
+                        metavar="FILE", help="A file written by `audio speakers export`.")],
+                    db: DbOpt = None, json_output: JsonOpt = False) -> None:
     """Merge speakers from an export (same name = same speaker)."""
     from audio_cli.store.db import Store
     from audio_cli.store.transfer import import_speakers
@@ -249,7 +267,8 @@ def speakers_import(file: Path, db: DbOpt = None, json_output: JsonOpt = False) 
 
 @app.command("index")
 def index(
-    paths: Annotated[list[str], typer.Argument(help="Audio files or folders (recursive).")],
+    paths: Annotated[list[str], typer.Argument(metavar="PATH...",
+                                               help="Audio files or folders (recursive).")],
     prune: Annotated[bool, typer.Option(help="Drop indexed files under PATHS that are gone.")
                      ] = False,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
@@ -278,10 +297,13 @@ def index(
 
 @app.command("search")
 def search(
-    query: Annotated[str, typer.Argument(help="Recording of the voice to look for.")],
-    top: Annotated[int, typer.Option(min=1, help="How many recordings to list.")] = 10,
-    min_score: Annotated[float | None, typer.Option(help="Hide results below this cosine.")
-                         ] = None,
+    query: Annotated[str, typer.Argument(metavar="FILE",
+                                         help="Recording of the voice to look for.")],
+    top: Annotated[int, typer.Option(metavar="N", min=1, help="How many recordings to list.")
+                   ] = 10,
+    min_score: Annotated[float | None, typer.Option(
+        metavar="COSINE", callback=options.cosine, help="Hide results below this cosine.")
+    ] = None,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
 ) -> None:
