@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -38,6 +39,13 @@ def cosine(value: float | None) -> float | None:
     """--threshold, --min-score: a raw cosine, finite and in [-1, 1]."""
     if value is not None and not (math.isfinite(value) and -1.0 <= value <= 1.0):
         _bad(value, "must be a cosine from -1 to 1")
+    return value
+
+
+def db_folder(value: Path | None) -> Path | None:
+    """--db: its folder must exist (as for --output); the store file itself may be new."""
+    if value is not None and not value.expanduser().parent.is_dir():
+        _bad(value, f"the folder {value.expanduser().parent} does not exist")
     return value
 
 

@@ -22,8 +22,9 @@ from engines.errors import DEBUG_ENV, AudioCliError
 app = typer.Typer()
 
 DbOpt = Annotated[Path | None, typer.Option(
-    "--db", metavar="PATH", help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in "
-    "the user's data directory).")]
+    "--db", metavar="PATH", callback=options.db_folder,
+    help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
+    "directory).")]
 ModelOpt = Annotated[str, typer.Option(
     metavar="MODEL", help="Hub repo id, known name, or local model directory.")]
 EngineOpt = Annotated[str, typer.Option(
@@ -83,7 +84,7 @@ def _threshold(option: float | None, db: Path | None, embedder):
 
     stored = None
     if option is None and (db is not None or default_db_path().exists()):
-        with Store(db, create=False) as store:
+        with Store(db, readonly=True) as store:
             stored = stored_threshold(store, embedder)
     return pick_threshold(option, stored, embedder.speaker.config.model_type)
 
@@ -98,6 +99,7 @@ def compare(
 ) -> None:
     """Same speaker? Raw cosine in [-1, 1]; exit 0 same, 1 different, 2 error."""
     with _all_errors_exit(2):
+        options.check_inputs_exist([file_a, file_b])
         embedder = _embedder(model, engine, threads)
         chosen = _threshold(threshold, db, embedder)
         a, b = embedder.embed_all([file_a, file_b], min_duration)
@@ -127,6 +129,7 @@ def enroll(
     from audio_cli.store.speakers import enroll as enroll_speaker
 
     check_name(name)
+    options.check_inputs_exist(files)
     with Store(db) as store:
         embedder = _embedder(model, engine, threads)
         sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
@@ -154,7 +157,8 @@ def identify(
     from audio_cli.store.speakers import identify as identify_speaker
 
     with _all_errors_exit(2):
-        with Store(db, create=False) as store:
+        options.check_inputs_exist([file])
+        with Store(db, readonly=True) as store:
             embedder = _embedder(model, engine, threads)
             chosen = _threshold(threshold, store.path, embedder)
             (query,) = embedder.embed_all([file], min_duration)
@@ -204,7 +208,7 @@ def speakers_list(db: DbOpt = None, json_output: JsonOpt = False) -> None:
 
     path = db if db is not None else default_db_path()
     if path.exists():
-        with Store(path, create=False) as store:
+        with Store(path, readonly=True) as store:
             speakers = list_speakers(store)
     else:  # listing creates no store
         speakers = []
@@ -246,7 +250,7 @@ def speakers_export(out: Annotated[Path, typer.Argument(metavar="FILE",
     from audio_cli.store.db import Store
     from audio_cli.store.transfer import export_speakers
 
-    with Store(db, create=False) as store:
+    with Store(db, readonly=True) as store:
         result = export_speakers(store, out)
     _emit(result, json_output, f"{out}: {result['speakers']} speakers")
 
@@ -311,7 +315,8 @@ def search(
     from audio_cli.store.db import Store
     from audio_cli.store.index import search as search_index
 
-    with Store(db, create=False) as store:
+    options.check_inputs_exist([query])
+    with Store(db, readonly=True) as store:
         embedder = _embedder(model, engine, threads)
         (result,) = embedder.embed_all([query], min_duration)
         hits = search_index(store, embedder, result.embedding, top, min_score)
