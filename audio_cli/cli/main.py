@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from audio_cli import __version__
 from audio_cli.cli import options
 from audio_cli.models.registry import DEFAULT_MODEL
-from engines.errors import DEBUG_ENV, EXIT_INTERNAL, EXIT_USAGE, AudioCliError
+from engines.errors import DEBUG_ENV, EXIT_INTERNAL, EXIT_USAGE, AudioCliError, UsageError
 
 APP_HELP = "Speaker embeddings (WeSpeaker ResNet34-LM, CAM++) from the command line."
 # Commands defined in other modules: name -> module holding a Typer `app` that defines it.
@@ -192,6 +192,8 @@ def export_coreml_command(
     from engines.model import WEIGHTS_FILE, ModelConfig, Weights
 
     check_precision(precision)
+    if out.exists() or out.is_symlink():  # a usage error, as for --output, before any work
+        raise UsageError(f"{out} exists; not overwriting it")
     model_id, directory = resolve_model(model, "coreml")
     config = ModelConfig.load(directory)
     if not config.model_id:

@@ -42,6 +42,11 @@ ThresholdOpt = Annotated[float | None, typer.Option(
     "value, else the model's default).")]
 TopOpt = Annotated[int, typer.Option(metavar="N", min=1, help="Show this many candidates.")]
 
+# Fewer trials than this and an equal-error threshold moves by several hundredths from one
+# recording to the next (a 1 % error rate needs ~100 trials of a kind to be seen at all).
+MIN_SAME_PAIRS = 50
+MIN_DIFFERENT_PAIRS = 100
+
 speakers_app = typer.Typer(help="List, remove, rename, export or import enrolled speakers.",
                            no_args_is_help=True)
 app.add_typer(speakers_app, name="speakers")
@@ -137,8 +142,8 @@ def enroll(
         total = enroll_speaker(store, embedder, name, results)
         document = {"speaker": name, "added": len(results), "exemplars": total,
                     "model": embedder.name, "db": str(store.path)}
-    _emit(document, json_output, f"{name}: {len(results)} added, {total} exemplars "
-          f"({embedder.name})")
+    _emit(document, json_output, f"{name}: {len(results)} added, "
+          f"{options.plural(total, 'exemplar')} ({embedder.name})")
 
 
 @app.command("identify")
@@ -196,8 +201,16 @@ def calibrate(
 
     with Store(db, create=False) as store:
         result = calibrate_store(store, _embedder(model, engine, threads))
+    same, different = result["same_pairs"], result["different_pairs"]
+    if same < MIN_SAME_PAIRS or different < MIN_DIFFERENT_PAIRS:
+        sys.stderr.write(
+            "audio: warning: the threshold rests on only "
+            f"{options.plural(same, 'same-speaker pair')} and "
+            f"{options.plural(different, 'different-speaker pair')} (at least "
+            f"{MIN_SAME_PAIRS} and {MIN_DIFFERENT_PAIRS} advised); enroll more recordings "
+            "and calibrate again\n")
     _emit(result, json_output, f"threshold {result['threshold']:.4f} (EER {result['eer']:.2%} "
-          f"on {result['same_pairs']} same / {result['different_pairs']} different pairs)")
+          f"on {same} same / {different} different {'pair' if different == 1 else 'pairs'})")
 
 
 @speakers_app.command("list")
@@ -252,7 +265,7 @@ def speakers_export(out: Annotated[Path, typer.Argument(metavar="FILE",
 
     with Store(db, readonly=True) as store:
         result = export_speakers(store, out)
-    _emit(result, json_output, f"{out}: {result['speakers']} speakers")
+    _emit(result, json_output, f"{out}: {options.plural(result['speakers'], 'speaker')}")
 
 
 @speakers_app.command("import")
@@ -265,8 +278,8 @@ def speakers_import(file: Annotated[Path, typer.Argument(
 
     with Store(db) as store:
         result = import_speakers(store, file)
-    _emit(result, json_output, f"{result['speakers']} speakers, "
-          f"{result['exemplars_added']} exemplars added")
+    _emit(result, json_output, f"{options.plural(result['speakers'], 'speaker')}, "
+          f"{options.plural(result['exemplars_added'], 'exemplar')} added")
 
 
 @app.command("index")
