@@ -27,9 +27,13 @@ def _umask() -> int:
 def scratch_file(target: Path, mode: int | None = None) -> Path:
     """A new empty file beside `target` (same file system), with a normal mode by default."""
     handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(handle)
-    os.chmod(name, (0o666 & ~_umask()) if mode is None else mode)  # mkstemp's is private
-    return Path(name)
+    try:
+        os.close(handle)
+        os.chmod(name, (0o666 & ~_umask()) if mode is None else mode)  # mkstemp's is private
+        return Path(name)
+    except BaseException:  # failed or interrupted (a signal): no orphan scratch file
+        os.unlink(name)
+        raise
 
 
 def publish(scratch: Path, target: Path, replace: bool) -> None:

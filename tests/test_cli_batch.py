@@ -262,6 +262,7 @@ def test_exit_status_is_the_failures_status_or_3_when_mixed():
 
 def test_an_unfinished_output_file_leaves_nothing_behind(tmp_path):
     out = OutputFile(tmp_path / "v.npz", False, "m", "onnx")
+    out.start()
     vector = np.ones(4, dtype=np.float32) / 2
     out.add(Outcome("x.wav", result=EmbeddingResult(vector, "x.wav", 1.0, 16000, "m", "onnx",
                                                     0.1)))

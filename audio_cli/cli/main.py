@@ -145,7 +145,9 @@ def embed_speaker(
     speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
     speaker.check_min_duration(min_duration)  # before any output
     out = OutputFile(out_path, force, speaker.model_id, speaker.engine_name) if out_path else None
-    try:
+    try:  # from the output's first scratch file on, a stopped run removes what it wrote
+        if out is not None:
+            out.start()
         if single:
             status = batch.embed_one(speaker, files[0], min_duration, json_output, out)
         else:
@@ -254,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)",
               EXIT_INTERNAL)
+    if options.received:  # typer turns the KeyboardInterrupt into a bare status 130
+        _fail(*options.interrupted())
     sys.exit(code or 0)
 
 

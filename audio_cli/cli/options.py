@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -120,25 +122,45 @@ def check_inputs_exist(paths: list[str]) -> None:
 
 # ---------------------------------------------------------------- signals
 
-CAUGHT_SIGNALS = ("SIGTERM", "SIGHUP")  # handled like Ctrl-C (SIGINT); SIGHUP: not on Windows
+CAUGHT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: not on Windows
 received: list[int] = []  # the signal numbers that stopped the run
+_holding = [0, False]  # depth of signals_held() blocks; whether a signal waits for their end
 
 
 def _stop(signum: int, frame) -> None:
     if received:  # already stopping: let the clean-up finish
         return
     received.append(signum)
-    raise KeyboardInterrupt
+    if _holding[0]:
+        _holding[1] = True
+    else:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """A block that a caught signal does not cut short: it stops the run when the block
+    ends (e.g. a scratch file is created and recorded for clean-up, never only created)."""
+    _holding[0] += 1
+    try:
+        yield
+    finally:
+        _holding[0] -= 1
+    if _holding[1] and not _holding[0]:
+        _holding[1] = False
+        raise KeyboardInterrupt
 
 
 def catch_signals() -> None:
-    """SIGTERM and SIGHUP stop the run like Ctrl-C, so the same clean-up runs (scratch files
-    removed, store transactions rolled back); the exit status is then 128 + the signal."""
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the run the same way (KeyboardInterrupt), so
+    the same clean-up runs (scratch files removed, store transactions rolled back); the exit
+    status is then 128 + the signal. Signals the caller chose to ignore stay ignored."""
     import signal
 
     for name in CAUGHT_SIGNALS:
         number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) is signal.SIG_DFL:
+        if number is not None and signal.getsignal(number) in (signal.SIG_DFL,
+                                                               signal.default_int_handler):
             signal.signal(number, _stop)
 
 
