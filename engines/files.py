@@ -81,6 +81,21 @@ def hash_file(sha, path: Path) -> None:
             sha.update(block)
 
 
+# Files whose bytes define a model: its config and any weights file beside it.
+MODEL_IDENTITY_SUFFIXES = (".json", ".safetensors", ".pt", ".bin", ".onnx", ".npz")
+
+
+def model_digest(directory: Path) -> str:
+    """A model's identity: SHA-256 (first 16 hex digits) over the config and weights files of
+    its directory. The store records it with every vector; JSON output reports it."""
+    sha = hashlib.sha256()
+    for path in sorted(Path(directory).iterdir()):
+        if path.is_file() and path.suffix in MODEL_IDENTITY_SUFFIXES:
+            sha.update(path.name.encode() + b"\0")
+            hash_file(sha, path)
+    return sha.hexdigest()[:16]
+
+
 def sha256_file(path: Path) -> str:
     """SHA-256 (hex) of a file's bytes."""
     sha = hashlib.sha256()

@@ -211,11 +211,11 @@ def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int
 
 
 def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: bool,
-              out: Sink | None) -> int:
+              out: Sink | None, digest: str = "") -> int:
     """The one-file call: a summary (or one JSON object); an error stops it. Returns 0."""
     result = speaker.embed_source(file, min_duration)
     if json_output:
-        sys.stdout.write(result_to_json(result) + "\n")
+        sys.stdout.write(result_to_json(result, digest) + "\n")
     elif out is None:
         render_summary(result, sys.stdout)
     if out is not None:
@@ -225,12 +225,12 @@ def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: b
 
 def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
                window: float | None, hop: float | None, json_output: bool,
-               out: Sink | None) -> int:
+               out: Sink | None, digest: str = "") -> int:
     """Many inputs (or windows) to JSON Lines, a table and/or `out`; returns the status."""
     sinks: list[Sink] = [out] if out is not None else []
     table = None
     if json_output:
-        sinks.append(JsonLinesSink(sys.stdout, speaker.model_id, speaker.engine_name))
+        sinks.append(JsonLinesSink(sys.stdout, speaker.model_id, speaker.engine_name, digest))
     elif out is None:
         table = TableSink(windows=window is not None)
         sinks.append(table)
@@ -244,8 +244,9 @@ def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
     return status
 
 
-def result_to_dict(result: EmbeddingResult) -> dict:
-    """The `--json` payload: the full vector and how it was made."""
+def result_to_dict(result: EmbeddingResult, digest: str = "") -> dict:
+    """The `--json` payload: the full vector and how it was made (`model_digest`: the
+    model's identity, as the store records it)."""
     return {
         "embedding": [float(v) for v in result.embedding],
         "dimension": result.dimension,
@@ -254,13 +255,14 @@ def result_to_dict(result: EmbeddingResult) -> dict:
         "duration": round(result.duration, 6),
         "sample_rate": result.sample_rate,
         "model": result.model,
+        "model_digest": digest,
         "engine": result.engine,
     }
 
 
-def result_to_json(result: EmbeddingResult) -> str:
+def result_to_json(result: EmbeddingResult, digest: str = "") -> str:
     """One line of JSON for a result."""
-    return json.dumps(result_to_dict(result), separators=(",", ":"))
+    return json.dumps(result_to_dict(result, digest), separators=(",", ":"))
 
 
 def render_summary(result: EmbeddingResult, stream: TextIO) -> None:
@@ -283,7 +285,7 @@ def render_summary(result: EmbeddingResult, stream: TextIO) -> None:
     stream.write("".join(f"{label:<{width}}  {value}\n" for label, value in rows))
 
 
-def window_to_dict(window: WindowEmbedding, model: str, engine: str) -> dict:
+def window_to_dict(window: WindowEmbedding, model: str, engine: str, digest: str = "") -> dict:
     """One JSON Lines record of `--window`: the window's times and vector."""
     return {
         "file": window.file,
@@ -292,35 +294,36 @@ def window_to_dict(window: WindowEmbedding, model: str, engine: str) -> dict:
         "embedding": [float(v) for v in window.embedding],
         "dimension": int(window.embedding.shape[0]),
         "model": model,
+        "model_digest": digest,
         "engine": engine,
     }
 
 
-def outcome_records(outcome: Outcome, model: str, engine: str) -> list[dict]:
+def outcome_records(outcome: Outcome, model: str, engine: str, digest: str = "") -> list[dict]:
     """The JSON Lines records of one input: its result, one per window, or its error."""
     if outcome.error is not None:
         return [{"file": outcome.file, "error": outcome.message}]
     if outcome.windows is not None:
-        return [{**window_to_dict(w, model, engine), "file": outcome.file}
+        return [{**window_to_dict(w, model, engine, digest), "file": outcome.file}
                 for w in outcome.windows]
-    return [{**result_to_dict(outcome.result), "file": outcome.file}]
+    return [{**result_to_dict(outcome.result, digest), "file": outcome.file}]
 
 
-def json_lines(outcome: Outcome, model: str, engine: str) -> str:
+def json_lines(outcome: Outcome, model: str, engine: str, digest: str = "") -> str:
     """The input's records as JSON Lines (compact, one record a line)."""
     return "".join(json.dumps(record, separators=(",", ":")) + "\n"
-                   for record in outcome_records(outcome, model, engine))
+                   for record in outcome_records(outcome, model, engine, digest))
 
 
 class JsonLinesSink:
     """JSON Lines on a stream (stdout), flushed after each input so pipes see it at once."""
 
-    def __init__(self, stream: TextIO, model: str, engine: str):
-        self.stream, self.model, self.engine = stream, model, engine
+    def __init__(self, stream: TextIO, model: str, engine: str, digest: str = ""):
+        self.stream, self.model, self.engine, self.digest = stream, model, engine, digest
 
     def add(self, outcome: Outcome) -> None:
         """Write the input's records."""
-        self.stream.write(json_lines(outcome, self.model, self.engine))
+        self.stream.write(json_lines(outcome, self.model, self.engine, self.digest))
         self.stream.flush()
 
 

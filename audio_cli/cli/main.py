@@ -120,6 +120,7 @@ def embed_speaker(
 ) -> None:
     """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
     from audio_cli.cli import embed as batch
+    from audio_cli.models.registry import resolve_model
     from audio_cli.pipeline.speaker import WeSpeaker
     from engines import resolve_engine_name
 
@@ -142,17 +143,24 @@ def embed_speaker(
             if out_path is not None:
                 sys.stderr.write(f"audio: nothing embedded; {out_path} not written\n")
             raise typer.Exit(status)
-    speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
+    _, directory = resolve_model(model, engine)
+    speaker = WeSpeaker.from_directory(directory, options.model_name(model), engine, threads)
     speaker.check_min_duration(min_duration)  # before any output
-    out = OutputFile(out_path, force, speaker.model_id, speaker.engine_name) if out_path else None
+    digest = ""
+    if json_output or out_path:  # the model's identity, as the store records it
+        from engines.files import model_digest
+
+        digest = model_digest(directory)
+    out = (OutputFile(out_path, force, speaker.model_id, speaker.engine_name, digest)
+           if out_path else None)
     try:  # from the output's first scratch file on, a stopped run removes what it wrote
         if out is not None:
             out.start()
         if single:
-            status = batch.embed_one(speaker, files[0], min_duration, json_output, out)
+            status = batch.embed_one(speaker, files[0], min_duration, json_output, out, digest)
         else:
             status = batch.embed_many(speaker, items, min_duration, window, hop, json_output,
-                                      out)
+                                      out, digest)
         if out is not None and out.count:
             out.commit()
             sys.stderr.write(f"audio: wrote {options.plural(out.count, 'embedding')} to "

@@ -77,6 +77,15 @@ def threads(value: int | None) -> int | None:
     return value
 
 
+def model_name(typed: str) -> str:
+    """What every command calls a model: the registry's short name for a known model (by
+    name or hub id), else what the user typed for --model."""
+    from audio_cli.models.registry import known_model
+
+    known = known_model(typed)
+    return known.name if known is not None else typed
+
+
 def plural(count: int, noun: str, many: str | None = None) -> str:
     """`1 embedding`, `2 embeddings` (or the given plural)."""
     return f"{count} {noun if count == 1 else (many or noun + 's')}"

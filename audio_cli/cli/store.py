@@ -79,7 +79,7 @@ def _embedder(model: str, engine: str, threads: int | None):
     from engines import resolve_engine_name
 
     resolve_engine_name(engine)
-    return Embedder.load(model, engine=engine, threads=threads)
+    return Embedder.load(model, engine=engine, threads=threads, name=options.model_name(model))
 
 
 def _threshold(option: float | None, db: Path | None, embedder):
@@ -112,7 +112,8 @@ def compare(
         same = score >= chosen.value
         document = {"files": [a.file, b.file], "score": score, "threshold": chosen.value,
                     "threshold_origin": chosen.origin, "same_speaker": same,
-                    "model": embedder.name, "engine": embedder.engine}
+                    "model": embedder.name, "model_digest": embedder.digest,
+                    "engine": embedder.engine}
         verdict = "same speaker" if same else "different speakers"
         _emit(document, json_output, f"{score:.4f}  {verdict} (threshold {chosen.value:g}, "
               f"{chosen.origin})")
@@ -141,7 +142,8 @@ def enroll(
         results = embedder.embed_all(sources, min_duration)
         total = enroll_speaker(store, embedder, name, results)
         document = {"speaker": name, "added": len(results), "exemplars": total,
-                    "model": embedder.name, "db": str(store.path)}
+                    "model": embedder.name, "model_digest": embedder.digest,
+                    "db": str(store.path)}
     _emit(document, json_output, f"{name}: {len(results)} added, "
           f"{options.plural(total, 'exemplar')} ({embedder.name})")
 
@@ -178,6 +180,7 @@ def identify(
             "file": query.file, "speaker": best.name if known else None, "identified": known,
             "score": best.score, "margin": margin, "threshold": chosen.value,
             "threshold_origin": chosen.origin, "scoring": scoring, "model": embedder.name,
+            "model_digest": embedder.digest,
             "candidates": [{"name": c.name, "score": c.score, "exemplars": c.exemplars}
                            for c in result.ranked[:top]]}
         lines = [f"{best.name if known else 'unknown'}  score {best.score:.4f}"
@@ -200,7 +203,8 @@ def calibrate(
     from audio_cli.store.speakers import calibrate as calibrate_store
 
     with Store(db, create=False) as store:
-        result = calibrate_store(store, _embedder(model, engine, threads))
+        embedder = _embedder(model, engine, threads)
+        result = {**calibrate_store(store, embedder), "model_digest": embedder.digest}
     same, different = result["same_pairs"], result["different_pairs"]
     if same < MIN_SAME_PAIRS or different < MIN_DIFFERENT_PAIRS:
         sys.stderr.write(
@@ -304,7 +308,7 @@ def index(
     document = {"found": report.found, "added": report.added, "updated": report.updated,
                 "unchanged": report.unchanged, "pruned": report.pruned,
                 "failed": [{"file": f.file, "error": f.message} for f in report.failures],
-                "model": embedder.name}
+                "model": embedder.name, "model_digest": embedder.digest}
     _emit(document, json_output, f"{report.found} found: {report.added} added, {report.updated}"
           f" updated, {report.unchanged} unchanged, {report.pruned} pruned, "
           f"{len(report.failures)} failed")
@@ -333,7 +337,7 @@ def search(
         embedder = _embedder(model, engine, threads)
         (result,) = embedder.embed_all([query], min_duration)
         hits = search_index(store, embedder, result.embedding, top, min_score)
-    document = {"query": result.file, "model": embedder.name,
+    document = {"query": result.file, "model": embedder.name, "model_digest": embedder.digest,
                 "results": [{"path": h.path, "score": h.score, "duration": h.duration}
                             for h in hits]}
     _emit(document, json_output, "\n".join(f"{h.score:.4f}  {h.path}" for h in hits)

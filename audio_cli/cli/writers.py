@@ -56,8 +56,9 @@ def check_output(path: str, force: bool) -> Path:
 class OutputFile:
     """Collects outcomes and writes them to `path` on `commit()` (nothing on `discard()`)."""
 
-    def __init__(self, path: Path, force: bool, model: str, engine: str):
+    def __init__(self, path: Path, force: bool, model: str, engine: str, digest: str = ""):
         self.path, self.force, self.model, self.engine = path, force, model, engine
+        self.digest = digest
         self.count = 0  # embeddings (vectors) written
         self._temps: dict[Path, Path] = {}
         self._jsonl = self._npz = None
@@ -81,7 +82,7 @@ class OutputFile:
     def add(self, outcome: Outcome) -> None:
         """Record one input's outcome."""
         if self._jsonl is not None:
-            self._jsonl.write(json_lines(outcome, self.model, self.engine))
+            self._jsonl.write(json_lines(outcome, self.model, self.engine, self.digest))
         if outcome.error is not None:
             return
         if outcome.windows is not None:
