@@ -231,7 +231,7 @@ def test_one_input_keeps_the_one_object_and_the_summary(corpus, small_model_dir,
     assert len(proc.stdout.decode().splitlines()) == 1
     record = json.loads(proc.stdout)
     assert list(record) == ["embedding", "dimension", "elapsed", "file", "duration",
-                            "sample_rate", "model", "engine"]
+                            "sample_rate", "model", "model_digest", "engine"]
     text = embed(str(corpus / "a.wav"), "--model", str(small_model_dir)).stdout.decode()
     assert "L2 norm" in text and "first 8" in text and "status" not in text
 

@@ -193,3 +193,29 @@ def test_store_commands_check_inputs_before_the_model(command, tmp_path):
                      env={"HF_HUB_OFFLINE": "1", "AUDIO_DB": str(tmp_path / "s.db")})
     assert proc.returncode in (2, 3), proc.stderr  # compare/identify: every error is 2
     one_error_line(proc, "no such file")
+
+
+def test_every_command_names_the_model_alike_with_its_digest(clips, small_model_dir, tmp_path):
+    import hashlib
+    import json
+
+    model = str(small_model_dir)
+    sha = hashlib.sha256()  # the identity: config and weights files, by name then bytes
+    for path in sorted(small_model_dir.iterdir()):
+        if path.suffix in (".json", ".safetensors"):
+            sha.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest = sha.hexdigest()[:16]
+    db = tmp_path / "s.db"
+    documents = []
+    for args in (["embed-speaker", clips[0]], ["embed-speaker", *clips],
+                 ["compare", clips[0], clips[1], "--threshold", "-1"],
+                 ["enroll", "ann", clips[0], "--db", db], ["identify", clips[1], "--db", db],
+                 ["index", clips[2], "--db", db], ["search", clips[2], "--db", db]):
+        proc = run_audio(*args, "--model", model, "--json")
+        assert proc.returncode in (0, 1), proc.stderr
+        documents += [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(documents) == 9
+    assert {d["model"] for d in documents} == {model}
+    assert {d["model_digest"] for d in documents} == {digest}
+    text = run_audio("enroll", "bob", clips[1], "--db", db, "--model", model)
+    assert f"({model})" in text.stdout

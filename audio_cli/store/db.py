@@ -178,7 +178,7 @@ class Store:
     def _readable(self) -> bool:
         try:
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             return "unable to open" not in str(exc)  # others: said by the checks that follow
         return True
 
