@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from audio_cli.cli import options
+from audio_cli.cli import main as checks
 from audio_cli.cli.store import EngineOpt, ModelOpt, ThreadsOpt
 from audio_cli.evaluation.run import EvalReport
 from audio_cli.models.registry import DEFAULT_MODEL
@@ -40,7 +40,7 @@ def eval_command(
         bool, typer.Option("--json", help="Print one JSON object.")
     ] = False,
     min_duration: Annotated[
-        float, typer.Option(metavar="SECONDS", callback=options.min_seconds,
+        float, typer.Option(metavar="SECONDS", callback=checks.min_seconds,
                             help="Leave out audio shorter than this many seconds.")
     ] = 0.5,
 ) -> None:
@@ -58,7 +58,7 @@ def eval_command(
     check_unique([u.path for u in data.utterances] + extra)
     check_trials([u.speaker for u in data.utterances], len(extra))
     _, directory = resolve_model(model, engine)
-    speaker = WeSpeaker.from_directory(directory, options.model_name(model), engine, threads)
+    speaker = WeSpeaker.from_directory(directory, checks.model_name(model), engine, threads)
     reporter = Reporter(len(data.utterances) + len(extra), show_progress=sys.stderr.isatty())
     try:
         report = run_evaluation(speaker, data, extra, min_duration,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from audio_cli.cli import options
+from audio_cli.cli import main as checks
 from audio_cli.frontend.audio import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.speaker import cosine_similarity
@@ -22,7 +22,7 @@ from engines.errors import DEBUG_ENV, AudioCliError
 app = typer.Typer()
 
 DbOpt = Annotated[Path | None, typer.Option(
-    "--db", metavar="PATH", callback=options.db_folder,
+    "--db", metavar="PATH", callback=checks.db_folder,
     help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
     "directory).")]
 ModelOpt = Annotated[str, typer.Option(
@@ -30,14 +30,14 @@ ModelOpt = Annotated[str, typer.Option(
 EngineOpt = Annotated[str, typer.Option(
     metavar="ENGINE", help="Inference engine: auto, onnx, mlx or coreml.")]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    metavar="N", callback=options.threads,
+    metavar="N", callback=checks.threads,
     help="CPU threads for the engine (default: all; capped at the CPUs here).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 MinDurOpt = Annotated[float, typer.Option(
-    metavar="SECONDS", callback=options.min_seconds,
+    metavar="SECONDS", callback=checks.min_seconds,
     help="Refuse audio shorter than this (seconds).")]
 ThresholdOpt = Annotated[float | None, typer.Option(
-    metavar="COSINE", callback=options.cosine,
+    metavar="COSINE", callback=checks.cosine,
     help="Decision threshold on the raw cosine, from -1 to 1 (default: the store's calibrated "
     "value, else the model's default).")]
 TopOpt = Annotated[int, typer.Option(metavar="N", min=1, help="Show this many candidates.")]
@@ -79,7 +79,7 @@ def _embedder(model: str, engine: str, threads: int | None):
     from engines import resolve_engine_name
 
     resolve_engine_name(engine)
-    return Embedder.load(model, engine=engine, threads=threads, name=options.model_name(model))
+    return Embedder.load(model, engine=engine, threads=threads, name=checks.model_name(model))
 
 
 def _threshold(option: float | None, db: Path | None, embedder):
@@ -104,7 +104,7 @@ def compare(
 ) -> None:
     """Same speaker? Raw cosine in [-1, 1]; exit 0 same, 1 different, 2 error."""
     with _all_errors_exit(2):
-        options.check_inputs_exist([file_a, file_b])
+        checks.check_inputs_exist([file_a, file_b])
         embedder = _embedder(model, engine, threads)
         chosen = _threshold(threshold, db, embedder)
         a, b = embedder.embed_all([file_a, file_b], min_duration)
@@ -135,7 +135,7 @@ def enroll(
     from audio_cli.store.speakers import enroll as enroll_speaker
 
     check_name(name)
-    options.check_inputs_exist(files)
+    checks.check_inputs_exist(files)
     with Store(db) as store:
         embedder = _embedder(model, engine, threads)
         sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
@@ -145,7 +145,7 @@ def enroll(
                     "model": embedder.name, "model_digest": embedder.digest,
                     "db": str(store.path)}
     _emit(document, json_output, f"{name}: {len(results)} added, "
-          f"{options.plural(total, 'exemplar')} ({embedder.name})")
+          f"{checks.plural(total, 'exemplar')} ({embedder.name})")
 
 
 @app.command("identify")
@@ -164,7 +164,7 @@ def identify(
     from audio_cli.store.speakers import identify as identify_speaker
 
     with _all_errors_exit(2):
-        options.check_inputs_exist([file])
+        checks.check_inputs_exist([file])
         with Store(db, readonly=True) as store:
             embedder = _embedder(model, engine, threads)
             chosen = _threshold(threshold, store.path, embedder)
@@ -209,8 +209,8 @@ def calibrate(
     if same < MIN_SAME_PAIRS or different < MIN_DIFFERENT_PAIRS:
         sys.stderr.write(
             "audio: warning: the threshold rests on only "
-            f"{options.plural(same, 'same-speaker pair')} and "
-            f"{options.plural(different, 'different-speaker pair')} (at least "
+            f"{checks.plural(same, 'same-speaker pair')} and "
+            f"{checks.plural(different, 'different-speaker pair')} (at least "
             f"{MIN_SAME_PAIRS} and {MIN_DIFFERENT_PAIRS} advised); enroll more recordings "
             "and calibrate again\n")
     _emit(result, json_output, f"threshold {result['threshold']:.4f} (EER {result['eer']:.2%} "
@@ -269,7 +269,7 @@ def speakers_export(out: Annotated[Path, typer.Argument(metavar="FILE",
 
     with Store(db, readonly=True) as store:
         result = export_speakers(store, out)
-    _emit(result, json_output, f"{out}: {options.plural(result['speakers'], 'speaker')}")
+    _emit(result, json_output, f"{out}: {checks.plural(result['speakers'], 'speaker')}")
 
 
 @speakers_app.command("import")
@@ -282,8 +282,8 @@ def speakers_import(file: Annotated[Path, typer.Argument(
 
     with Store(db) as store:
         result = import_speakers(store, file)
-    _emit(result, json_output, f"{options.plural(result['speakers'], 'speaker')}, "
-          f"{options.plural(result['exemplars_added'], 'exemplar')} added")
+    _emit(result, json_output, f"{checks.plural(result['speakers'], 'speaker')}, "
+          f"{checks.plural(result['exemplars_added'], 'exemplar')} added")
 
 
 @app.command("index")
@@ -323,7 +323,7 @@ def search(
     top: Annotated[int, typer.Option(metavar="N", min=1, help="How many recordings to list.")
                    ] = 10,
     min_score: Annotated[float | None, typer.Option(
-        metavar="COSINE", callback=options.cosine, help="Hide results below this cosine.")
+        metavar="COSINE", callback=checks.cosine, help="Hide results below this cosine.")
     ] = None,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
@@ -332,7 +332,7 @@ def search(
     from audio_cli.store.db import Store
     from audio_cli.store.index import search as search_index
 
-    options.check_inputs_exist([query])
+    checks.check_inputs_exist([query])
     with Store(db, readonly=True) as store:
         embedder = _embedder(model, engine, threads)
         (result,) = embedder.embed_all([query], min_duration)

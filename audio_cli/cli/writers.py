@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from audio_cli.cli.embed import Outcome, json_lines
-from audio_cli.cli.options import signals_held
 from engines.errors import UsageError
-from engines.files import TargetExists, publish, scratch_file
+from engines.files import TargetExists, publish, scratch_file, signals_held
 
 FORMATS = (".npz", ".npy", ".jsonl")
 SIDECAR_SUFFIX = ".paths.txt"
