@@ -200,7 +200,8 @@ def check_inputs_exist(paths: list[str]) -> None:
 
 
 ModelOpt = Annotated[str, typer.Option(
-    metavar="MODEL", help="Hub repo id, known name, or local model directory.")]
+    metavar="MODEL", show_default=model_name(DEFAULT_MODEL),
+    help="Hub repo id, known name, or local model directory.")]
 ThreadsOpt = Annotated[int | None, typer.Option(
     metavar="N", callback=threads,
     help="CPU threads for the engine (default: all; capped at the CPUs here).")]
@@ -227,7 +228,8 @@ def embed_speaker(
         str | None, typer.Option("--output", "-o", metavar="FILE", help="Also write the "
                                  "vectors to a new .npz, .npy (+ .paths.txt) or .jsonl file.")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing --output file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")
+                     ] = False,
     window: Annotated[
         float | None, typer.Option(metavar="SECONDS", callback=positive_seconds,
                                    help="One embedding per window of this many seconds.")

@@ -25,13 +25,10 @@ DbOpt = Annotated[Path | None, typer.Option(
     "--db", metavar="PATH", callback=checks.db_folder,
     help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
     "directory).")]
-ModelOpt = Annotated[str, typer.Option(
-    metavar="MODEL", help="Hub repo id, known name, or local model directory.")]
+ModelOpt = checks.ModelOpt
 EngineOpt = Annotated[str, typer.Option(
     metavar="ENGINE", help="Inference engine: auto, onnx, mlx or coreml.")]
-ThreadsOpt = Annotated[int | None, typer.Option(
-    metavar="N", callback=checks.threads,
-    help="CPU threads for the engine (default: all; capped at the CPUs here).")]
+ThreadsOpt = checks.ThreadsOpt
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 MinDurOpt = Annotated[float, typer.Option(
     metavar="SECONDS", callback=checks.min_seconds,
@@ -290,8 +287,8 @@ def speakers_import(file: Annotated[Path, typer.Argument(
 def index(
     paths: Annotated[list[str], typer.Argument(metavar="PATH...",
                                                help="Audio files or folders (recursive).")],
-    prune: Annotated[bool, typer.Option(help="Drop indexed files under PATHS that are gone.")
-                     ] = False,
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="Drop indexed files under PATHS that are gone.")] = False,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
 ) -> None:
