@@ -127,7 +127,7 @@ def test_enroll_identify_and_manage_speakers(env, tmp_path):
     export = tmp_path / "speakers.json"
     assert run_audio("speakers", "export", export, "--db", db).returncode == 0
     again = run_audio("speakers", "export", export, "--db", db)
-    assert again.returncode == 2 and "not overwritten" in again.stderr
+    assert again.returncode == 2 and "not overwriting" in again.stderr
     copy = tmp_path / "copy.db"
     r = run_audio("speakers", "import", export, "--db", copy, "--json")
     assert json.loads(r.stdout)["exemplars_added"] == 6
