@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from signals import voiced, write_wav
 
 from audio_cli.models import campplus as campplus_source
 from audio_cli.models.registry import resolve_model
@@ -104,8 +105,9 @@ def test_unknown_model_name_lists_campplus(cache_home):
 
 def test_cli_offline_download_fails_with_one_line(cache_home, tmp_path):
     env = {**os.environ, campplus_source.URL_ENV: CLOSED_PORT_URL}
+    clip = write_wav(tmp_path / "x.wav", voiced(1.0))  # inputs are checked before the model
     proc = subprocess.run(
-        [sys.executable, "-m", "audio_cli", "embed-speaker", str(tmp_path / "x.wav"),
+        [sys.executable, "-m", "audio_cli", "embed-speaker", str(clip),
          "--model", "campplus", "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 4
     assert proc.stdout == ""

@@ -242,8 +242,8 @@ def test_export_coreml_writes_a_package_and_never_overwrites(small_model_dir, tm
     assert first.returncode == 0, first.stderr.decode()
     assert (out / "Manifest.json").is_file()
     again = run_audio("export-coreml", str(out), "--model", str(small_model_dir))
-    assert again.returncode == 4
-    assert "overwrite" in again.stderr.decode()
+    assert again.returncode == 2  # a usage error, as --output onto an existing file
+    assert "not overwriting" in again.stderr.decode()
     bad = run_audio("export-coreml", str(tmp_path / "b.mlpackage"), "--precision", "int8",
                     "--model", str(small_model_dir))
     assert bad.returncode == 2

@@ -231,7 +231,7 @@ def test_one_input_keeps_the_one_object_and_the_summary(corpus, small_model_dir,
     assert len(proc.stdout.decode().splitlines()) == 1
     record = json.loads(proc.stdout)
     assert list(record) == ["embedding", "dimension", "elapsed", "file", "duration",
-                            "sample_rate", "model", "engine"]
+                            "sample_rate", "model", "model_digest", "engine"]
     text = embed(str(corpus / "a.wav"), "--model", str(small_model_dir)).stdout.decode()
     assert "L2 norm" in text and "first 8" in text and "status" not in text
 
@@ -262,6 +262,7 @@ def test_exit_status_is_the_failures_status_or_3_when_mixed():
 
 def test_an_unfinished_output_file_leaves_nothing_behind(tmp_path):
     out = OutputFile(tmp_path / "v.npz", False, "m", "onnx")
+    out.start()
     vector = np.ones(4, dtype=np.float32) / 2
     out.add(Outcome("x.wav", result=EmbeddingResult(vector, "x.wav", 1.0, 16000, "m", "onnx",
                                                     0.1)))

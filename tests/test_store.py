@@ -127,7 +127,7 @@ def test_enroll_identify_and_manage_speakers(env, tmp_path):
     export = tmp_path / "speakers.json"
     assert run_audio("speakers", "export", export, "--db", db).returncode == 0
     again = run_audio("speakers", "export", export, "--db", db)
-    assert again.returncode == 2 and "not overwritten" in again.stderr
+    assert again.returncode == 2 and "not overwriting" in again.stderr
     copy = tmp_path / "copy.db"
     r = run_audio("speakers", "import", export, "--db", copy, "--json")
     assert json.loads(r.stdout)["exemplars_added"] == 6
@@ -164,9 +164,12 @@ def test_index_is_incremental_prunes_and_searches(env, tmp_path):
     hits = json.loads(r.stdout)["results"]
     assert len(hits) == 3 and hits[0]["path"] == str(files[2][0])
     assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
-    r = run_audio("search", files[2][0], "--model", model, "--db", db, "--min-score", "1.01",
-                  "--json")
-    assert json.loads(r.stdout)["results"] == []
+    between = (hits[0]["score"] + hits[1]["score"]) / 2
+    r = run_audio("search", files[2][0], "--model", model, "--db", db, "--min-score",
+                  str(between), "--json")
+    assert [h["path"] for h in json.loads(r.stdout)["results"]] == [str(files[2][0])]
+    r = run_audio("search", files[2][0], "--model", model, "--db", db, "--min-score", "1.01")
+    assert r.returncode == 2 and "--min-score" in r.stderr  # no cosine is above 1
 
 
 def test_index_reports_unreadable_files_with_exit_3(env, tmp_path):

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 import numpy as np
 
-from audio_cli.frontend.audio import LIST_PREFIX, InputAudioWarning, load_audio, source_name
+from audio_cli.frontend.audio import (
+    LIST_PREFIX,
+    InputAudioWarning,
+    load_audio,
+    source_name,
+)
 from audio_cli.pipeline.speaker import (
     EmbeddingResult,
     InputFailure,
@@ -33,11 +38,9 @@ from engines.errors import (
 )
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from audio_cli.cli.inputs import InputItem
 
-TABLE_WIDTH_PIPED = 4000  # characters; wide enough that piped table rows never wrap
+PROGRESS_GROUP_FILES = 4  # files embedded together while a progress bar is shown
 PREVIEW_VALUES = 8  # values shown in the one-file summary
 TABLE_PREVIEW = 3  # values per row in the many-input table
 
@@ -84,14 +87,26 @@ def check_windows(window: float | None, hop: float | None, min_duration: float
     return hop
 
 
+def report_unusable(items: list[InputItem], json_output: bool) -> int:
+    """Report inputs that all failed before a model was needed; returns the exit status."""
+    sinks: list[Sink] = [JsonLinesSink(sys.stdout, "", "")] if json_output else []
+    return run((Outcome(source_name(i.path), error=i.error) for i in items), sinks,
+               Reporter(len(items), show_progress=False))
+
+
 def outcomes(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
-             window: float | None, hop: float | None) -> Iterator[Outcome]:
+             window: float | None, hop: float | None, group_files: int | None = None
+             ) -> Iterator[Outcome]:
     """One Outcome per item, in order: whole-file embeddings, or windows if `window` is set
-    (then `hop` is set too: see check_windows)."""
+    (then `hop` is set too: see check_windows). `group_files` embeds the files that many at
+    a time (smaller groups: a progress bar that moves more often)."""
     if window is not None:
         yield from _window_outcomes(speaker, items, min_duration, window, hop)
         return
-    results = speaker.embed_sources([i.path for i in items if i.error is None], min_duration)
+    paths = [i.path for i in items if i.error is None]
+    step = group_files or max(len(paths), 1)
+    results = (r for first in range(0, len(paths), step)
+               for r in speaker.embed_sources(paths[first:first + step], min_duration))
     for item in items:
         name = source_name(item.path)
         if item.error is not None:
@@ -210,21 +225,20 @@ def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int
     finally:
         reporter.close()
     if reporter.failed:
-        reporter.line(f"audio: error: {reporter.failed} of {total} inputs failed")
+        reporter.line(f"audio: error: {reporter.failed} of {total} "
+                      f"{'input' if total == 1 else 'inputs'} failed")
     return exit_status(codes)
 
 
 def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: bool,
-              out: Sink | None) -> int:
+              out: Sink | None, digest: str = "") -> int:
     """The one-file call: a summary (or one JSON object); an error stops it. Returns 0."""
     with input_warnings(stderr_line):
         result = speaker.embed_source(file, min_duration)
     if json_output:
-        sys.stdout.write(result_to_json(result) + "\n")
+        sys.stdout.write(result_to_json(result, digest) + "\n")
     elif out is None:
-        from rich.console import Console
-
-        render_summary(result, Console())
+        render_summary(result, sys.stdout)
     if out is not None:
         out.add(Outcome(source_name(file), result=result))
     return EXIT_OK
@@ -232,29 +246,30 @@ def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: b
 
 def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
                window: float | None, hop: float | None, json_output: bool,
-               out: Sink | None) -> int:
+               out: Sink | None, digest: str = "") -> int:
     """Many inputs (or windows) to JSON Lines, a table and/or `out`; returns the status."""
     sinks: list[Sink] = [out] if out is not None else []
     table = None
     if json_output:
-        sinks.append(JsonLinesSink(sys.stdout, speaker.model_id, speaker.engine_name))
+        sinks.append(JsonLinesSink(sys.stdout, speaker.model_id, speaker.engine_name, digest))
     elif out is None:
         table = TableSink(windows=window is not None)
         sinks.append(table)
     streaming_to_terminal = json_output and sys.stdout.isatty()
-    reporter = Reporter(len(items), sys.stderr.isatty() and not streaming_to_terminal)
+    progress = sys.stderr.isatty() and not streaming_to_terminal
+    reporter = Reporter(len(items), progress)
+    group = PROGRESS_GROUP_FILES if progress else None
     with input_warnings(reporter.line):
-        status = run(outcomes(speaker, items, min_duration, window, hop), sinks, reporter)
+        status = run(outcomes(speaker, items, min_duration, window, hop, group), sinks,
+                     reporter)
     if table is not None:
-        from rich.console import Console
-
-        # In a terminal the table fits the window; piped, rows stay whole (one line each).
-        table.render(Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_PIPED))
+        table.render(sys.stdout)
     return status
 
 
-def result_to_dict(result: EmbeddingResult) -> dict:
-    """The `--json` payload: the full vector and how it was made."""
+def result_to_dict(result: EmbeddingResult, digest: str = "") -> dict:
+    """The `--json` payload: the full vector and how it was made (`model_digest`: the
+    model's identity, as the store records it)."""
     return {
         "embedding": [float(v) for v in result.embedding],
         "dimension": result.dimension,
@@ -263,37 +278,37 @@ def result_to_dict(result: EmbeddingResult) -> dict:
         "duration": round(result.duration, 6),
         "sample_rate": result.sample_rate,
         "model": result.model,
+        "model_digest": digest,
         "engine": result.engine,
     }
 
 
-def result_to_json(result: EmbeddingResult) -> str:
+def result_to_json(result: EmbeddingResult, digest: str = "") -> str:
     """One line of JSON for a result."""
-    return json.dumps(result_to_dict(result), separators=(",", ":"))
+    return json.dumps(result_to_dict(result, digest), separators=(",", ":"))
 
 
-def render_summary(result: EmbeddingResult, console: Console) -> None:
-    """Print a short human-readable summary of one embedding."""
-    from rich.table import Table  # only the text path pays for importing rich
-
+def render_summary(result: EmbeddingResult, stream: TextIO) -> None:
+    """Print a short human-readable summary of one embedding (plain lines: a long path is
+    never cut, piped or not)."""
     v = result.embedding
     preview = ", ".join(f"{x:+.4f}" for x in v[:PREVIEW_VALUES])
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("file", result.file)
-    table.add_row("duration", f"{result.duration:.2f} s ({result.sample_rate} Hz)")
-    table.add_row("dimension", str(result.dimension))
-    table.add_row("L2 norm", f"{float(np.linalg.norm(v)):.6f}")
-    table.add_row("range", f"[{float(v.min()):+.4f}, {float(v.max()):+.4f}]")
-    table.add_row(f"first {min(PREVIEW_VALUES, len(v))}", f"[{preview}]")
-    table.add_row("engine", result.engine)
-    table.add_row("model", result.model)
-    table.add_row("time", f"{result.elapsed * 1000:.1f} ms")
-    console.print(table)
+    rows = [
+        ("file", result.file),
+        ("duration", f"{result.duration:.2f} s ({result.sample_rate} Hz)"),
+        ("dimension", str(result.dimension)),
+        ("L2 norm", f"{float(np.linalg.norm(v)):.6f}"),
+        ("range", f"[{float(v.min()):+.4f}, {float(v.max()):+.4f}]"),
+        (f"first {min(PREVIEW_VALUES, len(v))}", f"[{preview}]"),
+        ("engine", result.engine),
+        ("model", result.model),
+        ("time", f"{result.elapsed * 1000:.1f} ms"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    stream.write("".join(f"{label:<{width}}  {value}\n" for label, value in rows))
 
 
-def window_to_dict(window: WindowEmbedding, model: str, engine: str) -> dict:
+def window_to_dict(window: WindowEmbedding, model: str, engine: str, digest: str = "") -> dict:
     """One JSON Lines record of `--window`: the window's times and vector."""
     return {
         "file": window.file,
@@ -302,40 +317,45 @@ def window_to_dict(window: WindowEmbedding, model: str, engine: str) -> dict:
         "embedding": [float(v) for v in window.embedding],
         "dimension": int(window.embedding.shape[0]),
         "model": model,
+        "model_digest": digest,
         "engine": engine,
     }
 
 
-def outcome_records(outcome: Outcome, model: str, engine: str) -> list[dict]:
+def outcome_records(outcome: Outcome, model: str, engine: str, digest: str = "") -> list[dict]:
     """The JSON Lines records of one input: its result, one per window, or its error."""
     if outcome.error is not None:
         return [{"file": outcome.file, "error": outcome.message}]
     if outcome.windows is not None:
-        return [{**window_to_dict(w, model, engine), "file": outcome.file}
+        return [{**window_to_dict(w, model, engine, digest), "file": outcome.file}
                 for w in outcome.windows]
-    return [{**result_to_dict(outcome.result), "file": outcome.file}]
+    return [{**result_to_dict(outcome.result, digest), "file": outcome.file}]
 
 
-def json_lines(outcome: Outcome, model: str, engine: str) -> str:
+def json_lines(outcome: Outcome, model: str, engine: str, digest: str = "") -> str:
     """The input's records as JSON Lines (compact, one record a line)."""
     return "".join(json.dumps(record, separators=(",", ":")) + "\n"
-                   for record in outcome_records(outcome, model, engine))
+                   for record in outcome_records(outcome, model, engine, digest))
 
 
 class JsonLinesSink:
     """JSON Lines on a stream (stdout), flushed after each input so pipes see it at once."""
 
-    def __init__(self, stream: TextIO, model: str, engine: str):
-        self.stream, self.model, self.engine = stream, model, engine
+    def __init__(self, stream: TextIO, model: str, engine: str, digest: str = ""):
+        self.stream, self.model, self.engine, self.digest = stream, model, engine, digest
 
     def add(self, outcome: Outcome) -> None:
         """Write the input's records."""
-        self.stream.write(json_lines(outcome, self.model, self.engine))
+        self.stream.write(json_lines(outcome, self.model, self.engine, self.digest))
         self.stream.flush()
 
 
 class TableSink:
-    """A rich table of every input (or window), printed when the run ends."""
+    """A table of every input (or window), printed when the run ends.
+
+    Plain text with the path last: the fixed-width columns line up, and a path of any length
+    is never cut or folded (it runs on, as in `ls -l`); a piped row is one line.
+    """
 
     def __init__(self, windows: bool):
         self.windows = windows
@@ -346,32 +366,27 @@ class TableSink:
         blank = ("", "") if self.windows else ("",)
         if outcome.error is not None:
             reason = outcome.message.removeprefix(f"{outcome.file}: ")
-            self.rows.append((outcome.file, *blank, "", "", f"error: {reason}"))
+            self.rows.append((*blank, "", "", "error", f"{outcome.file}: {reason}"))
         elif outcome.windows is not None:
             for w in outcome.windows:
-                self.rows.append((outcome.file, f"{w.start:.2f}", f"{w.end:.2f}",
-                                  *_vector_cells(w.embedding), "ok"))
+                self.rows.append((f"{w.start:.2f}", f"{w.end:.2f}", *_vector_cells(w.embedding),
+                                  "ok", outcome.file))
         else:
             r = outcome.result
-            self.rows.append((outcome.file, f"{r.duration:.2f}", *_vector_cells(r.embedding),
-                              "ok"))
+            self.rows.append((f"{r.duration:.2f}", *_vector_cells(r.embedding), "ok",
+                              outcome.file))
 
-    def render(self, console: Console) -> None:
+    def render(self, stream: TextIO) -> None:
         """Print the table."""
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False)
-        table.add_column("file", overflow="fold")
-        for name in ("start", "end") if self.windows else ("duration",):
-            table.add_column(name, justify="right", no_wrap=True)
-        table.add_column("L2 norm", justify="right", no_wrap=True)
-        table.add_column(f"first {TABLE_PREVIEW}", no_wrap=True)
-        table.add_column("status", overflow="fold")
-        for row in self.rows:
-            table.add_row(*row)
-        with console.capture() as captured:
-            console.print(table)
-        console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+        header = (*(("start", "end") if self.windows else ("duration",)), "L2 norm",
+                  f"first {TABLE_PREVIEW}", "status", "file")
+        rows = [header, *self.rows]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+        numbers = len(header) - 3  # right-aligned columns: times/duration and the norm
+        for row in rows:
+            cells = [cell.rjust(w) if i < numbers else cell.ljust(w)
+                     for i, (cell, w) in enumerate(zip(row, widths, strict=False))]
+            stream.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
 
 
 def _vector_cells(v: np.ndarray) -> tuple[str, str]:

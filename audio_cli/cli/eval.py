@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from audio_cli.cli import main as checks
+from audio_cli.cli.store import EngineOpt, ModelOpt, ThreadsOpt
 from audio_cli.evaluation.run import EvalReport
 from audio_cli.models.registry import DEFAULT_MODEL
 
@@ -23,32 +25,30 @@ app = typer.Typer()
 @app.command("eval")
 def eval_command(
     dataset: Annotated[Path, typer.Argument(
+        metavar="DATASET",
         help="Folder with one sub-folder per speaker, or a manifest CSV (speaker,file) / a "
              "folder holding manifest.csv, which then takes precedence.")],
-    model: Annotated[
-        str, typer.Option(help="Hub repo id, known name, or local model directory.")
-    ] = DEFAULT_MODEL,
-    engine: Annotated[
-        str, typer.Option(help="Inference engine: auto, onnx, mlx or coreml.")
-    ] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads for the engine (default: all).")
-    ] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    engine: EngineOpt = "auto",
+    threads: ThreadsOpt = None,
     impostors: Annotated[
-        Path | None, typer.Option(help="Folder of extra one-file speakers: each file is scored "
-                                  "against every dataset file as a non-target trial.")
+        Path | None, typer.Option(metavar="FOLDER", help="Folder of extra one-file speakers: "
+                                  "each file is scored against every dataset file as a "
+                                  "non-target trial.")
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object.")
     ] = False,
     min_duration: Annotated[
-        float, typer.Option(help="Leave out audio shorter than this many seconds.")
+        float, typer.Option(metavar="SECONDS", callback=checks.min_seconds,
+                            help="Leave out audio shorter than this many seconds.")
     ] = 0.5,
 ) -> None:
     """Score every same- and different-speaker pair: trials, EER, minDCF, mean scores."""
     from audio_cli.cli.embed import Reporter, exit_status
     from audio_cli.evaluation.datasets import check_unique, load_dataset, load_impostors
     from audio_cli.evaluation.run import check_trials, run_evaluation
+    from audio_cli.models.registry import resolve_model
     from audio_cli.pipeline.speaker import WeSpeaker
     from engines import resolve_engine_name
 
@@ -57,7 +57,8 @@ def eval_command(
     extra = load_impostors(impostors) if impostors is not None else []
     check_unique([u.path for u in data.utterances] + extra)
     check_trials([u.speaker for u in data.utterances], len(extra))
-    speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
+    _, directory = resolve_model(model, engine)
+    speaker = WeSpeaker.from_directory(directory, checks.model_name(model), engine, threads)
     reporter = Reporter(len(data.utterances) + len(extra), show_progress=sys.stderr.isatty())
     try:
         report = run_evaluation(speaker, data, extra, min_duration,
@@ -65,7 +66,9 @@ def eval_command(
     finally:
         reporter.close()
     if json_output:
-        sys.stdout.write(report_to_json(report) + "\n")
+        from engines.files import model_digest
+
+        sys.stdout.write(report_to_json(report, model_digest(directory)) + "\n")
     else:
         from rich.console import Console
 
@@ -91,8 +94,9 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def report_to_dict(report: EvalReport) -> dict:
-    """The `--json` payload (rates as fractions; a threshold of +inf, i.e. reject all, is null)."""
+def report_to_dict(report: EvalReport, digest: str = "") -> dict:
+    """The `--json` payload (rates as fractions; a threshold of +inf, i.e. reject all, is null;
+    `model_digest`: the model's identity, as the store records it)."""
     m = report.metrics
     return {
         "dataset": str(report.dataset.source),
@@ -113,14 +117,15 @@ def report_to_dict(report: EvalReport) -> dict:
         "mean_target_score": m.mean_target,
         "mean_nontarget_score": m.mean_nontarget,
         "model": report.model,
+        "model_digest": digest,
         "engine": report.engine,
         "elapsed": round(report.elapsed, 3),
     }
 
 
-def report_to_json(report: EvalReport) -> str:
+def report_to_json(report: EvalReport, digest: str = "") -> str:
     """One line of JSON for a report."""
-    return json.dumps(report_to_dict(report), separators=(",", ":"))
+    return json.dumps(report_to_dict(report, digest), separators=(",", ":"))
 
 
 def render_report(report: EvalReport, console: Console) -> None:

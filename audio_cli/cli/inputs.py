@@ -105,3 +105,11 @@ def _first_of_each(items: list[InputItem]) -> list[InputItem]:
             seen.add(item.path)
             unique.append(item)
     return unique
+
+
+def mark_missing(items: list[InputItem]) -> list[InputItem]:
+    """The items, with files that are not there turned into failed inputs (checked before
+    any model is loaded, so a missing file is said even when the model cannot be had)."""
+    return [InputItem(i.path, InputAudioError(f"{i.path}: no such file"))
+            if i.error is None and i.path != STDIN and not os.path.lexists(i.path) else i
+            for i in items]

@@ -1,16 +1,18 @@
 """The `audio` command line: the app, its one-file commands, and errors turned into exit codes.
 
-`embed-speaker`, `convert` and `export-coreml` are defined here. The store and evaluation
-commands live in `cli/store.py` and `cli/eval.py`, which are imported only when one of their
-commands runs (or help lists them), so `audio embed-speaker` never loads them.
+`embed-speaker` and the checks shared by every command's options are defined here. The
+other commands live in `cli/convert.py`, `cli/store.py` and `cli/eval.py`, which are imported
+only when one of their commands runs (or help lists them), so `audio embed-speaker` never
+loads them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
+import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -19,11 +21,20 @@ from typer.core import TyperGroup
 
 from audio_cli import __version__
 from audio_cli.models.registry import DEFAULT_MODEL
-from engines.errors import DEBUG_ENV, EXIT_INTERNAL, EXIT_USAGE, AudioCliError
+from engines.errors import (
+    DEBUG_ENV,
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    AudioCliError,
+    InputAudioError,
+)
+from engines.files import catch_signals, interrupted, received
 
 APP_HELP = "Speaker embeddings (WeSpeaker ResNet34-LM, CAM++) from the command line."
 # Commands defined in other modules: name -> module holding a Typer `app` that defines it.
 LAZY_COMMANDS = {
+    "convert": "audio_cli.cli.convert",
+    "export-coreml": "audio_cli.cli.convert",
     "compare": "audio_cli.cli.store",
     "enroll": "audio_cli.cli.store",
     "identify": "audio_cli.cli.store",
@@ -74,45 +85,169 @@ def _root(
     """Speaker embeddings (WeSpeaker ResNet34-LM, CAM++) from the command line."""
 
 
+# ---------------------------------------------------------------- option checks
+# Number options are checked while the command line is parsed, before any file or model is
+# touched: NaN and infinities are refused everywhere (float() accepts "nan" and "inf").
+
+MAX_SECONDS = 86400.0  # a day: the longest window, hop or minimum duration accepted
+
+
+def _bad(value, rule: str):
+    raise typer.BadParameter(f"{value!s}: {rule}")
+
+
+def positive_seconds(value: float | None) -> float | None:
+    """--window, --hop: a finite number of seconds above 0 and at most a day."""
+    if value is not None and not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        _bad(value, f"must be a number of seconds above 0 and at most {MAX_SECONDS:g}")
+    return value
+
+
+def min_seconds(value: float) -> float:
+    """--min-duration: a finite number of seconds from 0 to a day."""
+    if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+        _bad(value, f"must be a number of seconds from 0 to {MAX_SECONDS:g}")
+    return value
+
+
+def cosine(value: float | None) -> float | None:
+    """--threshold, --min-score: a raw cosine, finite and in [-1, 1]."""
+    if value is not None and not (math.isfinite(value) and -1.0 <= value <= 1.0):
+        _bad(value, "must be a cosine from -1 to 1")
+    return value
+
+
+def db_folder(value: Path | None) -> Path | None:
+    """--db: its folder must exist (as for --output); the store file itself may be new."""
+    if value is not None and not value.expanduser().parent.is_dir():
+        _bad(value, f"the folder {value.expanduser().parent} does not exist")
+    return value
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the platform tells, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def threads(value: int | None) -> int | None:
+    """--threads: at least 1; more than the usable CPUs is capped with a warning.
+
+    Engine threads beyond the CPUs only wait for each other (1000 threads on 2 CPUs ran 65x
+    slower), so the request is honoured as far as the machine allows and the cap is said
+    once on stderr, as encoders such as ffmpeg do with thread counts they cannot use.
+    """
+    if value is None:
+        return None
+    if value < 1:
+        _bad(value, "must be at least 1")
+    cpus = usable_cpus()
+    if value > cpus:
+        sys.stderr.write(f"audio: warning: --threads {value} is more than the {cpus} CPUs "
+                         f"here; using {cpus}\n")
+        return cpus
+    return value
+
+
+def model_name(typed: str) -> str:
+    """What every command calls a model: the registry's short name for a known model (by
+    name or hub id), else what the user typed for --model."""
+    from audio_cli.models.registry import known_model
+
+    known = known_model(typed)
+    return known.name if known is not None else typed
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 embedding`, `2 embeddings` (or the given plural)."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
+
+
+def plain_help() -> None:
+    """Help without typer's type labels (`--json <bool>`, `{INPUT}...`, `<list[str]>`).
+
+    Flags show no value, arguments show their metavar (INPUT...), options their metavar or
+    their name in capitals. Applies to typer versions whose parameters have
+    `display_type_rich` (older ones print click's plain metavars already).
+    """
+    core = typer.core
+    option, argument = getattr(core, "TyperOption", None), getattr(core, "TyperArgument", None)
+    if not (hasattr(option, "display_type_rich") and hasattr(argument, "display_type_rich")):
+        return
+
+    def option_value(self, ctx):
+        if self.is_flag or self.count:
+            return None
+        return self.metavar or (self.name or "value").upper()
+
+    def argument_usage(self):
+        name = self.metavar or (self.name or "arg").upper()
+        dots = "..." if self.nargs != 1 and not name.endswith("...") else ""
+        return (name if self.required else f"[{name}]") + dots
+
+    option.display_type_rich = option_value
+    argument.display_type_rich = lambda self, ctx: None
+    if hasattr(argument, "_usage_display_name"):
+        argument._usage_display_name = argument_usage
+
+
+def check_inputs_exist(paths: list[str]) -> None:
+    """Exit 3 for a named file that is not there, before any model is resolved (which may
+    need a download): `-` (stdin) and existing paths pass; the loader checks the rest."""
+    missing = [p for p in paths if p != "-" and not os.path.lexists(p)]
+    if missing:
+        raise InputAudioError("; ".join(f"{p}: no such file" for p in missing))
+
+
+ModelOpt = Annotated[str, typer.Option(
+    metavar="MODEL", show_default=model_name(DEFAULT_MODEL),
+    help="Hub repo id, known name, or local model directory.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    metavar="N", callback=threads,
+    help="CPU threads for the engine (default: all; capped at the CPUs here).")]
+
+
 @app.command("embed-speaker")
 def embed_speaker(
     files: Annotated[
         list[str], typer.Argument(help="Audio files (WAV, FLAC, OGG/Opus, MP3, ...), "
                                   "directories (searched recursively), @LIST files (one path "
-                                  "a line), or - for stdin.", metavar="INPUT",
+                                  "a line), or - for stdin.", metavar="INPUT...",
                                   show_default=False)
     ],
     engine: Annotated[
-        str, typer.Option(help="Inference engine: auto (MLX on Apple Silicon, else onnx), "
-                          "onnx, mlx or coreml.")
+        str, typer.Option(metavar="ENGINE", help="Inference engine: auto (MLX on Apple "
+                          "Silicon, else onnx), onnx, mlx or coreml.")
     ] = "auto",
-    model: Annotated[
-        str, typer.Option(help="Hub repo id, known name, or local model directory.")
-    ] = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object with the full vector; with several "
                            "inputs or --window, JSON Lines (one record per input/window).")
     ] = False,
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Also write the vectors to a new "
-                                 ".npz, .npy (+ .paths.txt) or .jsonl file.")
+        str | None, typer.Option("--output", "-o", metavar="FILE", help="Also write the "
+                                 "vectors to a new .npz, .npy (+ .paths.txt) or .jsonl file.")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing --output file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")
+                     ] = False,
     window: Annotated[
-        float | None, typer.Option(help="One embedding per window of this many seconds.")
+        float | None, typer.Option(metavar="SECONDS", callback=positive_seconds,
+                                   help="One embedding per window of this many seconds.")
     ] = None,
     hop: Annotated[
-        float | None, typer.Option(help="Seconds between window starts (default: --window).")
+        float | None, typer.Option(metavar="SECONDS", callback=positive_seconds,
+                                   help="Seconds between window starts (default: --window).")
     ] = None,
     min_duration: Annotated[
-        float, typer.Option(help="Refuse audio shorter than this many seconds.")
+        float, typer.Option(metavar="SECONDS", callback=min_seconds,
+                            help="Refuse audio shorter than this many seconds.")
     ] = 0.5,
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads for the engine (default: all).")
-    ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
     from audio_cli.cli import embed as batch
+    from audio_cli.models.registry import resolve_model
     from audio_cli.pipeline.speaker import WeSpeaker
     from engines import resolve_engine_name
 
@@ -124,22 +259,39 @@ def embed_speaker(
         out_path = check_output(output, force)
     hop = batch.check_windows(window, hop, min_duration)
     single = window is None and batch.is_single_file(files)
-    if not single:
-        from audio_cli.cli.inputs import expand_inputs
+    if single:
+        check_inputs_exist(files)  # before the model, which may need a download
+    else:
+        from audio_cli.cli.inputs import expand_inputs, mark_missing
 
-        items = expand_inputs(files)
-    speaker = WeSpeaker.load_from_hub(model, engine=engine, threads=threads)
+        items = mark_missing(expand_inputs(files))
+        if all(item.error is not None for item in items):  # nothing to load a model for
+            status = batch.report_unusable(items, json_output)
+            if out_path is not None:
+                sys.stderr.write(f"audio: nothing embedded; {out_path} not written\n")
+            raise typer.Exit(status)
+    _, directory = resolve_model(model, engine)
+    speaker = WeSpeaker.from_directory(directory, model_name(model), engine, threads)
     speaker.check_min_duration(min_duration)  # before any output
-    out = OutputFile(out_path, force, speaker.model_id, speaker.engine_name) if out_path else None
-    try:
+    digest = ""
+    if json_output or out_path:  # the model's identity, as the store records it
+        from engines.files import model_digest
+
+        digest = model_digest(directory)
+    out = (OutputFile(out_path, force, speaker.model_id, speaker.engine_name, digest)
+           if out_path else None)
+    try:  # from the output's first scratch file on, a stopped run removes what it wrote
+        if out is not None:
+            out.start()
         if single:
-            status = batch.embed_one(speaker, files[0], min_duration, json_output, out)
+            status = batch.embed_one(speaker, files[0], min_duration, json_output, out, digest)
         else:
             status = batch.embed_many(speaker, items, min_duration, window, hop, json_output,
-                                      out)
+                                      out, digest)
         if out is not None and out.count:
             out.commit()
-            sys.stderr.write(f"audio: wrote {out.count} embeddings to {out_path}\n")
+            sys.stderr.write(f"audio: wrote {plural(out.count, 'embedding')} to "
+                             f"{out_path}\n")
         elif out is not None:
             sys.stderr.write(f"audio: nothing embedded; {out_path} not written\n")
     finally:
@@ -147,41 +299,6 @@ def embed_speaker(
             out.discard()
     if status:
         raise typer.Exit(status)
-
-
-@app.command("convert")
-def convert(
-    source: Annotated[Path, typer.Argument(help="pyannote pytorch_model.bin, wespeaker .pt "
-                                                 "or 3D-Speaker campplus_cn_en_common.pt")],
-    out_dir: Annotated[Path, typer.Argument(help="New directory for the hub-layout model.")],
-) -> None:
-    """Convert a PyTorch checkpoint into a model directory (no torch needed)."""
-    from audio_cli.models.convert import convert_checkpoint
-
-    written = convert_checkpoint(source, out_dir)
-    typer.echo(str(written))
-
-
-@app.command("export-coreml")
-def export_coreml_command(
-    out: Annotated[Path, typer.Argument(help="New .mlpackage path to write.")],
-    model: Annotated[
-        str, typer.Option(help="Hub repo id, known name, or local model directory.")
-    ] = DEFAULT_MODEL,
-    precision: Annotated[str, typer.Option(help="float32 or float16.")] = "float32",
-) -> None:
-    """Export a model as a Core ML ML Program (.mlpackage) with a flexible length."""
-    from audio_cli.models.registry import resolve_model
-    from engines.coreml_export import check_precision, export_coreml
-    from engines.model import WEIGHTS_FILE, ModelConfig, Weights
-
-    check_precision(precision)
-    model_id, directory = resolve_model(model, "coreml")
-    config = ModelConfig.load(directory)
-    if not config.model_id:
-        config = dataclasses.replace(config, model_id=model_id)
-    written = export_coreml(config, Weights(directory / WEIGHTS_FILE), out, precision)
-    typer.echo(str(written))
 
 
 def _click_exception_modules() -> list:
@@ -199,6 +316,7 @@ _CLICK = _click_exception_modules()
 USAGE_ERRORS = tuple(m.UsageError for m in _CLICK)
 ABORTS = (typer.Abort, *(m.Abort for m in _CLICK if hasattr(m, "Abort")))
 CLICK_ERRORS = tuple(m.ClickException for m in _CLICK)
+NO_ARGS_HELP = tuple(m.NoArgsIsHelpError for m in _CLICK if hasattr(m, "NoArgsIsHelpError"))
 
 
 def _fail(message: str, code: int) -> None:
@@ -206,21 +324,33 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning (an input's, a library's) as one `audio: warning:` line, not Python's two."""
+    sys.stderr.write(f"audio: warning: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every known error into one line on stderr."""
+    warnings.showwarning = _warning_line
+    catch_signals()
+    plain_help()
     try:
         code = app(args=argv, prog_name="audio", standalone_mode=False)
+    except NO_ARGS_HELP as exc:  # `audio` or `audio speakers` alone: the help, then status 2
+        if exc.format_message():  # help not printed yet (click without rich)
+            sys.stderr.write(exc.format_message() + "\n")
+        sys.exit(EXIT_USAGE)
     except USAGE_ERRORS as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         _fail(exc.format_message().replace("\n", " ") + hint, EXIT_USAGE)
     except ABORTS:
-        _fail("interrupted", 130)
+        _fail(*interrupted())
     except CLICK_ERRORS as exc:
         _fail(exc.format_message(), exc.exit_code)
     except AudioCliError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail(*interrupted())
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(EXIT_INTERNAL)
@@ -229,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)",
               EXIT_INTERNAL)
+    if received:  # typer turns the KeyboardInterrupt into a bare status 130
+        _fail(*interrupted())
     sys.exit(code or 0)
 
 

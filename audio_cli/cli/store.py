@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from audio_cli.cli import main as checks
 from audio_cli.frontend.audio import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.speaker import cosine_similarity
@@ -21,16 +22,27 @@ from engines.errors import DEBUG_ENV, AudioCliError
 app = typer.Typer()
 
 DbOpt = Annotated[Path | None, typer.Option(
-    "--db", help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
+    "--db", metavar="PATH", callback=checks.db_folder,
+    help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
     "directory).")]
-ModelOpt = Annotated[str, typer.Option(help="Hub repo id, known name, or local model directory.")]
-EngineOpt = Annotated[str, typer.Option(help="Inference engine: auto, onnx, mlx or coreml.")]
-ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for the engine.")]
+ModelOpt = checks.ModelOpt
+EngineOpt = Annotated[str, typer.Option(
+    metavar="ENGINE", help="Inference engine: auto, onnx, mlx or coreml.")]
+ThreadsOpt = checks.ThreadsOpt
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-MinDurOpt = Annotated[float, typer.Option(help="Refuse audio shorter than this (seconds).")]
+MinDurOpt = Annotated[float, typer.Option(
+    metavar="SECONDS", callback=checks.min_seconds,
+    help="Refuse audio shorter than this (seconds).")]
 ThresholdOpt = Annotated[float | None, typer.Option(
-    help="Decision threshold on the raw cosine (default: the store's calibrated value, else "
-    "the model's default).")]
+    metavar="COSINE", callback=checks.cosine,
+    help="Decision threshold on the raw cosine, from -1 to 1 (default: the store's calibrated "
+    "value, else the model's default).")]
+TopOpt = Annotated[int, typer.Option(metavar="N", min=1, help="Show this many candidates.")]
+
+# Fewer trials than this and an equal-error threshold moves by several hundredths from one
+# recording to the next (a 1 % error rate needs ~100 trials of a kind to be seen at all).
+MIN_SAME_PAIRS = 50
+MIN_DIFFERENT_PAIRS = 100
 
 speakers_app = typer.Typer(help="List, remove, rename, export or import enrolled speakers.",
                            no_args_is_help=True)
@@ -64,7 +76,7 @@ def _embedder(model: str, engine: str, threads: int | None):
     from engines import resolve_engine_name
 
     resolve_engine_name(engine)
-    return Embedder.load(model, engine=engine, threads=threads)
+    return Embedder.load(model, engine=engine, threads=threads, name=checks.model_name(model))
 
 
 def _threshold(option: float | None, db: Path | None, embedder):
@@ -74,21 +86,22 @@ def _threshold(option: float | None, db: Path | None, embedder):
 
     stored = None
     if option is None and (db is not None or default_db_path().exists()):
-        with Store(db, create=False) as store:
+        with Store(db, readonly=True) as store:
             stored = stored_threshold(store, embedder)
     return pick_threshold(option, stored, embedder.speaker.config.model_type)
 
 
 @app.command("compare")
 def compare(
-    file_a: Annotated[str, typer.Argument(help="First recording.")],
-    file_b: Annotated[str, typer.Argument(help="Second recording.")],
+    file_a: Annotated[str, typer.Argument(metavar="FILE_A", help="First recording.")],
+    file_b: Annotated[str, typer.Argument(metavar="FILE_B", help="Second recording.")],
     threshold: ThresholdOpt = None, db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL,
     engine: EngineOpt = "auto", threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5,
     json_output: JsonOpt = False,
 ) -> None:
     """Same speaker? Raw cosine in [-1, 1]; exit 0 same, 1 different, 2 error."""
     with _all_errors_exit(2):
+        checks.check_inputs_exist([file_a, file_b])
         embedder = _embedder(model, engine, threads)
         chosen = _threshold(threshold, db, embedder)
         a, b = embedder.embed_all([file_a, file_b], min_duration)
@@ -96,7 +109,8 @@ def compare(
         same = score >= chosen.value
         document = {"files": [a.file, b.file], "score": score, "threshold": chosen.value,
                     "threshold_origin": chosen.origin, "same_speaker": same,
-                    "model": embedder.name, "engine": embedder.engine}
+                    "model": embedder.name, "model_digest": embedder.digest,
+                    "engine": embedder.engine}
         verdict = "same speaker" if same else "different speakers"
         _emit(document, json_output, f"{score:.4f}  {verdict} (threshold {chosen.value:g}, "
               f"{chosen.origin})")
@@ -106,8 +120,9 @@ def compare(
 
 @app.command("enroll")
 def enroll(
-    name: Annotated[str, typer.Argument(help="Speaker name.")],
-    files: Annotated[list[str], typer.Argument(help="Recordings of this speaker.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Speaker name.")],
+    files: Annotated[list[str], typer.Argument(metavar="FILE...",
+                                               help="Recordings of this speaker.")],
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
 ) -> None:
@@ -117,24 +132,27 @@ def enroll(
     from audio_cli.store.speakers import enroll as enroll_speaker
 
     check_name(name)
+    checks.check_inputs_exist(files)
     with Store(db) as store:
         embedder = _embedder(model, engine, threads)
         sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
         results = embedder.embed_all(sources, min_duration)
         total = enroll_speaker(store, embedder, name, results)
         document = {"speaker": name, "added": len(results), "exemplars": total,
-                    "model": embedder.name, "db": str(store.path)}
-    _emit(document, json_output, f"{name}: {len(results)} added, {total} exemplars "
-          f"({embedder.name})")
+                    "model": embedder.name, "model_digest": embedder.digest,
+                    "db": str(store.path)}
+    _emit(document, json_output, f"{name}: {len(results)} added, "
+          f"{checks.plural(total, 'exemplar')} ({embedder.name})")
 
 
 @app.command("identify")
 def identify(
-    file: Annotated[str, typer.Argument(help="Recording of an unknown speaker.")],
-    top: Annotated[int, typer.Option(min=1, help="Show this many candidates.")] = 1,
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Recording of an unknown speaker.")],
+    top: TopOpt = 1,
     threshold: ThresholdOpt = None,
-    scoring: Annotated[str, typer.Option(help="mean: cosine with the re-normalised mean of a "
-                                         "speaker's exemplars; max: best exemplar.")] = "mean",
+    scoring: Annotated[str, typer.Option(
+        metavar="mean|max", help="mean: cosine with the re-normalised mean of a speaker's "
+        "exemplars; max: best exemplar.")] = "mean",
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
 ) -> None:
@@ -143,7 +161,8 @@ def identify(
     from audio_cli.store.speakers import identify as identify_speaker
 
     with _all_errors_exit(2):
-        with Store(db, create=False) as store:
+        checks.check_inputs_exist([file])
+        with Store(db, readonly=True) as store:
             embedder = _embedder(model, engine, threads)
             chosen = _threshold(threshold, store.path, embedder)
             (query,) = embedder.embed_all([file], min_duration)
@@ -158,6 +177,7 @@ def identify(
             "file": query.file, "speaker": best.name if known else None, "identified": known,
             "score": best.score, "margin": margin, "threshold": chosen.value,
             "threshold_origin": chosen.origin, "scoring": scoring, "model": embedder.name,
+            "model_digest": embedder.digest,
             "candidates": [{"name": c.name, "score": c.score, "exemplars": c.exemplars}
                            for c in result.ranked[:top]]}
         lines = [f"{best.name if known else 'unknown'}  score {best.score:.4f}"
@@ -180,9 +200,18 @@ def calibrate(
     from audio_cli.store.speakers import calibrate as calibrate_store
 
     with Store(db, create=False) as store:
-        result = calibrate_store(store, _embedder(model, engine, threads))
+        embedder = _embedder(model, engine, threads)
+        result = {**calibrate_store(store, embedder), "model_digest": embedder.digest}
+    same, different = result["same_pairs"], result["different_pairs"]
+    if same < MIN_SAME_PAIRS or different < MIN_DIFFERENT_PAIRS:
+        sys.stderr.write(
+            "audio: warning: the threshold rests on only "
+            f"{checks.plural(same, 'same-speaker pair')} and "
+            f"{checks.plural(different, 'different-speaker pair')} (at least "
+            f"{MIN_SAME_PAIRS} and {MIN_DIFFERENT_PAIRS} advised); enroll more recordings "
+            "and calibrate again\n")
     _emit(result, json_output, f"threshold {result['threshold']:.4f} (EER {result['eer']:.2%} "
-          f"on {result['same_pairs']} same / {result['different_pairs']} different pairs)")
+          f"on {same} same / {different} different {'pair' if different == 1 else 'pairs'})")
 
 
 @speakers_app.command("list")
@@ -193,7 +222,7 @@ def speakers_list(db: DbOpt = None, json_output: JsonOpt = False) -> None:
 
     path = db if db is not None else default_db_path()
     if path.exists():
-        with Store(path, create=False) as store:
+        with Store(path, readonly=True) as store:
             speakers = list_speakers(store)
     else:  # listing creates no store
         speakers = []
@@ -203,7 +232,8 @@ def speakers_list(db: DbOpt = None, json_output: JsonOpt = False) -> None:
 
 
 @speakers_app.command("remove")
-def speakers_remove(name: str, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+def speakers_remove(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOpt = None,
+                    json_output: JsonOpt = False) -> None:
     """Delete a speaker and all its exemplars."""
     from audio_cli.store.db import Store
     from audio_cli.store.speakers import remove_speaker
@@ -214,7 +244,9 @@ def speakers_remove(name: str, db: DbOpt = None, json_output: JsonOpt = False) -
 
 
 @speakers_app.command("rename")
-def speakers_rename(old: str, new: str, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+def speakers_rename(old: Annotated[str, typer.Argument(metavar="OLD")],
+                    new: Annotated[str, typer.Argument(metavar="NEW")], db: DbOpt = None,
+                    json_output: JsonOpt = False) -> None:
     """Rename a speaker."""
     from audio_cli.store.db import Store
     from audio_cli.store.speakers import rename_speaker
@@ -225,33 +257,38 @@ def speakers_rename(old: str, new: str, db: DbOpt = None, json_output: JsonOpt =
 
 
 @speakers_app.command("export")
-def speakers_export(out: Path, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+def speakers_export(out: Annotated[Path, typer.Argument(metavar="FILE",
+                                                       help="New JSON file to write.")],
+                    db: DbOpt = None, json_output: JsonOpt = False) -> None:
     """Write all speakers and exemplars to a new JSON file (never overwrites)."""
     from audio_cli.store.db import Store
     from audio_cli.store.transfer import export_speakers
 
-    with Store(db, create=False) as store:
+    with Store(db, readonly=True) as store:
         result = export_speakers(store, out)
-    _emit(result, json_output, f"{out}: {result['speakers']} speakers")
+    _emit(result, json_output, f"{out}: {checks.plural(result['speakers'], 'speaker')}")
 
 
 @speakers_app.command("import")
-def speakers_import(file: Path, db: DbOpt = None, json_output: JsonOpt = False) -> None:
+def speakers_import(file: Annotated[Path, typer.Argument(
+                        metavar="FILE", help="A file written by `audio speakers export`.")],
+                    db: DbOpt = None, json_output: JsonOpt = False) -> None:
     """Merge speakers from an export (same name = same speaker)."""
     from audio_cli.store.db import Store
     from audio_cli.store.transfer import import_speakers
 
     with Store(db) as store:
         result = import_speakers(store, file)
-    _emit(result, json_output, f"{result['speakers']} speakers, "
-          f"{result['exemplars_added']} exemplars added")
+    _emit(result, json_output, f"{checks.plural(result['speakers'], 'speaker')}, "
+          f"{checks.plural(result['exemplars_added'], 'exemplar')} added")
 
 
 @app.command("index")
 def index(
-    paths: Annotated[list[str], typer.Argument(help="Audio files or folders (recursive).")],
-    prune: Annotated[bool, typer.Option(help="Drop indexed files under PATHS that are gone.")
-                     ] = False,
+    paths: Annotated[list[str], typer.Argument(metavar="PATH...",
+                                               help="Audio files or folders (recursive).")],
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="Drop indexed files under PATHS that are gone.")] = False,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
 ) -> None:
@@ -268,7 +305,7 @@ def index(
     document = {"found": report.found, "added": report.added, "updated": report.updated,
                 "unchanged": report.unchanged, "pruned": report.pruned,
                 "failed": [{"file": f.file, "error": f.message} for f in report.failures],
-                "model": embedder.name}
+                "model": embedder.name, "model_digest": embedder.digest}
     _emit(document, json_output, f"{report.found} found: {report.added} added, {report.updated}"
           f" updated, {report.unchanged} unchanged, {report.pruned} pruned, "
           f"{len(report.failures)} failed")
@@ -278,10 +315,13 @@ def index(
 
 @app.command("search")
 def search(
-    query: Annotated[str, typer.Argument(help="Recording of the voice to look for.")],
-    top: Annotated[int, typer.Option(min=1, help="How many recordings to list.")] = 10,
-    min_score: Annotated[float | None, typer.Option(help="Hide results below this cosine.")
-                         ] = None,
+    query: Annotated[str, typer.Argument(metavar="FILE",
+                                         help="Recording of the voice to look for.")],
+    top: Annotated[int, typer.Option(metavar="N", min=1, help="How many recordings to list.")
+                   ] = 10,
+    min_score: Annotated[float | None, typer.Option(
+        metavar="COSINE", callback=checks.cosine, help="Hide results below this cosine.")
+    ] = None,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
 ) -> None:
@@ -289,11 +329,12 @@ def search(
     from audio_cli.store.db import Store
     from audio_cli.store.index import search as search_index
 
-    with Store(db, create=False) as store:
+    checks.check_inputs_exist([query])
+    with Store(db, readonly=True) as store:
         embedder = _embedder(model, engine, threads)
         (result,) = embedder.embed_all([query], min_duration)
         hits = search_index(store, embedder, result.embedding, top, min_score)
-    document = {"query": result.file, "model": embedder.name,
+    document = {"query": result.file, "model": embedder.name, "model_digest": embedder.digest,
                 "results": [{"path": h.path, "score": h.score, "duration": h.duration}
                             for h in hits]}
     _emit(document, json_output, "\n".join(f"{h.score:.4f}  {h.path}" for h in hits)

@@ -23,7 +23,7 @@ import numpy as np
 
 from audio_cli.cli.embed import Outcome, json_lines
 from engines.errors import UsageError
-from engines.files import TargetExists, publish, scratch_file
+from engines.files import TargetExists, publish, scratch_file, signals_held
 
 FORMATS = (".npz", ".npy", ".jsonl")
 SIDECAR_SUFFIX = ".paths.txt"
@@ -55,27 +55,33 @@ def check_output(path: str, force: bool) -> Path:
 class OutputFile:
     """Collects outcomes and writes them to `path` on `commit()` (nothing on `discard()`)."""
 
-    def __init__(self, path: Path, force: bool, model: str, engine: str):
+    def __init__(self, path: Path, force: bool, model: str, engine: str, digest: str = ""):
         self.path, self.force, self.model, self.engine = path, force, model, engine
+        self.digest = digest
         self.count = 0  # embeddings (vectors) written
         self._temps: dict[Path, Path] = {}
-        kind = path.suffix.lower()
         self._jsonl = self._npz = None
         self._rows: list[np.ndarray] = []
         self._sidecar: list[str] = []
+
+    def start(self) -> None:
+        """Open the scratch file(s) a streamed format is written to (call inside the block
+        whose clean-up calls `discard()`)."""
+        kind = self.path.suffix.lower()
         if kind == ".jsonl":
-            self._jsonl = open(self._temp(path), "w", encoding="utf-8")  # noqa: SIM115
+            self._jsonl = open(self._temp(self.path), "w", encoding="utf-8")  # noqa: SIM115
         elif kind == ".npz":
-            self._npz = zipfile.ZipFile(self._temp(path), "w", allowZip64=True)
+            self._npz = zipfile.ZipFile(self._temp(self.path), "w", allowZip64=True)
 
     def _temp(self, target: Path) -> Path:
-        self._temps[target] = scratch_file(target)
+        with signals_held():  # the scratch file is known to discard() before a signal acts
+            self._temps[target] = scratch_file(target)
         return self._temps[target]
 
     def add(self, outcome: Outcome) -> None:
         """Record one input's outcome."""
         if self._jsonl is not None:
-            self._jsonl.write(json_lines(outcome, self.model, self.engine))
+            self._jsonl.write(json_lines(outcome, self.model, self.engine, self.digest))
         if outcome.error is not None:
             return
         if outcome.windows is not None:

@@ -124,29 +124,63 @@ def _check_file(path: Path) -> None:
 
 
 class Store:
-    """An open store. Use `read()` / `write()` as context managers around queries."""
+    """An open store. Use `read()` / `write()` as context managers around queries.
 
-    def __init__(self, path: str | os.PathLike | None = None, create: bool = True):
+    `readonly` opens an existing store without ever writing to it (no WAL switch, no schema
+    upgrade, no -shm file created), so it can be read from a read-only file, folder or file
+    system; `write()` on it is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, create: bool = True,
+                 readonly: bool = False):
         self.path = Path(path).expanduser() if path is not None else default_db_path()
+        self.readonly = readonly
         _check_file(self.path)
         if not self.path.exists():
-            if not create:
+            if readonly or not create:
                 raise StoreError(f"{self.path}: no such store (enroll or index something first)")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"{self.path.parent}: cannot create ({exc.strerror})") from None
-        try:
-            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the store ({exc})") from None
+        self.conn = self._connect("mode=ro") if readonly else self._connect()
+        if readonly and not self._readable():
+            # A WAL store whose -shm file is missing in a folder that cannot be written:
+            # SQLite can read only the main file then (immutable), not the -wal.
+            self.conn.close()
+            self.conn = self._connect("immutable=1")
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size:
+                sys.stderr.write(f"audio: warning: {self.path} is read-only here and {wal.name} "
+                                 "cannot be read with it; the latest changes may be missing\n")
         with self._errors():
             self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._check_identity()
+            if readonly:
+                if self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    raise StoreError(f"{self.path}: an older store that must be upgraded by a "
+                                     "command that writes to it, which cannot run here")
+                return
             if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 self.conn.execute("PRAGMA journal_mode = WAL")
             self._migrate()
             self.conn.execute("PRAGMA foreign_keys = ON")
+
+    def _connect(self, uri_mode: str | None = None) -> sqlite3.Connection:
+        try:
+            if uri_mode is None:
+                return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            uri = f"{self.path.absolute().as_uri()}?{uri_mode}"
+            return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the store ({exc})") from None
+
+    def _readable(self) -> bool:
+        try:
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            return "unable to open" not in str(exc)  # others: said by the checks that follow
+        return True
 
     def close(self) -> None:
         """Close the connection (a WAL checkpoint happens when the last one closes)."""
@@ -166,6 +200,9 @@ class Store:
             message = str(exc)
             if "malformed" in message or "not a database" in message:
                 message = f"the store is corrupt ({message}); left untouched"
+            elif "readonly" in message or "unable to open" in message:
+                message = (f"the store cannot be written here ({message}: the file, its folder "
+                           "or the file system is read-only); commands that only read it work")
             raise StoreError(f"{self.path}: {message}") from None
 
     def _check_identity(self) -> None:
@@ -194,6 +231,8 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT); rolled back on any error."""
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only; this command cannot change it")
         with self._errors():
             self.conn.execute("BEGIN IMMEDIATE")
             try:

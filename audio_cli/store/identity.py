@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from audio_cli.models.registry import resolve_model
 from audio_cli.pipeline.speaker import (
@@ -16,20 +14,7 @@ from audio_cli.pipeline.speaker import (
     WeSpeaker,
 )
 from engines.errors import InputAudioError
-from engines.files import hash_file
-
-# Files whose bytes define a model: its config and any weights file beside it.
-_IDENTITY_SUFFIXES = (".json", ".safetensors", ".pt", ".bin", ".onnx", ".npz")
-
-
-def model_digest(directory: Path) -> str:
-    """SHA-256 (first 16 hex digits) over the config and weights files of a model directory."""
-    sha = hashlib.sha256()
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and path.suffix in _IDENTITY_SUFFIXES:
-            sha.update(path.name.encode() + b"\0")
-            hash_file(sha, path)
-    return sha.hexdigest()[:16]
+from engines.files import model_digest
 
 
 @dataclass
@@ -43,13 +28,14 @@ class Embedder:
     frontend: str  # the front-end options as JSON
 
     @classmethod
-    def load(cls, model: str, engine: str = "auto", threads: int | None = None) -> Embedder:
-        """Load a model (hub id, known name or directory) and fingerprint its files."""
+    def load(cls, model: str, engine: str = "auto", threads: int | None = None,
+             name: str | None = None) -> Embedder:
+        """Load a model (hub id, known name or directory) and fingerprint its files; `name`
+        is what messages and JSON call it (default: the model's resolved id)."""
         model_id, directory = resolve_model(model, engine)
-        speaker = WeSpeaker.from_directory(directory, model_id, engine, threads)
+        name = name or model_id
+        speaker = WeSpeaker.from_directory(directory, name, engine, threads)
         config = speaker.config
-        name = config.model_id or (str(directory.resolve()) if Path(model_id).is_dir()
-                                   else model_id)
         frontend = json.dumps(dataclasses.asdict(config.frontend), sort_keys=True)
         return cls(speaker, name, model_digest(directory), config.embedding_dim, frontend)
 

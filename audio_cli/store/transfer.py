@@ -19,7 +19,7 @@ EXPORT_VERSION = 1
 def export_speakers(store: Store, out: Path) -> dict:
     """Write every speaker, exemplar and model identity to a new JSON file (never overwrites)."""
     if out.exists():
-        raise UsageError(f"{out}: already exists; not overwritten")
+        raise UsageError(f"{out} exists; not overwriting it")
     with store.read() as conn:
         models = {row[0]: {"name": row[1], "digest": row[2], "dim": row[3],
                            "frontend": json.loads(row[4])}
@@ -49,7 +49,7 @@ def _write_new(out: Path, text: str) -> None:
     try:
         write_new(out, text)
     except TargetExists:
-        raise UsageError(f"{out}: already exists; not overwritten") from None
+        raise UsageError(f"{out} exists; not overwriting it") from None
 
 
 def _load_document(path: Path) -> dict:
