@@ -8,6 +8,7 @@ from model_factory import small_config, write_model
 from signals import voiced, write_wav
 
 from audio_cli import WeSpeaker, cosine_similarity
+from audio_cli.pipeline.batching import DEFAULT_BATCH_FRAMES
 from audio_cli.pipeline.speaker import EmbeddingResult, InputFailure, window_bounds
 from engines.errors import InputAudioError
 
@@ -41,11 +42,21 @@ def test_results_come_in_input_order_and_failures_do_not_stop_the_rest(speaker, 
     assert isinstance(results[3].error, InputAudioError)
 
 
-def test_batched_vectors_equal_single_file_vectors(speaker, files):
+def test_batched_vectors_equal_single_file_vectors(speaker, files, monkeypatch):
     paths, _, _ = files
+    alone = [r.embedding for r in speaker.embed_sources(paths)]
+    # On a CPU clips run one by one; force padded batches (what an accelerator runs)
+    assert speaker.inference.batch_frames == 0
+    monkeypatch.setattr(speaker.inference, "batch_frames", DEFAULT_BATCH_FRAMES)
+    runs = []
+    encode = speaker.engine.encode
+    monkeypatch.setattr(speaker.engine, "encode",
+                        lambda x, lengths=None: runs.append(len(x)) or encode(x, lengths))
     batched = [r.embedding for r in speaker.embed_sources(paths)]
-    for path, vector in zip(paths, batched, strict=True):
+    assert max(runs) > 1  # some clips did share a padded batch
+    for path, vector, single in zip(paths, batched, alone, strict=True):
         assert cosine_similarity(speaker.embed(path), vector) >= 0.99999
+        assert cosine_similarity(single, vector) >= 0.99999
 
 
 def test_too_short_input_is_a_failure_not_padding(speaker, tmp_path, files):

@@ -132,10 +132,14 @@ def check_vectors(vectors: np.ndarray, engine_name: str) -> np.ndarray:
 class Inference:
     """An engine plus the plans that let it run batches of mixed lengths and long clips."""
 
-    def __init__(self, engine, graph, batch_frames: int = DEFAULT_BATCH_FRAMES,
+    def __init__(self, engine, graph, batch_frames: int | None = None,
                  chunk_frames: int = DEFAULT_CHUNK_FRAMES):
         self.engine = engine
         self.graph = graph
+        # Padded batches only where they pay (an accelerator); on a CPU each clip runs alone
+        # (budget 0), which also bounds memory by the longest clip, not by the batch.
+        if batch_frames is None:
+            batch_frames = DEFAULT_BATCH_FRAMES if getattr(engine, "batches_pay", True) else 0
         self.batch_frames = batch_frames
         self.chunk_frames = chunk_frames
         # A time-local trunk run by the engine itself: padding can be masked out of a batch
