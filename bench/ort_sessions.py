@@ -141,9 +141,12 @@ def describe(spec: dict) -> str:
     return ", ".join(parts) if parts else "onnxruntime defaults (nothing set)"
 
 
-def child_command(model_path: str, frames: int, spec: dict) -> list[str]:
-    """Command line of a bare child process: import, open the model with the spec, run once."""
-    return [sys.executable, __file__, str(model_path), str(frames), json.dumps(spec)]
+def child_command(model_path: str, frames: int, spec: dict, features: str | None = None
+                  ) -> list[str]:
+    """Command line of a bare child process: import, open the model with the spec, run once
+    on random features of `frames` frames, or on every array of the `features` .npz file."""
+    return [sys.executable, __file__, str(model_path), str(frames), json.dumps(spec),
+            *([features] if features else [])]
 
 
 def _main(argv: list[str]) -> None:
@@ -151,6 +154,11 @@ def _main(argv: list[str]) -> None:
 
     model_path, frames, spec = argv[0], int(argv[1]), json.loads(argv[2])
     run = open_session(model_path, spec)
+    if len(argv) > 3:
+        with np.load(argv[3]) as arrays:
+            for name in arrays.files:
+                run(arrays[name])
+        return
     run(np.random.default_rng(0).standard_normal((1, frames, 80)).astype(np.float32))
 
 
