@@ -148,9 +148,12 @@ def test_a_signal_during_output_leaves_nothing_behind(name, suffix, env, many_cl
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / f"vectors{suffix}"
+    # the child starts with the signal at its default, whatever this test run inherited
+    # (under `nohup`, SIGHUP arrives ignored, and audio rightly keeps it ignored: see below)
     proc = subprocess.Popen([sys.executable, "-m", "audio_cli", "embed-speaker", many_clips,
                              "--model", env["model"], "-o", out],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(number, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not any(out_dir.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -161,3 +164,21 @@ def test_a_signal_during_output_leaves_nothing_behind(name, suffix, env, many_cl
     assert proc.returncode == 128 + number, stderr
     assert stderr.strip().splitlines()[-1] == f"audio: error: interrupted by {name}"
     assert list(out_dir.iterdir()) == []
+
+
+def test_an_ignored_sighup_stays_ignored(env, many_clips, tmp_path):
+    """Under `nohup` (SIGHUP ignored) a hang-up does not stop the run."""
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("SIGHUP does not exist on this platform")
+    out = tmp_path / "vectors.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "audio_cli", "embed-speaker", many_clips,
+                             "--model", env["model"], "-o", out],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert out.is_file()
