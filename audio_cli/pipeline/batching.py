@@ -285,13 +285,9 @@ def _prepare(speaker, source: str | os.PathLike, min_duration: float) -> _Pendin
     return pending
 
 
-def _flush(speaker, group: list[_Pending]) -> list:
-    """Embed a group's featurised inputs together: one result per input, in order."""
-    with one_blas_thread():
-        return list(_embed_group(speaker, group))
-
-
-def _embed_group(speaker, group: list[_Pending]) -> Iterator:
+def _flush(speaker, group: list[_Pending]) -> Iterator:
+    """Embed a group's featurised inputs together; yield one result per input, in order.
+    speaker.embed_features holds numpy's BLAS on one thread itself."""
     todo = [p for p in group if p.error is None and p.vector is None]
     start = time.perf_counter()
     try:
