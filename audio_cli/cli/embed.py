@@ -210,6 +210,11 @@ def input_warnings(line: Callable[[str], None]) -> Iterator[None]:
         yield
 
 
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 embedding`, `2 embeddings` (or the given plural)."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
+
+
 def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int:
     """Send every outcome to every sink, report it; returns the exit status."""
     codes: set[int] = set()
@@ -225,8 +230,7 @@ def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int
     finally:
         reporter.close()
     if reporter.failed:
-        reporter.line(f"audio: error: {reporter.failed} of {total} "
-                      f"{'input' if total == 1 else 'inputs'} failed")
+        reporter.line(f"audio: error: {reporter.failed} of {plural(total, 'input')} failed")
     return exit_status(codes)
 
 

@@ -159,11 +159,6 @@ def model_name(typed: str) -> str:
     return known.name if known is not None else typed
 
 
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """`1 embedding`, `2 embeddings` (or the given plural)."""
-    return f"{count} {noun if count == 1 else (many or noun + 's')}"
-
-
 def plain_help() -> None:
     """Help without typer's type labels (`--json <bool>`, `{INPUT}...`, `<list[str]>`).
 
@@ -290,7 +285,7 @@ def embed_speaker(
                                       out, digest)
         if out is not None and out.count:
             out.commit()
-            sys.stderr.write(f"audio: wrote {plural(out.count, 'embedding')} to "
+            sys.stderr.write(f"audio: wrote {batch.plural(out.count, 'embedding')} to "
                              f"{out_path}\n")
         elif out is not None:
             sys.stderr.write(f"audio: nothing embedded; {out_path} not written\n")

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from audio_cli.cli import main as checks
+from audio_cli.cli.embed import plural
 from audio_cli.frontend.audio import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.speaker import cosine_similarity
@@ -142,7 +143,7 @@ def enroll(
                     "model": embedder.name, "model_digest": embedder.digest,
                     "db": str(store.path)}
     _emit(document, json_output, f"{name}: {len(results)} added, "
-          f"{checks.plural(total, 'exemplar')} ({embedder.name})")
+          f"{plural(total, 'exemplar')} ({embedder.name})")
 
 
 @app.command("identify")
@@ -206,12 +207,12 @@ def calibrate(
     if same < MIN_SAME_PAIRS or different < MIN_DIFFERENT_PAIRS:
         sys.stderr.write(
             "audio: warning: the threshold rests on only "
-            f"{checks.plural(same, 'same-speaker pair')} and "
-            f"{checks.plural(different, 'different-speaker pair')} (at least "
+            f"{plural(same, 'same-speaker pair')} and "
+            f"{plural(different, 'different-speaker pair')} (at least "
             f"{MIN_SAME_PAIRS} and {MIN_DIFFERENT_PAIRS} advised); enroll more recordings "
             "and calibrate again\n")
     _emit(result, json_output, f"threshold {result['threshold']:.4f} (EER {result['eer']:.2%} "
-          f"on {same} same / {different} different {'pair' if different == 1 else 'pairs'})")
+          f"on {same} same / {plural(different, 'different pair')})")
 
 
 @speakers_app.command("list")
@@ -266,7 +267,7 @@ def speakers_export(out: Annotated[Path, typer.Argument(metavar="FILE",
 
     with Store(db, readonly=True) as store:
         result = export_speakers(store, out)
-    _emit(result, json_output, f"{out}: {checks.plural(result['speakers'], 'speaker')}")
+    _emit(result, json_output, f"{out}: {plural(result['speakers'], 'speaker')}")
 
 
 @speakers_app.command("import")
@@ -279,8 +280,8 @@ def speakers_import(file: Annotated[Path, typer.Argument(
 
     with Store(db) as store:
         result = import_speakers(store, file)
-    _emit(result, json_output, f"{checks.plural(result['speakers'], 'speaker')}, "
-          f"{checks.plural(result['exemplars_added'], 'exemplar')} added")
+    _emit(result, json_output, f"{plural(result['speakers'], 'speaker')}, "
+          f"{plural(result['exemplars_added'], 'exemplar')} added")
 
 
 @app.command("index")
