@@ -198,6 +198,11 @@ def check_inputs_exist(paths: list[str]) -> None:
 ModelOpt = Annotated[str, typer.Option(
     metavar="MODEL", show_default=model_name(DEFAULT_MODEL),
     help="Hub repo id, known name, or local model directory.")]
+EngineOpt = Annotated[str, typer.Option(
+    metavar="ENGINE", help="Inference engine: auto (MLX on Apple Silicon, else onnx), onnx, "
+    "mlx or coreml.")]
+MinDurOpt = Annotated[float, typer.Option(
+    metavar="SECONDS", callback=min_seconds, help="Refuse audio shorter than this many seconds.")]
 ThreadsOpt = Annotated[int | None, typer.Option(
     metavar="N", callback=threads,
     help="CPU threads for the engine (default: all; capped at the CPUs here).")]
@@ -211,10 +216,7 @@ def embed_speaker(
                                   "a line), or - for stdin.", metavar="INPUT...",
                                   show_default=False)
     ],
-    engine: Annotated[
-        str, typer.Option(metavar="ENGINE", help="Inference engine: auto (MLX on Apple "
-                          "Silicon, else onnx), onnx, mlx or coreml.")
-    ] = "auto",
+    engine: EngineOpt = "auto",
     model: ModelOpt = DEFAULT_MODEL,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object with the full vector; with several "
@@ -234,10 +236,7 @@ def embed_speaker(
         float | None, typer.Option(metavar="SECONDS", callback=positive_seconds,
                                    help="Seconds between window starts (default: --window).")
     ] = None,
-    min_duration: Annotated[
-        float, typer.Option(metavar="SECONDS", callback=min_seconds,
-                            help="Refuse audio shorter than this many seconds.")
-    ] = 0.5,
+    min_duration: MinDurOpt = 0.5,
     threads: ThreadsOpt = None,
 ) -> None:
     """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""

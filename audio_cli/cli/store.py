@@ -27,13 +27,10 @@ DbOpt = Annotated[Path | None, typer.Option(
     help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
     "directory).")]
 ModelOpt = checks.ModelOpt
-EngineOpt = Annotated[str, typer.Option(
-    metavar="ENGINE", help="Inference engine: auto, onnx, mlx or coreml.")]
+EngineOpt = checks.EngineOpt
 ThreadsOpt = checks.ThreadsOpt
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-MinDurOpt = Annotated[float, typer.Option(
-    metavar="SECONDS", callback=checks.min_seconds,
-    help="Refuse audio shorter than this (seconds).")]
+MinDurOpt = checks.MinDurOpt
 ThresholdOpt = Annotated[float | None, typer.Option(
     metavar="COSINE", callback=checks.cosine,
     help="Decision threshold on the raw cosine, from -1 to 1 (default: the store's calibrated "
