@@ -182,3 +182,28 @@ def test_an_ignored_sighup_stays_ignored(env, many_clips, tmp_path):
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert out.is_file()
+
+
+def test_a_stopped_run_exits_128_plus_n_after_an_interrupt_inside_pyrun_string(tmp_path):
+    """CPython ends a process by SIGINT, whatever its exit status, once a KeyboardInterrupt
+    has escaped code run through PyRun_String (as extensions' imports can), even if the
+    interrupt was caught later: a SIGTERM landing there gave status -2, not 143."""
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import ctypes, signal\n"
+        "from audio_cli.cli import main\n"
+        "from engines import files\n"
+        "run = ctypes.pythonapi.PyRun_String\n"
+        "run.restype, run.argtypes = ctypes.py_object, [ctypes.c_char_p, ctypes.c_int,\n"
+        "                                              ctypes.py_object, ctypes.py_object]\n"
+        "try:\n"
+        "    run(b'raise KeyboardInterrupt', 257, {}, {})\n"  # 257: Py_file_input
+        "except KeyboardInterrupt:\n"
+        "    files.received.append(signal.SIGTERM)\n"
+        "main._stopped()\n", encoding="utf-8")
+    # run with -m, as `audio` is: a script's SystemExit leaves through Py_Exit, which never
+    # looks at that flag
+    proc = subprocess.run([sys.executable, "-m", "child"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert proc.stderr.strip() == "audio: error: interrupted by SIGTERM"

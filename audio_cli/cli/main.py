@@ -318,6 +318,23 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _stopped() -> None:
+    """Leave a run stopped by a signal with status 128 + n, its clean-up already done.
+
+    os._exit, because CPython ends a process by SIGINT whatever its exit status once a
+    KeyboardInterrupt has escaped code an extension ran through PyRun_String (an import
+    it makes, for one), even if that interrupt was caught later."""
+    message, code = interrupted()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream
+            pass
+    sys.stderr.write(f"audio: error: {message}\n")
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning (an input's, a library's) as one `audio: warning:` line, not Python's two."""
     sys.stderr.write(f"audio: warning: {message}\n")
@@ -338,23 +355,25 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         _fail(exc.format_message().replace("\n", " ") + hint, EXIT_USAGE)
     except ABORTS:
-        _fail(*interrupted())
+        _stopped()
     except CLICK_ERRORS as exc:
         _fail(exc.format_message(), exc.exit_code)
     except AudioCliError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail(*interrupted())
+        _stopped()
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(EXIT_INTERNAL)
     except Exception as exc:  # noqa: BLE001 - last resort: one line unless debugging
+        if received:  # a signal inside an import surfaces as another error (RuntimeError)
+            _stopped()
         if os.environ.get(DEBUG_ENV):
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)",
               EXIT_INTERNAL)
     if received:  # typer turns the KeyboardInterrupt into a bare status 130
-        _fail(*interrupted())
+        _stopped()
     sys.exit(code or 0)
 
 
