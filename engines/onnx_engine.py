@@ -58,6 +58,17 @@ def _store(candidates: list[Path], name: str, data: bytes) -> Path | None:
     return None
 
 
+_arena: list = []  # the CPU arena registered for stage sessions (once per process)
+
+
+def _shared_arena(ort) -> None:
+    if not _arena:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                 ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
+        _arena.append(info)
+
+
 # ---------------------------------------------------------------------------------------------
 # The engine.
 
@@ -74,12 +85,14 @@ class ONNXEngine(TrunkEngine):
         self._ort = _import_onnxruntime()
         self.config = config
         self._weights = weights
+        self._threads = threads
         self._options = self._session_options(threads)
         self._providers = self._pick_providers()
         self._candidates = cache_dirs(weights.directory, CACHE_KIND, cache_dir)
         self.session, self.model_path = self._load(masked=False)
         self.providers: list[str] = self.session.get_providers()
         self._masked_session = None  # built on the first ragged batch
+        self._stage_sessions: dict = {}  # engines.stages.Stage -> session, built when first run
         self._run_options = self._ort.RunOptions()
         # After a run over more than SHRINK_FRAMES frames (a long clip of a model that runs in
         # one pass, like CAM++), the arena gives back what that run grew: 5 min of CAM++ through
@@ -133,9 +146,9 @@ class ONNXEngine(TrunkEngine):
         available = self._ort.get_available_providers()
         return [p for p in ACCELERATED_PROVIDERS if p in available] + [CPU_PROVIDER]
 
-    def _open(self, model: str | bytes):
+    def _open(self, model: str | bytes, options=None):
         try:
-            return self._ort.InferenceSession(model, sess_options=self._options,
+            return self._ort.InferenceSession(model, sess_options=options or self._options,
                                               providers=self._providers)
         except Exception as exc:  # onnxruntime's errors share no base class
             raise EngineError(f"ONNX engine: cannot create the session ({exc})") from None
@@ -165,3 +178,27 @@ class ONNXEngine(TrunkEngine):
         except Exception as exc:  # onnxruntime's errors share no base class
             raise EngineError(f"ONNX engine failed: {exc}") from None
         return frames
+
+    def run_stage(self, stage, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one stage of a staged trunk (engines.stages) on a chunk: name -> value.
+
+        Its session is built from the shared graph on the stage's first run, in memory (the
+        105 stages of CAM++ build in about 0.3 s). Stage sessions allocate without an arena:
+        each session keeps its own, so 105 arenas held 2.9 GB after 5 min of CAM++."""
+        session = self._stage_sessions.get(stage)
+        if session is None:
+            from engines.onnx_export import graph_to_onnx
+
+            if not self._stage_sessions:
+                self._stage_options = self._session_options(self._threads)
+                self._stage_options.add_session_config_entry("session.use_env_allocators", "1")
+                _shared_arena(self._ort)
+            model = graph_to_onnx(self.graph, self._weights.tensors(), self.config,
+                                  stage=stage)
+            session = self._stage_sessions[stage] = self._open(model.SerializeToString(),
+                                                               self._stage_options)
+        try:
+            values = session.run(list(stage.outputs), feeds, self._run_options)
+        except Exception as exc:  # onnxruntime's errors share no base class
+            raise EngineError(f"ONNX engine failed: {exc}") from None
+        return dict(zip(stage.outputs, values, strict=True))

@@ -241,8 +241,9 @@ SUPPORTED_OPS: frozenset[type] = frozenset(_TRANSLATORS)  # graph op types the t
 
 
 def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelConfig,
-                  masked: bool = False):
-    """The graph's trunk as an `onnx.ModelProto` (features [, lengths] -> frames)."""
+                  masked: bool = False, stage=None):
+    """The graph's trunk as an `onnx.ModelProto` (features [, lengths] -> frames); or, given
+    an engines.stages.Stage, just its ops (its inputs -> its outputs, sequences (B, C, T))."""
     try:
         import onnx
         from onnx import helper, numpy_helper
@@ -252,19 +253,25 @@ def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelCon
             "install it with: pip install onnx"
         ) from None
     g = _OnnxGraph(helper, numpy_helper, tensors, graph, masked)
-    for op in graph.trunk_ops():
+    for op in graph.trunk_ops() if stage is None else stage.ops:
         translate = _TRANSLATORS.get(type(op))
         if translate is None:
             raise EngineError(f"ONNX engine: unsupported op {type(op).__name__}")
         translate(g, op)
-    features = helper.make_tensor_value_info(
-        INPUT, onnx.TensorProto.FLOAT, ["batch", "frames", config.n_mels])
-    lengths = helper.make_tensor_value_info(LENGTHS, onnx.TensorProto.INT64, ["batch"])
-    frames = helper.make_tensor_value_info(FRAMES, onnx.TensorProto.FLOAT,
-                                           ["batch", "steps", "dim"])
-    inputs = [features, lengths] if g._masks else [features]
+
+    def value(name: str):
+        shape = {INPUT: ["batch", "frames", config.n_mels], LENGTHS: ["batch"],
+                 FRAMES: ["batch", "steps", "dim"]}.get(name, ["batch", f"{name}/C", "steps"])
+        kind = onnx.TensorProto.INT64 if name == LENGTHS else onnx.TensorProto.FLOAT
+        return helper.make_tensor_value_info(name, kind, shape)
+
+    if stage is None:
+        inputs = [value(INPUT), value(LENGTHS)] if g._masks else [value(INPUT)]
+        outputs = [value(FRAMES)]
+    else:
+        inputs, outputs = [value(n) for n in stage.inputs], [value(n) for n in stage.outputs]
     body = helper.make_graph(g.nodes, config.model_id or "speaker_embedding", inputs,
-                             [frames], initializer=g.initializers)
+                             outputs, initializer=g.initializers)
     model = helper.make_model(body, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="audio-speaker")
     onnx.checker.check_model(model)

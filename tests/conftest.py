@@ -27,3 +27,23 @@ def small_model_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("small-model")
     write_model(directory, small_config())
     return directory
+
+
+CAMPPLUS_CHECKPOINT = "models/campplus-zh-en-common/campplus_cn_en_common.pt"
+
+
+@pytest.fixture(scope="session")
+def campplus_checkpoint(shared_dir) -> Path:
+    """3D-Speaker's real CAM++ checkpoint in ../shared; skip the test if absent."""
+    path = shared_dir / CAMPPLUS_CHECKPOINT
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def campplus_dir(campplus_checkpoint, tmp_path_factory) -> Path:
+    """That checkpoint converted into a model directory (once per test run)."""
+    from audio_cli.models.convert import convert_checkpoint
+
+    return convert_checkpoint(campplus_checkpoint, tmp_path_factory.mktemp("campplus") / "model")

@@ -7,11 +7,12 @@ import pytest
 from model_factory import random_resnet_weights, small_config
 
 from audio_cli import cosine_similarity
-from audio_cli.pipeline.batching import MIN_FILL, Inference, plan_batches, plan_chunks
+from audio_cli.pipeline.batching import MIN_FILL, Inference, plan_batches
 from engines import build_graph
 from engines.head import FrameStats, stats_pool, valid_steps
 from engines.model import ModelConfig, Weights
 from engines.onnx_engine import ONNXEngine
+from engines.stages import plan_chunks
 
 BAR = 0.99999
 LENGTHS = [9, 20, 57, 200, 201, 233, 250, 333]

@@ -23,7 +23,6 @@ from engines import build_graph
 from engines.errors import InputAudioError, ModelError
 from engines.model import CAMPPLUS_MODEL_TYPE, ModelConfig
 
-CHECKPOINT = "models/campplus-zh-en-common/campplus_cn_en_common.pt"
 SPEECH_DIR = "data/speech/librispeech-test-other-10x10"
 EMBEDDING_DIM = 192
 REFERENCE_COSINE = 0.999  # ours (numpy fbank + ONNX) vs 3D-Speaker's fbank + torch, per file
@@ -35,16 +34,13 @@ COREML_COSINE = {"float32": 0.9999, "float16": 0.999}  # Core ML package vs ONNX
 
 
 @pytest.fixture(scope="module")
-def checkpoint(shared_dir) -> Path:
-    path = shared_dir / CHECKPOINT
-    if not path.is_file():
-        pytest.skip(f"{path} is not present")
-    return path
+def checkpoint(campplus_checkpoint) -> Path:
+    return campplus_checkpoint
 
 
 @pytest.fixture(scope="module")
-def model_dir(checkpoint, tmp_path_factory) -> Path:
-    return convert_checkpoint(checkpoint, tmp_path_factory.mktemp("campplus") / "model")
+def model_dir(campplus_dir) -> Path:
+    return campplus_dir
 
 
 @pytest.fixture(scope="module")

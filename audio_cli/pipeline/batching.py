@@ -9,10 +9,8 @@ Batches: clips sorted by length, grouped so that padding wastes little (every cl
 is at least MIN_FILL of the longest) and a batch holds at most `budget` frames in all. The
 engines mask the padding, so a clip's vector is the one it gets alone.
 
-Chunks: a time-local trunk's output step g (input frames g*S .. g*S+S-1, S the time stride)
-depends only on input frames within R of them (R = the graph's receptive radius). A long
-clip is run as overlapping spans whose starts lie on the stride grid; each span contributes
-only its central steps, whose inputs it holds whole, so the steps equal those of one pass.
+Long clips run in exact chunks (engines.stages): a time-local trunk (ResNet34) in overlapping
+spans, a trunk that mixes the whole clip (CAM++) stage by stage, each stage in such spans.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ from audio_cli.frontend.audio import (
 )
 from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames
 from engines.errors import AudioCliError, EngineError, InputAudioError
+from engines.stages import Chunk, plan_chunks, plan_stages, run_stages
 
 # ---------------------------------------------------------------- threads
 
@@ -84,42 +83,14 @@ def plan_batches(lengths: Sequence[int], budget: int, ragged: bool = True) -> li
     return batches
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """Run input frames [start, stop); keep its output steps [keep_from, keep_to) (global)."""
-
-    start: int
-    stop: int
-    keep_from: int
-    keep_to: int
-
-    def local_steps(self, stride: int) -> slice:
-        """The kept steps as a slice of this chunk's own output."""
-        offset = self.start // stride
-        return slice(self.keep_from - offset, self.keep_to - offset)
-
-
-def plan_chunks(num_frames: int, chunk_frames: int, stride: int, radius: int) -> list[Chunk]:
-    """Overlapping spans covering a clip so that the kept steps tile 0..ceil(T/S) exactly."""
-    margin = -(-radius // stride) + 1  # steps of context on each side
-    total = -(-num_frames // stride)
-    core = chunk_frames // stride - 2 * margin
-    if core < 1:
-        raise ValueError(f"chunks of {chunk_frames} frames leave no room beside the "
-                         f"{margin * stride}-frame context on each side")
-    chunks = []
-    for first in range(0, total, core):
-        last = min(first + core, total)
-        start = max(0, (first - margin) * stride)
-        stop = min(num_frames, (last + margin) * stride)
-        chunks.append(Chunk(start, stop, first, last))
-    return chunks
-
-
 # ---------------------------------------------------------------- running an engine
 
 DEFAULT_BATCH_FRAMES = 6000  # feature frames (60 s) in one padded batch
 DEFAULT_CHUNK_FRAMES = 6000  # clips longer than this run in chunks of this many frames
+# Chunks of a staged trunk, in each stage's input steps: one hour of CAM++ peaked at 1.61 GB
+# with chunks of 6000 (a 1024-channel chunk and its intermediates, and the 2-D front module's
+# maps, are held in onnxruntime's arena after use), XXX with 2000.
+STAGE_CHUNK_STEPS = 2000
 
 
 def check_vectors(vectors: np.ndarray, engine_name: str) -> np.ndarray:
@@ -146,6 +117,11 @@ class Inference:
         # and a long clip cut into chunks, both exactly.
         trunk = hasattr(engine, "encode") and hasattr(engine, "head")
         self.splits_exactly = trunk and graph.time_local
+        # A trunk that mixes the whole clip (CAM++) runs a long clip stage by stage instead,
+        # exactly and in bounded memory, where the engine runs stages (engines.stages).
+        staged = trunk and not graph.time_local and hasattr(engine, "run_stage")
+        self.stages = plan_stages(graph) if staged else None
+        self.stage_chunk = min(chunk_frames, STAGE_CHUNK_STEPS)
 
     def embed_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """(T_i, F) feature clips of any lengths -> (N, dim) unit vectors, in the given order."""
@@ -162,11 +138,15 @@ class Inference:
         return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
 
     def needs_chunks(self, frames: int) -> bool:
-        """True for a clip this engine runs in chunks (longer than a chunk, trunk time-local)."""
-        return self.splits_exactly and frames > self.chunk_frames
+        """True for a clip this engine runs in chunks: longer than a chunk, and a time-local
+        trunk or one that runs in stages."""
+        return (self.splits_exactly or self.stages is not None) and frames > self.chunk_frames
 
     def plan(self, frames: int) -> list[Chunk]:
-        """The chunks a clip of `frames` feature frames runs as."""
+        """The chunks a clip of `frames` feature frames runs as (its first stage's, if staged)."""
+        if self.stages is not None:
+            first = self.stages[0]
+            return plan_chunks(frames, self.stage_chunk, first.stride, first.radius)
         return plan_chunks(frames, self.chunk_frames, self.graph.time_stride,
                            self.graph.receptive_radius())
 
@@ -190,10 +170,15 @@ class Inference:
         """Pool the kept steps of each chunk's features (given in plan order) -> (dim,)."""
         from engines.head import FrameStats
 
+        spans = (np.asarray(span, dtype=np.float32) for span in spans)
+        if self.stages is not None:
+            stats = run_stages(self.stages, self.engine.run_stage, plan, spans,
+                               self.stage_chunk)
+            return check_vectors(self.engine.head(stats.pooled()[None]), self.engine.name)[0]
         stride = self.graph.time_stride
         stats = None
         for chunk, span in zip(plan, spans, strict=True):
-            frames = self.engine.encode(np.asarray(span, dtype=np.float32)[None])[0]
+            frames = self.engine.encode(span[None])[0]
             piece = FrameStats.of(frames[chunk.local_steps(stride)])
             stats = piece if stats is None else stats.merge(piece)
         if stats is None:
