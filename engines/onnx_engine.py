@@ -62,10 +62,16 @@ _arena: list = []  # the CPU arena registered for stage sessions (once per proce
 
 
 def _shared_arena(ort) -> None:
+    """Register one CPU arena that sessions with `session.use_env_allocators` share; its
+    blocks are as large as requested (extend strategy 1), not rounded up to powers of two."""
     if not _arena:
         info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
                                  ort.OrtMemType.DEFAULT)
-        ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
+        try:
+            ort.create_and_register_allocator(info,
+                                              ort.OrtArenaCfg({"arena_extend_strategy": 1}))
+        except Exception:  # noqa: BLE001 - one is registered already (by the host program)
+            pass
         _arena.append(info)
 
 
