@@ -213,9 +213,9 @@ def section_end_to_end(model_dir: Path, plan: Plan, tmp: Path, notes: list[str])
         for label, model in models:
             lines += _memory_rows(label.split(" (")[0], model, ordered, counts, tmp)
     if CAMPPLUS_DIR.is_dir():
-        lines += ["", "CAM++ on one long voice-like WAV (the CLI; CAM++ mixes the whole "
-                  f"utterance, so memory grows with length; bound for one hour: "
-                  f"{CAMPPLUS_LONG_LIMIT_MIB} MiB).", "",
+        lines += ["", "CAM++ on one long voice-like WAV (the CLI; past 60 s CAM++ runs stage "
+                  "by stage, keeping about one dense block per hour of audio; bound for one "
+                  f"hour: {CAMPPLUS_LONG_LIMIT_MIB} MiB).", "",
                   "| model | length | wall | peak RSS | status |", "|---|---|---|---|---|"]
         lines += _long_rows(str(CAMPPLUS_DIR), plan.campplus_long, tmp)
     return lines
