@@ -32,7 +32,6 @@ from audio_cli.frontend.audio import (
 )
 from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames
 from engines.errors import AudioCliError, EngineError, InputAudioError
-from engines.stages import Chunk, plan_chunks, plan_stages, run_stages
 
 # ---------------------------------------------------------------- threads
 
@@ -119,8 +118,11 @@ class Inference:
         self.splits_exactly = trunk and graph.time_local
         # A trunk that mixes the whole clip (CAM++) runs a long clip stage by stage instead,
         # exactly and in bounded memory, where the engine runs stages (engines.stages).
-        staged = trunk and not graph.time_local and hasattr(engine, "run_stage")
-        self.stages = plan_stages(graph) if staged else None
+        self.stages = None
+        if trunk and not graph.time_local and hasattr(engine, "run_stage"):
+            from engines.stages import plan_stages  # (imported only where used: start-up)
+
+            self.stages = plan_stages(graph)
         self.stage_chunk = min(chunk_frames, STAGE_CHUNK_STEPS)
 
     def embed_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
@@ -142,8 +144,11 @@ class Inference:
         trunk or one that runs in stages."""
         return (self.splits_exactly or self.stages is not None) and frames > self.chunk_frames
 
-    def plan(self, frames: int) -> list[Chunk]:
-        """The chunks a clip of `frames` feature frames runs as (its first stage's, if staged)."""
+    def plan(self, frames: int) -> list:
+        """The chunks (engines.stages.Chunk) a clip of `frames` feature frames runs as (its
+        first stage's, if staged)."""
+        from engines.stages import plan_chunks
+
         if self.stages is not None:
             first = self.stages[0]
             return plan_chunks(frames, self.stage_chunk, first.stride, first.radius)
@@ -166,12 +171,14 @@ class Inference:
         spans = (features[c.start:c.stop] for c in plan)
         return self.embed_spans(plan, spans)
 
-    def embed_spans(self, plan: list[Chunk], spans: Iterable[np.ndarray]) -> np.ndarray:
+    def embed_spans(self, plan: list, spans: Iterable[np.ndarray]) -> np.ndarray:
         """Pool the kept steps of each chunk's features (given in plan order) -> (dim,)."""
         from engines.head import FrameStats
 
         spans = (np.asarray(span, dtype=np.float32) for span in spans)
         if self.stages is not None:
+            from engines.stages import run_stages
+
             stats = run_stages(self.stages, self.engine.run_stage, plan, spans,
                                self.stage_chunk)
             return check_vectors(self.engine.head(stats.pooled()[None]), self.engine.name)[0]
