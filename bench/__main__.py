@@ -31,6 +31,7 @@ import numpy as np
 from .batch_rows import section_batch
 from .common import CONVENTION, FULL, OUT_DIR, QUICK, ROOT, Plan, load_average, log
 from .end_to_end import section_end_to_end
+from .int8 import CAMPPLUS, section_int8
 from .ort_sessions import DEFAULTS, ENGINE_AS_WRITTEN, describe, engine_spec
 from .sections import section_cold, section_forward, section_memory
 from .store_scaling import section_store
@@ -39,7 +40,7 @@ from .throughput import section_corpus
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 ENGINES = ("onnx", "mlx")
-SECTIONS = "abcdefg"
+SECTIONS = "abcdefgh"
 FULL_MARK = "- mode: full"
 QUICK_MARK = "- mode: QUICK (small model, few repeats; a check of the code, not a result)"
 
@@ -200,6 +201,7 @@ def run(plan: Plan, only: str, store_sizes: tuple[int, ...]) -> str:
             "e": lambda: section_batch(onnx, model_dir, plan, tmp, notes),
             "f": lambda: section_store(store_sizes, log),
             "g": lambda: section_end_to_end(model_dir, plan, tmp, notes),
+            "h": lambda: section_int8([str(CAMPPLUS), str(model_dir)], notes),
         }
         for key, section in sections.items():
             if key not in only:

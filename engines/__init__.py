@@ -29,13 +29,17 @@ def resolve_engine_name(name: str) -> str:
 
 
 def create_engine(name: str, config: ModelConfig, weights: Weights,
-                  threads: int | None = None, graph: Graph | None = None) -> Engine:
+                  threads: int | None = None, graph: Graph | None = None,
+                  precision: str = "float32", calibration=None) -> Engine:
     """Build the named engine for a model's config and weights (and its graph, if built).
 
     A model directory holding only a compiled Core ML model (no weights file) runs with the
     coreml engine through the fixed-length window plan (engines/coreml_compiled.py), macOS only.
     """
-    name = resolve_engine_name(name)
+    name = resolve_engine_name("onnx" if precision == "int8" and name == "auto" else name)
+    if precision != "float32" and (name != "onnx" or calibration is None):
+        raise UsageError(f"--precision {precision} runs with the onnx engine only"
+                         if name != "onnx" else f"--precision {precision} needs calibration")
     compiled = compiled_only_model(weights)
     if compiled is not None:
         return _compiled_engine(name, compiled)
@@ -43,7 +47,8 @@ def create_engine(name: str, config: ModelConfig, weights: Weights,
     if name == "onnx":
         from engines.onnx_engine import ONNXEngine
 
-        return ONNXEngine(config, weights, threads=threads, graph=graph)
+        return ONNXEngine(config, weights, threads=threads, graph=graph, precision=precision,
+                          calibration=calibration)
     if name == "mlx":
         from engines.mlx_engine import MLXEngine
 

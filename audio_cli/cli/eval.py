@@ -31,6 +31,7 @@ def eval_command(
     model: ModelOpt = DEFAULT_MODEL,
     engine: EngineOpt = "auto",
     threads: ThreadsOpt = None,
+    precision: checks.PrecisionOpt = "float32",
     impostors: Annotated[
         Path | None, typer.Option(metavar="FOLDER", help="Folder of extra one-file speakers: "
                                   "each file is scored against every dataset file as a "
@@ -58,7 +59,8 @@ def eval_command(
     check_unique([u.path for u in data.utterances] + extra)
     check_trials([u.speaker for u in data.utterances], len(extra))
     _, directory = resolve_model(model, engine)
-    speaker = WeSpeaker.from_directory(directory, checks.model_name(model), engine, threads)
+    speaker = WeSpeaker.from_directory(directory, checks.model_name(model), engine, threads,
+                                       precision)
     reporter = Reporter(len(data.utterances) + len(extra), show_progress=sys.stderr.isatty())
     try:
         report = run_evaluation(speaker, data, extra, min_duration,

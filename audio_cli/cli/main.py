@@ -131,6 +131,17 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def precision(value: str) -> str:
+    """--precision: float32 or int8."""
+    if value == "float32":  # the default: engines.quantize not imported at start-up
+        return value
+    from engines.quantize import PRECISIONS
+
+    if value not in PRECISIONS:
+        _bad(value, f"must be one of {', '.join(PRECISIONS)}")
+    return value
+
+
 def threads(value: int | None) -> int | None:
     """--threads: at least 1; more than the usable CPUs is capped with a warning.
 
@@ -206,6 +217,9 @@ MinDurOpt = Annotated[float, typer.Option(
 ThreadsOpt = Annotated[int | None, typer.Option(
     metavar="N", callback=threads,
     help="CPU threads for the engine (default: all; capped at the CPUs here).")]
+PrecisionOpt = Annotated[str, typer.Option(
+    metavar="PRECISION", callback=precision,
+    help="float32, or int8: an int8 network built once from the float32 one (onnx engine).")]
 
 
 @app.command("embed-speaker")
@@ -238,6 +252,7 @@ def embed_speaker(
     ] = None,
     min_duration: MinDurOpt = 0.5,
     threads: ThreadsOpt = None,
+    precision: PrecisionOpt = "float32",
 ) -> None:
     """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
     from audio_cli.cli import embed as batch
@@ -265,7 +280,8 @@ def embed_speaker(
                 sys.stderr.write(f"audio: nothing embedded; {out_path} not written\n")
             raise typer.Exit(status)
     _, directory = resolve_model(model, engine)
-    speaker = WeSpeaker.from_directory(directory, model_name(model), engine, threads)
+    speaker = WeSpeaker.from_directory(directory, model_name(model), engine, threads,
+                                       precision)
     speaker.check_min_duration(min_duration)  # before any output
     digest = ""
     if json_output or out_path:  # the model's identity, as the store records it

@@ -72,7 +72,8 @@ class WeSpeaker:
     """A loaded speaker-embedding model bound to one engine."""
 
     def __init__(self, config: ModelConfig, weights: Weights | dict[str, np.ndarray], *,
-                 model_id: str, engine: str = "auto", threads: int | None = None):
+                 model_id: str, engine: str = "auto", threads: int | None = None,
+                 precision: str = "float32"):
         from engines import build_graph, create_engine
 
         if not isinstance(weights, Weights):
@@ -80,31 +81,38 @@ class WeSpeaker:
         self.config = config
         self.model_id = model_id
         graph = build_graph(config)
-        self.engine = create_engine(engine, config, weights, threads, graph)
+        calibration = None
+        if precision == "int8":  # an int8 trunk, built once from the float32 one (cached)
+            from audio_cli.models.calibration import calibration as default_calibration
+
+            calibration = default_calibration(config.frontend)
+        self.engine = create_engine(engine, config, weights, threads, graph, precision,
+                                    calibration)
         self.min_frames = graph.min_frames()
         self.inference = Inference(self.engine, graph)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, engine: str = "auto",
-                        threads: int | None = None) -> WeSpeaker:
-        """Load from a local directory in the hub layout (`config.json`, `model.safetensors`)."""
+                        threads: int | None = None, precision: str = "float32") -> WeSpeaker:
+        """Load from a local directory in the hub layout (`config.json`, `model.safetensors`).
+        `precision="int8"` runs an int8 version of the network (onnx engine)."""
         directory = check_model_dir(Path(path).expanduser())
-        return cls.from_directory(directory, str(path), engine, threads)
+        return cls.from_directory(directory, str(path), engine, threads, precision)
 
     @classmethod
     def load_from_hub(cls, model_id: str = DEFAULT_MODEL, engine: str = "auto",
-                      threads: int | None = None) -> WeSpeaker:
+                      threads: int | None = None, precision: str = "float32") -> WeSpeaker:
         """Load a hub repo id, known name or local directory (downloads on first use)."""
         model_id, directory = resolve_model(model_id, engine)
-        return cls.from_directory(directory, model_id, engine, threads)
+        return cls.from_directory(directory, model_id, engine, threads, precision)
 
     @classmethod
     def from_directory(cls, directory: Path, model_id: str, engine: str = "auto",
-                       threads: int | None = None) -> WeSpeaker:
+                       threads: int | None = None, precision: str = "float32") -> WeSpeaker:
         """Load a resolved model directory (see models.registry.resolve_model), named `model_id`."""
         weights = Weights(directory / WEIGHTS_FILE)
         return cls(ModelConfig.load(directory), weights, model_id=model_id, engine=engine,
-                   threads=threads)
+                   threads=threads, precision=precision)
 
     @property
     def engine_name(self) -> str:

@@ -1,0 +1,33 @@
+"""The default calibration set of int8 models: eight LibriSpeech utterances shipped with the
+package (`calibration_audio/`, CC-BY-4.0, see its README), run through the model's own front-end."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from audio_cli.frontend.audio import load_audio
+from audio_cli.frontend.fbank import fbank
+from audio_cli.frontend.folders import find_audio_files
+from engines.model import FrontendConfig
+from engines.quantize import Calibration, identity_of
+
+CALIBRATION_DIR = Path(__file__).with_name("calibration_audio")
+
+
+def calibration(frontend: FrontendConfig, folder: Path = CALIBRATION_DIR) -> Calibration:
+    """The audio files of `folder` as calibration features of a model's front-end. The
+    identity covers the files and the front-end, so each pair gets its own int8 model."""
+    files = [Path(p) for p in find_audio_files(folder)]
+    if not files:
+        raise FileNotFoundError(f"{folder}: no audio files to calibrate with")
+
+    def features() -> Iterator[np.ndarray]:
+        for path in files:
+            yield fbank(load_audio(path, frontend.sample_rate).samples, frontend)
+
+    front = hashlib.sha256(repr(frontend).encode()).hexdigest()[:6]
+    return Calibration(f"{identity_of(files)}-{front}", features)

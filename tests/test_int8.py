@@ -1,0 +1,110 @@
+"""int8 networks (engines/quantize.py): built once from the float32 graph with onnxruntime's
+static per-channel quantization, calibrated on the shipped LibriSpeech utterances, cached;
+close to float32 on real speech with the real CAM++ weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio_cli.frontend.audio import load_audio
+from audio_cli.models.calibration import CALIBRATION_DIR, calibration
+from audio_cli.pipeline.speaker import WeSpeaker
+from engines.model import FrontendConfig
+
+SPEECH_DIR = "data/speech/librispeech-test-other-10x10"
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "1688-142285-0002.flac"
+
+
+@pytest.fixture()
+def model_copy(small_model_dir, tmp_path) -> Path:
+    """A private copy of the small random ResNet, so its cache starts empty."""
+    return Path(shutil.copytree(small_model_dir, tmp_path / "model"))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_an_int8_model_is_built_once_and_cached_beside_the_float32_one(model_copy):
+    onnx = pytest.importorskip("onnx")
+    int8 = WeSpeaker.from_pretrained(model_copy, engine="onnx", precision="int8")
+    path = int8.engine.model_path
+    assert int8.engine_name == "onnx-int8"
+    assert path.parent == model_copy / "onnx" and "int8" in path.name
+    floats = [p for p in path.parent.glob("*.onnx") if "int8" not in p.name]
+    assert len(floats) == 1
+    assert path.stat().st_size < floats[0].stat().st_size  # int8 weights (tiny model here)
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "QLinearConv" in ops and "Conv" not in ops
+    built = path.stat().st_mtime_ns
+    again = WeSpeaker.from_pretrained(model_copy, engine="onnx", precision="int8")
+    assert again.engine.model_path == path and path.stat().st_mtime_ns == built
+
+
+def test_int8_vectors_are_unit_vectors_near_float32(model_copy):
+    audio = load_audio(SAMPLE)
+    int8 = WeSpeaker.from_pretrained(model_copy, engine="onnx", precision="int8")
+    full = WeSpeaker.from_pretrained(model_copy, engine="onnx")
+    a, b = int8.embed_audio(audio).embedding, full.embed_audio(audio).embedding
+    assert np.isfinite(a).all() and abs(np.linalg.norm(a) - 1) < 1e-5
+    assert 0.9 <= cosine(a, b) < 1.0  # close, and not the float32 model under another name
+
+
+def test_the_calibration_identity_follows_the_files_and_the_front_end(tmp_path):
+    default = calibration(FrontendConfig())
+    assert default.identity == calibration(FrontendConfig()).identity
+    assert default.identity != calibration(FrontendConfig(num_mel_bins=64)).identity
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(sorted(CALIBRATION_DIR.glob("*.flac"))[0], one)
+    assert calibration(FrontendConfig(), one).identity != default.identity
+    clips = list(calibration(FrontendConfig(), one).features())
+    assert len(clips) == 1 and clips[0].shape[1] == 80
+
+
+def test_the_shipped_calibration_set_carries_its_attribution():
+    files = sorted(CALIBRATION_DIR.glob("*.flac"))
+    text = (CALIBRATION_DIR / "README.md").read_text()
+    assert len(files) == 8 and (CALIBRATION_DIR / "LICENSE.TXT").is_file()
+    assert "CC-BY-4.0" in text or "Creative Commons Attribution 4.0" in text
+    assert all(f.name in text for f in files)
+
+
+def test_campplus_int8_stays_close_to_float32_on_real_speech(campplus_dir, shared_dir):
+    files = sorted((shared_dir / SPEECH_DIR).glob("*/*.flac"))[::10]
+    int8 = WeSpeaker.from_pretrained(campplus_dir, engine="onnx", precision="int8")
+    full = WeSpeaker.from_pretrained(campplus_dir, engine="onnx")
+    cosines = [cosine(int8.embed(f), full.embed(f)) for f in files]
+    assert np.median(cosines) >= 0.985 and min(cosines) >= 0.97, cosines
+
+
+def run_audio(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audio_cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_the_cli_embeds_in_int8_and_says_so(model_copy):
+    proc = run_audio("embed-speaker", SAMPLE, "--model", model_copy, "--precision", "int8",
+                     "--json")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["engine"] == "onnx-int8" and len(record["embedding"]) == record["dimension"]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--precision", "int4"), ["--precision", "int4", "float32, int8"]),
+    (("--precision", "int8", "--engine", "mlx"), ["--precision int8", "onnx engine"]),
+])
+def test_bad_precision_requests_are_one_line_usage_errors(model_copy, args, words):
+    proc = run_audio("embed-speaker", SAMPLE, "--model", model_copy, *args)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("audio: error:") and all(w in line for w in words), line
