@@ -206,6 +206,9 @@ MinDurOpt = Annotated[float, typer.Option(
 ThreadsOpt = Annotated[int | None, typer.Option(
     metavar="N", callback=threads,
     help="CPU threads for the engine (default: all; capped at the CPUs here).")]
+VadOpt = Annotated[bool, typer.Option(
+    "--vad/--no-vad", help="Embed only the speech that voice-activity detection (Silero VAD) "
+    "finds, as one utterance; --no-vad embeds every sample.")]
 
 
 @app.command("embed-speaker")
@@ -238,6 +241,7 @@ def embed_speaker(
     ] = None,
     min_duration: MinDurOpt = 0.5,
     threads: ThreadsOpt = None,
+    vad: VadOpt = False,
 ) -> None:
     """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
     from audio_cli.cli import embed as batch
@@ -278,10 +282,11 @@ def embed_speaker(
         if out is not None:
             out.start()
         if single:
-            status = batch.embed_one(speaker, files[0], min_duration, json_output, out, digest)
+            status = batch.embed_one(speaker, files[0], min_duration, json_output, out, digest,
+                                     vad)
         else:
             status = batch.embed_many(speaker, items, min_duration, window, hop, json_output,
-                                      out, digest)
+                                      out, digest, vad)
         if out is not None and out.count:
             out.commit()
             sys.stderr.write(f"audio: wrote {batch.plural(out.count, 'embedding')} to "

@@ -31,6 +31,7 @@ EngineOpt = checks.EngineOpt
 ThreadsOpt = checks.ThreadsOpt
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 MinDurOpt = checks.MinDurOpt
+VadOpt = checks.VadOpt
 ThresholdOpt = Annotated[float | None, typer.Option(
     metavar="COSINE", callback=checks.cosine,
     help="Decision threshold on the raw cosine, from -1 to 1 (default: the store's calibrated "
@@ -95,14 +96,14 @@ def compare(
     file_b: Annotated[str, typer.Argument(metavar="FILE_B", help="Second recording.")],
     threshold: ThresholdOpt = None, db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL,
     engine: EngineOpt = "auto", threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5,
-    json_output: JsonOpt = False,
+    json_output: JsonOpt = False, vad: VadOpt = False,
 ) -> None:
     """Same speaker? Raw cosine in [-1, 1]; exit 0 same, 1 different, 2 error."""
     with _all_errors_exit(2):
         checks.check_inputs_exist([file_a, file_b])
         embedder = _embedder(model, engine, threads)
         chosen = _threshold(threshold, db, embedder)
-        a, b = embedder.embed_all([file_a, file_b], min_duration)
+        a, b = embedder.embed_all([file_a, file_b], min_duration, vad)
         score = cosine_similarity(a.embedding, b.embedding)
         same = score >= chosen.value
         document = {"files": [a.file, b.file], "score": score, "threshold": chosen.value,
