@@ -234,3 +234,48 @@ def test_no_vad_is_the_output_of_before(speech, small_model_dir, tmp_path):
     assert code == 0, err
     assert json.loads(out)["duration"] == pytest.approx(8.0)
     assert 0 < json.loads(out)["speech"] <= 4.1
+
+
+# ---------------------------------------------------------------- other commands
+
+
+def test_compare_with_vad_scores_the_speech(speech, small_model_dir, tmp_path):
+    a = padded(speech[: 5 * RATE], 6.0, 2.0)
+    b = padded(speech[5 * RATE: 10 * RATE], 1.0, 9.0)
+    paths = [write_wav(tmp_path / "a.wav", a), write_wav(tmp_path / "b.wav", b)]
+    speaker = WeSpeaker.from_pretrained(small_model_dir)
+    expected = {flag: cosine_similarity(*[speaker.embed(samples=x, sample_rate=RATE, vad=v)
+                                          for x in (a, b)])
+                for flag, v in (("--vad", True), ("--no-vad", False))}
+    assert abs(expected["--vad"] - expected["--no-vad"]) > 1e-3  # the flag matters here
+    for flag, score in expected.items():
+        proc = run_audio("compare", *map(str, paths), "--model", str(small_model_dir),
+                         "--threshold", "0.5", "--json", flag)
+        assert proc.returncode in (0, 1), proc.stderr.decode()
+        assert json.loads(proc.stdout)["score"] == pytest.approx(score, abs=1e-5)
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(RATE * 3, np.float32))
+    proc = run_audio("compare", str(paths[0]), str(silent), "--model", str(small_model_dir),
+                     "--threshold", "0.5", "--vad")
+    assert proc.returncode == 2  # compare's status for any error
+    assert proc.stderr.decode().strip().splitlines() == [
+        f"audio: error: {silent}: no speech found"]
+
+
+def test_eval_with_vad_embeds_the_speech(shared_dir, small_model_dir, tmp_path):
+    speaker = WeSpeaker.from_pretrained(small_model_dir)
+    vectors, labels = [], []
+    for who in ("1688", "1998"):
+        folder = tmp_path / "data" / who
+        folder.mkdir(parents=True)
+        for i, f in enumerate(sorted((shared_dir / SPEECH / who).glob("*.flac"))[:2]):
+            x, _ = sf.read(str(f), dtype="float32")
+            path = write_wav(folder / f"{i}.wav", padded(x, 2.0 + 3 * i, 8.0 - 3 * i))
+            vectors.append(speaker.embed(path, vad=True))
+            labels.append(who)
+    target = [cosine_similarity(vectors[i], vectors[j]) for i in range(4)
+              for j in range(i + 1, 4) if labels[i] == labels[j]]
+    proc = run_audio("eval", str(tmp_path / "data"), "--model", str(small_model_dir), "--json",
+                     "--vad")
+    assert proc.returncode == 0, proc.stderr.decode()
+    record = json.loads(proc.stdout)
+    assert record["mean_target_score"] == pytest.approx(np.mean(target), abs=1e-5)

@@ -124,6 +124,7 @@ def enroll(
                                                help="Recordings of this speaker.")],
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+    vad: VadOpt = False,
 ) -> None:
     """Add recordings of a speaker to the store (all or none: any bad file stores nothing)."""
     from audio_cli.store.db import Store
@@ -135,7 +136,7 @@ def enroll(
     with Store(db) as store:
         embedder = _embedder(model, engine, threads)
         sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
-        results = embedder.embed_all(sources, min_duration)
+        results = embedder.embed_all(sources, min_duration, vad)
         total = enroll_speaker(store, embedder, name, results)
         document = {"speaker": name, "added": len(results), "exemplars": total,
                     "model": embedder.name, "model_digest": embedder.digest,
@@ -154,6 +155,7 @@ def identify(
         "exemplars; max: best exemplar.")] = "mean",
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+    vad: VadOpt = False,
 ) -> None:
     """Which enrolled speaker is this? Exit 0 identified, 1 unknown, 2 error."""
     from audio_cli.store.db import Store
@@ -164,7 +166,7 @@ def identify(
         with Store(db, readonly=True) as store:
             embedder = _embedder(model, engine, threads)
             chosen = _threshold(threshold, store.path, embedder)
-            (query,) = embedder.embed_all([file], min_duration)
+            (query,) = embedder.embed_all([file], min_duration, vad)
             result = identify_speaker(store, embedder, query.embedding, scoring)
         for name in result.skipped:
             sys.stderr.write(f"audio: note: {name} has no exemplar of {embedder.name}; "
@@ -323,6 +325,7 @@ def search(
     ] = None,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+    vad: VadOpt = False,
 ) -> None:
     """Indexed recordings ranked by how close their voice is to the query's."""
     from audio_cli.store.db import Store
@@ -331,7 +334,7 @@ def search(
     checks.check_inputs_exist([query])
     with Store(db, readonly=True) as store:
         embedder = _embedder(model, engine, threads)
-        (result,) = embedder.embed_all([query], min_duration)
+        (result,) = embedder.embed_all([query], min_duration, vad)
         hits = search_index(store, embedder, result.embedding, top, min_score)
     document = {"query": result.file, "model": embedder.name, "model_digest": embedder.digest,
                 "results": [{"path": h.path, "score": h.score, "duration": h.duration}
