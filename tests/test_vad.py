@@ -279,3 +279,16 @@ def test_eval_with_vad_embeds_the_speech(shared_dir, small_model_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     record = json.loads(proc.stdout)
     assert record["mean_target_score"] == pytest.approx(np.mean(target), abs=1e-5)
+
+
+def test_python_api_says_no_speech_of_silence_and_noise(small_model_dir):
+    from audio_cli.frontend.audio import from_samples
+    from engines.errors import InputAudioError
+
+    speaker = WeSpeaker.from_pretrained(small_model_dir)
+    noise = (0.05 * np.random.default_rng(2).standard_normal(RATE * 4)).astype(np.float32)
+    for x in (np.zeros(RATE * 4, np.float32), noise):
+        with pytest.raises(InputAudioError, match="no speech found"):
+            speaker.embed(samples=x, sample_rate=RATE, vad=True)
+        with pytest.raises(InputAudioError, match="no speech found"):
+            speaker.embed_windows(from_samples(x, RATE), 2.0, 2.0, vad=True)

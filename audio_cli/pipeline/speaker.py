@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_cli.frontend.audio import Audio, check_usable, from_samples
+from audio_cli.frontend.audio import Audio, check_duration, from_samples
 from audio_cli.frontend.fbank import fbank, min_samples
 from audio_cli.models.registry import DEFAULT_MODEL, check_model_dir, resolve_model
 from audio_cli.pipeline.batching import EmbeddingResult, Inference, InputFailure, one_blas_thread
@@ -55,6 +55,17 @@ def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
     if bounds[-1][1] < num_samples:
         bounds.append((num_samples - length, num_samples))
     return bounds
+
+
+def check_usable(audio: Audio, min_duration: float, vad: bool) -> None:
+    """frontend.audio.check_usable; with `vad` only the length (the detector then says
+    "no speech found" of silence, as it does of noise)."""
+    if vad:
+        check_duration(audio.source, audio.duration, min_duration)
+    else:
+        from audio_cli.frontend.audio import check_usable as usable
+
+        usable(audio, min_duration)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -153,7 +164,7 @@ class WeSpeaker:
         """Embed decoded audio, refusing it if shorter than `min_duration` or silent. With
         `vad`, only its speech (frontend.vad), which must last `min_duration`."""
         self.check_min_duration(min_duration)
-        check_usable(audio, min_duration)
+        check_usable(audio, min_duration, vad)
         whole = audio
         if vad:
             from audio_cli.frontend.vad import speech_audio
@@ -212,7 +223,7 @@ class WeSpeaker:
         window with less than `min_duration` of speech has no embedding (None).
         """
         self.check_min_duration(min_duration)
-        check_usable(audio, min_duration)
+        check_usable(audio, min_duration, vad)
         rate = audio.sample_rate
         bounds = window_bounds(len(audio.samples), rate, window, hop)
         start, end = bounds[0]  # all windows have this length (or it is the whole audio)
