@@ -292,3 +292,18 @@ def test_python_api_says_no_speech_of_silence_and_noise(small_model_dir):
             speaker.embed(samples=x, sample_rate=RATE, vad=True)
         with pytest.raises(InputAudioError, match="no speech found"):
             speaker.embed_windows(from_samples(x, RATE), 2.0, 2.0, vad=True)
+
+
+def test_windows_none_of_which_holds_enough_speech_fail_the_file(speech, small_model_dir,
+                                                                 tmp_path):
+    from audio_cli.frontend.audio import from_samples
+    from engines.errors import InputAudioError
+
+    regions = vad.find_speech(speech)
+    s, e = max(regions, key=lambda r: r[1] - r[0])
+    x = padded(speech[s:e], 2.0, 2.0)
+    speaker = WeSpeaker.from_pretrained(small_model_dir)
+    minimum = (e - s) / RATE + 1.0  # more than all the speech there is
+    with pytest.raises(InputAudioError, match="no window holds"):
+        speaker.embed_windows(from_samples(x, RATE), minimum + 1, minimum + 1, minimum,
+                              vad=True)

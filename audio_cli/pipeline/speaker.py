@@ -244,6 +244,10 @@ class WeSpeaker:
             pieces = [detection.cut(audio.samples, c) for c in cuts]
             speech = [detection.total(c) / rate for c in cuts]
         usable = [i for i, p in enumerate(pieces) if len(p) / rate >= min_duration]
+        if not usable:  # only with vad: without it every window is long enough
+            raise InputAudioError(
+                f"{audio.source}: no window holds --min-duration {min_duration:g} s of speech "
+                f"(at most {max(s for s in speech if s is not None):.3f} s)")
         vectors: dict[int, np.ndarray] = {}
         for first in range(0, len(usable), WINDOWS_PER_BATCH):
             group = usable[first:first + WINDOWS_PER_BATCH]
