@@ -145,7 +145,7 @@ def test_progress_groups_are_small(small_model_dir):
         def __init__(self):
             self.calls = []
 
-        def embed_sources(self, paths, min_duration):
+        def embed_sources(self, paths, min_duration, vad=False):
             self.calls.append(list(paths))
             yield from (RuntimeError(p) for p in paths)
 

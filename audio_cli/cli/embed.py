@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 PROGRESS_GROUP_FILES = 4  # files embedded together while a progress bar is shown
 PREVIEW_VALUES = 8  # values shown in the one-file summary
-TABLE_PREVIEW = 3  # values per row in the many-input table
 
 
 @dataclass(frozen=True)
@@ -95,18 +94,18 @@ def report_unusable(items: list[InputItem], json_output: bool) -> int:
 
 
 def outcomes(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
-             window: float | None, hop: float | None, group_files: int | None = None
-             ) -> Iterator[Outcome]:
+             window: float | None, hop: float | None, group_files: int | None = None,
+             vad: bool = False) -> Iterator[Outcome]:
     """One Outcome per item, in order: whole-file embeddings, or windows if `window` is set
     (then `hop` is set too: see check_windows). `group_files` embeds the files that many at
-    a time (smaller groups: a progress bar that moves more often)."""
+    a time (smaller groups: a progress bar that moves more often). `vad`: speech only."""
     if window is not None:
-        yield from _window_outcomes(speaker, items, min_duration, window, hop)
+        yield from _window_outcomes(speaker, items, min_duration, window, hop, vad)
         return
     paths = [i.path for i in items if i.error is None]
     step = group_files or max(len(paths), 1)
     results = (r for first in range(0, len(paths), step)
-               for r in speaker.embed_sources(paths[first:first + step], min_duration))
+               for r in speaker.embed_sources(paths[first:first + step], min_duration, vad))
     for item in items:
         name = source_name(item.path)
         if item.error is not None:
@@ -120,7 +119,7 @@ def outcomes(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
 
 
 def _window_outcomes(speaker: WeSpeaker, items: Iterable[InputItem], min_duration: float,
-                     window: float, hop: float) -> Iterator[Outcome]:
+                     window: float, hop: float, vad: bool) -> Iterator[Outcome]:
     for item in items:
         name = source_name(item.path)
         if item.error is not None:
@@ -129,7 +128,7 @@ def _window_outcomes(speaker: WeSpeaker, items: Iterable[InputItem], min_duratio
         try:
             audio = load_audio(item.path, speaker.config.sample_rate)
             outcome = Outcome(name, windows=speaker.embed_windows(audio, window, hop,
-                                                                  min_duration))
+                                                                  min_duration, vad))
         except (InputAudioError, EngineError) as exc:
             outcome = Outcome(name, error=exc)
         yield outcome
@@ -235,10 +234,10 @@ def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int
 
 
 def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: bool,
-              out: Sink | None, digest: str = "") -> int:
+              out: Sink | None, digest: str = "", vad: bool = False) -> int:
     """The one-file call: a summary (or one JSON object); an error stops it. Returns 0."""
     with input_warnings(stderr_line):
-        result = speaker.embed_source(file, min_duration)
+        result = speaker.embed_source(file, min_duration, vad)
     if json_output:
         sys.stdout.write(result_to_json(result, digest) + "\n")
     elif out is None:
@@ -250,8 +249,10 @@ def embed_one(speaker: WeSpeaker, file: str, min_duration: float, json_output: b
 
 def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
                window: float | None, hop: float | None, json_output: bool,
-               out: Sink | None, digest: str = "") -> int:
+               out: Sink | None, digest: str = "", vad: bool = False) -> int:
     """Many inputs (or windows) to JSON Lines, a table and/or `out`; returns the status."""
+    from audio_cli.cli.table import TableSink
+
     sinks: list[Sink] = [out] if out is not None else []
     table = None
     if json_output:
@@ -264,7 +265,7 @@ def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
     reporter = Reporter(len(items), progress)
     group = PROGRESS_GROUP_FILES if progress else None
     with input_warnings(reporter.line):
-        status = run(outcomes(speaker, items, min_duration, window, hop, group), sinks,
+        status = run(outcomes(speaker, items, min_duration, window, hop, group, vad), sinks,
                      reporter)
     if table is not None:
         table.render(sys.stdout)
@@ -273,7 +274,8 @@ def embed_many(speaker: WeSpeaker, items: list[InputItem], min_duration: float,
 
 def result_to_dict(result: EmbeddingResult, digest: str = "") -> dict:
     """The `--json` payload: the full vector and how it was made (`model_digest`: the
-    model's identity, as the store records it)."""
+    model's identity, as the store records it; `speech`: seconds embedded, with VAD)."""
+    speech = {} if result.speech is None else {"speech": round(result.speech, 6)}
     return {
         "embedding": [float(v) for v in result.embedding],
         "dimension": result.dimension,
@@ -284,6 +286,7 @@ def result_to_dict(result: EmbeddingResult, digest: str = "") -> dict:
         "model": result.model,
         "model_digest": digest,
         "engine": result.engine,
+        **speech,
     }
 
 
@@ -300,6 +303,7 @@ def render_summary(result: EmbeddingResult, stream: TextIO) -> None:
     rows = [
         ("file", result.file),
         ("duration", f"{result.duration:.2f} s ({result.sample_rate} Hz)"),
+        *([] if result.speech is None else [("speech", f"{result.speech:.2f} s")]),
         ("dimension", str(result.dimension)),
         ("L2 norm", f"{float(np.linalg.norm(v)):.6f}"),
         ("range", f"[{float(v.min()):+.4f}, {float(v.max()):+.4f}]"),
@@ -313,13 +317,17 @@ def render_summary(result: EmbeddingResult, stream: TextIO) -> None:
 
 
 def window_to_dict(window: WindowEmbedding, model: str, engine: str, digest: str = "") -> dict:
-    """One JSON Lines record of `--window`: the window's times and vector."""
+    """One JSON Lines record of `--window`: the window's times and vector. With VAD, also
+    its `speech` seconds; a window with too little speech has `embedding` null."""
+    v = window.embedding
+    speech = {} if window.speech is None else {"speech": round(window.speech, 6)}
     return {
         "file": window.file,
         "start": round(window.start, 6),
         "end": round(window.end, 6),
-        "embedding": [float(v) for v in window.embedding],
-        "dimension": int(window.embedding.shape[0]),
+        **speech,
+        "embedding": None if v is None else [float(x) for x in v],
+        "dimension": None if v is None else int(v.shape[0]),
         "model": model,
         "model_digest": digest,
         "engine": engine,
@@ -352,47 +360,3 @@ class JsonLinesSink:
         """Write the input's records."""
         self.stream.write(json_lines(outcome, self.model, self.engine, self.digest))
         self.stream.flush()
-
-
-class TableSink:
-    """A table of every input (or window), printed when the run ends.
-
-    Plain text with the path last: the fixed-width columns line up, and a path of any length
-    is never cut or folded (it runs on, as in `ls -l`); a piped row is one line.
-    """
-
-    def __init__(self, windows: bool):
-        self.windows = windows
-        self.rows: list[tuple[str, ...]] = []
-
-    def add(self, outcome: Outcome) -> None:
-        """Keep one row per input (per window with `--window`)."""
-        blank = ("", "") if self.windows else ("",)
-        if outcome.error is not None:
-            reason = outcome.message.removeprefix(f"{outcome.file}: ")
-            self.rows.append((*blank, "", "", "error", f"{outcome.file}: {reason}"))
-        elif outcome.windows is not None:
-            for w in outcome.windows:
-                self.rows.append((f"{w.start:.2f}", f"{w.end:.2f}", *_vector_cells(w.embedding),
-                                  "ok", outcome.file))
-        else:
-            r = outcome.result
-            self.rows.append((f"{r.duration:.2f}", *_vector_cells(r.embedding), "ok",
-                              outcome.file))
-
-    def render(self, stream: TextIO) -> None:
-        """Print the table."""
-        header = (*(("start", "end") if self.windows else ("duration",)), "L2 norm",
-                  f"first {TABLE_PREVIEW}", "status", "file")
-        rows = [header, *self.rows]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-        numbers = len(header) - 3  # right-aligned columns: times/duration and the norm
-        for row in rows:
-            cells = [cell.rjust(w) if i < numbers else cell.ljust(w)
-                     for i, (cell, w) in enumerate(zip(row, widths, strict=False))]
-            stream.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
-
-
-def _vector_cells(v: np.ndarray) -> tuple[str, str]:
-    preview = ", ".join(f"{x:+.3f}" for x in v[:TABLE_PREVIEW])
-    return f"{float(np.linalg.norm(v)):.6f}", f"[{preview}]"

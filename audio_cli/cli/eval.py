@@ -44,6 +44,7 @@ def eval_command(
         float, typer.Option(metavar="SECONDS", callback=checks.min_seconds,
                             help="Leave out audio shorter than this many seconds.")
     ] = 0.5,
+    vad: checks.VadOpt = False,
 ) -> None:
     """Score every same- and different-speaker pair: trials, EER, minDCF, mean scores."""
     from audio_cli.cli.embed import Reporter, exit_status
@@ -64,7 +65,7 @@ def eval_command(
     reporter = Reporter(len(data.utterances) + len(extra), show_progress=sys.stderr.isatty())
     try:
         report = run_evaluation(speaker, data, extra, min_duration,
-                                lambda failure: reporter.outcome(_outcome(failure)))
+                                lambda failure: reporter.outcome(_outcome(failure)), vad)
     finally:
         reporter.close()
     if json_output:

@@ -220,6 +220,9 @@ ThreadsOpt = Annotated[int | None, typer.Option(
 PrecisionOpt = Annotated[str, typer.Option(
     metavar="PRECISION", callback=precision,
     help="float32, or int8: an int8 network built once from the float32 one (onnx engine).")]
+VadOpt = Annotated[bool, typer.Option(
+    "--vad/--no-vad", help="Embed only the speech that voice-activity detection (Silero VAD) "
+    "finds, as one utterance; --no-vad embeds every sample.")]
 
 
 @app.command("embed-speaker")
@@ -253,6 +256,7 @@ def embed_speaker(
     min_duration: MinDurOpt = 0.5,
     threads: ThreadsOpt = None,
     precision: PrecisionOpt = "float32",
+    vad: VadOpt = False,
 ) -> None:
     """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
     from audio_cli.cli import embed as batch
@@ -294,10 +298,11 @@ def embed_speaker(
         if out is not None:
             out.start()
         if single:
-            status = batch.embed_one(speaker, files[0], min_duration, json_output, out, digest)
+            status = batch.embed_one(speaker, files[0], min_duration, json_output, out, digest,
+                                     vad)
         else:
             status = batch.embed_many(speaker, items, min_duration, window, hop, json_output,
-                                      out, digest)
+                                      out, digest, vad)
         if out is not None and out.count:
             out.commit()
             sys.stderr.write(f"audio: wrote {batch.plural(out.count, 'embedding')} to "

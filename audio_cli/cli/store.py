@@ -31,6 +31,7 @@ EngineOpt = checks.EngineOpt
 ThreadsOpt = checks.ThreadsOpt
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 MinDurOpt = checks.MinDurOpt
+VadOpt = checks.VadOpt
 ThresholdOpt = Annotated[float | None, typer.Option(
     metavar="COSINE", callback=checks.cosine,
     help="Decision threshold on the raw cosine, from -1 to 1 (default: the store's calibrated "
@@ -95,14 +96,14 @@ def compare(
     file_b: Annotated[str, typer.Argument(metavar="FILE_B", help="Second recording.")],
     threshold: ThresholdOpt = None, db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL,
     engine: EngineOpt = "auto", threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5,
-    json_output: JsonOpt = False,
+    json_output: JsonOpt = False, vad: VadOpt = False,
 ) -> None:
     """Same speaker? Raw cosine in [-1, 1]; exit 0 same, 1 different, 2 error."""
     with _all_errors_exit(2):
         checks.check_inputs_exist([file_a, file_b])
         embedder = _embedder(model, engine, threads)
         chosen = _threshold(threshold, db, embedder)
-        a, b = embedder.embed_all([file_a, file_b], min_duration)
+        a, b = embedder.embed_all([file_a, file_b], min_duration, vad)
         score = cosine_similarity(a.embedding, b.embedding)
         same = score >= chosen.value
         document = {"files": [a.file, b.file], "score": score, "threshold": chosen.value,
@@ -123,6 +124,7 @@ def enroll(
                                                help="Recordings of this speaker.")],
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+    vad: VadOpt = False,
 ) -> None:
     """Add recordings of a speaker to the store (all or none: any bad file stores nothing)."""
     from audio_cli.store.db import Store
@@ -134,7 +136,7 @@ def enroll(
     with Store(db) as store:
         embedder = _embedder(model, engine, threads)
         sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
-        results = embedder.embed_all(sources, min_duration)
+        results = embedder.embed_all(sources, min_duration, vad)
         total = enroll_speaker(store, embedder, name, results)
         document = {"speaker": name, "added": len(results), "exemplars": total,
                     "model": embedder.name, "model_digest": embedder.digest,
@@ -153,6 +155,7 @@ def identify(
         "exemplars; max: best exemplar.")] = "mean",
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+    vad: VadOpt = False,
 ) -> None:
     """Which enrolled speaker is this? Exit 0 identified, 1 unknown, 2 error."""
     from audio_cli.store.db import Store
@@ -163,7 +166,7 @@ def identify(
         with Store(db, readonly=True) as store:
             embedder = _embedder(model, engine, threads)
             chosen = _threshold(threshold, store.path, embedder)
-            (query,) = embedder.embed_all([file], min_duration)
+            (query,) = embedder.embed_all([file], min_duration, vad)
             result = identify_speaker(store, embedder, query.embedding, scoring)
         for name in result.skipped:
             sys.stderr.write(f"audio: note: {name} has no exemplar of {embedder.name}; "
@@ -322,6 +325,7 @@ def search(
     ] = None,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+    vad: VadOpt = False,
 ) -> None:
     """Indexed recordings ranked by how close their voice is to the query's."""
     from audio_cli.store.db import Store
@@ -330,7 +334,7 @@ def search(
     checks.check_inputs_exist([query])
     with Store(db, readonly=True) as store:
         embedder = _embedder(model, engine, threads)
-        (result,) = embedder.embed_all([query], min_duration)
+        (result,) = embedder.embed_all([query], min_duration, vad)
         hits = search_index(store, embedder, result.embedding, top, min_score)
     document = {"query": result.file, "model": embedder.name, "model_digest": embedder.digest,
                 "results": [{"path": h.path, "score": h.score, "duration": h.duration}

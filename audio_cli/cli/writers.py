@@ -7,7 +7,7 @@ replaced unless `force` is set. Failed inputs appear only in .jsonl (as error re
 Layouts (also in the README):
 - .npz, whole files: key = the path as given (`stdin` for -), value = (dim,) float32 vector;
   with windows: `PATH` = (n, dim) float32 vectors, `PATH:start` and `PATH:end` = (n,)
-  float64 seconds.
+  float64 seconds; with --vad a window with too little speech is a row of NaN.
 - .npy: one (rows, dim) float32 matrix; `FILE.paths.txt` lists the row order, one path per
   line (with windows: `path<TAB>start<TAB>end`).
 - .jsonl: the same records as `--json`.
@@ -85,7 +85,9 @@ class OutputFile:
         if outcome.error is not None:
             return
         if outcome.windows is not None:
-            vectors = np.stack([w.embedding for w in outcome.windows]).astype(np.float32)
+            dim = next((len(w.embedding) for w in outcome.windows if w.embedding is not None), 0)
+            vectors = np.stack([np.full(dim, np.nan) if w.embedding is None else w.embedding
+                                for w in outcome.windows]).astype(np.float32)  # NaN: no speech
             starts = np.array([w.start for w in outcome.windows], dtype=np.float64)
             ends = np.array([w.end for w in outcome.windows], dtype=np.float64)
             self._store(outcome.file, vectors, {"start": starts, "end": ends})

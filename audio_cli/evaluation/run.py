@@ -43,11 +43,12 @@ def check_trials(labels: list[str], impostors: int, after: str = "") -> None:
 
 def run_evaluation(speaker: WeSpeaker, dataset: Dataset, impostors: list[Path],
                    min_duration: float,
-                   on_result: Callable[[InputFailure | None], None] | None = None
-                   ) -> EvalReport:
+                   on_result: Callable[[InputFailure | None], None] | None = None,
+                   vad: bool = False) -> EvalReport:
     """Embed every file once through `embed_sources`, drop failures, score and evaluate.
 
     `on_result(failure)` is called after each file, in input order (None on success).
+    `vad`: each file's speech only (pipeline.speaker.WeSpeaker.embed_sources).
     """
     labels = [u.speaker for u in dataset.utterances]
     check_trials(labels, len(impostors))
@@ -55,7 +56,7 @@ def run_evaluation(speaker: WeSpeaker, dataset: Dataset, impostors: list[Path],
     vectors: list[np.ndarray | None] = []
     failures: list[InputFailure] = []
     start = time.perf_counter()
-    for result in speaker.embed_sources(sources, min_duration):
+    for result in speaker.embed_sources(sources, min_duration, vad):
         failure = result if isinstance(result, InputFailure) else None
         vectors.append(None if failure else result.embedding)
         if failure:

@@ -211,6 +211,7 @@ class EmbeddingResult:
     model: str
     engine: str
     elapsed: float  # seconds for features + network
+    speech: float | None = None  # seconds of speech embedded, with voice-activity detection
 
     @property
     def dimension(self) -> int:
@@ -259,12 +260,19 @@ def embed_streamed(speaker, stream: AudioSource, min_duration: float) -> np.ndar
     return speaker.inference.embed_spans(plan, spans)
 
 
-def _prepare(speaker, source: str | os.PathLike, min_duration: float) -> _Pending:
-    """Decode and featurise one input, or embed it at once if it must stream."""
+def _prepare(speaker, source: str | os.PathLike, min_duration: float, vad: bool = False
+             ) -> _Pending:
+    """Decode and featurise one input, or embed it at once if it must stream. With `vad`,
+    only the speech the detector finds is featurised (frontend.vad.SpeechSource)."""
     start = time.perf_counter()
     pending = _Pending(str(source))
     try:
         pending.stream = stream = open_audio(source, speaker.config.sample_rate)
+        if vad:
+            from audio_cli.frontend.vad import detect_source
+
+            check_duration(stream.name, stream.duration, min_duration)
+            pending.stream = stream = detect_source(stream, min_duration)
         if speaker.inference.needs_chunks(source_frames(stream, speaker.config.frontend)):
             pending.vector = embed_streamed(speaker, stream, min_duration)
         else:
@@ -301,18 +309,20 @@ def _flush(speaker, group: list[_Pending]) -> Iterator:
             yield InputFailure(p.source, p.error)
         else:
             s = p.stream
-            yield EmbeddingResult(p.vector, s.name, s.duration, s.source_rate, speaker.model_id,
-                                  speaker.engine_name, p.seconds)
+            whole = getattr(s, "recording_duration", None)  # set on a SpeechSource
+            yield EmbeddingResult(p.vector, s.name, s.duration if whole is None else whole,
+                                  s.source_rate, speaker.model_id, speaker.engine_name,
+                                  p.seconds, None if whole is None else s.duration)
 
 
 def embed_sources(speaker, sources: Iterable[str | os.PathLike],
-                  min_duration: float) -> Iterator:
+                  min_duration: float, vad: bool = False) -> Iterator:
     """Yield an EmbeddingResult or InputFailure per source, in order, group by group."""
     group: list[_Pending] = []
     frames = 0
     for source in sources:
         with one_blas_thread():
-            group.append(_prepare(speaker, source, min_duration))
+            group.append(_prepare(speaker, source, min_duration, vad))
         frames += group[-1].frames
         if frames >= GROUP_FRAMES or len(group) >= GROUP_FILES:
             yield from _flush(speaker, group)

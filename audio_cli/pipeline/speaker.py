@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_cli.frontend.audio import Audio, check_usable, from_samples
+from audio_cli.frontend.audio import Audio, check_duration, from_samples
 from audio_cli.frontend.fbank import fbank, min_samples
 from audio_cli.models.registry import DEFAULT_MODEL, check_model_dir, resolve_model
 from audio_cli.pipeline.batching import EmbeddingResult, Inference, InputFailure, one_blas_thread
@@ -25,10 +25,11 @@ WINDOWS_PER_BATCH = 64  # windows featurised and embedded together
 class WindowEmbedding:
     """The embedding of one window of a recording, cut out and embedded on its own."""
 
-    embedding: np.ndarray  # (dim,) float32, unit L2 norm
+    embedding: np.ndarray | None  # (dim,) float32, unit L2 norm; None: too little speech
     file: str
     start: float  # seconds from the start of the recording
     end: float  # seconds; end - start is the window length (the last may be shorter)
+    speech: float | None = None  # seconds of speech in it, with voice-activity detection
 
 
 def check_window_lengths(window: float, hop: float) -> None:
@@ -54,6 +55,17 @@ def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
     if bounds[-1][1] < num_samples:
         bounds.append((num_samples - length, num_samples))
     return bounds
+
+
+def check_usable(audio: Audio, min_duration: float, vad: bool) -> None:
+    """frontend.audio.check_usable; with `vad` only the length (the detector then says
+    "no speech found" of silence, as it does of noise)."""
+    if vad:
+        check_duration(audio.source, audio.duration, min_duration)
+    else:
+        from audio_cli.frontend.audio import check_usable as usable
+
+        usable(audio, min_duration)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -155,56 +167,71 @@ class WeSpeaker:
                                                   for c in clips])
         return vectors[0] if single else vectors
 
-    def embed_audio(self, audio: Audio, min_duration: float = DEFAULT_MIN_DURATION
-                    ) -> EmbeddingResult:
-        """Embed decoded audio, refusing it if shorter than `min_duration` or silent."""
+    def embed_audio(self, audio: Audio, min_duration: float = DEFAULT_MIN_DURATION,
+                    vad: bool = False) -> EmbeddingResult:
+        """Embed decoded audio, refusing it if shorter than `min_duration` or silent. With
+        `vad`, only its speech (frontend.vad), which must last `min_duration`."""
         self.check_min_duration(min_duration)
-        check_usable(audio, min_duration)
+        check_usable(audio, min_duration, vad)
+        whole = audio
+        if vad:
+            from audio_cli.frontend.vad import speech_audio
+
+            audio = speech_audio(audio, min_duration)
         start = time.perf_counter()
         vector = self.embed_features(self.features(audio))
         elapsed = time.perf_counter() - start
-        return EmbeddingResult(vector, audio.source, audio.duration, audio.source_rate,
-                               self.model_id, self.engine_name, elapsed)
+        return EmbeddingResult(vector, audio.source, whole.duration, audio.source_rate,
+                               self.model_id, self.engine_name, elapsed,
+                               audio.duration if vad else None)
 
     def embed(self, audio_file: str | os.PathLike | None = None, *,
               samples: np.ndarray | None = None, sample_rate: int | None = None,
-              min_duration: float = DEFAULT_MIN_DURATION) -> np.ndarray:
-        """Embed a file, or samples at `sample_rate`; returns a (dim,) float32 unit vector."""
+              min_duration: float = DEFAULT_MIN_DURATION, vad: bool = False) -> np.ndarray:
+        """Embed a file, or samples at `sample_rate`; returns a (dim,) float32 unit vector.
+        With `vad`, only the speech that voice-activity detection finds is embedded."""
         if (audio_file is None) == (samples is None):
             raise UsageError("pass exactly one of audio_file or samples")
         if audio_file is not None:
-            return self.embed_source(audio_file, min_duration).embedding
+            return self.embed_source(audio_file, min_duration, vad).embedding
         if sample_rate is None:
             raise UsageError("samples need a sample_rate")
         audio = from_samples(samples, sample_rate, self.config.sample_rate)
-        return self.embed_audio(audio, min_duration).embedding
+        return self.embed_audio(audio, min_duration, vad).embedding
 
     def embed_source(self, source: str | os.PathLike,
-                     min_duration: float = DEFAULT_MIN_DURATION) -> EmbeddingResult:
+                     min_duration: float = DEFAULT_MIN_DURATION,
+                     vad: bool = False) -> EmbeddingResult:
         """Embed one file (or `-`); a long recording streams through exact chunks."""
-        (result,) = self.embed_sources([source], min_duration)
+        (result,) = self.embed_sources([source], min_duration, vad)
         if isinstance(result, InputFailure):
             raise result.error
         return result
 
     def embed_sources(self, sources: Iterable[str | os.PathLike],
-                      min_duration: float = DEFAULT_MIN_DURATION
+                      min_duration: float = DEFAULT_MIN_DURATION, vad: bool = False
                       ) -> Iterator[EmbeddingResult | InputFailure]:
         """Embed many files (or `-`), yielding one result per input, in input order.
 
         An input that cannot be embedded yields an InputFailure and the others go on;
-        a wrong `min_duration` is a UsageError raised before any input is read.
+        a wrong `min_duration` is a UsageError raised before any input is read. With `vad`,
+        each input's speech regions are embedded as one utterance.
         """
         from audio_cli.pipeline.batching import embed_sources
 
         self.check_min_duration(min_duration)
-        yield from embed_sources(self, sources, min_duration)
+        yield from embed_sources(self, sources, min_duration, vad)
 
     def embed_windows(self, audio: Audio, window: float, hop: float,
-                      min_duration: float = DEFAULT_MIN_DURATION) -> list[WindowEmbedding]:
-        """One embedding per window (see `window_bounds`), each window embedded on its own."""
+                      min_duration: float = DEFAULT_MIN_DURATION, vad: bool = False
+                      ) -> list[WindowEmbedding]:
+        """One embedding per window (see `window_bounds`), each window embedded on its own.
+
+        With `vad`, a window's speech samples are embedded and its `speech` seconds set; a
+        window with less than `min_duration` of speech has no embedding (None).
+        """
         self.check_min_duration(min_duration)
-        check_usable(audio, min_duration)
+        check_usable(audio, min_duration, vad)
         rate = audio.sample_rate
         bounds = window_bounds(len(audio.samples), rate, window, hop)
         start, end = bounds[0]  # all windows have this length (or it is the whole audio)
@@ -213,12 +240,27 @@ class WeSpeaker:
                 f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is "
                 f"shorter than --min-duration {min_duration:g} s"
             )
-        results = []
-        for first in range(0, len(bounds), WINDOWS_PER_BATCH):
-            group = bounds[first:first + WINDOWS_PER_BATCH]
+        pieces = [audio.samples[s:e] for s, e in bounds]
+        speech: list[float | None] = [None] * len(bounds)
+        if vad:
+            from audio_cli.frontend import vad as detection
+
+            regions = detection.find_speech(audio.samples, rate, audio.source)
+            if not regions:
+                raise detection.no_speech(audio.source)
+            cuts = [detection.overlap(regions, s, e) for s, e in bounds]
+            pieces = [detection.cut(audio.samples, c) for c in cuts]
+            speech = [detection.total(c) / rate for c in cuts]
+        usable = [i for i, p in enumerate(pieces) if len(p) / rate >= min_duration]
+        if not usable:  # only with vad: without it every window is long enough
+            raise InputAudioError(
+                f"{audio.source}: no window holds --min-duration {min_duration:g} s of speech "
+                f"(at most {max(s for s in speech if s is not None):.3f} s)")
+        vectors: dict[int, np.ndarray] = {}
+        for first in range(0, len(usable), WINDOWS_PER_BATCH):
+            group = usable[first:first + WINDOWS_PER_BATCH]
             with one_blas_thread():
-                clips = [fbank(audio.samples[s:e], self.config.frontend) for s, e in group]
-            vectors = self.embed_features(clips)
-            results += [WindowEmbedding(v, audio.source, start / rate, end / rate)
-                        for v, (start, end) in zip(vectors, group, strict=True)]
-        return results
+                clips = [fbank(pieces[i], self.config.frontend) for i in group]
+            vectors.update(zip(group, self.embed_features(clips), strict=True))
+        return [WindowEmbedding(vectors.get(i), audio.source, s / rate, e / rate, speech[i])
+                for i, (s, e) in enumerate(bounds)]

@@ -44,11 +44,12 @@ class Embedder:
         """The engine actually running."""
         return self.speaker.engine_name
 
-    def embed_all(self, sources: list[str], min_duration: float = DEFAULT_MIN_DURATION
-                  ) -> list[EmbeddingResult]:
-        """Embed every source or raise: all failures are listed in one InputAudioError."""
+    def embed_all(self, sources: list[str], min_duration: float = DEFAULT_MIN_DURATION,
+                  vad: bool = False) -> list[EmbeddingResult]:
+        """Embed every source or raise: all failures are listed in one InputAudioError.
+        `vad`: only the speech of each (pipeline.speaker.WeSpeaker.embed_sources)."""
         results, failures = [], []
-        for item in self.speaker.embed_sources(sources, min_duration):
+        for item in self.speaker.embed_sources(sources, min_duration, vad):
             (failures if isinstance(item, InputFailure) else results).append(item)
         if failures:
             detail = "; ".join(f.message for f in failures)

@@ -1,0 +1,283 @@
+"""Voice-activity detection: find the speech in decoded 16 kHz audio and keep only that.
+
+The detector is Silero VAD v6.2 (MIT licence, silero_vad.LICENSE beside this file): its
+16 kHz ONNX model (silero_vad_16k.onnx, 1.3 MB, from the silero-vad 6.2.3 wheel) ships in
+this package and runs with onnxruntime on one thread; nothing is downloaded, torch is not
+needed. It gives a speech probability for each 512-sample (32 ms) frame, seeing the 64
+samples before it and carrying a state from frame to frame; `speech_regions` turns the
+probabilities into sample ranges with the rule of Silero's own `get_speech_timestamps`
+(enter at THRESHOLD, leave after MIN_SILENCE below THRESHOLD - 0.15, drop regions under
+MIN_SPEECH, pad by SPEECH_PAD).
+
+An AudioSource is read in blocks, so an hour of audio needs only its probabilities (31 a
+second) in memory; `SpeechSource` then streams the speech samples of the same source, one
+region after another, through the unchanged front-end (two more passes for a long input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from audio_cli.frontend.audio import Audio, AudioSource
+from engines.errors import EngineError, InputAudioError, ModelError
+
+MODEL_FILE = Path(__file__).with_name("silero_vad_16k.onnx")
+MODEL_SHA256 = "7ed98ddbad84ccac4cd0aeb3099049280713df825c610a8ed34543318f1b2c49"
+
+SAMPLE_RATE = 16000  # Hz; the only rate the detector takes
+FRAME_SAMPLES = 512  # samples per probability (32 ms)
+CONTEXT_SAMPLES = 64  # samples of the previous frame the model sees with each frame
+THRESHOLD = 0.5  # probability at which speech starts
+NEG_THRESHOLD = THRESHOLD - 0.15  # speech ends after MIN_SILENCE below this
+MIN_SILENCE = 0.1  # seconds below NEG_THRESHOLD that end a region
+MIN_SPEECH = 0.25  # seconds; shorter regions are dropped
+SPEECH_PAD = 0.03  # seconds added on each side of a region
+READ_FRAMES = 256  # frames decoded at a time (8 s)
+
+Regions = list[tuple[int, int]]  # [start, end) sample ranges, sorted, not overlapping
+
+
+def no_speech(name: str) -> InputAudioError:
+    """The error for an input in which the detector finds no speech."""
+    return InputAudioError(f"{name}: no speech found")
+
+
+def too_little_speech(name: str, seconds: float, min_duration: float) -> InputAudioError:
+    """The too-short error, naming how much speech the detector kept."""
+    return InputAudioError(
+        f"{name}: too short ({seconds:.3f} s of speech after voice-activity detection); "
+        f"at least {min_duration:g} s is needed (--min-duration)")
+
+
+_session = None  # the onnxruntime session, made on first use and kept
+
+
+def _load_session():
+    global _session
+    if _session is None:
+        import onnxruntime as ort
+
+        try:
+            data = MODEL_FILE.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{MODEL_FILE}: the voice-activity model is missing "
+                             f"({exc.strerror}); reinstall audio-speaker") from None
+        if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
+            raise ModelError(f"{MODEL_FILE}: the voice-activity model is damaged (its "
+                             "SHA-256 differs); reinstall audio-speaker")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        _session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return _session
+
+
+class Detector:
+    """Silero VAD over a stream of samples: one probability per FRAME_SAMPLES."""
+
+    def __init__(self) -> None:
+        self._session = _load_session()
+
+    def probabilities(self, blocks: Iterator[np.ndarray]) -> np.ndarray:
+        """(ceil(N / FRAME_SAMPLES),) float32 probabilities of N samples given in blocks;
+        the last frame is completed with zeros."""
+        state = np.zeros((2, 1, 128), dtype=np.float32)
+        context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
+        rate = np.array(SAMPLE_RATE, dtype=np.int64)
+        out: list[float] = []
+        rest = np.zeros(0, dtype=np.float32)
+        for block in _padded(blocks):
+            data = np.concatenate([rest, block]) if len(rest) else block
+            whole = len(data) // FRAME_SAMPLES * FRAME_SAMPLES
+            for start in range(0, whole, FRAME_SAMPLES):
+                frame = data[max(start - CONTEXT_SAMPLES, 0):start + FRAME_SAMPLES]
+                if start == 0:
+                    frame = np.concatenate([context, frame])
+                prob, state = self._session.run(
+                    None, {"input": frame[None], "state": state, "sr": rate})
+                out.append(float(prob[0, 0]))
+            context = data[whole - CONTEXT_SAMPLES:whole] if whole else context
+            rest = data[whole:]
+        return np.asarray(out, dtype=np.float32)
+
+
+def _padded(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """float32 blocks, then zeros completing the last frame."""
+    count = 0
+    for block in blocks:
+        count += len(block)
+        yield np.asarray(block, dtype=np.float32)
+    if count % FRAME_SAMPLES:
+        yield np.zeros(FRAME_SAMPLES - count % FRAME_SAMPLES, dtype=np.float32)
+
+
+def speech_regions(probs: np.ndarray, num_samples: int, rate: int = SAMPLE_RATE) -> Regions:
+    """Sample ranges of speech in a signal of `num_samples`, from its frame probabilities."""
+    min_silence = int(MIN_SILENCE * rate)
+    min_speech = int(MIN_SPEECH * rate)
+    pad = int(SPEECH_PAD * rate)
+    raw: Regions = []
+    start = None  # first sample of the region being followed
+    quiet = None  # first sample of the current stretch below NEG_THRESHOLD inside it
+    for index, p in enumerate(np.asarray(probs, dtype=np.float64)):
+        at = index * FRAME_SAMPLES
+        if p >= THRESHOLD:
+            quiet = None
+            if start is None:
+                start = at
+        elif start is not None and p < NEG_THRESHOLD:
+            quiet = at if quiet is None else quiet
+            if at + FRAME_SAMPLES - quiet >= min_silence:
+                raw.append((start, quiet))
+                start = quiet = None
+    if start is not None:
+        raw.append((start, num_samples))
+    regions: Regions = []
+    for s, e in raw:
+        if e - s < min_speech:
+            continue
+        s, e = max(0, s - pad), min(num_samples, e + pad)
+        if regions and s <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], e)
+        else:
+            regions.append((s, e))
+    return regions
+
+
+def _check_rate(rate: int, name: str) -> None:
+    if rate != SAMPLE_RATE:
+        raise EngineError(f"{name}: voice-activity detection needs {SAMPLE_RATE} Hz samples, "
+                          f"the model's front-end runs at {rate} Hz")
+
+
+def find_speech(samples: np.ndarray, rate: int = SAMPLE_RATE, name: str = "<samples>"
+                ) -> Regions:
+    """Speech regions of in-memory samples at 16 kHz."""
+    _check_rate(rate, name)
+    probs = Detector().probabilities(iter([np.asarray(samples, dtype=np.float32)]))
+    return speech_regions(probs, len(samples), rate)
+
+
+def total(regions: Regions) -> int:
+    """Samples inside the regions."""
+    return sum(e - s for s, e in regions)
+
+
+def overlap(regions: Regions, start: int, end: int) -> Regions:
+    """The parts of the regions inside [start, end)."""
+    return [(max(s, start), min(e, end)) for s, e in regions if s < end and e > start]
+
+
+def cut(samples: np.ndarray, regions: Regions) -> np.ndarray:
+    """The samples of the regions, one after another."""
+    if not regions:
+        return np.zeros(0, dtype=samples.dtype)
+    return np.concatenate([samples[s:e] for s, e in regions])
+
+
+def speech_audio(audio: Audio, min_duration: float) -> Audio:
+    """Only the speech of decoded audio, or InputAudioError (none found, or too little)."""
+    regions = find_speech(audio.samples, audio.sample_rate, audio.source)
+    return _speech_audio(audio, regions, min_duration)
+
+
+def _speech_audio(audio: Audio, regions: Regions, min_duration: float) -> Audio:
+    if not regions:
+        raise no_speech(audio.source)
+    seconds = total(regions) / audio.sample_rate
+    if seconds < min_duration:
+        raise too_little_speech(audio.source, seconds, min_duration)
+    return Audio(cut(audio.samples, regions), audio.sample_rate, audio.source_rate,
+                 audio.channels, audio.source)
+
+
+@dataclass(frozen=True)
+class SpeechSource:
+    """The speech regions of an AudioSource, read like one (the same attributes and methods
+    the front-end uses), decoding the source again each time."""
+
+    source: AudioSource
+    regions: Regions
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def source_rate(self) -> int:
+        return self.source.source_rate
+
+    @property
+    def channels(self) -> int:
+        return self.source.channels
+
+    @property
+    def sample_rate(self) -> int:
+        return self.source.sample_rate
+
+    @property
+    def num_samples(self) -> int:
+        """Samples of speech."""
+        return total(self.regions)
+
+    @property
+    def duration(self) -> float:
+        """Seconds of speech."""
+        return self.num_samples / self.sample_rate
+
+    @property
+    def recording_duration(self) -> float:
+        """Seconds of the whole input, speech and the rest."""
+        return self.source.duration
+
+    def blocks(self, block_samples: int = 1 << 16) -> Iterator[np.ndarray]:
+        """The speech samples in fresh blocks of `block_samples` (the last may be shorter)."""
+        buffer: list[np.ndarray] = []
+        filled = 0
+        for piece in self._pieces():
+            while len(piece):
+                take = min(block_samples - filled, len(piece))
+                buffer.append(piece[:take])
+                filled += take
+                piece = piece[take:]
+                if filled == block_samples:
+                    yield np.concatenate(buffer)
+                    buffer, filled = [], 0
+        if filled:
+            yield np.concatenate(buffer)
+
+    def _pieces(self) -> Iterator[np.ndarray]:
+        offset = 0
+        for block in self.source.blocks(READ_FRAMES * FRAME_SAMPLES):
+            for s, e in overlap(self.regions, offset, offset + len(block)):
+                yield block[s - offset:e - offset]
+            offset += len(block)
+
+    def read_all(self) -> np.ndarray:
+        """All speech samples, (num_samples,) float32."""
+        parts = list(self._pieces())
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def read_audio(self) -> Audio:
+        """The speech as decoded Audio."""
+        return Audio(self.read_all(), self.sample_rate, self.source_rate, self.channels,
+                     self.name)
+
+
+def detect_source(source: AudioSource, min_duration: float) -> SpeechSource:
+    """Run the detector over a source block by block -> its speech, or InputAudioError (no
+    speech found, or less than `min_duration` seconds of it)."""
+    _check_rate(source.sample_rate, source.name)
+    probs = Detector().probabilities(source.blocks(READ_FRAMES * FRAME_SAMPLES))
+    regions = speech_regions(probs, source.num_samples, source.sample_rate)
+    if not regions:
+        raise no_speech(source.name)
+    speech = SpeechSource(source, regions)
+    if speech.duration < min_duration:
+        raise too_little_speech(source.name, speech.duration, min_duration)
+    return speech
