@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from audio_cli.frontend.audio import load_audio
-from audio_cli.models.calibration import CALIBRATION_DIR, calibration
+from audio_cli.pipeline.calibration import CALIBRATION_DIR, calibration
 from audio_cli.pipeline.speaker import WeSpeaker
 from engines.model import FrontendConfig
 

@@ -95,7 +95,7 @@ class WeSpeaker:
         graph = build_graph(config)
         calibration = None
         if precision == "int8":  # an int8 trunk, built once from the float32 one (cached)
-            from audio_cli.models.calibration import calibration as default_calibration
+            from audio_cli.pipeline.calibration import calibration as default_calibration
 
             calibration = default_calibration(config.frontend)
         self.engine = create_engine(engine, config, weights, threads, graph, precision,
