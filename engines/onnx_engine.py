@@ -97,6 +97,7 @@ class ONNXEngine(TrunkEngine):
         self._providers = self._pick_providers()
         self._candidates = cache_dirs(weights.directory, CACHE_KIND, cache_dir)
         self.precision = precision
+        self.calibration: str | None = None  # identity of the int8 model's calibration set
         if precision == "int8":
             self.name = "onnx-int8"
             self.session, self.model_path = self._load_int8(calibration)
@@ -137,11 +138,38 @@ class ONNXEngine(TrunkEngine):
             session = self._open(str(path) if path is not None else data)
         return session, path
 
+    def _int8_name(self, identity: str) -> str:
+        return cache_file_name(self._weights).replace(".onnx", f"-int8-{identity}.onnx")
+
+    def _choice_files(self) -> list[Path]:
+        """Where `audio quantize` records the calibration a model's int8 runs use."""
+        name = cache_file_name(self._weights).replace(".onnx", "-int8-choice.txt")
+        return [d / name for d in self._candidates]
+
+    def record_int8_choice(self, identity: str | None) -> None:
+        """Make the int8 model of calibration `identity` the one later runs use (None: the
+        shipped calibration set again)."""
+        for path in self._choice_files():
+            path.unlink(missing_ok=True)
+        if identity is not None and _store(self._candidates, self._choice_files()[0].name,
+                                           identity.encode()) is None:
+            raise EngineError("int8: no writable cache directory to record the choice in")
+
     def _load_int8(self, calibration):
         """(session, cached path or None) of the int8 trunk (engines.quantize), built from the
-        float32 model and `calibration` (an engines.quantize.Calibration) when not cached."""
-        name = cache_file_name(self._weights).replace(
-            ".onnx", f"-int8-{calibration.identity}.onnx")
+        float32 model and `calibration` (an engines.quantize.Calibration) when not cached.
+        The shipped set yields to one `audio quantize` recorded, while its model is cached."""
+        if calibration.default:
+            for choice in self._choice_files():
+                if choice.is_file():
+                    identity = choice.read_text(encoding="utf-8").strip()
+                    session, path = self._open_cached(
+                        [d / self._int8_name(identity) for d in self._candidates])
+                    if session is not None:
+                        self.calibration = identity
+                        return session, path
+        self.calibration = calibration.identity
+        name = self._int8_name(calibration.identity)
         session, path = self._open_cached([d / name for d in self._candidates])
         if session is None:
             from engines.quantize import quantize_trunk

@@ -19,8 +19,6 @@ import numpy as np
 from engines.errors import EngineError
 from engines.graph import INPUT
 
-PRECISIONS = ("float32", "int8")
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -28,6 +26,7 @@ class Calibration:
 
     identity: str  # changes whenever the features would
     features: Callable[[], Iterable[np.ndarray]]  # (T, n_mels) clips after CMN
+    default: bool = False  # the shipped set: yields to a set `audio quantize` recorded
 
 
 def identity_of(files: list[Path]) -> str:

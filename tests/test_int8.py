@@ -108,3 +108,30 @@ def test_bad_precision_requests_are_one_line_usage_errors(model_copy, args, word
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.splitlines()
     assert line.startswith("audio: error:") and all(w in line for w in words), line
+
+
+def test_quantize_records_a_users_calibration_and_can_return_to_the_shipped_one(model_copy,
+                                                                                tmp_path):
+    own = tmp_path / "own"
+    own.mkdir()
+    for path in sorted(CALIBRATION_DIR.glob("*.flac"))[:2]:  # a different set: 2 files
+        shutil.copy(path, own)
+    proc = run_audio("quantize", "--model", model_copy, "--calibration", own)
+    assert proc.returncode == 0, proc.stderr
+    users = Path(proc.stdout.strip())
+    assert users.is_file() and str(own) in proc.stderr
+    later = WeSpeaker.from_pretrained(model_copy, engine="onnx", precision="int8")
+    assert later.engine.model_path == users  # --precision int8 now runs the user's model
+    back = run_audio("quantize", "--model", model_copy)
+    assert back.returncode == 0, back.stderr
+    shipped = Path(back.stdout.strip())
+    assert shipped != users and shipped.is_file()
+    again = WeSpeaker.from_pretrained(model_copy, engine="onnx", precision="int8")
+    assert again.engine.model_path == shipped
+
+
+def test_quantize_refuses_a_calibration_folder_without_audio(model_copy, tmp_path):
+    proc = run_audio("quantize", "--model", model_copy, "--calibration", tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("audio: error: --calibration:") and "no audio files" in line

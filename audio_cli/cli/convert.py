@@ -1,4 +1,5 @@
-"""Model commands: `convert` (a PyTorch checkpoint to a model directory) and `export-coreml`."""
+"""Model commands: `convert` (a PyTorch checkpoint to a model directory), `export-coreml` and
+`quantize` (the int8 network `--precision int8` uses)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from audio_cli.cli.main import ModelOpt
+from audio_cli.cli.main import ModelOpt, ThreadsOpt
 from audio_cli.models.registry import DEFAULT_MODEL
 from engines.errors import UsageError
 
@@ -52,3 +53,34 @@ def export_coreml_command(
         config = dataclasses.replace(config, model_id=model_id)
     written = export_coreml(config, Weights(directory / WEIGHTS_FILE), out, precision)
     typer.echo(str(written))
+
+
+@app.command("quantize")
+def quantize(
+    model: ModelOpt = DEFAULT_MODEL,
+    calibration: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Your own recordings (searched recursively) to set the int8 "
+        "activation ranges with [default: eight LibriSpeech utterances shipped with audio]")
+    ] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Build a model's int8 network (onnx engine) and make it the one --precision int8 uses."""
+    from audio_cli.cli.main import model_name
+    from audio_cli.models.registry import resolve_model
+    from audio_cli.pipeline.speaker import WeSpeaker
+    from engines.model import WEIGHTS_FILE, ModelConfig, Weights
+
+    _, directory = resolve_model(model, "onnx")
+    config, weights = ModelConfig.load(directory), Weights(directory / WEIGHTS_FILE)
+    if calibration is None:  # back to the shipped set: forget a recorded choice first
+        WeSpeaker(config, weights, model_id=model_name(model), engine="onnx", threads=threads)\
+            .engine.record_int8_choice(None)
+    speaker = WeSpeaker(config, weights, model_id=model_name(model), engine="onnx",
+                        threads=threads, precision="int8", calibration_dir=calibration)
+    engine = speaker.engine
+    if calibration is not None:
+        engine.record_int8_choice(engine.calibration)
+    source = calibration if calibration is not None else "the shipped LibriSpeech set"
+    typer.echo(str(engine.model_path))
+    typer.echo(f"audio: {model_name(model)} in int8, calibrated on {source}; "
+               "--precision int8 uses it from now on", err=True)

@@ -12,6 +12,7 @@ import numpy as np
 from audio_cli.frontend.audio import load_audio
 from audio_cli.frontend.fbank import fbank
 from audio_cli.frontend.folders import find_audio_files
+from engines.errors import UsageError
 from engines.model import FrontendConfig
 from engines.quantize import Calibration, identity_of
 
@@ -21,13 +22,14 @@ CALIBRATION_DIR = Path(__file__).with_name("calibration_audio")
 def calibration(frontend: FrontendConfig, folder: Path = CALIBRATION_DIR) -> Calibration:
     """The audio files of `folder` as calibration features of a model's front-end. The
     identity covers the files and the front-end, so each pair gets its own int8 model."""
-    files = [Path(p) for p in find_audio_files(folder)]
+    files = [Path(p) for p in find_audio_files(folder)] if Path(folder).is_dir() else []
     if not files:
-        raise FileNotFoundError(f"{folder}: no audio files to calibrate with")
+        raise UsageError(f"--calibration: {folder}: no audio files to calibrate with")
 
     def features() -> Iterator[np.ndarray]:
         for path in files:
             yield fbank(load_audio(path, frontend.sample_rate).samples, frontend)
 
     front = hashlib.sha256(repr(frontend).encode()).hexdigest()[:6]
-    return Calibration(f"{identity_of(files)}-{front}", features)
+    return Calibration(f"{identity_of(files)}-{front}", features,
+                       default=folder == CALIBRATION_DIR)

@@ -85,7 +85,7 @@ class WeSpeaker:
 
     def __init__(self, config: ModelConfig, weights: Weights | dict[str, np.ndarray], *,
                  model_id: str, engine: str = "auto", threads: int | None = None,
-                 precision: str = "float32"):
+                 precision: str = "float32", calibration_dir: Path | None = None):
         from engines import build_graph, create_engine
 
         if not isinstance(weights, Weights):
@@ -95,9 +95,10 @@ class WeSpeaker:
         graph = build_graph(config)
         calibration = None
         if precision == "int8":  # an int8 trunk, built once from the float32 one (cached)
-            from audio_cli.pipeline.calibration import calibration as default_calibration
+            from audio_cli.pipeline.calibration import CALIBRATION_DIR
+            from audio_cli.pipeline.calibration import calibration as calibration_set
 
-            calibration = default_calibration(config.frontend)
+            calibration = calibration_set(config.frontend, calibration_dir or CALIBRATION_DIR)
         self.engine = create_engine(engine, config, weights, threads, graph, precision,
                                     calibration)
         self.min_frames = graph.min_frames()
