@@ -135,3 +135,12 @@ def test_quantize_refuses_a_calibration_folder_without_audio(model_copy, tmp_pat
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.splitlines()
     assert line.startswith("audio: error: --calibration:") and "no audio files" in line
+
+
+def test_compare_runs_in_int8(model_copy):
+    other = SAMPLE.with_name("367-130732-0000.flac")
+    proc = run_audio("compare", SAMPLE, other, "--model", model_copy, "--precision", "int8",
+                     "--json")
+    assert proc.returncode in (0, 1), proc.stderr
+    document = json.loads(proc.stdout)
+    assert document["engine"] == "onnx-int8" and -1 <= document["score"] <= 1

@@ -70,12 +70,13 @@ def _all_errors_exit(code: int) -> Iterator[None]:
         raise error from None
 
 
-def _embedder(model: str, engine: str, threads: int | None):
+def _embedder(model: str, engine: str, threads: int | None, precision: str = "float32"):
     from audio_cli.store.identity import Embedder
     from engines import resolve_engine_name
 
     resolve_engine_name(engine)
-    return Embedder.load(model, engine=engine, threads=threads, name=checks.model_name(model))
+    return Embedder.load(model, engine=engine, threads=threads, name=checks.model_name(model),
+                         precision=precision)
 
 
 def _threshold(option: float | None, db: Path | None, embedder):
@@ -97,11 +98,12 @@ def compare(
     threshold: ThresholdOpt = None, db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL,
     engine: EngineOpt = "auto", threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5,
     json_output: JsonOpt = False, vad: VadOpt = False,
+    precision: checks.PrecisionOpt = "float32",
 ) -> None:
     """Same speaker? Raw cosine in [-1, 1]; exit 0 same, 1 different, 2 error."""
     with _all_errors_exit(2):
         checks.check_inputs_exist([file_a, file_b])
-        embedder = _embedder(model, engine, threads)
+        embedder = _embedder(model, engine, threads, precision)
         chosen = _threshold(threshold, db, embedder)
         a, b = embedder.embed_all([file_a, file_b], min_duration, vad)
         score = cosine_similarity(a.embedding, b.embedding)

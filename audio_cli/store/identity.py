@@ -29,12 +29,13 @@ class Embedder:
 
     @classmethod
     def load(cls, model: str, engine: str = "auto", threads: int | None = None,
-             name: str | None = None) -> Embedder:
+             name: str | None = None, precision: str = "float32") -> Embedder:
         """Load a model (hub id, known name or directory) and fingerprint its files; `name`
-        is what messages and JSON call it (default: the model's resolved id)."""
+        is what messages and JSON call it (default: the model's resolved id). `precision`
+        int8 is for comparisons only: a store's identity does not record it."""
         model_id, directory = resolve_model(model, engine)
         name = name or model_id
-        speaker = WeSpeaker.from_directory(directory, name, engine, threads)
+        speaker = WeSpeaker.from_directory(directory, name, engine, threads, precision)
         config = speaker.config
         frontend = json.dumps(dataclasses.asdict(config.frontend), sort_keys=True)
         return cls(speaker, name, model_digest(directory), config.embedding_dim, frontend)
