@@ -65,7 +65,31 @@ MIGRATIONS: list[list[str]] = [
             method TEXT NOT NULL,
             created TEXT NOT NULL)""",
     ],
+    # The vector files beside the store (store/vectors.py) trust SQLite through these: a token
+    # naming this store, and a log of every recording whose vector was deleted or replaced.
+    [
+        """CREATE TABLE vector_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            token TEXT NOT NULL)""",
+        "INSERT INTO vector_state (id, token) VALUES (1, lower(hex(randomblob(16))))",
+        """CREATE TABLE vector_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            model_id INTEGER NOT NULL,
+            recording_id INTEGER NOT NULL)""",
+        """CREATE TRIGGER recordings_deleted AFTER DELETE ON recordings BEGIN
+            INSERT INTO vector_log (model_id, recording_id) VALUES (old.model_id, old.id);
+            END""",
+        """CREATE TRIGGER recordings_changed AFTER UPDATE OF id, model_id, vector ON recordings
+            BEGIN
+            INSERT INTO vector_log (model_id, recording_id) VALUES (old.model_id, old.id);
+            INSERT INTO vector_log (model_id, recording_id) SELECT new.model_id, new.id
+                WHERE new.model_id != old.model_id OR new.id != old.id;
+            END""",
+    ],
 ]
+# A read-only store of an older schema that only lacks these tables is still read (search then
+# reads its vectors from SQLite).
+READABLE_VERSIONS = (1, 2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -157,7 +181,8 @@ class Store:
             self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._check_identity()
             if readonly:
-                if self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if version not in READABLE_VERSIONS:
                     raise StoreError(f"{self.path}: an older store that must be upgraded by a "
                                      "command that writes to it, which cannot run here")
                 return
