@@ -173,19 +173,33 @@ def lookup(view: Vectors, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(found_ids), np.concatenate(found)
 
 
-def candidates(conn: sqlite3.Connection, view: Vectors, graph: Graph, queries: np.ndarray,
-               k: int) -> tuple[list[np.ndarray], list[Part]]:
-    """Per query, the recording ids the graph proposes (still current), and the parts of the
-    view the graph does not cover, to be searched exactly."""
+@dataclass
+class Opened:
+    """A graph mapped for search, and the ids logged since it was written."""
+
+    graph: Graph
+    index: object
+    logged: np.ndarray
+
+
+def open_graph(conn: sqlite3.Connection, view: Vectors, graph: Graph) -> Opened:
+    """Map the graph file (not read into memory) and list what changed since (in a read)."""
     from usearch.index import Index
 
-    index = Index.restore(str(graph.path), view=True)
-    logged = _logged(conn, view.model, graph.log)
-    matches = index.search(queries, max(4 * k, 40) + len(logged), threads=1)
+    return Opened(graph, Index.restore(str(graph.path), view=True),
+                  _logged(conn, view.model, graph.log))
+
+
+def candidates(opened: Opened, view: Vectors, queries: np.ndarray, k: int
+               ) -> tuple[list[np.ndarray], list[Part]]:
+    """Per query, the recording ids the graph proposes (still current), and the parts of the
+    view the graph does not cover, to be searched exactly."""
+    matches = opened.index.search(queries, max(4 * k, 40) + len(opened.logged), threads=1)
     keys = np.atleast_2d(matches.keys).astype(np.int64)
-    counts = np.atleast_1d(matches.counts)
+    # One query gives a Matches (its keys are the found ones), many a BatchMatches.
+    counts = np.atleast_1d(getattr(matches, "counts", keys.shape[1]))
     proposed = []
     for row, count in zip(keys, counts, strict=True):
         ids = row[:count]
-        proposed.append(ids[~np.isin(ids, logged)])
-    return proposed, _uncovered(view, graph.hi, logged)
+        proposed.append(ids[~np.isin(ids, opened.logged)])
+    return proposed, _uncovered(view, opened.graph.hi, opened.logged)

@@ -66,7 +66,9 @@ MIGRATIONS: list[list[str]] = [
             created TEXT NOT NULL)""",
     ],
     # The vector files beside the store (store/vectors.py) trust SQLite through these: a token
-    # naming this store, and a log of every recording whose vector was deleted or replaced.
+    # naming this store, a log of every recording whose vector was deleted or replaced, and
+    # each model's row count (kept by triggers, so any writer keeps them right; no OR IGNORE in
+    # them: an outer statement's conflict policy would override it).
     [
         """CREATE TABLE vector_state (
             id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -76,14 +78,29 @@ MIGRATIONS: list[list[str]] = [
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             model_id INTEGER NOT NULL,
             recording_id INTEGER NOT NULL)""",
+        """CREATE TABLE vector_counts (
+            model_id INTEGER PRIMARY KEY,
+            rows INTEGER NOT NULL)""",
+        """INSERT INTO vector_counts (model_id, rows)
+            SELECT model_id, count(*) FROM recordings GROUP BY model_id""",
+        """CREATE TRIGGER recordings_added AFTER INSERT ON recordings BEGIN
+            INSERT INTO vector_counts (model_id, rows) SELECT new.model_id, 0
+                WHERE NOT EXISTS (SELECT 1 FROM vector_counts WHERE model_id = new.model_id);
+            UPDATE vector_counts SET rows = rows + 1 WHERE model_id = new.model_id;
+            END""",
         """CREATE TRIGGER recordings_deleted AFTER DELETE ON recordings BEGIN
             INSERT INTO vector_log (model_id, recording_id) VALUES (old.model_id, old.id);
+            UPDATE vector_counts SET rows = rows - 1 WHERE model_id = old.model_id;
             END""",
         """CREATE TRIGGER recordings_changed AFTER UPDATE OF id, model_id, vector ON recordings
             BEGIN
             INSERT INTO vector_log (model_id, recording_id) VALUES (old.model_id, old.id);
             INSERT INTO vector_log (model_id, recording_id) SELECT new.model_id, new.id
                 WHERE new.model_id != old.model_id OR new.id != old.id;
+            UPDATE vector_counts SET rows = rows - 1 WHERE model_id = old.model_id;
+            INSERT INTO vector_counts (model_id, rows) SELECT new.model_id, 0
+                WHERE NOT EXISTS (SELECT 1 FROM vector_counts WHERE model_id = new.model_id);
+            UPDATE vector_counts SET rows = rows + 1 WHERE model_id = new.model_id;
             END""",
     ],
 ]

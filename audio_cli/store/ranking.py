@@ -37,11 +37,12 @@ class Answer:
     note: str | None = None  # why a store this large was searched exactly
 
 
-def _keep_top(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if scores.shape[1] <= k:
-        return ids, scores
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(ids, top, 1), np.take_along_axis(scores, top, 1)
+def _best(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the k largest scores of each row (unordered)."""
+    n = scores.shape[1]
+    if n <= k:
+        return np.broadcast_to(np.arange(n), scores.shape)
+    return np.argpartition(scores, n - k, axis=1)[:, n - k:]
 
 
 def exact(parts: list[Part], queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,10 +55,11 @@ def exact(parts: list[Part], queries: np.ndarray, k: int) -> tuple[np.ndarray, n
             scores = queries @ np.asarray(p.matrix[start:start + BLOCK], dtype=np.float32).T
             if p.keep is not None:
                 scores[:, ~p.keep[start:start + BLOCK]] = -np.inf
-            ids = np.broadcast_to(p.ids[start:start + BLOCK], scores.shape)
-            ids, scores = _keep_top(ids, scores, k)
-            best_ids, best = _keep_top(np.concatenate([best_ids, ids], axis=1),
-                                       np.concatenate([best, scores], axis=1), k)
+            top = _best(scores, k)
+            ids = np.concatenate([best_ids, np.asarray(p.ids[start:start + BLOCK])[top]], axis=1)
+            scores = np.concatenate([best, np.take_along_axis(scores, top, 1)], axis=1)
+            top = _best(scores, k)
+            best_ids, best = np.take_along_axis(ids, top, 1), np.take_along_axis(scores, top, 1)
     return best_ids, best
 
 
@@ -67,43 +69,65 @@ def _nothing_indexed(conn: sqlite3.Connection, store: Store, embedder) -> Except
     return UsageError(f"{store.path}: nothing indexed yet (use `audio index PATH`)")
 
 
+class Searcher:
+    """One model's vectors opened for ranking, exact or approximate (inside a read of the
+    store: the view and the connection must stay in that transaction)."""
+
+    def __init__(self, conn: sqlite3.Connection, store: Store, embedder,
+                 force_exact: bool = False):
+        self.conn = conn
+        model = store.find_model(conn, embedder.digest)
+        if model is None:
+            raise _nothing_indexed(conn, store, embedder)
+        self.view = open_vectors(conn, store, embedder.digest, embedder.dim, model)
+        if self.view.rows == 0:
+            raise _nothing_indexed(conn, store, embedder)
+        self.graph, self.note = None, None
+        if not force_exact and self.view.rows >= ann.min_rows():
+            state, graph = store_state(conn), None
+            if not ann.available():
+                self.note = "usearch is not installed (pip install 'audio[ann]')"
+            elif self.view.source != "file" or state is None or \
+                    (graph := ann.find(store, state[0], embedder.digest)) is None:
+                self.note = "no approximate-search graph yet (`audio index` writes it)"
+            else:
+                self.graph = ann.open_graph(conn, self.view, graph)
+        self.mode = "exact" if self.graph is None else "approximate"
+
+    def rank(self, queries: np.ndarray, k: int, min_score: float | None = None
+             ) -> list[list[tuple[int, float]]]:
+        """Per query, the k best (recording id, cosine), best first."""
+        if k < 1:
+            raise UsageError("--top must be at least 1")
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if self.graph is None:
+            ids, scores = exact(self.view.parts, queries, k)
+            return [_ordered(i, s, k, min_score) for i, s in zip(ids, scores, strict=True)]
+        proposed, uncovered = ann.candidates(self.graph, self.view, queries, k)
+        ids, scores = exact(uncovered, queries, k)
+        ranked = []
+        for q, found, e_ids, e_scores in zip(queries, proposed, ids, scores, strict=True):
+            c_ids, c_vectors = ann.lookup(self.view, np.unique(found))
+            scores_q = np.concatenate([c_vectors @ q, e_scores])
+            ranked.append(_ordered(np.concatenate([c_ids, e_ids]), scores_q, k, min_score))
+        return ranked
+
+    def hits(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:
+        """The ranked ids as paths and durations, best first (ties by path)."""
+        info = _details(self.conn, sorted({i for r in ranked for i, _ in r}))
+        return [sorted((Hit(info[i][0], s, info[i][1]) for i, s in r),
+                       key=lambda h: (-h.score, h.path)) for r in ranked]
+
+
 def search_many(store: Store, embedder, queries: np.ndarray, k: int = 10,
                 min_score: float | None = None, force_exact: bool = False) -> Answer:
     """The k indexed recordings closest to each query (rows of `queries`), best first."""
     if k < 1:
         raise UsageError("--top must be at least 1")
-    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     with store.read() as conn:
-        model = store.find_model(conn, embedder.digest)
-        if model is None:
-            raise _nothing_indexed(conn, store, embedder)
-        view = open_vectors(conn, store, embedder.digest, embedder.dim, model)
-        if view.rows == 0:
-            raise _nothing_indexed(conn, store, embedder)
-        graph, note = None, None
-        if not force_exact and view.rows >= ann.min_rows():
-            state = store_state(conn)
-            if not ann.available():
-                note = "usearch is not installed (pip install 'audio[ann]')"
-            elif view.source != "file" or state is None or \
-                    (graph := ann.find(store, state[0], embedder.digest)) is None:
-                note = "no approximate-search graph yet (`audio index` writes it)"
-        if graph is not None:
-            proposed, uncovered = ann.candidates(conn, view, graph, queries, k)
-            ids, scores = exact(uncovered, queries, k)
-            ranked = []
-            for q, found, e_ids, e_scores in zip(queries, proposed, ids, scores, strict=True):
-                c_ids, c_vectors = ann.lookup(view, np.unique(found))
-                scores_q = np.concatenate([c_vectors @ q, e_scores])
-                ranked.append(_ordered(np.concatenate([c_ids, e_ids]), scores_q, k, min_score))
-        else:
-            ids, scores = exact(view.parts, queries, k)
-            ranked = [_ordered(i, s, k, min_score) for i, s in zip(ids, scores, strict=True)]
-        info = _details(conn, sorted({i for r in ranked for i, _ in r}))
-    hits = [sorted((Hit(info[i][0], s, info[i][1]) for i, s in r),
-                   key=lambda h: (-h.score, h.path)) for r in ranked]
-    return Answer(hits, "approximate" if graph is not None else "exact", view.rows, view.source,
-                  note)
+        searcher = Searcher(conn, store, embedder, force_exact)
+        hits = searcher.hits(searcher.rank(queries, k, min_score))
+    return Answer(hits, searcher.mode, searcher.view.rows, searcher.view.source, searcher.note)
 
 
 def _ordered(ids: np.ndarray, scores: np.ndarray, k: int, min_score: float | None

@@ -150,7 +150,7 @@ def _rows(conn: sqlite3.Connection, sql: str, args: list, dim: int
 
 def _by_ids(conn: sqlite3.Connection, model: int, wanted: list[int], dim: int
             ) -> tuple[np.ndarray, np.ndarray]:
-    parts = [_rows(conn, f"SELECT id, vector FROM recordings WHERE model_id = ? AND id IN "
+    parts = [_rows(conn, f"SELECT id, vector FROM recordings WHERE +model_id = ? AND id IN "
                          f"({','.join('?' * len(chunk))})", [model, *chunk], dim)
              for chunk in (wanted[i:i + IN_CHUNK] for i in range(0, len(wanted), IN_CHUNK))]
     if not parts:
@@ -182,13 +182,14 @@ def _from_chain(conn: sqlite3.Connection, segments: list[Segment], model: int, d
         keep = ~np.isin(s.ids, np.fromiter(dirty, np.int64, len(dirty))) if dirty else None
         parts.append(Part(s.ids, s.matrix, keep))
     redone = _by_ids(conn, model, sorted(i for i in dirty if i <= hi), dim)
-    tail = _rows(conn, "SELECT id, vector FROM recordings WHERE id > ? AND model_id = ?",
+    # `+model_id`: walk the rowids past `hi`, not the (model_id, path) index.
+    tail = _rows(conn, "SELECT id, vector FROM recordings WHERE id > ? AND +model_id = ?",
                  [hi, model], dim)
     parts += [Part(*redone), Part(*tail)]
     rows = sum(len(p.ids) if p.keep is None else int(p.keep.sum()) for p in parts)
-    count = conn.execute("SELECT count(*) FROM recordings WHERE model_id = ?",
-                         (model,)).fetchone()[0]
-    if rows != count:
+    count = conn.execute("SELECT rows FROM vector_counts WHERE model_id = ?",
+                         (model,)).fetchone()
+    if count is None or rows != count[0]:
         return None
     return Vectors(parts, "file", rows, dim, model, log, hi, dirty)
 
