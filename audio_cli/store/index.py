@@ -130,7 +130,7 @@ def sync_files(store: Store, digest: str, dim: int) -> None:
         if state is not None and state[1] == view.log:
             try:
                 ann.update(conn, store, state[0], digest, view)
-            except OSError as exc:
+            except (OSError, RuntimeError, ValueError) as exc:  # usearch reports as RuntimeError
                 sys.stderr.write(f"audio: warning: approximate-search graph not written ({exc})\n")
 
 
