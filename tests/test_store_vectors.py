@@ -208,3 +208,46 @@ def test_below_the_threshold_search_is_exact(tmp_path, data, monkeypatch):
         assert not list(folder(store).glob("*.usearch"))
         answer = search_many(store, FakeEmbedder, queries, 3)
         assert answer.mode == "exact" and answer.note is None
+
+
+@pytest.mark.parametrize("how", ["upsert", "replace", "move"])
+def test_every_kind_of_write_keeps_the_files_trustworthy(tmp_path, data, how):
+    vectors, queries = data
+    with Store(tmp_path / "s.db") as store:
+        add(store, vectors, 0)
+        sync(store, FakeEmbedder.digest, DIM)
+        target = found(search_many(store, FakeEmbedder, -queries[:1], 1))[0][0]
+        nearest = found(search_many(store, FakeEmbedder, queries[:1], 1))[0][0]
+        with store.write() as conn:
+            model = store.find_model(conn, FakeEmbedder.digest)
+            if how == "upsert":  # as `audio index` re-embeds a changed file
+                conn.execute("INSERT INTO recordings (path, size, mtime_ns, model_id, engine, "
+                             "duration, created, vector) VALUES (?, 1, 1, ?, 'x', 1.0, ?, ?) "
+                             "ON CONFLICT (model_id, path) DO UPDATE SET vector = "
+                             "excluded.vector", (target, model, now(), pack(queries[0])))
+            elif how == "replace":
+                conn.execute("INSERT OR REPLACE INTO recordings (path, size, mtime_ns, model_id, "
+                             "engine, duration, created, vector) VALUES (?, 1, 1, ?, 'x', 1.0, "
+                             "?, ?)", (target, model, now(), pack(queries[0])))
+            else:  # the row goes to another model
+                other = store.model_row(conn, "other", "cd" * 8, DIM, "{}")
+                conn.execute("UPDATE recordings SET model_id = ? WHERE path = ?", (other, nearest))
+        view = view_of(store)
+        assert view.source == "file" and view.rows == (999 if how == "move" else 1000)
+        assert found(search_many(store, FakeEmbedder, queries, 5)) == brute_of_model(
+            store, queries, 5)
+        best = found(search_many(store, FakeEmbedder, queries[:1], 1))[0][0]
+        assert best != nearest if how == "move" else best == target
+        sync(store, FakeEmbedder.digest, DIM)
+        assert view_of(store).source == "file" and view_of(store).rows == view.rows
+
+
+def brute_of_model(store: Store, queries: np.ndarray, k: int) -> list[list[str]]:
+    """Top k paths per query among this model's rows, straight from SQLite."""
+    conn = sqlite3.connect(store.path)
+    rows = conn.execute("SELECT r.path, r.vector FROM recordings r JOIN models m ON "
+                        "m.id = r.model_id WHERE m.digest = ?", (FakeEmbedder.digest,)).fetchall()
+    conn.close()
+    paths = [r[0] for r in rows]
+    matrix = np.stack([np.frombuffer(r[1], "<f4") for r in rows])
+    return [[paths[i] for i in np.lexsort((paths, -s))[:k]] for s in queries @ matrix.T]

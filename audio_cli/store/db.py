@@ -207,6 +207,8 @@ class Store:
                 self.conn.execute("PRAGMA journal_mode = WAL")
             self._migrate()
             self.conn.execute("PRAGMA foreign_keys = ON")
+            # A row an INSERT OR REPLACE displaces then fires the delete trigger (vector_log).
+            self.conn.execute("PRAGMA recursive_triggers = ON")
 
     def _connect(self, uri_mode: str | None = None) -> sqlite3.Connection:
         try:

@@ -15,6 +15,7 @@ from audio_cli.store.vectors import Part, open_vectors, store_state
 from engines.errors import UsageError
 
 BLOCK = 65536  # stored vectors scored at a time (a (queries, BLOCK) score matrix)
+QUERY_BLOCK = 256  # queries ranked together (their score block: 64 MB)
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,11 @@ class Searcher:
             raise UsageError("--top must be at least 1")
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if self.graph is None:
-            ids, scores = exact(self.view.parts, queries, k)
-            return [_ordered(i, s, k, min_score) for i, s in zip(ids, scores, strict=True)]
+            ranked = []
+            for first in range(0, len(queries), QUERY_BLOCK):
+                ids, scores = exact(self.view.parts, queries[first:first + QUERY_BLOCK], k)
+                ranked += [_ordered(i, s, k, min_score) for i, s in zip(ids, scores, strict=True)]
+            return ranked
         proposed, uncovered = ann.candidates(self.graph, self.view, queries, k)
         ids, scores = exact(uncovered, queries, k)
         ranked = []
