@@ -84,15 +84,18 @@ def _logged(conn: sqlite3.Connection, model: int, since: int) -> np.ndarray:
 
 
 def _uncovered(view: Vectors, hi: int, logged: np.ndarray) -> list[Part]:
-    """The rows of the view a graph covering ids up to `hi`, minus `logged`, lacks."""
+    """The rows of the view a graph covering ids up to `hi`, minus `logged`, lacks (each part's
+    ids ascend: found by bisection, not by a pass over all ids)."""
     parts = []
     for p in view.parts:
-        mask = (p.ids > hi) | np.isin(p.ids, logged)
-        if p.keep is not None:
-            mask &= p.keep
-        rows = np.nonzero(mask)[0]
+        at = np.searchsorted(p.ids, logged)
+        inside = at < len(p.ids)
+        at = at[inside][np.asarray(p.ids[at[inside]]) == logged[inside]]
+        rows = np.union1d(at, np.arange(np.searchsorted(p.ids, hi, side="right"), len(p.ids)))
+        if p.keep is not None and len(rows):
+            rows = rows[p.keep[rows]]
         if len(rows):
-            parts.append(Part(p.ids[rows], np.asarray(p.matrix[rows])))
+            parts.append(Part(np.asarray(p.ids[rows]), np.asarray(p.matrix[rows])))
     return parts
 
 
@@ -180,14 +183,16 @@ class Opened:
     graph: Graph
     index: object
     logged: np.ndarray
+    uncovered: list[Part]  # rows of the view the graph lacks
 
 
 def open_graph(conn: sqlite3.Connection, view: Vectors, graph: Graph) -> Opened:
     """Map the graph file (not read into memory) and list what changed since (in a read)."""
     from usearch.index import Index
 
-    return Opened(graph, Index.restore(str(graph.path), view=True),
-                  _logged(conn, view.model, graph.log))
+    logged = _logged(conn, view.model, graph.log)
+    return Opened(graph, Index.restore(str(graph.path), view=True), logged,
+                  _uncovered(view, graph.hi, logged))
 
 
 def candidates(opened: Opened, view: Vectors, queries: np.ndarray, k: int
@@ -202,4 +207,4 @@ def candidates(opened: Opened, view: Vectors, queries: np.ndarray, k: int
     for row, count in zip(keys, counts, strict=True):
         ids = row[:count]
         proposed.append(ids[~np.isin(ids, opened.logged)])
-    return proposed, _uncovered(view, opened.graph.hi, opened.logged)
+    return proposed, opened.uncovered
