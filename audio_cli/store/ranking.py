@@ -10,7 +10,6 @@ import numpy as np
 
 from audio_cli.store import ann
 from audio_cli.store.db import Store
-from audio_cli.store.speakers import mismatch_error
 from audio_cli.store.vectors import Part, open_vectors, store_state
 from engines.errors import UsageError
 
@@ -65,6 +64,8 @@ def exact(parts: list[Part], queries: np.ndarray, k: int) -> tuple[np.ndarray, n
 
 
 def _nothing_indexed(conn: sqlite3.Connection, store: Store, embedder) -> Exception:
+    from audio_cli.store.speakers import mismatch_error  # only on this error path
+
     if conn.execute("SELECT count(*) FROM recordings").fetchone()[0]:
         return mismatch_error(conn, "recordings", embedder)
     return UsageError(f"{store.path}: nothing indexed yet (use `audio index PATH`)")
