@@ -66,8 +66,9 @@ def measures(plan: Plan) -> list[str]:
         "processes on 60 s of features.",
         f"(e) many files: {files} in one library call, one CLI call and a loop of one CLI "
         f"process per file; one {long} WAV through the CLI, its wall time and peak RSS.",
-        "(f) store scaling: SQLite -> numpy load time, query time and peak RSS of exact voice "
-        "search for N random vectors (no baseline).",
+        "(f) store scaling: for N vectors with speaker structure, the vector file and HNSW "
+        "graph (size, build time), the old SQLite -> numpy load, a cold search process (time, "
+        "peak RSS), exact and approximate query times and recall@10 (no baseline).",
         f"(g) the whole path against the bare runtime, for ResNet34 and CAM++ (when its "
         f"weights are in ../shared): {files} through the Python API, the library's many-file "
         "call and one CLI call, against a bare onnxruntime session with default options on "

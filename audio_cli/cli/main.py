@@ -42,7 +42,7 @@ LAZY_COMMANDS = {
     "calibrate": "audio_cli.cli.store",
     "speakers": "audio_cli.cli.store",
     "index": "audio_cli.cli.store",
-    "search": "audio_cli.cli.store",
+    "search": "audio_cli.cli.search",
     "eval": "audio_cli.cli.eval",
 }
 

@@ -1,4 +1,4 @@
-"""Store commands: compare, enroll, identify, speakers, calibrate, index, search."""
+"""Store commands: compare, enroll, identify, speakers, calibrate, index (search: cli/search.py)."""
 
 from __future__ import annotations
 
@@ -314,32 +314,3 @@ def index(
           f"{len(report.failures)} failed")
     if report.failures:
         raise typer.Exit(3)
-
-
-@app.command("search")
-def search(
-    query: Annotated[str, typer.Argument(metavar="FILE",
-                                         help="Recording of the voice to look for.")],
-    top: Annotated[int, typer.Option(metavar="N", min=1, help="How many recordings to list.")
-                   ] = 10,
-    min_score: Annotated[float | None, typer.Option(
-        metavar="COSINE", callback=checks.cosine, help="Hide results below this cosine.")
-    ] = None,
-    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
-    threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
-    vad: VadOpt = False,
-) -> None:
-    """Indexed recordings ranked by how close their voice is to the query's."""
-    from audio_cli.store.db import Store
-    from audio_cli.store.index import search as search_index
-
-    checks.check_inputs_exist([query])
-    with Store(db, readonly=True) as store:
-        embedder = _embedder(model, engine, threads)
-        (result,) = embedder.embed_all([query], min_duration, vad)
-        hits = search_index(store, embedder, result.embedding, top, min_score)
-    document = {"query": result.file, "model": embedder.name, "model_digest": embedder.digest,
-                "results": [{"path": h.path, "score": h.score, "duration": h.duration}
-                            for h in hits]}
-    _emit(document, json_output, "\n".join(f"{h.score:.4f}  {h.path}" for h in hits)
-          or "(no match)")

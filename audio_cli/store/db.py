@@ -65,7 +65,48 @@ MIGRATIONS: list[list[str]] = [
             method TEXT NOT NULL,
             created TEXT NOT NULL)""",
     ],
+    # The vector files beside the store (store/vectors.py) trust SQLite through these: a token
+    # naming this store, a log of every recording whose vector was deleted or replaced, and
+    # each model's row count (kept by triggers, so any writer keeps them right; no OR IGNORE in
+    # them: an outer statement's conflict policy would override it).
+    [
+        """CREATE TABLE vector_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            token TEXT NOT NULL)""",
+        "INSERT INTO vector_state (id, token) VALUES (1, lower(hex(randomblob(16))))",
+        """CREATE TABLE vector_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            model_id INTEGER NOT NULL,
+            recording_id INTEGER NOT NULL)""",
+        """CREATE TABLE vector_counts (
+            model_id INTEGER PRIMARY KEY,
+            rows INTEGER NOT NULL)""",
+        """INSERT INTO vector_counts (model_id, rows)
+            SELECT model_id, count(*) FROM recordings GROUP BY model_id""",
+        """CREATE TRIGGER recordings_added AFTER INSERT ON recordings BEGIN
+            INSERT INTO vector_counts (model_id, rows) SELECT new.model_id, 0
+                WHERE NOT EXISTS (SELECT 1 FROM vector_counts WHERE model_id = new.model_id);
+            UPDATE vector_counts SET rows = rows + 1 WHERE model_id = new.model_id;
+            END""",
+        """CREATE TRIGGER recordings_deleted AFTER DELETE ON recordings BEGIN
+            INSERT INTO vector_log (model_id, recording_id) VALUES (old.model_id, old.id);
+            UPDATE vector_counts SET rows = rows - 1 WHERE model_id = old.model_id;
+            END""",
+        """CREATE TRIGGER recordings_changed AFTER UPDATE OF id, model_id, vector ON recordings
+            BEGIN
+            INSERT INTO vector_log (model_id, recording_id) VALUES (old.model_id, old.id);
+            INSERT INTO vector_log (model_id, recording_id) SELECT new.model_id, new.id
+                WHERE new.model_id != old.model_id OR new.id != old.id;
+            UPDATE vector_counts SET rows = rows - 1 WHERE model_id = old.model_id;
+            INSERT INTO vector_counts (model_id, rows) SELECT new.model_id, 0
+                WHERE NOT EXISTS (SELECT 1 FROM vector_counts WHERE model_id = new.model_id);
+            UPDATE vector_counts SET rows = rows + 1 WHERE model_id = new.model_id;
+            END""",
+    ],
 ]
+# A read-only store of an older schema that only lacks these tables is still read (search then
+# reads its vectors from SQLite).
+READABLE_VERSIONS = (1, 2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -157,7 +198,8 @@ class Store:
             self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._check_identity()
             if readonly:
-                if self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if version not in READABLE_VERSIONS:
                     raise StoreError(f"{self.path}: an older store that must be upgraded by a "
                                      "command that writes to it, which cannot run here")
                 return
@@ -165,6 +207,8 @@ class Store:
                 self.conn.execute("PRAGMA journal_mode = WAL")
             self._migrate()
             self.conn.execute("PRAGMA foreign_keys = ON")
+            # A row an INSERT OR REPLACE displaces then fires the delete trigger (vector_log).
+            self.conn.execute("PRAGMA recursive_triggers = ON")
 
     def _connect(self, uri_mode: str | None = None) -> sqlite3.Connection:
         try:

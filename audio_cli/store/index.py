@@ -14,9 +14,12 @@ import numpy as np
 
 from audio_cli.frontend.folders import find_audio_files
 from audio_cli.pipeline.speaker import EmbeddingResult, InputFailure
+from audio_cli.store import ann
 from audio_cli.store.db import Store, now, pack
 from audio_cli.store.identity import Embedder
+from audio_cli.store.ranking import Hit, search_many
 from audio_cli.store.speakers import mismatch_error
+from audio_cli.store.vectors import store_state, sync
 from engines.errors import InputAudioError, UsageError
 
 COMMIT_EVERY = 16  # results per write transaction
@@ -33,15 +36,6 @@ class IndexReport:
     unchanged: int = 0
     pruned: int = 0
     failures: list[InputFailure] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One indexed recording ranked by cosine with the query."""
-
-    path: str
-    score: float
-    duration: float
 
 
 def find_audio(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -122,7 +116,22 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
     if prune:
         report.pruned = prune_missing(store, [Path(p).expanduser().absolute() for p in paths],
                                       set(signatures))
+    sync_files(store, embedder.digest, embedder.dim)
     return report
+
+
+def sync_files(store: Store, digest: str, dim: int) -> None:
+    """Bring the model's vector files (and approximate-search graph) in step with SQLite."""
+    view = sync(store, digest, dim)
+    if view is None:
+        return
+    with store.read() as conn:
+        state = store_state(conn)
+        if state is not None and state[1] == view.log:
+            try:
+                ann.update(conn, store, state[0], digest, view)
+            except (OSError, RuntimeError, ValueError) as exc:  # usearch reports as RuntimeError
+                sys.stderr.write(f"audio: warning: approximate-search graph not written ({exc})\n")
 
 
 def prune_missing(store: Store, roots: list[Path], present: set[str]) -> int:
@@ -166,17 +175,7 @@ def top_k(matrix: np.ndarray, query: np.ndarray, k: int, min_score: float | None
 def search(store: Store, embedder: Embedder, query: np.ndarray, k: int = 10,
            min_score: float | None = None) -> list[Hit]:
     """The k indexed recordings of this model whose voice is closest to the query."""
-    if k < 1:
-        raise UsageError("--top must be at least 1")
-    with store.read() as conn:
-        ids, matrix = load_matrix(conn, store, embedder)
-        best = top_k(matrix, query, k, min_score)
-        marks = ",".join("?" * len(best))
-        info = {i: (p, d) for i, p, d in conn.execute(
-            f"SELECT id, path, duration FROM recordings WHERE id IN ({marks})",
-            [int(ids[row]) for row, _ in best])}
-    hits = [Hit(info[int(ids[row])][0], score, info[int(ids[row])][1]) for row, score in best]
-    return sorted(hits, key=lambda h: (-h.score, h.path))
+    return search_many(store, embedder, query[None], k, min_score).hits[0]
 
 
 def stderr_progress(label: str) -> Callable[[int, int], None] | None:
