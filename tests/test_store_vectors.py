@@ -168,6 +168,24 @@ needs_usearch = pytest.mark.skipif(importlib.util.find_spec("usearch") is None,
 
 
 @needs_usearch
+def test_a_graph_opened_for_search_uses_the_expansion_it_was_tuned_for(tmp_path, data,
+                                                                     monkeypatch):
+    """usearch's file keeps no search expansion: reopened at its default (64), the 10^6
+    benchmark's recall@10 fell to 0.975."""
+    from audio_cli.store.ranking import Searcher
+
+    vectors, _ = data
+    monkeypatch.setenv(ann.MIN_ROWS_ENV, "500")
+    with Store(tmp_path / "s.db") as store:
+        add(store, vectors[:600], 0)
+        sync_files(store, FakeEmbedder.digest, DIM)
+        with store.read() as conn:
+            searcher = Searcher(conn, store, FakeEmbedder)
+            assert searcher.mode == "approximate"
+            assert searcher.graph.index.expansion_search == ann.EXPANSION_SEARCH
+
+
+@needs_usearch
 def test_approximate_search_agrees_with_exact_and_stays_current(tmp_path, data, monkeypatch):
     vectors, queries = data
     monkeypatch.setenv(ann.MIN_ROWS_ENV, "500")
