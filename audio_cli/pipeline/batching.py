@@ -86,9 +86,9 @@ def plan_batches(lengths: Sequence[int], budget: int, ragged: bool = True) -> li
 
 DEFAULT_BATCH_FRAMES = 6000  # feature frames (60 s) in one padded batch
 DEFAULT_CHUNK_FRAMES = 6000  # clips longer than this run in chunks of this many frames
-# Chunks of a staged trunk, in each stage's input steps: one hour of CAM++ peaked at 1.61 GB
-# with chunks of 6000 (a 1024-channel chunk and its intermediates, and the 2-D front module's
-# maps, are held in onnxruntime's arena after use), XXX with 2000.
+# Chunks of a staged trunk, in each stage's input steps: one hour of CAM++ through the CLI
+# peaked at 1.70 GB with chunks of 6000 (a 1024-channel chunk and its intermediates, and the
+# 2-D front module's maps, are held in onnxruntime's arena after use), 1.34 GB with 2000.
 STAGE_CHUNK_STEPS = 2000
 
 
