@@ -67,19 +67,17 @@ def quantize(
     """Build a model's int8 network (onnx engine) and make it the one --precision int8 uses."""
     from audio_cli.cli.main import model_name
     from audio_cli.models.registry import resolve_model
+    from audio_cli.pipeline.calibration import CALIBRATION_DIR
     from audio_cli.pipeline.speaker import WeSpeaker
     from engines.model import WEIGHTS_FILE, ModelConfig, Weights
 
     _, directory = resolve_model(model, "onnx")
-    config, weights = ModelConfig.load(directory), Weights(directory / WEIGHTS_FILE)
-    if calibration is None:  # back to the shipped set: forget a recorded choice first
-        WeSpeaker(config, weights, model_id=model_name(model), engine="onnx", threads=threads)\
-            .engine.record_int8_choice(None)
-    speaker = WeSpeaker(config, weights, model_id=model_name(model), engine="onnx",
-                        threads=threads, precision="int8", calibration_dir=calibration)
+    # the folder named even for the shipped set, so that a recorded choice is not reused
+    speaker = WeSpeaker(ModelConfig.load(directory), Weights(directory / WEIGHTS_FILE),
+                        model_id=model_name(model), engine="onnx", threads=threads,
+                        precision="int8", calibration_dir=calibration or CALIBRATION_DIR)
     engine = speaker.engine
-    if calibration is not None:
-        engine.record_int8_choice(engine.calibration)
+    engine.record_int8_choice(engine.calibration if calibration is not None else None)
     source = calibration if calibration is not None else "the shipped LibriSpeech set"
     typer.echo(str(engine.model_path))
     typer.echo(f"audio: {model_name(model)} in int8, calibrated on {source}; "

@@ -19,9 +19,11 @@ from engines.quantize import Calibration, identity_of
 CALIBRATION_DIR = Path(__file__).with_name("calibration_audio")
 
 
-def calibration(frontend: FrontendConfig, folder: Path = CALIBRATION_DIR) -> Calibration:
+def calibration(frontend: FrontendConfig, folder: Path | None = None) -> Calibration:
     """The audio files of `folder` as calibration features of a model's front-end. The
-    identity covers the files and the front-end, so each pair gets its own int8 model."""
+    identity covers the files and the front-end, so each pair gets its own int8 model.
+    Without `folder`: the shipped set, which yields to a set `audio quantize` recorded."""
+    default, folder = folder is None, CALIBRATION_DIR if folder is None else folder
     files = [Path(p) for p in find_audio_files(folder)] if Path(folder).is_dir() else []
     if not files:
         raise UsageError(f"--calibration: {folder}: no audio files to calibrate with")
@@ -31,5 +33,4 @@ def calibration(frontend: FrontendConfig, folder: Path = CALIBRATION_DIR) -> Cal
             yield fbank(load_audio(path, frontend.sample_rate).samples, frontend)
 
     front = hashlib.sha256(repr(frontend).encode()).hexdigest()[:6]
-    return Calibration(f"{identity_of(files)}-{front}", features,
-                       default=folder == CALIBRATION_DIR)
+    return Calibration(f"{identity_of(files)}-{front}", features, default=default)

@@ -95,10 +95,9 @@ class WeSpeaker:
         graph = build_graph(config)
         calibration = None
         if precision == "int8":  # an int8 trunk, built once from the float32 one (cached)
-            from audio_cli.pipeline.calibration import CALIBRATION_DIR
             from audio_cli.pipeline.calibration import calibration as calibration_set
 
-            calibration = calibration_set(config.frontend, calibration_dir or CALIBRATION_DIR)
+            calibration = calibration_set(config.frontend, calibration_dir)
         self.engine = create_engine(engine, config, weights, threads, graph, precision,
                                     calibration)
         self.min_frames = graph.min_frames()
