@@ -60,7 +60,7 @@ def quantize(
     model: ModelOpt = DEFAULT_MODEL,
     calibration: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Your own recordings (searched recursively) to set the int8 "
-        "activation ranges with [default: eight LibriSpeech utterances shipped with audio]")
+        "activation ranges with (default: eight LibriSpeech utterances shipped with audio)")
     ] = None,
     threads: ThreadsOpt = None,
 ) -> None:
