@@ -156,14 +156,16 @@ def _timed(folder: Path, n: int) -> dict:
 
 def _child(step: str, folder: str, n: int) -> dict:
     """Run one step in a fresh process (through a relay: a child forked from a large process
-    would start with that process's peak RSS as its own); returns its JSON and wall time."""
-    relay = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+    would start with that process's peak RSS as its own); returns its JSON and its wall time,
+    from its start to its exit (timed by the relay, whose own start-up is not counted)."""
+    relay = ("import subprocess, sys, time; start = time.perf_counter(); "
+             "code = subprocess.call(sys.argv[1:]); "
+             "print(f'{time.perf_counter() - start:.6f}', file=sys.stderr); sys.exit(code)")
     env = {**os.environ, "AUDIO_ANN_MIN_ROWS": os.environ.get("AUDIO_ANN_MIN_ROWS", "0")}
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", relay, sys.executable, "-m",
-                          "bench.store_scaling", "--child", step, folder, str(n)],
-                         capture_output=True, text=True, check=True, env=env).stdout
-    return {**json.loads(out), "wall_s": time.perf_counter() - start}
+    proc = subprocess.run([sys.executable, "-c", relay, sys.executable, "-m",
+                           "bench.store_scaling", "--child", step, folder, str(n)],
+                          capture_output=True, text=True, check=True, env=env)
+    return {**json.loads(proc.stdout), "wall_s": float(proc.stderr.split()[-1])}
 
 
 def measure(n: int) -> dict:

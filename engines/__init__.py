@@ -37,9 +37,10 @@ def create_engine(name: str, config: ModelConfig, weights: Weights,
     coreml engine through the fixed-length window plan (engines/coreml_compiled.py), macOS only.
     """
     name = resolve_engine_name("onnx" if precision == "int8" and name == "auto" else name)
-    if precision != "float32" and (name != "onnx" or calibration is None):
-        raise UsageError(f"--precision {precision} runs with the onnx engine only"
-                         if name != "onnx" else f"--precision {precision} needs calibration")
+    if precision != "float32" and name not in ("onnx", "coreml"):
+        raise UsageError(f"--precision {precision} runs with the onnx and coreml engines")
+    if precision != "float32" and name == "onnx" and calibration is None:
+        raise UsageError(f"--precision {precision} needs calibration")
     compiled = compiled_only_model(weights)
     if compiled is not None:
         return _compiled_engine(name, compiled)
@@ -55,7 +56,8 @@ def create_engine(name: str, config: ModelConfig, weights: Weights,
         return MLXEngine(graph, weights)
     from engines.coreml_engine import CoreMLEngine
 
-    return CoreMLEngine(config, weights, graph=graph)
+    # Core ML's int8 quantizes weights only (engines/coreml_export.py): no calibration
+    return CoreMLEngine(config, weights, graph=graph, precision=precision)
 
 
 def compiled_only_model(weights: Weights) -> Path | None:

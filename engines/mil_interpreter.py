@@ -210,6 +210,30 @@ OPS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _affine_dequantize(quantized_data, zero_point, scale, axis) -> np.ndarray:
+    """MIL constexpr_affine_dequantize: (quantized_data - zero_point) * scale, where a
+    zero point or scale that is a vector runs along `axis` (a scalar applies to all)."""
+    data = np.asarray(quantized_data)
+    axis = int(axis) % data.ndim
+
+    def along(value) -> np.ndarray:
+        value = np.asarray(value, dtype=np.float32)
+        if value.ndim == 0:
+            return value
+        shape = [1] * data.ndim
+        shape[axis] = value.size
+        return value.reshape(shape)
+
+    return (data.astype(np.float32) - along(zero_point)) * along(scale)
+
+
+# Ops evaluated once, when the package is opened (weights stored compressed); their values
+# are kept in the precision of their MIL output type, like the const weights.
+CONSTEXPR_OPS: dict[str, Callable[..., np.ndarray]] = {
+    "constexpr_affine_dequantize": _affine_dequantize,
+}
+
+
 # ---------------------------------------------------------------- the interpreter
 
 
@@ -245,11 +269,13 @@ class MILInterpreter:
         self.user_defined_metadata = dict(spec.description.metadata.userDefined)
         self.function = program.functions["main"]
         self.operations = list(self.function.operations)
-        unknown = sorted({op.op_type for op in self.operations} - set(OPS) - {"const"})
+        unknown = sorted({op.op_type for op in self.operations} - set(OPS) - set(CONSTEXPR_OPS)
+                         - {"const"})
         if unknown:
             raise EngineError(
                 f"{self.path}: the MIL interpreter does not implement op(s) {', '.join(unknown)} "
-                f"(it runs only the ops the Core ML export emits: {', '.join(sorted(OPS))})"
+                f"(it runs only the ops the Core ML export emits: "
+                f"{', '.join(sorted([*OPS, *CONSTEXPR_OPS]))})"
             )
         self.input_names = list(self.function.inputs)
         self.output_names = [v.name for v in self.function.outputs]
@@ -258,6 +284,11 @@ class MILInterpreter:
         for op in self.operations:
             if op.op_type == "const":
                 self._consts[op.outputs[0].name] = self._const_value(op.outputs[0])
+            elif op.op_type in CONSTEXPR_OPS:
+                args = {k: self._consts[v.name] for k, v in op.inputs.items()}
+                value = CONSTEXPR_OPS[op.op_type](**args)
+                self._consts[op.outputs[0].name] = value.astype(_numpy_type(op.outputs[0]))
+        self.operations = [op for op in self.operations if op.op_type not in CONSTEXPR_OPS]
         self._last_use = self._liveness()
 
     @staticmethod

@@ -244,6 +244,11 @@ def test_export_coreml_writes_a_package_and_never_overwrites(small_model_dir, tm
     again = run_audio("export-coreml", str(out), "--model", str(small_model_dir))
     assert again.returncode == 2  # a usage error, as --output onto an existing file
     assert "not overwriting" in again.stderr.decode()
-    bad = run_audio("export-coreml", str(tmp_path / "b.mlpackage"), "--precision", "int8",
+    bad = run_audio("export-coreml", str(tmp_path / "b.mlpackage"), "--precision", "int4",
                     "--model", str(small_model_dir))
     assert bad.returncode == 2
+    assert "int4" in bad.stderr.decode() and not (tmp_path / "b.mlpackage").exists()
+    int8 = run_audio("export-coreml", str(tmp_path / "c.mlpackage"), "--precision", "int8",
+                     "--model", str(small_model_dir))
+    assert int8.returncode == 0, int8.stderr.decode()
+    assert (tmp_path / "c.mlpackage" / "Manifest.json").is_file()

@@ -45,6 +45,7 @@ from engines.coreml_engine import (  # noqa: E402
 from engines.coreml_export import (  # noqa: E402
     EXPORT_VERSION,
     MAX_FRAMES,
+    QUANTIZE_ABOVE,
     export_coreml,
 )
 from engines.coreml_program import EMBEDDING_OUTPUT, FRAMES_OUTPUT, MEL_INPUT  # noqa: E402
@@ -161,7 +162,8 @@ def test_float16_package_runs_in_float16_and_stays_close(small, small_packages):
         assert cosine(got, reference(x, tensors, config)) >= 0.999
 
 
-@pytest.mark.parametrize("precision, bar", [("float32", 0.9999), ("float16", 0.999)])
+@pytest.mark.parametrize("precision, bar",
+                         [("float32", 0.9999), ("float16", 0.999), ("int8", 0.99)])
 def test_full_size_model(full, tmp_path, precision, bar):
     config, tensors, weights = full
     package = export_coreml(config, weights, tmp_path / "full.mlpackage", precision)
@@ -170,6 +172,67 @@ def test_full_size_model(full, tmp_path, precision, bar):
     got = interpreter.predict({MEL_INPUT: x[None]})[EMBEDDING_OUTPUT][0]
     assert got.shape == (256,)
     assert cosine(got, reference(x, tensors, config)) >= bar
+
+
+def _conv_weights(package) -> list[np.ndarray]:
+    """Each conv's weight as the interpreter holds it (int8 ones dequantized), in op order."""
+    interpreter = MILInterpreter(package)
+    return [np.asarray(interpreter._read(op.inputs["weight"], {}), np.float32)
+            for op in interpreter.operations if op.op_type == "conv"]
+
+
+def test_int8_package_stores_conv_weights_in_8_bits(full, tmp_path):
+    from coremltools.converters.mil.frontend.milproto import load as milproto
+
+    config, _, weights = full
+    packages = {p: export_coreml(config, weights, tmp_path / f"{p}.mlpackage", p)
+                for p in ("float16", "int8")}
+    model = ct.models.MLModel(str(packages["int8"]), skip_model_load=True)
+    assert model.user_defined_metadata["precision"] == "int8"
+    spec = model.get_spec()
+    program = milproto.load(spec, spec.specificationVersion, file_weights_dir=model.weights_dir)
+    ops = list(program.functions["main"].operations)
+    dequantized = {op.outputs[0].name: op for op in ops
+                   if op.op_type == "constexpr_affine_dequantize"}
+    convs = [op for op in ops if op.op_type == "conv"]
+    big = [op for op in convs if op.inputs["weight"].shape is not None
+           and np.prod(op.inputs["weight"].shape) > QUANTIZE_ABOVE]
+    assert len(dequantized) == len(big) > 30  # every conv but the small first ones
+    (linear,) = [op for op in ops if op.op_type == "linear"]
+    assert linear.inputs["weight"].name not in dequantized  # the head stays float
+    for op in dequantized.values():
+        assert op.inputs["quantized_data"].val.dtype == np.int8
+        assert not np.any(op.inputs["zero_point"].val)  # symmetric
+        assert op.inputs["scale"].val.shape == (op.inputs["quantized_data"].val.shape[0],)
+
+    def size(package):
+        return sum(f.stat().st_size for f in package.rglob("*") if f.is_file())
+
+    # The file shrinks by (nearly) half of the float16 bytes of the weights made int8; the
+    # float32 linear layer of the head (5120 x 256) is the same in both.
+    pairs = list(zip(_conv_weights(packages["int8"]), _conv_weights(packages["float16"]),
+                     strict=True))
+    quantized_bytes = sum(2 * w.size for w, _ in pairs if w.size > QUANTIZE_ABOVE)
+    assert size(packages["int8"]) < size(packages["float16"]) - 0.45 * quantized_bytes
+    # Dequantized, each weight is within half a quantisation step (max |w| / 127 of its output
+    # channel) of the float16 package's weight.
+    for w8, w16 in pairs:
+        assert w8.shape == w16.shape
+        peak = np.abs(w16).reshape(len(w16), -1).max(axis=1)
+        error = np.abs(w8 - w16).reshape(len(w16), -1).max(axis=1)
+        assert np.all(error <= peak / 127 * 0.5 * 1.01 + peak * 2.0 ** -10)
+
+
+def test_int8_engine_and_the_mlx_refusal(small, tmp_path):
+    from engines import create_engine
+
+    config, tensors, weights = small
+    engine = create_engine("coreml", config, weights, precision="int8")
+    assert engine.package.name.endswith(f"-int8-v{EXPORT_VERSION}.mlpackage")
+    x = features(150, seed=11)
+    assert cosine(engine.embed(x[None])[0], reference(x, tensors, config)) >= 0.99
+    with pytest.raises(UsageError, match="onnx and coreml"):
+        create_engine("mlx", config, weights, precision="int8")
 
 
 def test_export_refuses_to_overwrite(small, small_packages, tmp_path):
@@ -182,7 +245,7 @@ def test_export_refuses_to_overwrite(small, small_packages, tmp_path):
     with pytest.raises(UsageError, match="mlpackage"):
         export_coreml(config, weights, tmp_path / "model.mlmodel")
     with pytest.raises(UsageError, match="precision"):
-        export_coreml(config, weights, tmp_path / "m.mlpackage", "int8")
+        export_coreml(config, weights, tmp_path / "m.mlpackage", "bfloat16")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mlpackage"]  # no leftovers
 
 

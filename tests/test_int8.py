@@ -86,6 +86,26 @@ def test_campplus_int8_stays_close_to_float32_on_real_speech(campplus_dir, share
     assert np.median(cosines) >= 0.985 and min(cosines) >= 0.97, cosines
 
 
+def test_int8_says_when_a_long_campplus_clip_runs_in_float32(tmp_path):
+    from model_factory import small_campplus_config, write_campplus_model
+
+    from audio_cli.frontend.audio import InputAudioWarning
+
+    directory = tmp_path / "campplus"
+    write_campplus_model(directory, small_campplus_config(), seed=2)
+    int8 = WeSpeaker.from_pretrained(directory, engine="onnx", precision="int8")
+    full = WeSpeaker.from_pretrained(directory, engine="onnx")
+    audio = load_audio(SAMPLE)
+    short = int8.embed_audio(audio).embedding  # one pass of the int8 graph: no warning
+    for speaker in (int8, full):
+        speaker.inference.chunk_frames = 200  # this 2.8 s clip now runs stage by stage
+    with pytest.warns(InputAudioWarning, match="--precision int8: clips over 2 s run stage by "
+                      "stage in float32"):
+        staged = int8.embed_audio(audio).embedding
+    assert cosine(staged, full.embed_audio(audio).embedding) > 0.99999  # float32's vector
+    assert cosine(staged, short) < 0.99999
+
+
 def run_audio(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "audio_cli", *map(str, args)],
                           capture_output=True, text=True, timeout=600)
@@ -101,7 +121,7 @@ def test_the_cli_embeds_in_int8_and_says_so(model_copy):
 
 @pytest.mark.parametrize(("args", "words"), [
     (("--precision", "int4"), ["--precision", "int4", "float32, int8"]),
-    (("--precision", "int8", "--engine", "mlx"), ["--precision int8", "onnx engine"]),
+    (("--precision", "int8", "--engine", "mlx"), ["--precision int8", "onnx and coreml"]),
 ])
 def test_bad_precision_requests_are_one_line_usage_errors(model_copy, args, words):
     proc = run_audio("embed-speaker", SAMPLE, "--model", model_copy, *args)

@@ -36,8 +36,10 @@ def convert(
 def export_coreml_command(
     out: Annotated[Path, typer.Argument(metavar="PATH", help="New .mlpackage path to write.")],
     model: ModelOpt = DEFAULT_MODEL,
-    precision: Annotated[str, typer.Option(metavar="float32|float16",
-                                           help="Weights' precision.")] = "float32",
+    precision: Annotated[str, typer.Option(metavar="float32|float16|int8",
+                                           help="Precision: float16 computes the feature maps in "
+                                           "float16; int8 also stores convolution weights as "
+                                           "8-bit integers.")] = "float32",
 ) -> None:
     """Export a model as a Core ML ML Program (.mlpackage) with a flexible length."""
     from audio_cli.models.registry import resolve_model

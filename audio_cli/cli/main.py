@@ -216,7 +216,7 @@ ThreadsOpt = Annotated[int | None, typer.Option(
     help="CPU threads for the engine (default: all; capped at the CPUs here).")]
 PrecisionOpt = Annotated[str, typer.Option(
     metavar="PRECISION", callback=precision,
-    help="float32, or int8: an int8 network built once from the float32 one (onnx engine).")]
+    help="float32, or int8: an int8 network made once from the float32 one (onnx, coreml).")]
 VadOpt = Annotated[bool, typer.Option(
     "--vad/--no-vad", help="Embed only the speech that voice-activity detection (Silero VAD) "
     "finds, as one utterance; --no-vad embeds every sample.")]

@@ -29,6 +29,7 @@ from audio_cli.frontend.audio import (
     check_peak,
     check_usable,
     open_audio,
+    warn,
 )
 from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames
 from engines.errors import AudioCliError, EngineError, InputAudioError
@@ -179,6 +180,10 @@ class Inference:
         if self.stages is not None:
             from engines.stages import run_stages
 
+            if getattr(self.engine, "precision", "float32") != "float32":
+                warn(f"--precision {self.engine.precision}: clips over "
+                     f"{self.chunk_frames / 100:.0f} s run stage by stage in float32 (their "
+                     "vectors are float32's)")
             stats = run_stages(self.stages, self.engine.run_stage, plan, spans,
                                self.stage_chunk)
             return check_vectors(self.engine.head(stats.pooled()[None]), self.engine.name)[0]
