@@ -216,7 +216,7 @@ def test_search_warns_when_the_query_is_made_otherwise(model, tmp_path):
     assert warnings == [f"audio: warning: the store's recordings of {model} were made without "
                         "--vad, this query with --vad; voice-activity detection changes what is "
                         "embedded, so scores are not those of vectors made alike"]
-    assert out.split()[1::2] == same.split()[1::2]  # the same recordings are listed
+    assert sorted(out.split()[1::2]) == sorted(same.split()[1::2])  # all are still listed
     code, out, err = audio("search", SPEECH[0], *common, "--precision", "int8")
     assert code == 0
     assert [line for line in err if "warning" in line] == [
@@ -255,3 +255,29 @@ def test_export_and_import_carry_how_exemplars_were_made(model, tmp_path):
     assert (exemplar["vad"], exemplar["precision"]) == (True, "int8")
     assert audio("speakers", "import", tmp_path / "x.json", "--db", copy)[0] == 0
     assert rows(copy, "exemplars") == [(1, "int8")]
+
+
+def test_index_checks_again_when_it_writes(small_model_dir, tmp_path):
+    """Another process indexing the other way between the first check and a commit."""
+    from store_helpers import make_speakers
+
+    from audio_cli.store.identity import Embedder
+    from audio_cli.store.index import index_paths
+
+    files = [str(p) for p in make_speakers(tmp_path / "audio", per_speaker=1)[0]]
+    embedder = Embedder.load(str(small_model_dir))
+    db = tmp_path / "s.db"
+
+    def other_process(done: int, total: int) -> None:
+        if done == 1:
+            conn = sqlite3.connect(db, isolation_level=None)
+            conn.execute("INSERT INTO recordings (path, size, mtime_ns, model_id, engine, "
+                         "duration, created, vector, vad) SELECT '/x', 1, 1, id, 'x', 1, 'now',"
+                         " x'00', 1 FROM models")
+            conn.close()
+
+    with Store(db) as store:
+        with pytest.raises(UsageError, match="made with --vad, this index runs without"):
+            index_paths(store, embedder, files, progress=other_process)
+        with store.read() as conn:
+            assert conn.execute("SELECT path FROM recordings").fetchall() == [("/x",)]

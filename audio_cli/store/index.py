@@ -93,6 +93,8 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
     def commit() -> None:
         nonlocal last_commit
         with store.write() as conn:
+            if pending:  # another process may have indexed the other way meanwhile
+                check_adding(conn, "recordings", model, embedder.name, made, "index")
             for r in pending:
                 size, mtime = signatures[r.file]
                 conn.execute(
