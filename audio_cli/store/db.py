@@ -1,7 +1,8 @@
 """The speaker store: one SQLite file (WAL, busy timeout, versioned schema) holding vectors.
 
 Every vector row points at a `models` row (name, weights digest, dimension, front-end), so
-vectors of different models are never mixed. Writes run in short `BEGIN IMMEDIATE`
+vectors of different models are never mixed, and records how it was made (`vad`, `precision`;
+the rules for mixing them are in store/settings.py). Writes run in short `BEGIN IMMEDIATE`
 transactions: a killed process loses at most the transaction it was in.
 """
 
