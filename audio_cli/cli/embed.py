@@ -18,7 +18,6 @@ import numpy as np
 from audio_cli.frontend.audio import (
     LIST_PREFIX,
     InputAudioWarning,
-    load_audio,
     source_name,
 )
 from audio_cli.pipeline.speaker import (
@@ -126,9 +125,8 @@ def _window_outcomes(speaker: WeSpeaker, items: Iterable[InputItem], min_duratio
             yield Outcome(name, error=item.error)
             continue
         try:
-            audio = load_audio(item.path, speaker.config.sample_rate)
-            outcome = Outcome(name, windows=speaker.embed_windows(audio, window, hop,
-                                                                  min_duration, vad))
+            outcome = Outcome(name, windows=speaker.embed_file_windows(item.path, window, hop,
+                                                                       min_duration, vad))
         except (InputAudioError, EngineError) as exc:
             outcome = Outcome(name, error=exc)
         yield outcome

@@ -59,13 +59,14 @@ def search(
         "search.")] = False,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
-    vad: VadOpt = False,
+    vad: VadOpt = False, precision: checks.PrecisionOpt = "float32",
 ) -> None:
     """Indexed recordings ranked by how close their voice is to each query's."""
     from audio_cli.cli.inputs import expand_inputs
     from audio_cli.pipeline.speaker import InputFailure
     from audio_cli.store.db import Store
     from audio_cli.store.ranking import search_many
+    from audio_cli.store.settings import warn_query
 
     single = _single(queries)
     if single:
@@ -74,7 +75,8 @@ def search(
     else:
         items = expand_inputs(queries)
     with Store(db, readonly=True) as store:
-        embedder = _embedder(model, engine, threads)
+        embedder = _embedder(model, engine, threads, precision)
+        warn_query(store, "recordings", embedder.digest, embedder.name, embedder.made(vad))
         failures = []
         if single:
             results = embedder.embed_all(queries, min_duration, vad)

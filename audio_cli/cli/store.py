@@ -48,6 +48,11 @@ speakers_app = typer.Typer(help="List, remove, rename, export or import enrolled
 app.add_typer(speakers_app, name="speakers")
 
 
+def _warn(warning: str | None) -> None:
+    if warning:
+        sys.stderr.write(f"audio: warning: {warning}\n")
+
+
 def _emit(document: dict, json_output: bool, text: str) -> None:
     sys.stdout.write(json.dumps(document) + "\n" if json_output else text + "\n")
 
@@ -126,20 +131,21 @@ def enroll(
                                                help="Recordings of this speaker.")],
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
-    vad: VadOpt = False,
+    vad: VadOpt = False, precision: checks.PrecisionOpt = "float32",
 ) -> None:
     """Add recordings of a speaker to the store (all or none: any bad file stores nothing)."""
     from audio_cli.store.db import Store
-    from audio_cli.store.speakers import check_name
+    from audio_cli.store.speakers import check_enroll, check_name
     from audio_cli.store.speakers import enroll as enroll_speaker
 
     check_name(name)
     checks.check_inputs_exist(files)
     with Store(db) as store:
-        embedder = _embedder(model, engine, threads)
+        embedder = _embedder(model, engine, threads, precision)
+        _warn(check_enroll(store, embedder, vad))
         sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
         results = embedder.embed_all(sources, min_duration, vad)
-        total = enroll_speaker(store, embedder, name, results)
+        total = enroll_speaker(store, embedder, name, results, vad)
         document = {"speaker": name, "added": len(results), "exemplars": total,
                     "model": embedder.name, "model_digest": embedder.digest,
                     "db": str(store.path)}
@@ -157,16 +163,18 @@ def identify(
         "exemplars; max: best exemplar.")] = "mean",
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
-    vad: VadOpt = False,
+    vad: VadOpt = False, precision: checks.PrecisionOpt = "float32",
 ) -> None:
     """Which enrolled speaker is this? Exit 0 identified, 1 unknown, 2 error."""
     from audio_cli.store.db import Store
+    from audio_cli.store.settings import warn_query
     from audio_cli.store.speakers import identify as identify_speaker
 
     with _all_errors_exit(2):
         checks.check_inputs_exist([file])
         with Store(db, readonly=True) as store:
-            embedder = _embedder(model, engine, threads)
+            embedder = _embedder(model, engine, threads, precision)
+            warn_query(store, "exemplars", embedder.digest, embedder.name, embedder.made(vad))
             chosen = _threshold(threshold, store.path, embedder)
             (query,) = embedder.embed_all([file], min_duration, vad)
             result = identify_speaker(store, embedder, query.embedding, scoring)
@@ -294,15 +302,16 @@ def index(
         "--prune", help="Drop indexed files under PATHS that are gone.")] = False,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
+    vad: VadOpt = False, precision: checks.PrecisionOpt = "float32",
 ) -> None:
     """Embed new or changed recordings into the store (exit 3 if some could not be read)."""
     from audio_cli.store.db import Store
     from audio_cli.store.index import index_paths, stderr_progress
 
     with Store(db) as store:
-        embedder = _embedder(model, engine, threads)
+        embedder = _embedder(model, engine, threads, precision)
         report = index_paths(store, embedder, paths, prune, min_duration,
-                             stderr_progress("indexing"))
+                             stderr_progress("indexing"), vad=vad)
     for failure in report.failures:
         sys.stderr.write(f"audio: error: {failure.message}\n")
     document = {"found": report.found, "added": report.added, "updated": report.updated,

@@ -269,12 +269,17 @@ class SpeechSource:
                      self.name)
 
 
+def detect_regions(source: AudioSource) -> Regions:
+    """The speech regions of a source, the detector run over it block by block."""
+    _check_rate(source.sample_rate, source.name)
+    probs = Detector().probabilities(source.blocks(READ_FRAMES * FRAME_SAMPLES))
+    return speech_regions(probs, source.num_samples, source.sample_rate)
+
+
 def detect_source(source: AudioSource, min_duration: float) -> SpeechSource:
     """Run the detector over a source block by block -> its speech, or InputAudioError (no
     speech found, or less than `min_duration` seconds of it)."""
-    _check_rate(source.sample_rate, source.name)
-    probs = Detector().probabilities(source.blocks(READ_FRAMES * FRAME_SAMPLES))
-    regions = speech_regions(probs, source.num_samples, source.sample_rate)
+    regions = detect_regions(source)
     if not regions:
         raise no_speech(source.name)
     speech = SpeechSource(source, regions)

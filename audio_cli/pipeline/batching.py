@@ -32,7 +32,7 @@ from audio_cli.frontend.audio import (
     warn,
 )
 from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames
-from engines.errors import AudioCliError, EngineError, InputAudioError
+from engines.errors import AudioCliError, EngineError, InputAudioError, UsageError
 
 # ---------------------------------------------------------------- threads
 
@@ -333,3 +333,42 @@ def embed_sources(speaker, sources: Iterable[str | os.PathLike],
             yield from _flush(speaker, group)
             group, frames = [], 0
     yield from _flush(speaker, group)
+
+
+# ---------------------------------------------------------------- windows (pipeline.windows)
+
+
+@dataclass(frozen=True)
+class WindowEmbedding:
+    """The embedding of one window of a recording, cut out and embedded on its own."""
+
+    embedding: np.ndarray | None  # (dim,) float32, unit L2 norm; None: too little speech
+    file: str
+    start: float  # seconds from the start of the recording
+    end: float  # seconds; end - start is the window length (the last may be shorter)
+    speech: float | None = None  # seconds of speech in it, with voice-activity detection
+
+
+def check_window_lengths(window: float, hop: float) -> None:
+    """UsageError unless both the window and the hop are positive."""
+    if window <= 0 or hop <= 0:
+        raise UsageError("--window and --hop must be positive")
+
+
+def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
+                  ) -> list[tuple[int, int]]:
+    """Sample ranges [start, end) of windows of `window` s every `hop` s.
+
+    Windows start at 0, hop, 2*hop, ... while they fit; if audio is left after the last one,
+    one more window of the same length ends exactly at the last sample. Audio shorter than one
+    window is a single window over all of it. Nothing is padded.
+    """
+    check_window_lengths(window, hop)
+    length = int(round(window * sample_rate))
+    step = int(round(hop * sample_rate))
+    if num_samples <= length:
+        return [(0, num_samples)]
+    bounds = [(s, s + length) for s in range(0, num_samples - length + 1, step)]
+    if bounds[-1][1] < num_samples:
+        bounds.append((num_samples - length, num_samples))
+    return bounds

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,48 +12,19 @@ import numpy as np
 from audio_cli.frontend.audio import Audio, check_duration, from_samples
 from audio_cli.frontend.fbank import fbank, min_samples
 from audio_cli.models.registry import DEFAULT_MODEL, check_model_dir, resolve_model
-from audio_cli.pipeline.batching import EmbeddingResult, Inference, InputFailure, one_blas_thread
+from audio_cli.pipeline.batching import (
+    EmbeddingResult,
+    Inference,
+    InputFailure,
+    one_blas_thread,
+)
+from audio_cli.pipeline.batching import WindowEmbedding as WindowEmbedding
+from audio_cli.pipeline.batching import check_window_lengths as check_window_lengths
+from audio_cli.pipeline.batching import window_bounds as window_bounds
 from engines.errors import InputAudioError, UsageError
 from engines.model import WEIGHTS_FILE, ModelConfig, Weights
 
 DEFAULT_MIN_DURATION = 0.5  # seconds
-WINDOWS_PER_BATCH = 64  # windows featurised and embedded together
-
-
-@dataclass(frozen=True)
-class WindowEmbedding:
-    """The embedding of one window of a recording, cut out and embedded on its own."""
-
-    embedding: np.ndarray | None  # (dim,) float32, unit L2 norm; None: too little speech
-    file: str
-    start: float  # seconds from the start of the recording
-    end: float  # seconds; end - start is the window length (the last may be shorter)
-    speech: float | None = None  # seconds of speech in it, with voice-activity detection
-
-
-def check_window_lengths(window: float, hop: float) -> None:
-    """UsageError unless both the window and the hop are positive."""
-    if window <= 0 or hop <= 0:
-        raise UsageError("--window and --hop must be positive")
-
-
-def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
-                  ) -> list[tuple[int, int]]:
-    """Sample ranges [start, end) of windows of `window` s every `hop` s.
-
-    Windows start at 0, hop, 2*hop, ... while they fit; if audio is left after the last one,
-    one more window of the same length ends exactly at the last sample. Audio shorter than one
-    window is a single window over all of it. Nothing is padded.
-    """
-    check_window_lengths(window, hop)
-    length = int(round(window * sample_rate))
-    step = int(round(hop * sample_rate))
-    if num_samples <= length:
-        return [(0, num_samples)]
-    bounds = [(s, s + length) for s in range(0, num_samples - length + 1, step)]
-    if bounds[-1][1] < num_samples:
-        bounds.append((num_samples - length, num_samples))
-    return bounds
 
 
 def check_usable(audio: Audio, min_duration: float, vad: bool) -> None:
@@ -228,39 +198,20 @@ class WeSpeaker:
         """One embedding per window (see `window_bounds`), each window embedded on its own.
 
         With `vad`, a window's speech samples are embedded and its `speech` seconds set; a
-        window with less than `min_duration` of speech has no embedding (None).
+        window with less than `min_duration` of speech has no embedding (None). A file is
+        better given to `embed_file_windows`, which never holds it whole.
         """
-        self.check_min_duration(min_duration)
-        check_usable(audio, min_duration, vad)
-        rate = audio.sample_rate
-        bounds = window_bounds(len(audio.samples), rate, window, hop)
-        start, end = bounds[0]  # all windows have this length (or it is the whole audio)
-        if (end - start) / rate < min_duration:
-            raise InputAudioError(
-                f"{audio.source}: window {start / rate:.2f}-{end / rate:.2f} s is "
-                f"shorter than --min-duration {min_duration:g} s"
-            )
-        pieces = [audio.samples[s:e] for s, e in bounds]
-        speech: list[float | None] = [None] * len(bounds)
-        if vad:
-            from audio_cli.frontend import vad as detection
+        from audio_cli.pipeline.windows import embed_audio_windows
 
-            regions = detection.find_speech(audio.samples, rate, audio.source)
-            if not regions:
-                raise detection.no_speech(audio.source)
-            cuts = [detection.overlap(regions, s, e) for s, e in bounds]
-            pieces = [detection.cut(audio.samples, c) for c in cuts]
-            speech = [detection.total(c) / rate for c in cuts]
-        usable = [i for i, p in enumerate(pieces) if len(p) / rate >= min_duration]
-        if not usable:  # only with vad: without it every window is long enough
-            raise InputAudioError(
-                f"{audio.source}: no window holds --min-duration {min_duration:g} s of speech "
-                f"(at most {max(s for s in speech if s is not None):.3f} s)")
-        vectors: dict[int, np.ndarray] = {}
-        for first in range(0, len(usable), WINDOWS_PER_BATCH):
-            group = usable[first:first + WINDOWS_PER_BATCH]
-            with one_blas_thread():
-                clips = [fbank(pieces[i], self.config.frontend) for i in group]
-            vectors.update(zip(group, self.embed_features(clips), strict=True))
-        return [WindowEmbedding(vectors.get(i), audio.source, s / rate, e / rate, speech[i])
-                for i, (s, e) in enumerate(bounds)]
+        return embed_audio_windows(self, audio, window, hop, min_duration, vad)
+
+    def embed_file_windows(self, source: str | os.PathLike, window: float, hop: float,
+                           min_duration: float = DEFAULT_MIN_DURATION, vad: bool = False
+                           ) -> list[WindowEmbedding]:
+        """`embed_windows` of a file (or `-`), decoded block by block (pipeline.windows): an
+        hour needs its windows' vectors in memory, not its samples."""
+        from audio_cli.frontend.audio import open_audio
+        from audio_cli.pipeline.windows import embed_source_windows
+
+        source = open_audio(source, self.config.sample_rate)
+        return embed_source_windows(self, source, window, hop, min_duration, vad)

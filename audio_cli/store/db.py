@@ -1,7 +1,8 @@
 """The speaker store: one SQLite file (WAL, busy timeout, versioned schema) holding vectors.
 
 Every vector row points at a `models` row (name, weights digest, dimension, front-end), so
-vectors of different models are never mixed. Writes run in short `BEGIN IMMEDIATE`
+vectors of different models are never mixed, and records how it was made (`vad`, `precision`;
+the rules for mixing them are in store/settings.py). Writes run in short `BEGIN IMMEDIATE`
 transactions: a killed process loses at most the transaction it was in.
 """
 
@@ -24,6 +25,20 @@ DB_FILE = "store.sqlite3"
 APPLICATION_ID = 0x41554443  # "AUDC": marks the file as an audio store
 BUSY_TIMEOUT_S = 60.0
 SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Trigger bodies keeping vector_settings (schema 3) in step with a table's rows.
+_SETTINGS_ADD = """INSERT INTO vector_settings (kind, model_id, vad, precision, rows)
+                SELECT '{table}', new.model_id, coalesce(new.vad, -1), new.precision, 0
+                WHERE NOT EXISTS (SELECT 1 FROM vector_settings WHERE kind = '{table}'
+                    AND model_id = new.model_id AND vad = coalesce(new.vad, -1)
+                    AND precision = new.precision);
+                UPDATE vector_settings SET rows = rows + 1 WHERE kind = '{table}'
+                    AND model_id = new.model_id AND vad = coalesce(new.vad, -1)
+                    AND precision = new.precision;"""
+_SETTINGS_DROP = """UPDATE vector_settings SET rows = rows - 1 WHERE kind = '{table}'
+                    AND model_id = old.model_id AND vad = coalesce(old.vad, -1)
+                    AND precision = old.precision;
+                DELETE FROM vector_settings WHERE rows <= 0;"""
 
 # Schema migrations: MIGRATIONS[v] takes a store from user_version v to v + 1.
 MIGRATIONS: list[list[str]] = [
@@ -103,10 +118,43 @@ MIGRATIONS: list[list[str]] = [
             UPDATE vector_counts SET rows = rows + 1 WHERE model_id = new.model_id;
             END""",
     ],
+    # How each vector was made: `vad` 1 with voice-activity detection, 0 without, NULL not
+    # recorded (exemplars enrolled before schema 3, when enroll already took --vad; index did
+    # not, so older recordings are 0); `precision` of the network, float32 before schema 3.
+    # vector_settings counts the rows of each (table, model, vad, precision), kept by
+    # triggers like vector_counts, so a command reads a store's settings without a scan.
+    [
+        "ALTER TABLE exemplars ADD COLUMN vad INTEGER",
+        "ALTER TABLE exemplars ADD COLUMN precision TEXT NOT NULL DEFAULT 'float32'",
+        "ALTER TABLE recordings ADD COLUMN vad INTEGER DEFAULT 0",
+        "ALTER TABLE recordings ADD COLUMN precision TEXT NOT NULL DEFAULT 'float32'",
+        """CREATE TABLE vector_settings (
+            kind TEXT NOT NULL,
+            model_id INTEGER NOT NULL,
+            vad INTEGER NOT NULL,
+            precision TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            PRIMARY KEY (kind, model_id, vad, precision))""",
+        *(statement for table in ("exemplars", "recordings") for statement in (
+            f"""INSERT INTO vector_settings (kind, model_id, vad, precision, rows)
+                SELECT '{table}', model_id, coalesce(vad, -1), precision, count(*)
+                FROM {table} GROUP BY model_id, coalesce(vad, -1), precision""",
+            f"""CREATE TRIGGER {table}_settings_added AFTER INSERT ON {table} BEGIN
+                {_SETTINGS_ADD.format(table=table)}
+                END""",
+            f"""CREATE TRIGGER {table}_settings_deleted AFTER DELETE ON {table} BEGIN
+                {_SETTINGS_DROP.format(table=table)}
+                END""",
+            f"""CREATE TRIGGER {table}_settings_changed
+                AFTER UPDATE OF model_id, vad, precision ON {table} BEGIN
+                {_SETTINGS_DROP.format(table=table)}
+                {_SETTINGS_ADD.format(table=table)}
+                END""")),
+    ],
 ]
 # A read-only store of an older schema that only lacks these tables is still read (search then
 # reads its vectors from SQLite).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

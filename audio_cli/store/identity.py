@@ -13,6 +13,7 @@ from audio_cli.pipeline.speaker import (
     InputFailure,
     WeSpeaker,
 )
+from audio_cli.store.settings import Made
 from engines.errors import InputAudioError
 from engines.files import model_digest
 
@@ -26,24 +27,30 @@ class Embedder:
     digest: str
     dim: int
     frontend: str  # the front-end options as JSON
+    precision: str = "float32"  # of the network; recorded with each vector (store.settings)
 
     @classmethod
     def load(cls, model: str, engine: str = "auto", threads: int | None = None,
              name: str | None = None, precision: str = "float32") -> Embedder:
         """Load a model (hub id, known name or directory) and fingerprint its files; `name`
-        is what messages and JSON call it (default: the model's resolved id). `precision`
-        int8 is for comparisons only: a store's identity does not record it."""
+        is what messages and JSON call it (default: the model's resolved id). `precision`:
+        float32 or int8, recorded with each vector the store keeps (store.settings)."""
         model_id, directory = resolve_model(model, engine)
         name = name or model_id
         speaker = WeSpeaker.from_directory(directory, name, engine, threads, precision)
         config = speaker.config
         frontend = json.dumps(dataclasses.asdict(config.frontend), sort_keys=True)
-        return cls(speaker, name, model_digest(directory), config.embedding_dim, frontend)
+        return cls(speaker, name, model_digest(directory), config.embedding_dim, frontend,
+                   precision)
 
     @property
     def engine(self) -> str:
         """The engine actually running."""
         return self.speaker.engine_name
+
+    def made(self, vad: bool = False) -> Made:
+        """How this embedder's vectors are made, with or without `vad`."""
+        return Made(vad, self.precision)
 
     def embed_all(self, sources: list[str], min_duration: float = DEFAULT_MIN_DURATION,
                   vad: bool = False) -> list[EmbeddingResult]:

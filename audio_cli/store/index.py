@@ -18,6 +18,7 @@ from audio_cli.store import ann
 from audio_cli.store.db import Store, now, pack
 from audio_cli.store.identity import Embedder
 from audio_cli.store.ranking import Hit, search_many
+from audio_cli.store.settings import check_adding
 from audio_cli.store.speakers import mismatch_error
 from audio_cli.store.vectors import store_state, sync
 from engines.errors import InputAudioError, UsageError
@@ -63,15 +64,22 @@ def _under(path: str, roots: list[Path]) -> bool:
 
 def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool = False,
                 min_duration: float = 0.5,
-                progress: Callable[[int, int], None] | None = None) -> IndexReport:
-    """Embed new or changed audio under `paths` into the store, committing in small steps."""
+                progress: Callable[[int, int], None] | None = None,
+                vad: bool = False) -> IndexReport:
+    """Embed new or changed audio under `paths` into the store, committing in small steps.
+    `vad`: only each file's speech; recorded with the precision, and refused if the model's
+    recordings in the store were made the other way (store.settings.check_adding)."""
+    made = embedder.made(vad)
     files = find_audio(paths)
     report = IndexReport(found=len(files))
     with store.write() as conn:
         model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
                                 embedder.frontend)
+        warning = check_adding(conn, "recordings", model, embedder.name, made, "index")
         known = {p: (s, m) for p, s, m in conn.execute(
             "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ?", (model,))}
+    if warning:
+        sys.stderr.write(f"audio: warning: {warning}\n")
     todo, signatures = [], {}
     for path in files:
         signatures[str(path)] = sig = _signature(path)
@@ -85,17 +93,20 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
     def commit() -> None:
         nonlocal last_commit
         with store.write() as conn:
+            if pending:  # another process may have indexed the other way meanwhile
+                check_adding(conn, "recordings", model, embedder.name, made, "index")
             for r in pending:
                 size, mtime = signatures[r.file]
                 conn.execute(
                     "INSERT INTO recordings (path, size, mtime_ns, model_id, engine, duration, "
-                    "created, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "created, vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (model_id, path) DO UPDATE SET size = excluded.size, "
                     "mtime_ns = excluded.mtime_ns, engine = excluded.engine, "
                     "duration = excluded.duration, created = excluded.created, "
-                    "vector = excluded.vector",
+                    "vector = excluded.vector, vad = excluded.vad, "
+                    "precision = excluded.precision",
                     (r.file, size, mtime, model, r.engine, r.duration, now(),
-                     pack(r.embedding)))
+                     pack(r.embedding), int(made.vad), made.precision))
                 if r.file in known:
                     report.updated += 1
                 else:
@@ -103,7 +114,7 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
         pending.clear()
         last_commit = time.monotonic()
 
-    for done, item in enumerate(embedder.speaker.embed_sources(todo, min_duration), start=1):
+    for done, item in enumerate(embedder.speaker.embed_sources(todo, min_duration, vad), start=1):
         if isinstance(item, InputFailure):
             report.failures.append(item)
         else:

@@ -12,6 +12,7 @@ from audio_cli.models.registry import default_threshold
 from audio_cli.pipeline.speaker import EmbeddingResult
 from audio_cli.store.db import Store, StoreError, now, pack, unpack
 from audio_cli.store.identity import Embedder
+from audio_cli.store.settings import check_adding
 from engines.errors import ModelError, UsageError
 
 SCORINGS = ("mean", "max")
@@ -41,18 +42,35 @@ def check_name(name: str) -> str:
     return name
 
 
-def enroll(store: Store, embedder: Embedder, name: str, results: list[EmbeddingResult]) -> int:
-    """Add exemplars to a speaker (created if new) in one transaction; returns its total."""
+def check_enroll(store: Store, embedder: Embedder, vad: bool = False) -> str | None:
+    """Before embedding: refuse exemplars whose VAD setting differs from the stored ones of
+    this model; a warning if their precision differs (store.settings)."""
+    with store.read() as conn:
+        model = store.find_model(conn, embedder.digest)
+        if model is None:
+            return None
+        return check_adding(conn, "exemplars", model, embedder.name, embedder.made(vad),
+                            "enroll")
+
+
+def enroll(store: Store, embedder: Embedder, name: str, results: list[EmbeddingResult],
+           vad: bool = False) -> int:
+    """Add exemplars to a speaker (created if new) in one transaction; returns its total.
+    Each records `vad` and the embedder's precision; a VAD setting other than the stored
+    exemplars' of this model is refused (store.settings.check_adding)."""
     check_name(name)
+    made = embedder.made(vad)
     with store.write() as conn:
         model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
                                 embedder.frontend)
+        check_adding(conn, "exemplars", model, embedder.name, made, "enroll")
         speaker = store.speaker_row(conn, name, now())
         for r in results:
             conn.execute(
                 "INSERT OR REPLACE INTO exemplars (speaker_id, model_id, engine, source, duration,"
-                " created, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (speaker, model, r.engine, r.file, r.duration, now(), pack(r.embedding)))
+                " created, vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (speaker, model, r.engine, r.file, r.duration, now(), pack(r.embedding),
+                 int(made.vad), made.precision))
         return conn.execute("SELECT count(*) FROM exemplars WHERE speaker_id = ?",
                             (speaker,)).fetchone()[0]
 

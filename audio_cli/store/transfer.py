@@ -17,7 +17,8 @@ EXPORT_VERSION = 1
 
 
 def export_speakers(store: Store, out: Path) -> dict:
-    """Write every speaker, exemplar and model identity to a new JSON file (never overwrites)."""
+    """Write every speaker, exemplar (with how it was made: `vad`, null if not recorded, and
+    `precision`) and model identity to a new JSON file (never overwrites)."""
     if out.exists():
         raise UsageError(f"{out} exists; not overwriting it")
     with store.read() as conn:
@@ -25,14 +26,16 @@ def export_speakers(store: Store, out: Path) -> dict:
                            "frontend": json.loads(row[4])}
                   for row in conn.execute("SELECT id, name, digest, dim, frontend FROM models")}
         speakers = conn.execute("SELECT id, name, created FROM speakers ORDER BY name").fetchall()
+        settings = "vad, precision" if _has_settings(conn) else "NULL, 'float32'"
         exemplars = conn.execute("SELECT speaker_id, model_id, engine, source, duration, created,"
-                                 " vector FROM exemplars ORDER BY id").fetchall()
+                                 f" vector, {settings} FROM exemplars ORDER BY id").fetchall()
     by_speaker: dict[int, list] = {}
-    for sid, mid, engine, source, duration, created, blob in exemplars:
+    for sid, mid, engine, source, duration, created, blob, vad, precision in exemplars:
         vector = unpack(blob, models[mid]["dim"])
         by_speaker.setdefault(sid, []).append({
             "model": models[mid]["digest"], "engine": engine, "source": source,
             "duration": duration, "created": created,
+            "vad": None if vad is None else bool(vad), "precision": precision,
             "vector": [float(v) for v in vector]})
     document = {
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported": now(),
@@ -42,6 +45,11 @@ def export_speakers(store: Store, out: Path) -> dict:
     }
     _write_new(out, json.dumps(document, indent=1) + "\n")
     return {"file": str(out), "speakers": len(speakers), "exemplars": len(exemplars)}
+
+
+def _has_settings(conn) -> bool:
+    """True for a store of schema 3 or later (exemplars record vad and precision)."""
+    return any(row[1] == "vad" for row in conn.execute("PRAGMA table_info(exemplars)"))
 
 
 def _write_new(out: Path, text: str) -> None:
@@ -67,7 +75,8 @@ def _load_document(path: Path) -> dict:
 
 
 def import_speakers(store: Store, path: Path) -> dict:
-    """Merge an export into the store in one transaction (same name = same speaker)."""
+    """Merge an export into the store in one transaction (same name = same speaker). An
+    exemplar without `vad`/`precision` (an older export) is recorded as not known / float32."""
     document = _load_document(path)
     try:
         models = {m["digest"]: m for m in document["models"]}
@@ -88,8 +97,12 @@ def import_speakers(store: Store, path: Path) -> dict:
                             conn, model["name"], model["digest"], int(model["dim"]),
                             json.dumps(model["frontend"], sort_keys=True))
                     vector = np.asarray(ex["vector"], dtype=np.float32)
+                    vad, precision = ex.get("vad"), ex.get("precision", "float32")
+                    if vad not in (None, True, False) or precision not in ("float32", "int8"):
+                        raise ValueError(f"vad {vad!r}, precision {precision!r}")
                     row = (sid, model_ids[ex["model"]], str(ex["engine"]), str(ex["source"]),
-                           float(ex["duration"]), str(ex["created"]), pack(vector))
+                           float(ex["duration"]), str(ex["created"]), pack(vector),
+                           None if vad is None else int(vad), precision)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise UsageError(f"{path}: malformed exemplar of {name!r} ({exc})") from None
                 if vector.shape != (int(model["dim"]),) or not np.isfinite(vector).all():
@@ -97,5 +110,6 @@ def import_speakers(store: Store, path: Path) -> dict:
                                      f"{model['dim']}-dim vector")
                 added += conn.execute(
                     "INSERT OR IGNORE INTO exemplars (speaker_id, model_id, engine, source, "
-                    "duration, created, vector) VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount
+                    "duration, created, vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                    "?)", row).rowcount
     return {"file": str(path), "speakers": len(speakers), "exemplars_added": added}

@@ -1,0 +1,138 @@
+"""`--window`: one embedding per window of a recording, streamed from the decoder.
+
+A file is read block by block, never whole: with voice-activity detection, one pass gives the
+detector's probabilities (31 a second) and so the speech regions; the pass that embeds keeps
+only the samples from the current window's start on (one window plus one decoded block) and
+featurises each window as soon as its last sample is read. Windows are embedded in groups of
+at most WINDOWS_PER_BATCH windows or GROUP_FRAMES feature frames, so an hour of audio needs
+its windows' vectors and a few groups' features, not its samples.
+
+With VAD a window's speech samples (its parts of the regions, one after another) are
+embedded and its `speech` seconds reported; a window with less than --min-duration of speech
+is kept, with no embedding (None), so every window of the recording is listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from audio_cli.frontend.audio import (
+    SILENCE_PEAK,
+    Audio,
+    AudioSource,
+    check_duration,
+    check_peak,
+)
+from audio_cli.frontend.fbank import fbank
+from audio_cli.pipeline.batching import WindowEmbedding, one_blas_thread, window_bounds
+from engines.errors import InputAudioError
+
+WINDOWS_PER_BATCH = 64  # windows featurised and embedded together, at most ...
+GROUP_FRAMES = 24000  # ... and at most this many feature frames (4 min of audio)
+READ_BLOCK = 1 << 17  # samples decoded at a time (8.2 s at 16 kHz)
+
+
+def embed_audio_windows(speaker, audio: Audio, window: float, hop: float,
+                        min_duration: float, vad: bool) -> list[WindowEmbedding]:
+    """The windows of decoded audio (pipeline.speaker.WeSpeaker.embed_windows)."""
+    speaker.check_min_duration(min_duration)
+    check_duration(audio.source, audio.duration, min_duration)
+    if not vad:  # with it, the detector says "no speech found" of silence, as of noise
+        check_peak(audio.source, float(np.max(np.abs(audio.samples))))
+    regions = None
+    if vad:
+        from audio_cli.frontend.vad import find_speech, no_speech
+
+        regions = find_speech(audio.samples, audio.sample_rate, audio.source)
+        if not regions:
+            raise no_speech(audio.source)
+    return list(_windows(speaker, iter([audio.samples]), len(audio.samples),
+                         audio.sample_rate, audio.source, window, hop, min_duration, regions))
+
+
+def embed_source_windows(speaker, source: AudioSource, window: float, hop: float,
+                         min_duration: float, vad: bool) -> list[WindowEmbedding]:
+    """The windows of an opened file, decoded in blocks: first the detector's pass (with
+    `vad`) or a look for sound (without: it stops at the first block that is not digital
+    silence), then the windows'."""
+    speaker.check_min_duration(min_duration)
+    check_duration(source.name, source.duration, min_duration)
+    regions = None
+    if vad:
+        from audio_cli.frontend.vad import detect_regions, no_speech
+
+        regions = detect_regions(source)
+        if not regions:
+            raise no_speech(source.name)
+    else:  # digital silence: the decoder stops at the first block that is not
+        peak = 0.0
+        for block in source.blocks(READ_BLOCK):
+            peak = max(peak, float(np.max(np.abs(block))))
+            if peak >= SILENCE_PEAK:
+                break
+        check_peak(source.name, peak)
+    return list(_windows(speaker, source.blocks(READ_BLOCK), source.num_samples,
+                         source.sample_rate, source.name, window, hop, min_duration, regions))
+
+
+def _windows(speaker, blocks: Iterable[np.ndarray], num_samples: int, rate: int, name: str,
+             window: float, hop: float, min_duration: float, regions
+             ) -> Iterator[WindowEmbedding]:
+    """WindowEmbedding of each window, in order, from the samples given in blocks;
+    `regions` (speech sample ranges) or None to embed every sample."""
+    from audio_cli.frontend.vad import overlap, total
+
+    bounds = window_bounds(num_samples, rate, window, hop)
+    start, end = bounds[0]  # all windows have this length (or it is the whole audio)
+    if (end - start) / rate < min_duration:
+        raise InputAudioError(f"{name}: window {start / rate:.2f}-{end / rate:.2f} s is "
+                              f"shorter than --min-duration {min_duration:g} s")
+    cuts = None if regions is None else [overlap(regions, s, e) for s, e in bounds]
+    kept = [e - s for s, e in bounds] if cuts is None else [total(c) for c in cuts]
+    if max(kept) / rate < min_duration:  # only with vad: without it every window is long enough
+        raise InputAudioError(f"{name}: no window holds --min-duration {min_duration:g} s of "
+                              f"speech (at most {max(kept) / rate:.3f} s)")
+    group: list[tuple[int, np.ndarray | None]] = []
+    frames = 0
+    held = np.zeros(0, dtype=np.float32)  # the samples just before read_end
+    read_end = 0  # samples read so far
+    following = 0  # the next window to cut
+    for block in blocks:
+        read_end += len(block)
+        held = np.concatenate([held, block]) if len(held) else np.asarray(block, np.float32)
+        held_start = read_end - len(held)
+        while following < len(bounds) and bounds[following][1] <= read_end:
+            s, e = bounds[following]
+            features = None
+            if kept[following] / rate >= min_duration:
+                parts = [(s, e)] if cuts is None else cuts[following]
+                piece = np.concatenate([held[a - held_start:b - held_start] for a, b in parts])
+                with one_blas_thread():
+                    features = fbank(piece, speaker.config.frontend)
+                frames += len(features)
+            group.append((following, features))
+            following += 1
+            if len(group) >= WINDOWS_PER_BATCH or frames >= GROUP_FRAMES:
+                yield from _embed_group(speaker, group, bounds, rate, name, cuts)
+                group, frames = [], 0
+        keep_from = bounds[following][0] if following < len(bounds) else read_end
+        held = held[min(max(keep_from - held_start, 0), len(held)):]
+    if following < len(bounds):
+        raise InputAudioError(f"{name}: the audio ended after {read_end} of {num_samples} "
+                              "samples")
+    yield from _embed_group(speaker, group, bounds, rate, name, cuts)
+
+
+def _embed_group(speaker, group: list[tuple[int, np.ndarray | None]], bounds, rate: int,
+                 name: str, cuts) -> Iterator[WindowEmbedding]:
+    from audio_cli.frontend.vad import total
+
+    usable = [features for _, features in group if features is not None]
+    vectors = iter(speaker.embed_features(usable) if usable else [])
+    for index, features in group:
+        s, e = bounds[index]
+        speech = None if cuts is None else total(cuts[index]) / rate
+        yield WindowEmbedding(None if features is None else next(vectors), name, s / rate,
+                              e / rate, speech)
