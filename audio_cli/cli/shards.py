@@ -22,7 +22,8 @@ from pathlib import Path
 from engines.errors import UsageError
 from engines.files import publish, signals_held
 
-SHARD_ROWS = 20000  # rows in one shard at most
+SHARD_ROWS = 20000  # rows in one shard at most (AUDIO_RAY_SHARD_ROWS overrides it)
+ROWS_ENV = "AUDIO_RAY_SHARD_ROWS"
 SHARD_SECONDS = 60.0  # a shard is published at least this often (what a kill can lose)
 SHARD_PREFIX = "part-"
 SCRATCH_PREFIX = f".{SHARD_PREFIX}"
@@ -86,6 +87,15 @@ def done_inputs(folder: Path, digest: str, wanted: dict[str, tuple[int, int] | N
     return done
 
 
+def _positive(text: str | None, default: int) -> int:
+    """A positive whole number from an environment variable, else the default."""
+    if text is None:
+        return default
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UsageError(f"{ROWS_ENV}={text}: must be a whole number above 0")
+    return int(text)
+
+
 def _scratch(target: Path) -> Path:
     """A new hidden scratch file for `target`, which prepare_folder removes if left over."""
     scratch = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
@@ -116,6 +126,7 @@ class ShardWriter:
 
     def __init__(self, folder: Path, dim: int):
         self.folder, self.dim = folder, dim
+        self.limit = _positive(os.environ.get(ROWS_ENV), SHARD_ROWS)
         self.shards = 0  # published by this run
         self._writer = self._scratch = self._target = None
         self._rows, self._opened = 0, 0.0
@@ -141,7 +152,7 @@ class ShardWriter:
             self._open()
         self._writer.write_table(table)
         self._rows += len(table)
-        if self._rows >= SHARD_ROWS or time.monotonic() - self._opened >= SHARD_SECONDS:
+        if self._rows >= self.limit or time.monotonic() - self._opened >= SHARD_SECONDS:
             self.publish()
 
     def publish(self) -> None:
