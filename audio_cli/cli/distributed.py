@@ -166,9 +166,9 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
     ray = require_ray()
     hop = check_windows(window, hop, min_duration)
     folder = Path(output)
-    shards.prepare_folder(folder, force)
     todo, failed = _listing(files)
     _, digest, dim = _identity(model, engine, min_duration)
+    created = shards.prepare_folder(folder, force)
     wanted = {r["path"]: (r["size"], r["mtime_ns"]) for r in todo}
     wanted.update({i.path: None for i in failed})
     done = shards.done_inputs(folder, digest, wanted)
@@ -179,6 +179,8 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
     if done.keys:
         line(f"audio: {plural(len(done.keys), 'input')} already in {folder}; "
              f"{plural(total, 'input')} to embed")
+    if not total:
+        return EXIT_OK
     writer = shards.ShardWriter(folder, dim)
     name, threads = model_name(model), threads or 1
     errors = 0
@@ -221,6 +223,8 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
         writer.discard()
         if started_here:
             ray.shutdown()
+        if created and not any(folder.iterdir()):  # stopped before its first shard
+            folder.rmdir()
     if errors:
         line(f"audio: error: {errors} of {plural(total, 'input')} failed")
     line(f"audio: wrote {plural(total, 'input')} to {folder} "
@@ -244,9 +248,17 @@ def _failure(item):
 def _start(ray, address: str | None) -> None:
     """Start (None) or join Ray; Ray's own log lines only for errors."""
     import logging
+    import signal
 
+    from engines.files import CAUGHT_SIGNALS
+
+    numbers = [getattr(signal, n) for n in CAUGHT_SIGNALS if hasattr(signal, n)]
+    handlers = {n: signal.getsignal(n) for n in numbers}
     ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
              configure_logging=True)
+    for number, handler in handlers.items():  # Ray's core worker takes SIGTERM over
+        if handler is not None:
+            signal.signal(number, handler)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 

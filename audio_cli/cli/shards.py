@@ -34,20 +34,22 @@ def shard_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob(f"{SHARD_PREFIX}*.parquet") if p.is_file())
 
 
-def prepare_folder(folder: Path, force: bool) -> None:
+def prepare_folder(folder: Path, force: bool) -> bool:
     """Create the output folder (its parent must exist), or open an existing one: scratch
-    files of a killed run are removed, and with `force` every shard too."""
+    files of a killed run are removed, and with `force` every shard too. True if created."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--output {folder}: a file; with --ray the output is a folder of "
                          "Parquet shards (name a new or earlier --ray output)")
     if not folder.parent.is_dir():
         raise UsageError(f"--output {folder}: the folder {folder.parent} does not exist")
+    created = not folder.exists()
     folder.mkdir(exist_ok=True)
     stale = list(folder.glob(f"{SCRATCH_PREFIX}*.part"))
     if force:
         stale += shard_files(folder)
     for path in stale:
         path.unlink(missing_ok=True)
+    return created
 
 
 @dataclass
