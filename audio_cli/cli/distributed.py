@@ -153,8 +153,8 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
     """Run `embed-speaker` on Ray into a folder of Parquet shards; returns the exit status."""
     from audio_cli.cli import shards
     from audio_cli.cli.embed import check_windows, plural
-    from audio_cli.cli.main import model_name
     from audio_cli.cli.writers import outcome_rows
+    from audio_cli.models.registry import known_model
     from audio_cli.pipeline.parquet import require_pyarrow, to_table
 
     ray_address = check_address(address)
@@ -182,7 +182,8 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
     if not total:
         return EXIT_OK
     writer = shards.ShardWriter(folder, dim)
-    name, threads = model_name(model), threads or 1
+    known = known_model(model)  # named as cli.main.model_name names it
+    name, threads = known.name if known is not None else model, threads or 1
     errors = 0
     started_here = False
     try:
