@@ -144,6 +144,36 @@ def test_ray_usage_mistakes_stop_before_ray_starts(args, words, tmp_path):
     assert words in line and line.startswith("audio: error:")
 
 
+def test_a_finished_folder_is_not_run_again_and_another_model_is_refused(tmp_path):
+    """Decided from the shards before Ray starts: a one-machine Parquet file is a valid shard."""
+    from signals import voiced, write_wav
+
+    model, other = make_model(tmp_path / "model"), make_model(tmp_path / "other", seed=4)
+    clips = [write_wav(tmp_path / f"c{i}.wav", voiced(1.5 + i, seed=i)) for i in range(3)]
+    out = tmp_path / "out.parquet"
+    out.mkdir()
+    shard = out / "part-0.parquet"
+    proc = subprocess.run([sys.executable, "-m", "audio_cli", "embed-speaker", *map(str, clips),
+                           "--model", str(model), "-o", str(shard)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    before = shard.read_bytes()
+
+    def again(model_dir: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "audio_cli", "embed-speaker",
+                               *map(str, clips), "--model", str(model_dir), "--ray", "local",
+                               "-o", str(out)], capture_output=True, text=True, timeout=300)
+
+    done = again(model)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [f"audio: 3 inputs already in {out}; 0 inputs to embed"]
+    refused = again(other)
+    assert refused.returncode == 2
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith(f"audio: error: --output {out}: holds vectors of another model")
+    assert [p.name for p in out.iterdir()] == ["part-0.parquet"] and shard.read_bytes() == before
+
+
 @pytest.mark.slow
 def test_all_shared_speech_on_ray_matches_one_machine_with_real_campplus(
         ray_address, corpus, campplus_dir, tmp_path):

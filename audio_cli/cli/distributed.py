@@ -166,6 +166,7 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
     ray = require_ray()
     hop = check_windows(window, hop, min_duration)
     folder = Path(output)
+    shards.check_folder(folder)
     todo, failed = _listing(files)
     _, digest, dim = _identity(model, engine, min_duration)
     created = shards.prepare_folder(folder, force)

@@ -34,14 +34,19 @@ def shard_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob(f"{SHARD_PREFIX}*.parquet") if p.is_file())
 
 
-def prepare_folder(folder: Path, force: bool) -> bool:
-    """Create the output folder (its parent must exist), or open an existing one: scratch
-    files of a killed run are removed, and with `force` every shard too. True if created."""
+def check_folder(folder: Path) -> None:
+    """Refuse, before any work, an output that is a file or whose parent folder is missing."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--output {folder}: a file; with --ray the output is a folder of "
                          "Parquet shards (name a new or earlier --ray output)")
     if not folder.parent.is_dir():
         raise UsageError(f"--output {folder}: the folder {folder.parent} does not exist")
+
+
+def prepare_folder(folder: Path, force: bool) -> bool:
+    """Create the output folder, or open an existing one: scratch files of a killed run are
+    removed, and with `force` every shard too. True if it was created."""
+    check_folder(folder)
     created = not folder.exists()
     folder.mkdir(exist_ok=True)
     stale = list(folder.glob(f"{SCRATCH_PREFIX}*.part"))
