@@ -20,7 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
-from engines.errors import EXIT_INPUT, EXIT_OK, ModelError, UsageError
+from engines.errors import EXIT_INPUT, EXIT_OK, EngineError, ModelError, UsageError
 
 INSTALL_HINT = "pip install 'audio-speaker[ray]'"
 BATCH_FILES = 8  # inputs per actor call (sorted by size: similar durations together)
@@ -201,7 +201,9 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # this run's own progress lines instead
             context.print_on_execution_start = False
-            cpus = int(ray.cluster_resources().get("CPU", 1))
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            if threads > cpus:  # no actor could ever be placed
+                raise UsageError(f"--threads {threads}: the Ray cluster has {cpus} CPUs")
             actors = max(1, min(cpus // threads, -(-len(todo) // BATCH_FILES)))
             line(f"audio: ray: {plural(len(todo), 'input')} on {plural(actors, 'actor')} x "
                  f"{plural(threads, 'thread')}")
@@ -211,15 +213,20 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
                 fn_constructor_args=(_model_spec(model), name, engine, threads, precision, digest,
                                      min_duration, window, hop, vad))
             finished, last = len(failed), 0.0
-            for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                writer.add(table)
-                for message in table.column("error").drop_null().to_pylist():
-                    line(f"audio: error: {message}")
-                    errors += 1
-                finished += len(set(table.column("path").to_pylist()))
-                if time.monotonic() - last >= PROGRESS_SECONDS or finished == total:
-                    last = time.monotonic()
-                    line(f"audio: ray: {finished}/{total} inputs")
+            try:
+                for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                    writer.add(table)
+                    for message in table.column("error").drop_null().to_pylist():
+                        line(f"audio: error: {message}")
+                        errors += 1
+                    finished += len(set(table.column("path").to_pylist()))
+                    if time.monotonic() - last >= PROGRESS_SECONDS or finished == total:
+                        last = time.monotonic()
+                        line(f"audio: ray: {finished}/{total} inputs")
+            except ray.exceptions.RayError as exc:
+                writer.publish()  # what came back is kept: a rerun resumes after it
+                raise EngineError(f"the Ray job failed ({finished} of {total} inputs "
+                                  f"written): {_last_line(exc)}") from None
         writer.publish()
     finally:
         writer.discard()
@@ -232,6 +239,12 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
     line(f"audio: wrote {plural(total, 'input')} to {folder} "
          f"({plural(writer.shards, 'new shard')}; {len(shards.shard_files(folder))} in all)")
     return EXIT_INPUT if errors else EXIT_OK
+
+
+def _last_line(exc: Exception) -> str:
+    """The last non-empty line of an error Ray reports (its cause, after the traceback)."""
+    lines = [text.strip() for text in str(exc).splitlines() if text.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _model_spec(model: str) -> str:
