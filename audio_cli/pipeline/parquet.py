@@ -11,8 +11,9 @@ Columns (also in the README):
   with --vad, for a window with too little speech;
 - error (string): the one-line message of a failed input (null otherwise).
 
-pyarrow, duckdb and pandas read a file and a folder of such files alike (hidden `.name` and
-`_name` files, such as unfinished scratch files, are skipped by all three).
+pyarrow and pandas read a file and a folder of such files alike, duckdb a file or the folder's
+`DIR/*.parquet`; unfinished scratch files are hidden and end in `.part`, so none of them reads
+those.
 """
 
 from __future__ import annotations
