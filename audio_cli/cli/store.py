@@ -17,8 +17,7 @@ from audio_cli.cli.embed import plural
 from audio_cli.frontend.audio import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.speaker import cosine_similarity
-from engines.errors import DEBUG_ENV, AudioCliError
-from engines.errors import UsageError as AudioCliUsage
+from engines.errors import DEBUG_ENV, AudioCliError, UsageError
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
 app = typer.Typer()
@@ -305,7 +304,7 @@ def index(
     from audio_cli.store.index import index_paths, stderr_progress
 
     if (source is None) == (not paths):
-        raise AudioCliUsage("index takes PATH... or --from FILE.parquet (one of the two)")
+        raise UsageError("index takes PATH... or --from FILE.parquet (one of the two)")
     if source is not None:
         return _index_from(source, prune, db, model, engine, threads, json_output)
     with Store(db) as store:
@@ -334,9 +333,9 @@ def _index_from(source: Path, prune: bool, db: Path | None, model: str, engine: 
 
     require_pyarrow()
     if prune:
-        raise AudioCliUsage("--prune works with PATH..., not with --from")
+        raise UsageError("--prune works with PATH..., not with --from")
     if not source.exists():
-        raise AudioCliUsage(f"--from {source}: no such file or folder")
+        raise UsageError(f"--from {source}: no such file or folder")
     with Store(db) as store:
         embedder = _embedder(model, engine, threads)
         report = index_parquet(store, embedder, source)
