@@ -33,6 +33,7 @@ from .common import CONVENTION, FULL, OUT_DIR, QUICK, ROOT, Plan, load_average, 
 from .end_to_end import section_end_to_end
 from .int8 import CAMPPLUS, section_int8
 from .ort_sessions import DEFAULTS, ENGINE_AS_WRITTEN, describe, engine_spec
+from .ray_local import section_ray
 from .sections import section_cold, section_forward, section_memory
 from .store_scaling import section_store
 from .synthetic import write_model
@@ -40,7 +41,7 @@ from .throughput import section_corpus
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 ENGINES = ("onnx", "mlx")
-SECTIONS = "abcdefgh"
+SECTIONS = "abcdefghi"
 FULL_MARK = "- mode: full"
 QUICK_MARK = "- mode: QUICK (small model, few repeats; a check of the code, not a result)"
 
@@ -53,6 +54,8 @@ def measures(plan: Plan) -> list[str]:
     files = "all corpus files" if plan.corpus_limit is None else \
         f"the first {plan.corpus_limit} corpus files"
     long = "one-hour" if plan.long_seconds == 3600 else f"{plan.long_seconds} s"
+    speech = "the 351 shared speech files" if plan.corpus_limit is None else \
+        f"the first {plan.corpus_limit} shared speech files"
     return [
         f"(a) forward time: one `engine.embed` call on random features of {sizes}, warm, "
         "against bare onnxruntime sessions on the same .onnx (engine's options; defaults); "
@@ -75,6 +78,9 @@ def measures(plan: Plan) -> list[str]:
         "precomputed features; peak RSS of one CLI call on "
         f"{', '.join(map(str, plan.memory_counts))} files; CAM++ on "
         f"{', '.join(f'{s // 60} min' if s >= 60 else f'{s} s' for s in plan.campplus_long)}.",
+        "(i) Ray: `embed-speaker --ray` on a local Ray of 2 CPUs (2 actors x 1 thread) "
+        f"against one process with --threads 2, on {speech}, both into Parquet; throughput "
+        "ratio (target >= 0.8).",
     ]
 
 
@@ -203,6 +209,7 @@ def run(plan: Plan, only: str, store_sizes: tuple[int, ...]) -> str:
             "f": lambda: section_store(store_sizes, log),
             "g": lambda: section_end_to_end(model_dir, plan, tmp, notes),
             "h": lambda: section_int8([str(CAMPPLUS), str(model_dir)], notes),
+            "i": lambda: section_ray(model_dir, plan, tmp, notes),
         }
         for key, section in sections.items():
             if key not in only:

@@ -3,6 +3,7 @@ calibration on few pairs, and SIGTERM/SIGHUP leaving nothing behind. Real CLI, s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -140,7 +141,10 @@ def many_clips(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP", "SIGINT"])
-@pytest.mark.parametrize("suffix", [".npz", ".jsonl"])  # .npy is only written at the end
+@pytest.mark.parametrize("suffix", [".npz", ".jsonl", pytest.param(".parquet", marks=(
+    pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None,
+                       reason="pyarrow (pip install 'audio-speaker[parquet]') is not installed")))
+])  # .npy is only written at the end
 def test_a_signal_during_output_leaves_nothing_behind(name, suffix, env, many_clips, tmp_path):
     number = getattr(signal, name, None)
     if number is None:

@@ -21,13 +21,7 @@ from typer.core import TyperGroup
 
 from audio_cli import __version__
 from audio_cli.models.registry import DEFAULT_MODEL
-from engines.errors import (
-    DEBUG_ENV,
-    EXIT_INTERNAL,
-    EXIT_USAGE,
-    AudioCliError,
-    InputAudioError,
-)
+from engines.errors import DEBUG_ENV, EXIT_INTERNAL, EXIT_USAGE, AudioCliError, InputAudioError
 from engines.files import catch_signals, interrupted, received
 
 APP_HELP = "Speaker embeddings (WeSpeaker ResNet34-LM, CAM++) from the command line."
@@ -238,7 +232,8 @@ def embed_speaker(
     ] = False,
     output: Annotated[
         str | None, typer.Option("--output", "-o", metavar="FILE", help="Also write the "
-                                 "vectors to a new .npz, .npy (+ .paths.txt) or .jsonl file.")
+                                 "vectors to a new .npz, .npy (+ .paths.txt), .jsonl or "
+                                 ".parquet file.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")
                      ] = False,
@@ -254,8 +249,16 @@ def embed_speaker(
     threads: ThreadsOpt = None,
     precision: PrecisionOpt = "float32",
     vad: VadOpt = False,
+    ray: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", help="Run on Ray (local, auto or ray://HOST:PORT) into --output "
+        "DIR.parquet, a folder of shards; a rerun resumes.")] = None,
 ) -> None:
     """Embed the speaker of each recording as a unit vector (256-dim ResNet34, 192-dim CAM++)."""
+    if ray is not None:  # the whole run on a Ray cluster (cli/distributed.py)
+        from audio_cli.cli.distributed import embed_on_ray
+
+        raise typer.Exit(embed_on_ray(ray, files, model, engine, output, force, window, hop,
+                                      min_duration, threads, precision, vad, json_output))
     from audio_cli.cli import embed as batch
     from audio_cli.models.registry import resolve_model
     from audio_cli.pipeline.speaker import WeSpeaker
@@ -289,8 +292,8 @@ def embed_speaker(
         from engines.files import model_digest
 
         digest = model_digest(directory)
-    out = (OutputFile(out_path, force, speaker.model_id, speaker.engine_name, digest)
-           if out_path else None)
+    out = (OutputFile(out_path, force, speaker.model_id, speaker.engine_name, digest,
+                      speaker.config.embedding_dim) if out_path else None)
     try:  # from the output's first scratch file on, a stopped run removes what it wrote
         if out is not None:
             out.start()

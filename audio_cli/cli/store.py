@@ -17,7 +17,7 @@ from audio_cli.cli.embed import plural
 from audio_cli.frontend.audio import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.speaker import cosine_similarity
-from engines.errors import DEBUG_ENV, AudioCliError
+from engines.errors import DEBUG_ENV, AudioCliError, UsageError
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
 app = typer.Typer()
@@ -296,10 +296,14 @@ def speakers_import(file: Annotated[Path, typer.Argument(
 
 @app.command("index")
 def index(
-    paths: Annotated[list[str], typer.Argument(metavar="PATH...",
-                                               help="Audio files or folders (recursive).")],
+    paths: Annotated[list[str] | None, typer.Argument(
+        metavar="PATH...", help="Audio files or folders (recursive).", show_default=False)
+    ] = None,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Drop indexed files under PATHS that are gone.")] = False,
+    source: Annotated[Path | None, typer.Option(
+        "--from", metavar="FILE.parquet", help="Load the vectors of an `embed-speaker "
+        "--output` Parquet file or folder instead of embedding (same --model).")] = None,
     db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
     threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
     vad: VadOpt = False, precision: checks.PrecisionOpt = "float32",
@@ -308,6 +312,10 @@ def index(
     from audio_cli.store.db import Store
     from audio_cli.store.index import index_paths, stderr_progress
 
+    if (source is None) == (not paths):
+        raise UsageError("index takes PATH... or --from FILE.parquet (one of the two)")
+    if source is not None:
+        return _index_from(source, prune, db, model, engine, threads, json_output)
     with Store(db) as store:
         embedder = _embedder(model, engine, threads, precision)
         report = index_paths(store, embedder, paths, prune, min_duration,
@@ -323,3 +331,27 @@ def index(
           f"{len(report.failures)} failed")
     if report.failures:
         raise typer.Exit(3)
+
+
+def _index_from(source: Path, prune: bool, db: Path | None, model: str, engine: str,
+                threads: int | None, json_output: bool) -> None:
+    """`index --from`: bulk-load an embed-speaker Parquet output (store/bulk.py)."""
+    from audio_cli.pipeline.parquet import require_pyarrow
+    from audio_cli.store.bulk import index_parquet
+    from audio_cli.store.db import Store
+
+    require_pyarrow()
+    if prune:
+        raise UsageError("--prune works with PATH..., not with --from")
+    if not source.exists():
+        raise UsageError(f"--from {source}: no such file or folder")
+    with Store(db) as store:
+        embedder = _embedder(model, engine, threads)
+        report = index_parquet(store, embedder, source)
+    document = {"rows": report.rows, "added": report.added, "updated": report.updated,
+                "unchanged": report.unchanged, "errors_skipped": report.errors,
+                "skipped": report.skipped, "model": embedder.name,
+                "model_digest": embedder.digest}
+    _emit(document, json_output, f"{plural(report.rows, 'row')}: {report.added} added, "
+          f"{report.updated} updated, {report.unchanged} unchanged, {report.errors} error rows "
+          f"skipped" + (f", {report.skipped} without a file or vector" if report.skipped else ""))

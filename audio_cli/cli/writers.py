@@ -1,8 +1,10 @@
-"""`--output FILE`: write embeddings to .npz, .npy (+ a row-order sidecar) or .jsonl, atomically.
+"""`--output FILE`: write embeddings to .npz, .npy (+ a row-order sidecar), .jsonl or .parquet,
+atomically.
 
 Every file is written under a temporary name beside its destination and moved into place
 only at the end, so an interrupted run leaves nothing behind; an existing file is never
-replaced unless `force` is set. Failed inputs appear only in .jsonl (as error records).
+replaced unless `force` is set. Failed inputs appear only in .jsonl and .parquet (as error
+records/rows).
 
 Layouts (also in the README):
 - .npz, whole files: key = the path as given (`stdin` for -), value = (dim,) float32 vector;
@@ -11,11 +13,14 @@ Layouts (also in the README):
 - .npy: one (rows, dim) float32 matrix; `FILE.paths.txt` lists the row order, one path per
   line (with windows: `path<TAB>start<TAB>end`).
 - .jsonl: the same records as `--json`.
+- .parquet: one row per input (per window), columns in audio_cli/pipeline/parquet.py; needs
+  pyarrow (the `parquet` extra).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import zipfile
 from pathlib import Path
 
@@ -25,7 +30,7 @@ from audio_cli.cli.embed import Outcome, json_lines
 from engines.errors import UsageError
 from engines.files import TargetExists, publish, scratch_file, signals_held
 
-FORMATS = (".npz", ".npy", ".jsonl")
+FORMATS = (".npz", ".npy", ".jsonl", ".parquet")
 SIDECAR_SUFFIX = ".paths.txt"
 
 
@@ -44,6 +49,10 @@ def check_output(path: str, force: bool) -> Path:
                          f"{', '.join(FORMATS)})")
     if not out.parent.is_dir():
         raise UsageError(f"--output {path}: the folder {out.parent} does not exist")
+    if out.suffix.lower() == ".parquet":
+        from audio_cli.pipeline.parquet import require_pyarrow
+
+        require_pyarrow()
     for target in destinations(out):
         if target.is_dir():
             raise UsageError(f"--output: {target} is a directory")
@@ -55,12 +64,13 @@ def check_output(path: str, force: bool) -> Path:
 class OutputFile:
     """Collects outcomes and writes them to `path` on `commit()` (nothing on `discard()`)."""
 
-    def __init__(self, path: Path, force: bool, model: str, engine: str, digest: str = ""):
+    def __init__(self, path: Path, force: bool, model: str, engine: str, digest: str = "",
+                 dim: int = 0):
         self.path, self.force, self.model, self.engine = path, force, model, engine
-        self.digest = digest
+        self.digest, self.dim = digest, dim  # dim: the vector length (for .parquet)
         self.count = 0  # embeddings (vectors) written
         self._temps: dict[Path, Path] = {}
-        self._jsonl = self._npz = None
+        self._jsonl = self._npz = self._parquet = None
         self._rows: list[np.ndarray] = []
         self._sidecar: list[str] = []
 
@@ -72,6 +82,10 @@ class OutputFile:
             self._jsonl = open(self._temp(self.path), "w", encoding="utf-8")  # noqa: SIM115
         elif kind == ".npz":
             self._npz = zipfile.ZipFile(self._temp(self.path), "w", allowZip64=True)
+        elif kind == ".parquet":
+            from audio_cli.pipeline.parquet import ParquetRows
+
+            self._parquet = ParquetRows(self._temp(self.path), self.dim)
 
     def _temp(self, target: Path) -> Path:
         with signals_held():  # the scratch file is known to discard() before a signal acts
@@ -82,6 +96,12 @@ class OutputFile:
         """Record one input's outcome."""
         if self._jsonl is not None:
             self._jsonl.write(json_lines(outcome, self.model, self.engine, self.digest))
+        if self._parquet is not None:
+            for row in outcome_rows(outcome, self.model, self.engine, self.digest,
+                                    file_signature(outcome.file)):
+                self._parquet.add(row)
+                self.count += row.get("embedding") is not None
+            return
         if outcome.error is not None:
             return
         if outcome.windows is not None:
@@ -116,6 +136,8 @@ class OutputFile:
             self._jsonl.close()
         if self._npz is not None:
             self._npz.close()
+        if self._parquet is not None:
+            self._parquet.close()
         if self.path.suffix.lower() == ".npy":
             with open(self._temp(self.path), "wb") as handle:  # a path would gain ".npy"
                 np.save(handle, np.concatenate(self._rows), allow_pickle=False)
@@ -132,7 +154,7 @@ class OutputFile:
 
     def discard(self) -> None:
         """Delete the temporary files (an interrupted or empty run writes nothing)."""
-        for handle in (self._jsonl, self._npz):
+        for handle in (self._jsonl, self._npz, getattr(self._parquet, "writer", None)):
             if handle is not None:
                 with contextlib.suppress(Exception):
                     handle.close()
@@ -141,3 +163,32 @@ class OutputFile:
         self._temps.clear()
 
 
+
+
+def file_signature(path: str) -> tuple[int | None, int | None]:
+    """(size, mtime_ns) of an input file as it is now; (None, None) for stdin or a vanished
+    file."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None, None
+    return st.st_size, st.st_mtime_ns
+
+
+def outcome_rows(outcome: Outcome, model: str, engine: str, digest: str,
+                 signature: tuple[int | None, int | None]) -> list[dict]:
+    """The Parquet rows of one input (audio_cli/pipeline/parquet.py): one for a whole file or
+    a failure, one per window."""
+    size, mtime = signature
+    base = {"path": outcome.file, "size": size, "mtime_ns": mtime, "model": model,
+            "model_digest": digest, "engine": engine}
+    if outcome.error is not None:
+        return [{**base, "error": outcome.message}]
+    if outcome.windows is None:
+        r = outcome.result
+        return [{**base, "duration": r.duration, "speech": r.speech,
+                 "dimension": r.dimension, "embedding": r.embedding}]
+    duration = max(w.end for w in outcome.windows)
+    return [{**base, "duration": duration, "start": w.start, "end": w.end, "speech": w.speech,
+             "dimension": None if w.embedding is None else len(w.embedding),
+             "embedding": w.embedding} for w in outcome.windows]

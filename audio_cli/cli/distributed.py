@@ -1,0 +1,282 @@
+"""`embed-speaker --ray ADDRESS --output DIR.parquet`: the same embedding code on a Ray cluster.
+
+The driver (this process) lists the inputs, reads what an earlier run already wrote
+(cli/shards.py), and hands Ray Data the rest, sorted by file size so that a batch holds
+recordings of similar length. Actors (`EmbedBatch`, a callable class for `map_batches`) each
+load the model once, with onnxruntime on as many threads as the actor has CPUs, and decode and
+embed their batches with the one-machine code (cli/embed.py `outcomes`). A failed input comes
+back as an error row. The driver writes the rows it receives into Parquet shards, published
+one at a time, so a killed run loses at most the shard being written and a rerun resumes.
+
+Input paths must name the same files on every node (a shared file system).
+Ray is an optional extra: `pip install 'audio-speaker[ray]'`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from engines.errors import EXIT_INPUT, EXIT_OK, EngineError, ModelError, UsageError
+
+INSTALL_HINT = "pip install 'audio-speaker[ray]'"
+BATCH_FILES = 8  # inputs per actor call (sorted by size: similar durations together)
+PROGRESS_SECONDS = 2.0  # at most one progress line this often
+
+
+def check_address(address: str) -> str | None:
+    """The address for ray.init: None starts Ray here (`local`); `auto` joins the running
+    cluster (RAY_ADDRESS or the one started on this machine); `ray://HOST:PORT` is a client."""
+    if address == "local":
+        return None
+    if address == "auto" or (address.startswith("ray://") and len(address) > len("ray://")):
+        return address
+    raise UsageError(f"--ray {address}: use local, auto or ray://HOST:PORT")
+
+
+def require_ray():
+    """The ray module, or a one-line UsageError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--ray needs Ray, which is not installed here ({INSTALL_HINT})"
+                         ) from None
+    return ray
+
+
+class EmbedBatch:
+    """A Ray Data actor: loads the model once, then turns batches of inputs into rows."""
+
+    def __init__(self, model: str, name: str, engine: str, threads: int, precision: str,
+                 digest: str, min_duration: float, window: float | None, hop: float | None,
+                 vad: bool):
+        from audio_cli.models.registry import resolve_model
+        from audio_cli.pipeline.speaker import WeSpeaker
+        from engines.files import model_digest
+
+        _, directory = resolve_model(model, engine)
+        if model_digest(directory) != digest:  # another copy of the model on this node
+            raise ModelError(f"{model} on node {os.uname().nodename} has other weights than "
+                             f"on the driver ({model_digest(directory)}, not {digest})")
+        self.speaker = WeSpeaker.from_directory(directory, name, engine, threads, precision)
+        self.digest, self.min_duration = digest, min_duration
+        self.window, self.hop, self.vad = window, hop, vad
+
+    def __call__(self, batch):
+        from audio_cli.cli.embed import Outcome, outcomes
+        from audio_cli.cli.inputs import InputItem
+        from audio_cli.cli.writers import outcome_rows
+        from audio_cli.pipeline.parquet import to_table
+        from engines.errors import AudioCliError
+
+        given, files = batch.column("path").to_pylist(), batch.column("file").to_pylist()
+        sizes, mtimes = batch.column("size").to_pylist(), batch.column("mtime_ns").to_pylist()
+        speaker = self.speaker
+
+        def run(indices):
+            items = [InputItem(files[i]) for i in indices]
+            return list(outcomes(speaker, items, self.min_duration, self.window, self.hop,
+                                 None, self.vad))
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # input warnings: the row is still written
+            try:
+                results = run(range(len(files)))
+            except Exception:  # noqa: BLE001 - find the input at fault: each alone
+                results = []
+                for i in range(len(files)):
+                    try:
+                        results += run([i])
+                    except Exception as exc:  # noqa: BLE001 - an error row, never a failed job
+                        error = exc if isinstance(exc, AudioCliError) else AudioCliError(
+                            f"internal error: {type(exc).__name__}: {exc}")
+                        results.append(Outcome(files[i], error=error))
+        rows = []
+        for i, outcome in enumerate(results):
+            for row in outcome_rows(outcome, speaker.model_id, speaker.engine_name,
+                                    self.digest, (sizes[i], mtimes[i])):
+                rows.append({**row, "path": given[i]})
+        return to_table(rows, speaker.config.embedding_dim)
+
+
+def _identity(model: str, engine: str, min_duration: float) -> tuple[Path, str, int]:
+    """The model's directory, digest and dimension on the driver (no engine is built);
+    --min-duration is checked against the network here, before Ray starts."""
+    from audio_cli.frontend.fbank import min_samples
+    from audio_cli.models.registry import resolve_model
+    from engines import build_graph, resolve_engine_name
+    from engines.files import model_digest
+    from engines.model import ModelConfig
+
+    resolve_engine_name(engine)
+    _, directory = resolve_model(model, engine)
+    config = ModelConfig.load(directory)
+    shortest = min_samples(build_graph(config).min_frames(), config.frontend) / config.sample_rate
+    if min_duration < shortest:
+        raise UsageError(f"--min-duration must be at least {shortest:.3f} s (the network "
+                         "needs that much audio)")
+    return directory, model_digest(directory), config.embedding_dim
+
+
+def _listing(files: list[str]) -> tuple[list[dict], list]:
+    """This run's inputs as rows for Ray (path as given, absolute file, size, mtime) and the
+    inputs that failed already (InputItem with an error)."""
+    from audio_cli.cli.inputs import InputItem, expand_inputs, mark_missing
+    from audio_cli.frontend.audio import STDIN
+    from engines.errors import InputAudioError
+
+    items = mark_missing(expand_inputs(files))
+    if any(i.path == STDIN for i in items):
+        raise UsageError("--ray reads files, not stdin (-)")
+    todo, failed = [], []
+    for item in items:
+        if item.error is not None:
+            failed.append(item)
+            continue
+        try:
+            st = os.stat(item.path)
+        except OSError as exc:
+            failed.append(InputItem(item.path, InputAudioError(f"{item.path}: {exc.strerror}")))
+            continue
+        todo.append({"path": item.path, "file": os.path.abspath(item.path),
+                     "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+    return todo, failed
+
+
+def embed_on_ray(address: str, files: list[str], model: str, engine: str, output: str | None,
+                 force: bool, window: float | None, hop: float | None, min_duration: float,
+                 threads: int | None, precision: str, vad: bool, json_output: bool) -> int:
+    """Run `embed-speaker` on Ray into a folder of Parquet shards; returns the exit status."""
+    from audio_cli.cli import shards
+    from audio_cli.cli.embed import check_windows, plural
+    from audio_cli.cli.writers import outcome_rows
+    from audio_cli.models.registry import known_model
+    from audio_cli.pipeline.parquet import require_pyarrow, to_table
+
+    ray_address = check_address(address)
+    if output is None or not output.lower().endswith(".parquet"):
+        raise UsageError("--ray writes to --output DIR.parquet (a folder of Parquet shards)")
+    if json_output:
+        raise UsageError("--ray writes to --output only; --json is not available with it")
+    require_pyarrow()
+    ray = require_ray()
+    hop = check_windows(window, hop, min_duration)
+    folder = Path(output)
+    shards.check_folder(folder)
+    todo, failed = _listing(files)
+    _, digest, dim = _identity(model, engine, min_duration)
+    created = shards.prepare_folder(folder, force)
+    wanted = {r["path"]: (r["size"], r["mtime_ns"]) for r in todo}
+    wanted.update({i.path: None for i in failed})
+    done = shards.done_inputs(folder, digest, wanted)
+    todo = [r for r in todo if (r["path"], r["size"], r["mtime_ns"]) not in done.keys]
+    todo.sort(key=lambda r: r["size"])  # similar durations share a batch
+    total = len(todo) + len(failed)
+    line = _progress_line
+    if done.keys:
+        line(f"audio: {plural(len(done.keys), 'input')} already in {folder}; "
+             f"{plural(total, 'input')} to embed")
+    if not total:
+        return EXIT_OK
+    writer = shards.ShardWriter(folder, dim)
+    known = known_model(model)  # named as cli.main.model_name names it
+    name, threads = known.name if known is not None else model, threads or 1
+    errors = 0
+    started_here = False
+    try:
+        rows = [row for item in failed for row in outcome_rows(
+            _failure(item), name, engine, digest, (None, None))]
+        for row in rows:
+            line(f"audio: error: {row['error']}")
+        errors += len(rows)
+        writer.add(to_table(rows, dim))
+        if todo:
+            started_here = not ray.is_initialized()
+            if started_here:
+                _start(ray, ray_address)
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = False  # this run's own progress lines instead
+            context.print_on_execution_start = False
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            if threads > cpus:  # no actor could ever be placed
+                raise UsageError(f"--threads {threads}: the Ray cluster has {cpus} CPUs")
+            actors = max(1, min(cpus // threads, -(-len(todo) // BATCH_FILES)))
+            line(f"audio: ray: {plural(len(todo), 'input')} on {plural(actors, 'actor')} x "
+                 f"{plural(threads, 'thread')}")
+            dataset = ray.data.from_items(todo).map_batches(
+                EmbedBatch, batch_size=BATCH_FILES, batch_format="pyarrow",
+                num_cpus=threads, compute=ray.data.ActorPoolStrategy(size=actors),
+                fn_constructor_args=(_model_spec(model), name, engine, threads, precision, digest,
+                                     min_duration, window, hop, vad))
+            finished, last = len(failed), 0.0
+            try:
+                for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                    writer.add(table)
+                    for message in table.column("error").drop_null().to_pylist():
+                        line(f"audio: error: {message}")
+                        errors += 1
+                    finished += len(set(table.column("path").to_pylist()))
+                    if time.monotonic() - last >= PROGRESS_SECONDS or finished == total:
+                        last = time.monotonic()
+                        line(f"audio: ray: {finished}/{total} inputs")
+            except ray.exceptions.RayError as exc:
+                writer.publish()  # what came back is kept: a rerun resumes after it
+                raise EngineError(f"the Ray job failed ({finished} of {total} inputs "
+                                  f"written): {_last_line(exc)}") from None
+        writer.publish()
+    finally:
+        writer.discard()
+        if started_here:
+            ray.shutdown()
+        if created and not any(folder.iterdir()):  # stopped before its first shard
+            folder.rmdir()
+    if errors:
+        line(f"audio: error: {errors} of {plural(total, 'input')} failed")
+    line(f"audio: wrote {plural(total, 'input')} to {folder} "
+         f"({plural(writer.shards, 'new shard')}; {len(shards.shard_files(folder))} in all)")
+    return EXIT_INPUT if errors else EXIT_OK
+
+
+def _last_line(exc: Exception) -> str:
+    """The last non-empty line of an error Ray reports (its cause, after the traceback)."""
+    lines = [text.strip() for text in str(exc).splitlines() if text.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _model_spec(model: str) -> str:
+    """What the actors resolve: a local model folder as an absolute path (it must be on a
+    file system every node shares), else the name or hub id (each node fetches it once)."""
+    path = Path(model).expanduser()
+    return str(path.absolute()) if path.is_dir() else model
+
+
+def _failure(item):
+    from audio_cli.cli.embed import Outcome
+
+    return Outcome(item.path, error=item.error)
+
+
+def _start(ray, address: str | None) -> None:
+    """Start (None) or join Ray; Ray's own log lines only for errors."""
+    import logging
+    import signal
+
+    from engines.files import CAUGHT_SIGNALS
+
+    numbers = [getattr(signal, n) for n in CAUGHT_SIGNALS if hasattr(signal, n)]
+    handlers = {n: signal.getsignal(n) for n in numbers}
+    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+             configure_logging=True)
+    for number, handler in handlers.items():  # Ray's core worker takes SIGTERM over
+        if handler is not None:
+            signal.signal(number, handler)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _progress_line(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,103 @@
+"""`audio index --from FILE.parquet`: precomputed vectors (an embed-speaker Parquet output, on one
+machine or a Ray cluster) loaded into the store in bulk, as `index` would have embedded them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from audio_cli.store.db import Store, now
+from audio_cli.store.identity import Embedder
+from audio_cli.store.index import sync_files
+from engines.errors import ModelError, UsageError
+
+BULK_ROWS = 20000  # rows per write transaction
+
+
+@dataclass
+class BulkReport:
+    """What one `index --from` run did."""
+
+    rows: int = 0  # rows in the file(s)
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: int = 0  # failed inputs' rows (no vector), skipped
+    skipped: int = 0  # rows without a file to point at (stdin) or without a vector (VAD)
+
+
+def check_identity(table, source: Path, embedder: Embedder) -> None:
+    """Refuse vectors of another model than `embedder`'s (by weights digest and dimension)."""
+    from audio_cli.pipeline.parquet import dimension_of
+
+    digests = sorted(d for d in table.column("model_digest").unique().to_pylist() if d)
+    if len(digests) > 1:
+        raise ModelError(f"{source}: holds vectors of {len(digests)} models "
+                         f"({', '.join(digests)}); index one model's rows at a time")
+    if digests and digests[0] != embedder.digest:
+        names = sorted({n for n in table.column("model").unique().to_pylist() if n})
+        raise ModelError(f"{source}: vectors of {', '.join(names)} (weights {digests[0]}), not "
+                         f"of {embedder.name} (weights {embedder.digest}); pass the --model "
+                         "they were made with")
+    if dimension_of(table) != embedder.dim:
+        raise ModelError(f"{source}: vectors of {dimension_of(table)} values, {embedder.name} "
+                         f"makes {embedder.dim}")
+
+
+def index_parquet(store: Store, embedder: Embedder, source: Path) -> BulkReport:
+    """Load the vectors of a Parquet file or folder into the store's recordings of this
+    model. A row whose file has the same size and modification time as the store's is left
+    as it is; a relative path is taken from the current directory (as `index PATH` does)."""
+    import pyarrow.compute as pc
+
+    from audio_cli.pipeline.parquet import open_rows, vectors_of
+
+    table = open_rows(source)
+    check_identity(table, source, embedder)
+    report = BulkReport(rows=len(table))
+    if table.column("start").null_count < len(table):
+        raise UsageError(f"{source}: holds windows (--window); the store indexes one vector "
+                         "per recording")
+    failed = pc.is_valid(table.column("error"))
+    report.errors = int(pc.sum(failed).as_py() or 0)
+    usable = pc.and_(pc.and_(pc.invert(failed), pc.is_valid(table.column("size"))),
+                     pc.is_valid(table.column("embedding")))
+    good = table.filter(usable)
+    report.skipped = report.rows - report.errors - len(good)
+    paths = [str(Path(p).expanduser().absolute()) for p in good.column("path").to_pylist()]
+    sizes = good.column("size").to_pylist()
+    mtimes = good.column("mtime_ns").to_pylist()
+    engines = good.column("engine").to_pylist()
+    durations = good.column("duration").to_pylist()
+    vectors = vectors_of(good).astype("<f4")
+    with store.write() as conn:
+        model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
+                                embedder.frontend)
+        known = {p: (s, m) for p, s, m in conn.execute(
+            "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ?", (model,))}
+    todo = []
+    for i, path in enumerate(paths):
+        before = known.get(path)
+        if before == (sizes[i], mtimes[i]):
+            report.unchanged += 1
+            continue
+        if before is None:
+            report.added += 1
+        else:
+            report.updated += 1
+        known[path] = (sizes[i], mtimes[i])  # a path twice: its first row counts
+        todo.append(i)
+    created = now()
+    for first in range(0, len(todo), BULK_ROWS):
+        with store.write() as conn:
+            conn.executemany(
+                "INSERT INTO recordings (path, size, mtime_ns, model_id, engine, duration, "
+                "created, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (model_id, path) DO UPDATE SET size = excluded.size, "
+                "mtime_ns = excluded.mtime_ns, engine = excluded.engine, "
+                "duration = excluded.duration, created = excluded.created, "
+                "vector = excluded.vector",
+                [(paths[i], sizes[i], mtimes[i], model, engines[i], durations[i], created,
+                  vectors[i].tobytes()) for i in todo[first:first + BULK_ROWS]])
+    sync_files(store, embedder.digest, embedder.dim)
+    return report
