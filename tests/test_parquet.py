@@ -174,3 +174,34 @@ def test_index_from_mistakes_are_one_line(args, words, env, written, tmp_path):
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.splitlines()
     assert words in line and line.startswith("audio: error:")
+
+
+def test_index_from_records_how_the_vectors_were_made(env, written, tmp_path):
+    """VAD (a speech duration in the row) and precision (the engine's -int8) go into the
+    store, and its rules apply: no VAD vectors where vectors without VAD are stored."""
+    import sqlite3
+
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    made = {}
+    for name, args in (("vad", ["--vad"]), ("int8", ["--precision", "int8"])):
+        made[name] = tmp_path / f"{name}.parquet"
+        proc = run_audio("embed-speaker", samples, "--model", env["model"], "-o", made[name],
+                         *args)
+        assert proc.returncode == 0, proc.stderr
+    for name, expected in (("vad", {(1, "float32")}), ("int8", {(0, "int8")})):
+        db = tmp_path / f"{name}.db"
+        proc = run_audio("index", "--from", made[name], "--model", env["model"], "--db", db)
+        assert proc.returncode == 0, proc.stderr
+        with sqlite3.connect(db) as conn:
+            rows = set(conn.execute("SELECT vad, precision FROM recordings"))
+        assert rows == expected, name
+    plain = tmp_path / "plain.db"
+    assert run_audio("index", "--from", written[0], "--model", env["model"], "--db",
+                     plain).returncode == 0
+    refused = run_audio("index", "--from", made["vad"], "--model", env["model"], "--db", plain)
+    assert refused.returncode == 2
+    (line,) = refused.stderr.splitlines()
+    assert "were made without --vad, this index runs with --vad" in line
+    warned = run_audio("index", "--from", made["int8"], "--model", env["model"], "--db", plain)
+    assert warned.returncode == 0, warned.stderr
+    assert "are float32, these int8" in warned.stderr

@@ -3,12 +3,14 @@ machine or a Ray cluster) loaded into the store in bulk, as `index` would have e
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from audio_cli.store.db import Store, now
 from audio_cli.store.identity import Embedder
 from audio_cli.store.index import sync_files
+from audio_cli.store.settings import Made, check_adding
 from engines.errors import ModelError, UsageError
 
 BULK_ROWS = 20000  # rows per write transaction
@@ -70,9 +72,19 @@ def index_parquet(store: Store, embedder: Embedder, source: Path) -> BulkReport:
     engines = good.column("engine").to_pylist()
     durations = good.column("duration").to_pylist()
     vectors = vectors_of(good).astype("<f4")
+    # How each vector was made: a speech duration is recorded only with --vad; the engine's
+    # name ends in -int8 for the int8 network.
+    made = [Made(speech is not None, "int8" if (engine or "").endswith("-int8") else "float32")
+            for speech, engine in zip(good.column("speech").to_pylist(), engines, strict=True)]
+    if len({m.vad for m in made}) > 1:
+        raise UsageError(f"{source}: holds vectors made with and without --vad; index them "
+                         "into different stores (--db)")
     with store.write() as conn:
         model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
                                 embedder.frontend)
+        for warning in {check_adding(conn, "recordings", model, embedder.name, m, "index")
+                        for m in set(made)} - {None}:
+            sys.stderr.write(f"audio: warning: {warning}\n")
         known = {p: (s, m) for p, s, m in conn.execute(
             "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ?", (model,))}
     todo = []
@@ -90,14 +102,17 @@ def index_parquet(store: Store, embedder: Embedder, source: Path) -> BulkReport:
     created = now()
     for first in range(0, len(todo), BULK_ROWS):
         with store.write() as conn:
+            for m in set(made):  # another process may have indexed the other way meanwhile
+                check_adding(conn, "recordings", model, embedder.name, m, "index")
             conn.executemany(
                 "INSERT INTO recordings (path, size, mtime_ns, model_id, engine, duration, "
-                "created, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "created, vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (model_id, path) DO UPDATE SET size = excluded.size, "
                 "mtime_ns = excluded.mtime_ns, engine = excluded.engine, "
                 "duration = excluded.duration, created = excluded.created, "
-                "vector = excluded.vector",
+                "vector = excluded.vector, vad = excluded.vad, precision = excluded.precision",
                 [(paths[i], sizes[i], mtimes[i], model, engines[i], durations[i], created,
-                  vectors[i].tobytes()) for i in todo[first:first + BULK_ROWS]])
+                  vectors[i].tobytes(), int(made[i].vad), made[i].precision)
+                 for i in todo[first:first + BULK_ROWS]])
     sync_files(store, embedder.digest, embedder.dim)
     return report
