@@ -72,12 +72,33 @@ class FrontendConfig:
     high_freq: float = 8000.0  # Hz; <= 0 means Nyquist + high_freq
     log_floor: float = 1.1920929e-07  # float32 epsilon, as Kaldi
     cmn: bool = True  # subtract each bin's mean over the utterance
+    # NeMo's AudioToMelSpectrogramPreprocessor (audio_cli/frontend/fbank.py):
+    framing: str = "kaldi"  # "kaldi" (snip_edges) or "centered" (torch.stft(center=True))
+    fft_size: int = 0  # 0: the frame length rounded up to a power of two
+    mel_scale: str = "kaldi"  # "kaldi" (1127 ln(1 + f/700)) or "slaney" (librosa's, normalised)
+    log_guard: str = "floor"  # log(max(e, log_floor)), or "add": log(e + log_floor)
+    std_norm: bool = False  # after CMN, divide each bin by (its unbiased std + std_floor)
+    std_floor: float = 1e-5
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrontendConfig:
         """Build from a dict, ignoring keys this version does not know."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def identity(self) -> dict[str, Any]:
+        """The options as a dict without the NeMo ones left at their defaults, so a store's
+        recorded front-end (audio_cli/store/identity.py) reads as it did before they existed."""
+        data = dataclasses.asdict(self)
+        for name in NEMO_FRONTEND_OPTIONS:
+            if data[name] == getattr(DEFAULT_FRONTEND, name):
+                del data[name]
+        return data
+
+
+DEFAULT_FRONTEND = FrontendConfig()
+NEMO_FRONTEND_OPTIONS = ("framing", "fft_size", "mel_scale", "log_guard", "std_norm",
+                         "std_floor")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from audio_cli.frontend.audio import (
     check_usable,
     open_audio,
 )
-from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames
+from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames, streams
 from engines.errors import AudioCliError, EngineError, InputAudioError
 
 # ---------------------------------------------------------------- threads
@@ -273,7 +273,8 @@ def _prepare(speaker, source: str | os.PathLike, min_duration: float, vad: bool 
 
             check_duration(stream.name, stream.duration, min_duration)
             pending.stream = stream = detect_source(stream, min_duration)
-        if speaker.inference.needs_chunks(source_frames(stream, speaker.config.frontend)):
+        frontend = speaker.config.frontend
+        if streams(frontend) and speaker.inference.needs_chunks(source_frames(stream, frontend)):
             pending.vector = embed_streamed(speaker, stream, min_duration)
         else:
             audio = stream.read_audio()
