@@ -14,9 +14,9 @@ and transposes it, which is exactly the graph's `c*F + f` feature order. Sequenc
 MIL's 1-D convolution layout (1, C, T), kernels [O, k, I] transposed to [O, I, k].
 
 The translation is a table, graph op type -> function (_TRANSLATORS); SUPPORTED_OPS lists its
-keys. The head ops (StatsPool, Linear, L2Normalize) are translated too, for the `embedding`
-output. FLOAT32_OPS are the graph ops whose MIL ops stay float32 in the float16 package
-(see engines/coreml_export.py).
+keys. The head ops (StatsPool or AttentivePool, Linear, Relu, L2Normalize) are translated too,
+for the `embedding` output. FLOAT32_OPS are the graph ops whose MIL ops stay float32 in the
+float16 package (see engines/coreml_export.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from engines.graph import (
     OUTPUT,
     Add,
     Affine,
+    AttentivePool,
     Concat,
     ContextPool,
     Conv1d,
@@ -47,6 +48,7 @@ from engines.graph import (
     SequenceToFrames,
     Sigmoid,
     StatsPool,
+    TimeMean,
     ToFrames,
     ToImage,
 )
@@ -56,7 +58,7 @@ MEL_INPUT = "mel"
 EMBEDDING_OUTPUT = "embedding"
 FRAMES_OUTPUT = "frames"
 # The ops emitted for these graph ops stay float32 in the float16 package (sums over time).
-FLOAT32_OPS = frozenset({StatsPool, Linear, L2Normalize, ContextPool})
+FLOAT32_OPS = frozenset({StatsPool, Linear, L2Normalize, ContextPool, TimeMean, AttentivePool})
 
 
 def _mil_name(name: str) -> str:
@@ -155,6 +157,43 @@ def _stats_pool(c: _Mil, op: StatsPool, name: str):
     std = mb.sqrt(x=mb.real_div(x=total, y=dof, name=f"{name}_var"), name=f"{name}_std")
     mean = mb.squeeze(x=mean, axes=[1], name=f"{name}_mean_flat")
     return mb.concat(values=[mean, std], axis=1, name=name)
+
+
+def _attentive_pool(c: _Mil, op: AttentivePool, name: str):
+    """(1, T', D) -> (1, 2*D), as engines.head.attentive_pool."""
+    mb, x, n = c.mb, c[op.x], name
+    tdnn, tdnn_bias, scale, shift, attention, attention_bias = (
+        c.weight(w, rank) for w, rank in zip(op.weight_names(), (2, 1, 1, 1, 2, 1), strict=True))
+    width = tdnn.shape[1] // 3
+    eps = np.float32(op.EPS)
+    mean = mb.reduce_mean(x=x, axes=[1], keep_dims=True, name=f"{n}_mean")  # (1, 1, D)
+    centred = mb.sub(x=x, y=mean, name=f"{n}_centred")
+    var = mb.reduce_mean(x=mb.mul(x=centred, y=centred, name=f"{n}_sq"), axes=[1],
+                         keep_dims=True, name=f"{n}_var")
+    std = mb.sqrt(x=mb.maximum(x=var, y=eps, name=f"{n}_var_eps"), name=f"{n}_std")
+    stats = mb.concat(values=[mean, std], axis=2, name=f"{n}_stats")
+    constant = mb.linear(x=stats, weight=np.ascontiguousarray(tdnn[:, width:]),
+                         bias=tdnn_bias, name=f"{n}_constant")  # (1, 1, A)
+    hidden = mb.add(x=mb.linear(x=x, weight=np.ascontiguousarray(tdnn[:, :width]),
+                                name=f"{n}_tdnn_x"), y=constant, name=f"{n}_tdnn")
+    hidden = mb.add(x=mb.mul(x=mb.relu(x=hidden, name=f"{n}_relu"), y=scale, name=f"{n}_scaled"),
+                    y=shift, name=f"{n}_bn")
+    energy = mb.linear(x=mb.tanh(x=hidden, name=f"{n}_tanh"), weight=attention,
+                       bias=attention_bias, name=f"{n}_energy")  # (1, T', D)
+    alpha = mb.softmax(x=energy, axis=1, name=f"{n}_alpha")
+    mu = mb.reduce_sum(x=mb.mul(x=alpha, y=x, name=f"{n}_weighted"), axes=[1], keep_dims=True,
+                       name=f"{n}_mu")
+    dev = mb.sub(x=x, y=mu, name=f"{n}_dev")
+    spread = mb.reduce_sum(x=mb.mul(x=alpha, y=mb.mul(x=dev, y=dev, name=f"{n}_dev_sq"),
+                                    name=f"{n}_weighted_sq"), axes=[1], name=f"{n}_spread")
+    sigma = mb.sqrt(x=mb.maximum(x=spread, y=eps, name=f"{n}_spread_eps"), name=f"{n}_sigma")
+    return mb.concat(values=[mb.squeeze(x=mu, axes=[1], name=f"{n}_mu_flat"), sigma], axis=1,
+                     name=name)
+
+
+def _time_mean(c: _Mil, op: TimeMean, name: str):
+    """(1, C, T) -> (1, C, 1)."""
+    return c.mb.reduce_mean(x=c[op.x], axes=[2], keep_dims=True, name=name)
 
 
 def _linear(c: _Mil, op: Linear, name: str):
@@ -268,6 +307,8 @@ _TRANSLATORS = {
     Sigmoid: _sigmoid,
     Mul: _mul,
     SequenceToFrames: _sequence_to_frames,
+    TimeMean: _time_mean,
+    AttentivePool: _attentive_pool,
 }
 SUPPORTED_OPS: frozenset[type] = frozenset(_TRANSLATORS)  # graph op types the export translates
 

@@ -149,6 +149,11 @@ def _sigmoid(x) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+def _softmax(x, axis) -> np.ndarray:
+    e = np.exp(x - np.max(x, axis=int(axis), keepdims=True))
+    return e / np.sum(e, axis=int(axis), keepdims=True)
+
+
 def _concat(values, axis, interleave=False) -> np.ndarray:
     if interleave:
         raise EngineError("MIL interpreter: interleaved concat is not supported")
@@ -191,6 +196,8 @@ OPS: dict[str, Callable[..., Any]] = {
     "conv": _conv,
     "relu": lambda x: np.maximum(x, 0),
     "sigmoid": _sigmoid,
+    "tanh": lambda x: np.tanh(x),
+    "softmax": _softmax,
     "pad": _pad,
     "add": lambda x, y: np.add(x, y),
     "sub": lambda x, y: np.subtract(x, y),
@@ -198,6 +205,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "real_div": lambda x, y: np.divide(x, y),
     "floor_div": lambda x, y: np.floor_divide(x, y),
     "minimum": lambda x, y: np.minimum(x, y),
+    "maximum": lambda x, y: np.maximum(x, y),
     "sqrt": lambda x: np.sqrt(x),
     "reduce_mean": _reduce(np.mean),
     "reduce_sum": _reduce(np.sum),

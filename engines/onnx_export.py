@@ -31,6 +31,7 @@ from engines.graph import (
     Relu,
     SequenceToFrames,
     Sigmoid,
+    TimeMean,
     ToFrames,
     ToImage,
 )
@@ -175,6 +176,11 @@ def _mul(g, op: Mul) -> str:
     return g.node("Mul", [op.a, op.b], op.out)
 
 
+def _time_mean(g, op: TimeMean) -> str:
+    """(B, C, T) -> (B, C, 1)."""
+    return g.node("ReduceMean", [op.x], op.out, axes=[TIME], keepdims=1)
+
+
 def _sequence_to_frames(g, op: SequenceToFrames) -> str:
     """(B, C, T) -> (B, T, C)."""
     return g.node("Transpose", [op.x], op.out, perm=[0, 2, 1])
@@ -190,6 +196,7 @@ SEQUENCE_TRANSLATORS = {
     Sigmoid: _sigmoid,
     Mul: _mul,
     SequenceToFrames: _sequence_to_frames,
+    TimeMean: _time_mean,
 }
 
 

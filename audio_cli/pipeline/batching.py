@@ -114,15 +114,16 @@ class Inference:
         self.chunk_frames = chunk_frames
         # A time-local trunk run by the engine itself: padding can be masked out of a batch
         # and a long clip cut into chunks, both exactly.
-        trunk = hasattr(engine, "encode") and hasattr(engine, "head")
+        # (An attention-pooled head needs every frame at once: no chunks; NeMo's TitaNet.)
+        trunk = hasattr(engine, "encode") and hasattr(engine, "head") and graph.pools_by_stats
         self.splits_exactly = trunk and graph.time_local
         # A trunk that mixes the whole clip (CAM++) runs a long clip stage by stage instead,
         # exactly and in bounded memory, where the engine runs stages (engines.stages).
         self.stages = None
         if trunk and not graph.time_local and hasattr(engine, "run_stage"):
-            from engines.stages import plan_stages  # (imported only where used: start-up)
+            from engines.stages import can_stage, plan_stages  # (only where used: start-up)
 
-            self.stages = plan_stages(graph)
+            self.stages = plan_stages(graph) if can_stage(graph) else None
         self.stage_chunk = min(chunk_frames, STAGE_CHUNK_STEPS)
 
     def embed_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
