@@ -22,30 +22,37 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 RESNET_MODEL_TYPE = "wespeaker_resnet34"
 CAMPPLUS_MODEL_TYPE = "campplus"  # 3D-Speaker CAM++
+NEMO_MODEL_TYPE = "nemo_speaker"  # NVIDIA NeMo's SpeakerNet, TitaNet, ECAPA-TDNN (engines/nemo.py)
 COMPILED_SUFFIX = ".mlmodelc"  # a compiled Core ML model: a directory
 
 
 def network_family(model_type: str) -> str:
-    """The network a config's `model_type` names: RESNET_MODEL_TYPE or CAMPPLUS_MODEL_TYPE.
+    """The network a config's `model_type` names: RESNET_MODEL_TYPE, CAMPPLUS_MODEL_TYPE or
+    NEMO_MODEL_TYPE.
 
     Converted models carry exactly one of the two. The hub's ResNet34-LM `config.json` names its
     type in the Swift converter's words, which could not be inspected here, so any type that
     mentions a ResNet is read as the WeSpeaker ResNet.
     """
-    if model_type == CAMPPLUS_MODEL_TYPE:
-        return CAMPPLUS_MODEL_TYPE
+    if model_type in (CAMPPLUS_MODEL_TYPE, NEMO_MODEL_TYPE):
+        return model_type
     if model_type == RESNET_MODEL_TYPE or "resnet" in model_type.lower():
         return RESNET_MODEL_TYPE
     raise ModelError(f"unsupported model type {model_type!r} (known: {RESNET_MODEL_TYPE}, "
-                     f"{CAMPPLUS_MODEL_TYPE})")
+                     f"{CAMPPLUS_MODEL_TYPE}, {NEMO_MODEL_TYPE})")
 
 
 def build_graph(config: ModelConfig) -> Graph:
     """The shared graph of the network a model config describes."""
-    if network_family(config.model_type) == CAMPPLUS_MODEL_TYPE:
+    family = network_family(config.model_type)
+    if family == CAMPPLUS_MODEL_TYPE:
         from engines.campplus import build_campplus
 
         return build_campplus(config.layers)
+    if family == NEMO_MODEL_TYPE:
+        from engines.nemo import build_nemo
+
+        return build_nemo(config.network)
     from engines.resnet import build_resnet
 
     return build_resnet(config.layers, config.channels)
@@ -113,6 +120,7 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)  # CAM++: (FCM, TDNN, growth) channels
     pooling_output_dim: int = 5120
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    network: dict[str, Any] = field(default_factory=dict)  # NeMo: engines/nemo.py describes it
     model_id: str = ""
     license: str = ""
 
