@@ -230,7 +230,8 @@ class SequenceToFrames:
 
 @dataclass(frozen=True)
 class TimeMean:
-    """(B, T, C) sequence -> (B, 1, C), its mean over time (squeeze-excitation's squeeze).
+    """(B, T, C) sequence -> (B, 1, C), its mean over each clip's valid steps
+    (squeeze-excitation's squeeze; all T steps when nothing is padded).
 
     Conv1d, Relu, Sigmoid and Affine apply to the one-step result as to any sequence, and Mul
     broadcasts it back over the T steps. It mixes the whole time axis (not time-local).
@@ -281,6 +282,9 @@ class Graph:
     """An ordered list of ops from INPUT to OUTPUT, and the names of the weights they use."""
 
     ops: list[Op] = field(default_factory=list)
+    # > 0: a clip runs zero-padded to a multiple of this many frames, as its original software
+    # ran it, its convolutions seeing the padding (NeMo's ECAPA; engines.head.TrunkEngine)
+    pad_to: int = 0
 
     def add(self, op: Op) -> str:
         """Append an op and return the name of its output."""

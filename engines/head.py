@@ -169,7 +169,8 @@ class TrunkEngine:
             if lengths.shape != features.shape[:1] or lengths.max(initial=0) > features.shape[1]:
                 raise EngineError(f"lengths {lengths.tolist()} do not fit features "
                                   f"{features.shape}")
-            if not self.graph.time_local and np.any(lengths != features.shape[1]):
+            if not self.graph.time_local and not self.graph.pad_to and \
+                    np.any(lengths != features.shape[1]):
                 raise EngineError("this network mixes the whole time axis; padded batches "
                                   "would change its vectors (batch equal lengths only)")
         frames = self.encode(features, lengths)

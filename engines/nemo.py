@@ -21,6 +21,10 @@ after a ReLU stays a per-channel Affine op. The config's `network` dict describe
   last layer's output before its ReLU.
 
 Every convolution is 'same'-padded with stride 1, so FRAMES has one step per feature frame.
+NeMo pads the features with zeros to a multiple of the preprocessor's pad_to; its ConvASR
+convolutions mask that padding, the ECAPA ones do not (it reaches the last frames), so an ECAPA
+graph has `pad_to` (network "pad_to") and runs padded the same way, its squeeze-excitation
+means and pooling over the valid frames only.
 Squeeze-excitation and attentive pooling use the whole clip, so these graphs are not
 time-local: each clip runs in one pass.
 """
@@ -108,7 +112,7 @@ def _ecapa(g: Graph, x: str, network: dict[str, Any]) -> str:
 
 def build_nemo(network: dict[str, Any]) -> Graph:
     """The graph of a converted NeMo speaker model (see the module docstring)."""
-    g = Graph()
+    g = Graph(pad_to=int(network.get("pad_to", 0)))
     x = g.add(ImageToSequence(g.add(ToImage(INPUT, "image")), "mel"))
     kind = network.get("encoder")
     if kind == "convasr":

@@ -4,12 +4,14 @@ NeMo 3.0 (nemo-toolkit[asr]) would downgrade packages this project's .venv holds
 fsspec), so it lives in a virtual environment of its own (`.venv-nemo`, or the python named by
 $AUDIO_NEMO_PYTHON). tests/test_nemo.py runs this file there once per session:
 
-    python tests/nemo_reference.py OUT_DIR AUDIO.wav...
+    python tests/nemo_reference.py OUT_DIR A.wav,B.wav,... [MODEL,MODEL,...]
 
 For each model of MODELS it builds NeMo's EncDecSpeakerLabelModel from the config below with
-random weights (BatchNorm statistics and affines randomised too, so that folding them is
-tested), saves it as OUT_DIR/<name>.nemo, and writes OUT_DIR/<name>.npy: the embeddings NeMo
-computes for the audio files (eval mode, its own preprocessor, dither 0), one row per file.
+random weights, sets its BatchNorm statistics by running it in training mode over the audio
+(with its random initial weights alone, every embedding is nearly the same vector, whatever
+the input), randomises the BatchNorm affines (so that folding them is tested), saves it as
+OUT_DIR/<name>.nemo and writes OUT_DIR/<name>.npy: the embeddings NeMo computes for the audio
+files (eval mode, its own preprocessor, dither 0), one row per file.
 Only numpy, soundfile, torch and NeMo are imported here.
 """
 
@@ -92,17 +94,30 @@ def _full_config(model: dict) -> dict:
     return config
 
 
-def _randomise(torch, model, seed: int) -> None:
-    """Random BatchNorm statistics and affines (the default init makes them identities)."""
+def _batchnorms(torch, model) -> list:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def _calibrate(torch, model, signals, seed: int) -> None:
+    """BatchNorm statistics from the signals (cumulative averages, training mode), then random
+    BatchNorm affines (the default init makes them identities)."""
+    for module in _batchnorms(torch, model):
+        module.reset_running_stats()
+        module.momentum = None
+    # one batch of 3 s pieces (the decoder's BatchNorm sees one vector per clip: it needs more)
+    piece = 3 * SAMPLE_RATE
+    batch = torch.stack([s[i : i + piece] for s in signals
+                         for i in range(0, len(s) - piece + 1, piece)])
+    model.train()
+    with torch.no_grad():
+        model.forward(input_signal=batch, input_signal_length=torch.full((len(batch),), piece))
     generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+    for module in _batchnorms(torch, model):
+        module.momentum = 0.1
+        if module.affine:
             n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            if module.affine:
-                module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
 
 
 def main(out_dir: Path, audio_files: list[str]) -> None:
@@ -125,7 +140,7 @@ def main(out_dir: Path, audio_files: list[str]) -> None:
     for seed, name in enumerate(names):
         torch.manual_seed(seed)
         model = EncDecSpeakerLabelModel(cfg=OmegaConf.create(_full_config(MODELS[name]())))
-        _randomise(torch, model, seed)
+        _calibrate(torch, model, signals, seed)
         model = model.eval()
         model.preprocessor.featurizer.dither = 0.0
         model.save_to(str(out_dir / f"{name}.nemo"))

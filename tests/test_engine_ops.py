@@ -286,6 +286,9 @@ CASES: dict[type, dict[str, Case]] = {
     TimeMean: {"times_x": sequence_case(lambda g, x: g.add(Mul(x, g.add(TimeMean(x, "mean")),
                                                                "scaled")),
                                         lambda x: x * x.mean(axis=0), lengths=(2, 9)),
+               "padded_batch": sequence_case(
+                   lambda g, x: g.add(Mul(x, g.add(TimeMean(x, "mean")), "scaled")),
+                   lambda x: x * x.mean(axis=0), ragged=(9, 5)),
                "squeeze_excite": squeeze_excite_case()},
 }
 

@@ -141,7 +141,7 @@ def frontend_config(cfg: dict[str, Any]) -> FrontendConfig:
         sample_rate=rate, num_mel_bins=int(cfg.get("features", 64)),
         frame_length_ms=1000.0 * int(size) / rate, frame_shift_ms=1000.0 * int(stride) / rate,
         window=_require(cfg, "window", ("hann", "hamming"), "hann"), input_scale=1.0,
-        preemphasis=float(cfg.get("preemph") or 0.0), remove_dc_offset=False,
+        preemphasis=float(cfg.get("preemph", 0.97) or 0.0), remove_dc_offset=False,
         low_freq=float(cfg.get("lowfreq") or 0.0),
         high_freq=float(cfg.get("highfreq") or rate / 2), log_floor=float(floor), cmn=True,
         framing="centered", fft_size=int(cfg.get("n_fft") or 0), mel_scale="slaney",
@@ -338,6 +338,12 @@ def convert_tensors(t, config: dict[str, Any], source: str) -> tuple[dict, Model
         raise ModelError(f"encoder {target or '(none)'} is not supported (ConvASREncoder, "
                          "ECAPAEncoder)")
     network.update(_decoder(t, decoder, out))
+    masked = network["encoder"] == "convasr" and bool(encoder.get("conv_mask", True))
+    pad_to = (config.get("preprocessor") or {}).get("pad_to", 16)
+    if not masked and pad_to:  # NeMo's padding reaches unmasked convolutions: run padded too
+        if not isinstance(pad_to, int) or pad_to < 0:
+            raise ModelError(f"preprocessor pad_to={pad_to!r} is not supported (a number)")
+        network["pad_to"] = pad_to
     last = f"decoder.emb{network['emb_layers'] - 1}"
     model = ModelConfig(
         model_type=NEMO_MODEL_TYPE, sample_rate=frontend.sample_rate,

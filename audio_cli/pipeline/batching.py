@@ -159,9 +159,11 @@ class Inference:
     def _run_batch(self, clips: list[np.ndarray]) -> np.ndarray:
         lengths = np.array([len(c) for c in clips], dtype=np.int64)
         longest = int(lengths.max())
-        if np.all(lengths == longest):
+        pad_to = self.graph.pad_to  # run padded as the original ran it (NeMo's ECAPA)
+        width = -(-longest // pad_to) * pad_to if pad_to else longest
+        if width == longest and np.all(lengths == longest):
             return check_vectors(self.engine.embed(np.stack(clips)), self.engine.name)
-        batch = np.zeros((len(clips), longest, clips[0].shape[1]), dtype=np.float32)
+        batch = np.zeros((len(clips), width, clips[0].shape[1]), dtype=np.float32)
         for row, clip in zip(batch, clips, strict=True):
             row[: len(clip)] = clip
         return check_vectors(self.engine.embed(batch, lengths), self.engine.name)
