@@ -125,7 +125,7 @@ def test_reference_embeddings_depend_on_the_input(reference):
 @pytest.mark.parametrize("model", MODELS)
 def test_onnx_embeddings_match_nemo(reference, model):
     cosines = _cosines(reference, model, "onnx", list(range(len(reference.files))))
-    print(f"{model} onnx: min cosine {min(cosines):.7f} over {len(cosines)} files")
+    print(f"{model} onnx: min cosine {min(cosines):.10f} over {len(cosines)} files")
     assert min(cosines) >= MIN_COSINE, cosines
 
 
@@ -136,7 +136,7 @@ def test_other_engines_match_nemo(reference, model, engine):
     pytest.importorskip("mlx.core" if engine == "mlx" else "coremltools",
                         reason=f"{engine}'s framework is not installed")
     cosines = _cosines(reference, model, engine, reference.shortest(SLOW_ENGINE_FILES))
-    print(f"{model} {engine}: min cosine {min(cosines):.7f} over {len(cosines)} files")
+    print(f"{model} {engine}: min cosine {min(cosines):.10f} over {len(cosines)} files")
     assert min(cosines) >= MIN_COSINE, cosines
 
 
