@@ -196,12 +196,41 @@ def test_bad_nemo_files_are_one_line_errors(tmp_path, content, message):
     assert run.stderr.count("\n") == 1 and message in run.stderr, run.stderr
 
 
-def test_frontend_matches_nemo_features(reference):
-    """Our features (fbank with the converted front-end options) are NeMo's: checked through
-    the embeddings above; here, that they are normalised per bin as NeMo's per_feature."""
+def test_features_are_normalised_per_bin(reference):
+    """The converted front-end normalises each bin over the clip, as NeMo's per_feature."""
     frontend = ModelConfig.load(reference.model_dir("titanet-s")).frontend
     samples, _ = sf.read(reference.files[0], dtype="float32")
     features = fbank(samples, frontend)
     assert features.shape == (len(samples) // 160, 80)
     np.testing.assert_allclose(features.mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(features.std(axis=0, ddof=1), 1, atol=1e-3)
+
+
+def test_known_nemo_model_download_is_hash_checked(tmp_path, monkeypatch):
+    """A downloaded .nemo whose SHA-256 is not the one the hub records is refused."""
+    import huggingface_hub
+
+    from audio_cli.models import nemo
+
+    fake = tmp_path / "model.nemo"
+    fake.write_bytes(b"not the published file")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(nemo, "_hub_sha256", lambda repo, name: "0" * 64)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kw: str(fake))
+    with pytest.raises(ModelError, match="is not the hub's"):
+        nemo.resolve_hub_nemo("nvidia/speakerverification_en_titanet_large", "x.nemo")
+
+
+def test_titanet_large_from_the_hub(tmp_path, monkeypatch):
+    """`--model titanet-large`: downloaded, hash-checked, converted (needs the hub)."""
+    from audio_cli.models.registry import resolve_model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    try:
+        _, directory = resolve_model("titanet-large", "onnx")
+    except ModelError as exc:
+        if "Hugging Face hub" in str(exc) or "cannot download" in str(exc):
+            pytest.skip(f"the Hugging Face hub cannot be reached here: {exc}")
+        raise
+    config = ModelConfig.load(directory)
+    assert config.model_type == "nemo_speaker" and config.embedding_dim == 192
