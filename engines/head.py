@@ -154,6 +154,7 @@ class TrunkEngine:
         self.graph = graph
         self.stride = graph.time_stride
         self.head = Head(graph, weights)
+        self.pool = self.head.pool  # frames -> pooled statistics (StatsPool or AttentivePool)
 
     def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """(B, T, n_mels) features -> (B, T', D) float32 frames (padded steps are garbage)."""
@@ -175,4 +176,4 @@ class TrunkEngine:
                                   "would change its vectors (batch equal lengths only)")
         frames = self.encode(features, lengths)
         steps = None if lengths is None else valid_steps(lengths, self.stride)
-        return self.head(self.head.pool(frames, steps))
+        return self.head(self.pool(frames, steps))

@@ -242,3 +242,14 @@ def test_titanet_large_from_the_hub(tmp_path, monkeypatch):
         raise
     config = ModelConfig.load(directory)
     assert config.model_type == "nemo_speaker" and config.embedding_dim == 192
+
+
+def test_yaml_references_are_resolved():
+    """NeMo's configs refer to other keys (`${model_defaults.filters}`, `${model.x}`)."""
+    from audio_cli.models.convert_nemo import _resolve
+
+    root = {"model_defaults": {"filters": 256}, "n": 3,
+            "block": {"filters": "${model_defaults.filters}", "k": ["${model.n}", 5]}}
+    assert _resolve(root, root)["block"] == {"filters": 256, "k": [3, 5]}
+    with pytest.raises(ModelError, match="cannot resolve"):
+        _resolve({"a": "${nowhere.x}"}, {})

@@ -70,9 +70,10 @@ def _resolve(value: Any, root: dict) -> Any:
     if match is None:
         return value
     path = match.group(1).split(".")
-    for keys in (path, path[1:] if path[0] == "model" else None):
+    # a training yaml's `${model.x}` names the model config's own `x`
+    for keys in [path] + ([path[1:]] if path[0] == "model" and len(path) > 1 else []):
         node: Any = root
-        for key in keys or ["\0"]:
+        for key in keys:
             node = node.get(key) if isinstance(node, dict) else None
         if node is not None:
             return _resolve(node, root)
