@@ -55,6 +55,9 @@ from engines.graph import (
 from engines.mil_interpreter import import_coremltools
 
 MEL_INPUT = "mel"
+# int32 [1]: the clip's valid frames, an input only of graphs that run zero-padded (Graph.pad_to):
+# TimeMean averages those, and `frames` is cut to them
+VALID_INPUT = "valid"
 EMBEDDING_OUTPUT = "embedding"
 FRAMES_OUTPUT = "frames"
 # The ops emitted for these graph ops stay float32 in the float16 package (sums over time).
@@ -86,10 +89,11 @@ def _tensor(tensors: dict[str, np.ndarray], name: str, shape_rank: int) -> np.nd
 class _Mil:
     """The MIL builder, the weights and the values computed so far."""
 
-    def __init__(self, mb, tensors: dict[str, np.ndarray], mel):
+    def __init__(self, mb, tensors: dict[str, np.ndarray], mel, valid=None):
         self.mb = mb
         self.tensors = tensors
         self.values = {INPUT: mel}
+        self.valid = valid  # VALID_INPUT, or None (each clip at its own length)
 
     def __getitem__(self, name: str):
         return self.values[name]
@@ -192,8 +196,27 @@ def _attentive_pool(c: _Mil, op: AttentivePool, name: str):
 
 
 def _time_mean(c: _Mil, op: TimeMean, name: str):
-    """(1, C, T) -> (1, C, 1)."""
-    return c.mb.reduce_mean(x=c[op.x], axes=[2], keep_dims=True, name=name)
+    """(1, C, T) -> (1, C, 1), over the first VALID_INPUT steps when the program has it (the
+    graphs that have it keep one step per frame)."""
+    mb, x = c.mb, c[op.x]
+    if c.valid is None:
+        return mb.reduce_mean(x=x, axes=[2], keep_dims=True, name=name)
+    steps = mb.gather(x=mb.shape(x=x, name=f"{name}_shape"), indices=2, axis=0,
+                      name=f"{name}_steps")
+    keep = mb.less(x=mb.range_1d(start=np.int32(0), end=steps, step=np.int32(1),
+                                 name=f"{name}_time"), y=c.valid, name=f"{name}_keep")
+    keep = mb.cast(x=keep, dtype="fp32", name=f"{name}_keep_fp32")  # (T,)
+    total = mb.reduce_sum(x=mb.mul(x=x, y=keep, name=f"{name}_kept"), axes=[2], keep_dims=True,
+                          name=f"{name}_sum")
+    return mb.real_div(x=total, y=mb.reduce_sum(x=keep, name=f"{name}_count"), name=name)
+
+
+def _cut_to_valid(c: _Mil, frames, name: str):
+    """(1, T', D) frames -> their first VALID_INPUT steps."""
+    mb = c.mb
+    size = mb.concat(values=[np.array([1], np.int32), c.valid, np.array([-1], np.int32)],
+                     axis=0, name=f"{name}_size")
+    return mb.slice_by_size(x=frames, begin=np.zeros(3, np.int32), size=size, name=name)
 
 
 def _linear(c: _Mil, op: Linear, name: str):
@@ -325,21 +348,32 @@ def build_program(graph: Graph, tensors: dict[str, np.ndarray], n_mels: int):
     if missing:
         raise EngineError(f"Core ML export: unsupported op(s) {', '.join(missing)}")
     float32_names: set[str] = set()
-    frames = get_new_symbol()
+    mel = mb.TensorSpec(shape=(1, get_new_symbol(), n_mels), dtype=types.fp32)
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=(1, frames, n_mels), dtype=types.fp32)],
-                opset_version=ct.target.macOS13)
-    def program(mel):
-        c = _Mil(mb, tensors, mel)
+    def body(mel, valid=None):
+        c = _Mil(mb, tensors, mel, valid)
         block = curr_block()
         for op in graph.ops:
             name = {OUTPUT: EMBEDDING_OUTPUT, FRAMES: FRAMES_OUTPUT}.get(op.out, _mil_name(op.out))
+            padded = valid is not None and op.out == FRAMES
             first = len(block.operations)
-            c.values[op.out] = _TRANSLATORS[type(op)](c, op, name)
+            c.values[op.out] = _TRANSLATORS[type(op)](c, op, f"{name}_padded" if padded else name)
+            if padded:
+                c.values[op.out] = _cut_to_valid(c, c.values[op.out], name)
             if type(op) in FLOAT32_OPS:
                 float32_names.update(o.name for o in list(block.operations)[first:])
         if c.values.get(OUTPUT) is None or c.values.get(FRAMES) is None:
             raise EngineError(f"Core ML export: the graph does not produce {OUTPUT!r}")
         return c.values[OUTPUT], c.values[FRAMES]
+
+    if graph.pad_to:
+        @mb.program(input_specs=[mel, mb.TensorSpec(shape=(1,), dtype=types.int32)],
+                    opset_version=ct.target.macOS13)
+        def program(mel, valid):
+            return body(mel, valid)
+    else:
+        @mb.program(input_specs=[mel], opset_version=ct.target.macOS13)
+        def program(mel):
+            return body(mel)
 
     return program, frozenset(float32_names)

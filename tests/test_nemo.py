@@ -129,18 +129,10 @@ def test_onnx_embeddings_match_nemo(reference, model):
     assert min(cosines) >= MIN_COSINE, cosines
 
 
-CORE_ML_UNPADDED = pytest.mark.xfail(
-    strict=True, reason="the Core ML program runs each clip at its own length, unpadded, while "
-    "NeMo's ECAPA convolutions see its pad_to padding in the last frames (about 1e-4 on 2 s "
-    "clips); ONNX and MLX run it padded")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("engine", ["mlx", "coreml"])
-def test_other_engines_match_nemo(reference, model, engine, request):
-    if engine == "coreml" and model == "ecapa":
-        request.applymarker(CORE_ML_UNPADDED)
+def test_other_engines_match_nemo(reference, model, engine):
     pytest.importorskip("mlx.core" if engine == "mlx" else "coremltools",
                         reason=f"{engine}'s framework is not installed")
     cosines = _cosines(reference, model, engine, reference.shortest(SLOW_ENGINE_FILES))
