@@ -35,7 +35,7 @@ from engines.coreml_export import (
     check_precision,
     export_coreml,
 )
-from engines.coreml_program import FRAMES_OUTPUT, MEL_INPUT
+from engines.coreml_program import FRAMES_OUTPUT, MEL_INPUT, VALID_INPUT
 from engines.errors import EngineError, InputAudioError
 from engines.files import cache_dirs, scratch_dir
 from engines.graph import Graph
@@ -159,8 +159,13 @@ class CoreMLEngine(TrunkEngine):
                 f"{frames} frames is longer than the Core ML package accepts ({self.max_frames} "
                 f"frames); longer inputs are run in chunks by the library"
             )
+        inputs = {MEL_INPUT: clip[None]}
+        if self.graph.pad_to:  # zero-padded as the original ran it; frames come back cut
+            width = -(-frames // self.graph.pad_to) * self.graph.pad_to
+            inputs = {MEL_INPUT: np.pad(clip, [(0, width - frames), (0, 0)])[None],
+                      VALID_INPUT: np.array([frames], dtype=np.int32)}
         try:
-            result = self._model.predict({MEL_INPUT: clip[None]})
+            result = self._model.predict(inputs)
         except EngineError:
             raise
         except Exception as exc:  # pragma: no cover - Core ML errors (macOS only)

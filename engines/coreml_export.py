@@ -32,6 +32,7 @@ from engines.coreml_program import (
     EMBEDDING_OUTPUT,
     FRAMES_OUTPUT,
     MEL_INPUT,
+    VALID_INPUT,
     build_program,
 )
 from engines.errors import EngineError, ModelError, UsageError
@@ -111,7 +112,8 @@ def build_mlmodel(config: ModelConfig, weights: Weights, precision: str = "float
             model = ct.convert(
                 program,
                 convert_to="mlprogram",
-                inputs=[mel_type],
+                inputs=[mel_type] + ([ct.TensorType(name=VALID_INPUT, shape=(1,), dtype=np.int32)]
+                                     if graph.pad_to else []),
                 compute_precision=_compute_precision(ct, precision, float32_names),
                 minimum_deployment_target=ct.target.macOS13,
                 skip_model_load=True,
@@ -132,6 +134,10 @@ def build_mlmodel(config: ModelConfig, weights: Weights, precision: str = "float
         f"log-mel filterbank features after CMN, [1, T, {config.n_mels}], "
         f"T from {lower} to {MAX_FRAMES} frames (10 ms each); no padding needed"
     )
+    if graph.pad_to:
+        model.input_description[VALID_INPUT] = (
+            f"the valid frames of `{MEL_INPUT}`, zero-padded to a multiple of {graph.pad_to} "
+            "frames as the original model ran")
     model.output_description[EMBEDDING_OUTPUT] = (
         f"speaker embedding [1, {config.embedding_dim}], unit L2 norm"
     )

@@ -14,9 +14,9 @@ and transposes it, which is exactly the graph's `c*F + f` feature order. Sequenc
 MIL's 1-D convolution layout (1, C, T), kernels [O, k, I] transposed to [O, I, k].
 
 The translation is a table, graph op type -> function (_TRANSLATORS); SUPPORTED_OPS lists its
-keys. The head ops (StatsPool, Linear, L2Normalize) are translated too, for the `embedding`
-output. FLOAT32_OPS are the graph ops whose MIL ops stay float32 in the float16 package
-(see engines/coreml_export.py).
+keys. The head ops (StatsPool or AttentivePool, Linear, Relu, L2Normalize) are translated too,
+for the `embedding` output. FLOAT32_OPS are the graph ops whose MIL ops stay float32 in the
+float16 package (see engines/coreml_export.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from engines.graph import (
     OUTPUT,
     Add,
     Affine,
+    AttentivePool,
     Concat,
     ContextPool,
     Conv1d,
@@ -47,16 +48,20 @@ from engines.graph import (
     SequenceToFrames,
     Sigmoid,
     StatsPool,
+    TimeMean,
     ToFrames,
     ToImage,
 )
 from engines.mil_interpreter import import_coremltools
 
 MEL_INPUT = "mel"
+# int32 [1]: the clip's valid frames, an input only of graphs that run zero-padded (Graph.pad_to):
+# TimeMean averages those, and `frames` is cut to them
+VALID_INPUT = "valid"
 EMBEDDING_OUTPUT = "embedding"
 FRAMES_OUTPUT = "frames"
 # The ops emitted for these graph ops stay float32 in the float16 package (sums over time).
-FLOAT32_OPS = frozenset({StatsPool, Linear, L2Normalize, ContextPool})
+FLOAT32_OPS = frozenset({StatsPool, Linear, L2Normalize, ContextPool, TimeMean, AttentivePool})
 
 
 def _mil_name(name: str) -> str:
@@ -84,10 +89,11 @@ def _tensor(tensors: dict[str, np.ndarray], name: str, shape_rank: int) -> np.nd
 class _Mil:
     """The MIL builder, the weights and the values computed so far."""
 
-    def __init__(self, mb, tensors: dict[str, np.ndarray], mel):
+    def __init__(self, mb, tensors: dict[str, np.ndarray], mel, valid=None):
         self.mb = mb
         self.tensors = tensors
         self.values = {INPUT: mel}
+        self.valid = valid  # VALID_INPUT, or None (each clip at its own length)
 
     def __getitem__(self, name: str):
         return self.values[name]
@@ -155,6 +161,62 @@ def _stats_pool(c: _Mil, op: StatsPool, name: str):
     std = mb.sqrt(x=mb.real_div(x=total, y=dof, name=f"{name}_var"), name=f"{name}_std")
     mean = mb.squeeze(x=mean, axes=[1], name=f"{name}_mean_flat")
     return mb.concat(values=[mean, std], axis=1, name=name)
+
+
+def _attentive_pool(c: _Mil, op: AttentivePool, name: str):
+    """(1, T', D) -> (1, 2*D), as engines.head.attentive_pool."""
+    mb, x, n = c.mb, c[op.x], name
+    tdnn, tdnn_bias, scale, shift, attention, attention_bias = (
+        c.weight(w, rank) for w, rank in zip(op.weight_names(), (2, 1, 1, 1, 2, 1), strict=True))
+    width = tdnn.shape[1] // 3
+    eps = np.float32(op.EPS)
+    mean = mb.reduce_mean(x=x, axes=[1], keep_dims=True, name=f"{n}_mean")  # (1, 1, D)
+    centred = mb.sub(x=x, y=mean, name=f"{n}_centred")
+    var = mb.reduce_mean(x=mb.mul(x=centred, y=centred, name=f"{n}_sq"), axes=[1],
+                         keep_dims=True, name=f"{n}_var")
+    std = mb.sqrt(x=mb.maximum(x=var, y=eps, name=f"{n}_var_eps"), name=f"{n}_std")
+    stats = mb.concat(values=[mean, std], axis=2, name=f"{n}_stats")
+    constant = mb.linear(x=stats, weight=np.ascontiguousarray(tdnn[:, width:]),
+                         bias=tdnn_bias, name=f"{n}_constant")  # (1, 1, A)
+    hidden = mb.add(x=mb.linear(x=x, weight=np.ascontiguousarray(tdnn[:, :width]),
+                                name=f"{n}_tdnn_x"), y=constant, name=f"{n}_tdnn")
+    hidden = mb.add(x=mb.mul(x=mb.relu(x=hidden, name=f"{n}_relu"), y=scale, name=f"{n}_scaled"),
+                    y=shift, name=f"{n}_bn")
+    energy = mb.linear(x=mb.tanh(x=hidden, name=f"{n}_tanh"), weight=attention,
+                       bias=attention_bias, name=f"{n}_energy")  # (1, T', D)
+    alpha = mb.softmax(x=energy, axis=1, name=f"{n}_alpha")
+    mu = mb.reduce_sum(x=mb.mul(x=alpha, y=x, name=f"{n}_weighted"), axes=[1], keep_dims=True,
+                       name=f"{n}_mu")
+    dev = mb.sub(x=x, y=mu, name=f"{n}_dev")
+    spread = mb.reduce_sum(x=mb.mul(x=alpha, y=mb.mul(x=dev, y=dev, name=f"{n}_dev_sq"),
+                                    name=f"{n}_weighted_sq"), axes=[1], name=f"{n}_spread")
+    sigma = mb.sqrt(x=mb.maximum(x=spread, y=eps, name=f"{n}_spread_eps"), name=f"{n}_sigma")
+    return mb.concat(values=[mb.squeeze(x=mu, axes=[1], name=f"{n}_mu_flat"), sigma], axis=1,
+                     name=name)
+
+
+def _time_mean(c: _Mil, op: TimeMean, name: str):
+    """(1, C, T) -> (1, C, 1), over the first VALID_INPUT steps when the program has it (the
+    graphs that have it keep one step per frame)."""
+    mb, x = c.mb, c[op.x]
+    if c.valid is None:
+        return mb.reduce_mean(x=x, axes=[2], keep_dims=True, name=name)
+    steps = mb.gather(x=mb.shape(x=x, name=f"{name}_shape"), indices=2, axis=0,
+                      name=f"{name}_steps")
+    keep = mb.less(x=mb.range_1d(start=np.int32(0), end=steps, step=np.int32(1),
+                                 name=f"{name}_time"), y=c.valid, name=f"{name}_keep")
+    keep = mb.cast(x=keep, dtype="fp32", name=f"{name}_keep_fp32")  # (T,)
+    total = mb.reduce_sum(x=mb.mul(x=x, y=keep, name=f"{name}_kept"), axes=[2], keep_dims=True,
+                          name=f"{name}_sum")
+    return mb.real_div(x=total, y=mb.reduce_sum(x=keep, name=f"{name}_count"), name=name)
+
+
+def _cut_to_valid(c: _Mil, frames, name: str):
+    """(1, T', D) frames -> their first VALID_INPUT steps."""
+    mb = c.mb
+    size = mb.concat(values=[np.array([1], np.int32), c.valid, np.array([-1], np.int32)],
+                     axis=0, name=f"{name}_size")
+    return mb.slice_by_size(x=frames, begin=np.zeros(3, np.int32), size=size, name=name)
 
 
 def _linear(c: _Mil, op: Linear, name: str):
@@ -268,6 +330,8 @@ _TRANSLATORS = {
     Sigmoid: _sigmoid,
     Mul: _mul,
     SequenceToFrames: _sequence_to_frames,
+    TimeMean: _time_mean,
+    AttentivePool: _attentive_pool,
 }
 SUPPORTED_OPS: frozenset[type] = frozenset(_TRANSLATORS)  # graph op types the export translates
 
@@ -284,21 +348,32 @@ def build_program(graph: Graph, tensors: dict[str, np.ndarray], n_mels: int):
     if missing:
         raise EngineError(f"Core ML export: unsupported op(s) {', '.join(missing)}")
     float32_names: set[str] = set()
-    frames = get_new_symbol()
+    mel = mb.TensorSpec(shape=(1, get_new_symbol(), n_mels), dtype=types.fp32)
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=(1, frames, n_mels), dtype=types.fp32)],
-                opset_version=ct.target.macOS13)
-    def program(mel):
-        c = _Mil(mb, tensors, mel)
+    def body(mel, valid=None):
+        c = _Mil(mb, tensors, mel, valid)
         block = curr_block()
         for op in graph.ops:
             name = {OUTPUT: EMBEDDING_OUTPUT, FRAMES: FRAMES_OUTPUT}.get(op.out, _mil_name(op.out))
+            padded = valid is not None and op.out == FRAMES
             first = len(block.operations)
-            c.values[op.out] = _TRANSLATORS[type(op)](c, op, name)
+            c.values[op.out] = _TRANSLATORS[type(op)](c, op, f"{name}_padded" if padded else name)
+            if padded:
+                c.values[op.out] = _cut_to_valid(c, c.values[op.out], name)
             if type(op) in FLOAT32_OPS:
                 float32_names.update(o.name for o in list(block.operations)[first:])
         if c.values.get(OUTPUT) is None or c.values.get(FRAMES) is None:
             raise EngineError(f"Core ML export: the graph does not produce {OUTPUT!r}")
         return c.values[OUTPUT], c.values[FRAMES]
+
+    if graph.pad_to:
+        @mb.program(input_specs=[mel, mb.TensorSpec(shape=(1,), dtype=types.int32)],
+                    opset_version=ct.target.macOS13)
+        def program(mel, valid):
+            return body(mel, valid)
+    else:
+        @mb.program(input_specs=[mel], opset_version=ct.target.macOS13)
+        def program(mel):
+            return body(mel)
 
     return program, frozenset(float32_names)

@@ -228,9 +228,47 @@ class SequenceToFrames:
     out: str
 
 
+@dataclass(frozen=True)
+class TimeMean:
+    """(B, T, C) sequence -> (B, 1, C), its mean over each clip's valid steps
+    (squeeze-excitation's squeeze; all T steps when nothing is padded).
+
+    Conv1d, Relu, Sigmoid and Affine apply to the one-step result as to any sequence, and Mul
+    broadcasts it back over the T steps. It mixes the whole time axis (not time-local).
+    """
+
+    x: str
+    out: str
+    time_local: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class AttentivePool:
+    """Head: (B, T', D) frames -> (B, 2*D) attention-weighted [mean ‖ std] (NeMo's
+    AttentivePoolLayer, ECAPA-TDNN's attentive statistics pooling).
+
+    Per step, e = W2 tanh(scale * relu(W1 [x ‖ mean ‖ std] + b1) + shift) + b2, with mean and
+    std (biased) over all steps; alpha = softmax of e over time, per channel; the result is
+    [Σ alpha x ‖ sqrt(Σ alpha (x - Σ alpha x)²)]. Variances are clamped at EPS before the root.
+    Weights under `prefix`: tdnn.weight [A, 3D], tdnn.bias [A], bn.weight / bn.bias [A] (the
+    scale and shift), attention.weight [D, A], attention.bias [D].
+    """
+
+    x: str
+    out: str
+    prefix: str
+    EPS: ClassVar[float] = 1e-10
+    PARTS: ClassVar[tuple[str, ...]] = ("tdnn.weight", "tdnn.bias", "bn.weight", "bn.bias",
+                                        "attention.weight", "attention.bias")
+
+    def weight_names(self) -> list[str]:
+        """The tensors it reads, in PARTS order."""
+        return [f"{self.prefix}.{part}" for part in self.PARTS]
+
+
 Op = (ToImage | Conv2d | Relu | Add | Mask | ToFrames | StatsPool | Linear | L2Normalize
       | FreqStridedConv2d | ImageToSequence | Conv1d | Affine | Concat | ContextPool | Sigmoid
-      | Mul | SequenceToFrames)
+      | Mul | SequenceToFrames | TimeMean | AttentivePool)
 
 
 def op_inputs(op) -> list[str]:
@@ -244,6 +282,9 @@ class Graph:
     """An ordered list of ops from INPUT to OUTPUT, and the names of the weights they use."""
 
     ops: list[Op] = field(default_factory=list)
+    # > 0: a clip runs zero-padded to a multiple of this many frames, as its original software
+    # ran it, its convolutions seeing the padding (NeMo's ECAPA; engines.head.TrunkEngine)
+    pad_to: int = 0
 
     def add(self, op: Op) -> str:
         """Append an op and return the name of its output."""
@@ -303,8 +344,14 @@ class Graph:
         """Every weight tensor the ops refer to, in first-use order."""
         names: list[str] = []
         for op in self.ops:
-            for attr in ("weight", "bias"):
-                name = getattr(op, attr, None)
+            own = op.weight_names() if hasattr(op, "weight_names") else []
+            for name in [getattr(op, "weight", None), getattr(op, "bias", None), *own]:
                 if name is not None and name not in names:
                     names.append(name)
         return names
+
+    @property
+    def pools_by_stats(self) -> bool:
+        """True when the head pools plain statistics, which chunks of a clip can merge."""
+        head = self.head_ops()
+        return bool(head) and isinstance(head[0], StatsPool)

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from engines.errors import EngineError
-from engines.graph import Graph, L2Normalize, Linear, StatsPool
+from engines.graph import AttentivePool, Graph, L2Normalize, Linear, Relu, StatsPool
 from engines.model import Weights
 
 
@@ -62,13 +62,39 @@ def stats_pool(frames: np.ndarray, steps: np.ndarray | None = None) -> np.ndarra
     return np.stack([FrameStats.of(f[:n]).pooled() for f, n in zip(frames, steps, strict=True)])
 
 
-HEAD_OPS: frozenset[type] = frozenset({StatsPool, Linear, L2Normalize})  # what Head evaluates
+def attentive_pool(frames: np.ndarray, w: list[np.ndarray]) -> np.ndarray:
+    """(T', D) frames -> (2*D,) float64 AttentivePool statistics; `w` in AttentivePool.PARTS
+    order."""
+    x = np.asarray(frames, dtype=np.float64)
+    tdnn, tdnn_bias, scale, shift, attention, attention_bias = w
+    width = x.shape[1]
+    mean = x.mean(axis=0)
+    std = np.sqrt(np.maximum(np.square(x - mean).mean(axis=0), AttentivePool.EPS))
+    # W1 [x ‖ mean ‖ std]: the two utterance-wide parts are one vector for every step
+    constant = tdnn[:, width : 2 * width] @ mean + tdnn[:, 2 * width :] @ std + tdnn_bias
+    hidden = np.maximum(x @ tdnn[:, :width].T + constant, 0.0) * scale + shift
+    energy = np.tanh(hidden) @ attention.T + attention_bias  # (T', D)
+    alpha = np.exp(energy - energy.max(axis=0))
+    alpha /= alpha.sum(axis=0)
+    mu = (alpha * x).sum(axis=0)
+    sigma = np.sqrt(np.maximum((alpha * np.square(x - mu)).sum(axis=0), AttentivePool.EPS))
+    return np.concatenate([mu, sigma])
+
+
+HEAD_OPS: frozenset[type] = frozenset({StatsPool, AttentivePool, Linear, L2Normalize})
+HEAD_ALSO: frozenset[type] = frozenset({Relu})  # trunk ops that the head evaluates as well
+POOLING_OPS = (StatsPool, AttentivePool)  # a head's first op
 
 
 def head_weight_names(graph: Graph) -> list[str]:
     """The tensors the head of a graph reads."""
-    return [name for op in graph.head_ops() if isinstance(op, Linear)
-            for name in (op.weight, op.bias)]
+    names = []
+    for op in graph.head_ops():
+        if isinstance(op, Linear):
+            names += [op.weight, op.bias]
+        elif isinstance(op, AttentivePool):
+            names += op.weight_names()
+    return names
 
 
 class Head:
@@ -77,10 +103,20 @@ class Head:
     def __init__(self, graph: Graph, weights: Weights):
         self.ops = graph.head_ops()
         kinds = [type(op) for op in self.ops]
-        if not kinds or kinds[0] is not StatsPool or not set(kinds[1:]) <= HEAD_OPS - {StatsPool}:
+        later = (HEAD_OPS | HEAD_ALSO) - set(POOLING_OPS)
+        if not kinds or kinds[0] not in POOLING_OPS or not set(kinds[1:]) <= later:
             raise EngineError(f"unsupported head {[k.__name__ for k in kinds]}")
         self.weights = {name: np.asarray(value, dtype=np.float64)
                         for name, value in weights.some(head_weight_names(graph)).items()}
+
+    def pool(self, frames: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
+        """(B, T', D) frames -> (B, 2*D) float64 pooled over each clip's valid steps."""
+        first = self.ops[0]
+        if isinstance(first, StatsPool):
+            return stats_pool(frames, steps)
+        w = [self.weights[name] for name in first.weight_names()]
+        steps = np.full(frames.shape[0], frames.shape[1]) if steps is None else steps
+        return np.stack([attentive_pool(f[:n], w) for f, n in zip(frames, steps, strict=True)])
 
     def __call__(self, pooled: np.ndarray) -> np.ndarray:
         """(B, 2*D) pooled statistics -> (B, dim) float32 (unit vectors for our graphs)."""
@@ -88,6 +124,8 @@ class Head:
         for op in self.ops[1:]:
             if isinstance(op, Linear):
                 x = x @ self.weights[op.weight].T + self.weights[op.bias]
+            elif isinstance(op, Relu):
+                x = np.maximum(x, 0.0)
             else:
                 norm = np.linalg.norm(x, axis=-1, keepdims=True)
                 x = x / np.where(norm > 0, norm, np.nan)  # a zero vector becomes NaN: caught
@@ -116,6 +154,7 @@ class TrunkEngine:
         self.graph = graph
         self.stride = graph.time_stride
         self.head = Head(graph, weights)
+        self.pool = self.head.pool  # frames -> pooled statistics (StatsPool or AttentivePool)
 
     def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """(B, T, n_mels) features -> (B, T', D) float32 frames (padded steps are garbage)."""
@@ -131,9 +170,10 @@ class TrunkEngine:
             if lengths.shape != features.shape[:1] or lengths.max(initial=0) > features.shape[1]:
                 raise EngineError(f"lengths {lengths.tolist()} do not fit features "
                                   f"{features.shape}")
-            if not self.graph.time_local and np.any(lengths != features.shape[1]):
+            if not self.graph.time_local and not self.graph.pad_to and \
+                    np.any(lengths != features.shape[1]):
                 raise EngineError("this network mixes the whole time axis; padded batches "
                                   "would change its vectors (batch equal lengths only)")
         frames = self.encode(features, lengths)
         steps = None if lengths is None else valid_steps(lengths, self.stride)
-        return self.head(stats_pool(frames, steps))
+        return self.head(self.pool(frames, steps))

@@ -149,6 +149,17 @@ def _sigmoid(x) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+def _slice_by_size(x, begin, size) -> np.ndarray:
+    """x[begin : begin + size] per axis; a size of -1 takes the rest of that axis."""
+    return x[tuple(slice(int(b), None if int(s) == -1 else int(b) + int(s))
+                   for b, s in zip(begin, size, strict=True))]
+
+
+def _softmax(x, axis) -> np.ndarray:
+    e = np.exp(x - np.max(x, axis=int(axis), keepdims=True))
+    return e / np.sum(e, axis=int(axis), keepdims=True)
+
+
 def _concat(values, axis, interleave=False) -> np.ndarray:
     if interleave:
         raise EngineError("MIL interpreter: interleaved concat is not supported")
@@ -191,6 +202,8 @@ OPS: dict[str, Callable[..., Any]] = {
     "conv": _conv,
     "relu": lambda x: np.maximum(x, 0),
     "sigmoid": _sigmoid,
+    "tanh": lambda x: np.tanh(x),
+    "softmax": _softmax,
     "pad": _pad,
     "add": lambda x, y: np.add(x, y),
     "sub": lambda x, y: np.subtract(x, y),
@@ -198,6 +211,9 @@ OPS: dict[str, Callable[..., Any]] = {
     "real_div": lambda x, y: np.divide(x, y),
     "floor_div": lambda x, y: np.floor_divide(x, y),
     "minimum": lambda x, y: np.minimum(x, y),
+    "less": lambda x, y: np.less(x, y),
+    "slice_by_size": _slice_by_size,
+    "maximum": lambda x, y: np.maximum(x, y),
     "sqrt": lambda x: np.sqrt(x),
     "reduce_mean": _reduce(np.mean),
     "reduce_sum": _reduce(np.sum),
@@ -326,7 +342,7 @@ class MILInterpreter:
                 f"MIL interpreter: input {name!r} has shape {array.shape}; the model accepts "
                 + " x ".join(f"{lo}..{hi}" if lo != hi else str(lo) for lo, hi in bounds)
             )
-        return array.astype(np.float32)
+        return array.astype(np.int32 if array.dtype.kind in "iu" else np.float32)
 
     def _read(self, value, env: dict[str, Any]):
         if isinstance(value, (list, tuple)):

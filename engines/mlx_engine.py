@@ -13,6 +13,7 @@ from engines.graph import (
     Graph,
     Mask,
     Relu,
+    TimeMean,
     ToFrames,
     ToImage,
     op_inputs,
@@ -72,6 +73,17 @@ def _mask(engine: MLXEngine, op: Mask, values, lengths) -> mx.array:
     return x * keep[:, None, :, None].astype(x.dtype)
 
 
+def _time_mean(engine: MLXEngine, op: TimeMean, values, lengths) -> mx.array:
+    """(B, T, C) -> (B, 1, C), the mean over each clip's valid steps."""
+    x = values[op.x]
+    if lengths is None:
+        return mx.mean(x, axis=1, keepdims=True)
+    stride = engine.strides[op.x]
+    valid = (lengths + stride - 1) // stride
+    keep = (mx.arange(x.shape[1])[None, :] < valid[:, None]).astype(x.dtype)[:, :, None]
+    return mx.sum(x * keep, axis=1, keepdims=True) / valid[:, None, None].astype(x.dtype)
+
+
 def _to_frames(engine: MLXEngine, op: ToFrames, values, lengths) -> mx.array:
     """(B, F, T, C) -> (B, T, C*F), index c*F + f."""
     batch, freq, steps, channels = values[op.x].shape
@@ -90,6 +102,7 @@ _APPLY = {
     Mask: _mask,
     ToFrames: _to_frames,
     **dict.fromkeys(SEQUENCE_OPS, _sequence_op),
+    TimeMean: _time_mean,  # (SEQUENCE_OPS's, but over the valid steps of a padded batch)
 }
 SUPPORTED_OPS: frozenset[type] = frozenset(_APPLY)  # graph op types this engine runs
 

@@ -21,6 +21,7 @@ from engines.graph import (
     Mul,
     SequenceToFrames,
     Sigmoid,
+    TimeMean,
 )
 
 Values = dict[str, mx.array]
@@ -76,6 +77,11 @@ def _mul(op: Mul, values: Values, w: Values) -> mx.array:
     return values[op.a] * values[op.b]
 
 
+def _time_mean(op: TimeMean, values: Values, w: Values) -> mx.array:
+    """(B, T, C) -> (B, 1, C)."""
+    return mx.mean(values[op.x], axis=1, keepdims=True)
+
+
 def _sequence_to_frames(op: SequenceToFrames, values: Values, w: Values) -> mx.array:
     """The sequence layout is already (B, T, C)."""
     return values[op.x]
@@ -91,5 +97,6 @@ SEQUENCE_OPS: dict[type, Callable[..., mx.array]] = {
     Sigmoid: _sigmoid,
     Mul: _mul,
     SequenceToFrames: _sequence_to_frames,
+    TimeMean: _time_mean,
 }
 

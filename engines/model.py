@@ -22,30 +22,37 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 RESNET_MODEL_TYPE = "wespeaker_resnet34"
 CAMPPLUS_MODEL_TYPE = "campplus"  # 3D-Speaker CAM++
+NEMO_MODEL_TYPE = "nemo_speaker"  # NVIDIA NeMo's SpeakerNet, TitaNet, ECAPA-TDNN (engines/nemo.py)
 COMPILED_SUFFIX = ".mlmodelc"  # a compiled Core ML model: a directory
 
 
 def network_family(model_type: str) -> str:
-    """The network a config's `model_type` names: RESNET_MODEL_TYPE or CAMPPLUS_MODEL_TYPE.
+    """The network a config's `model_type` names: RESNET_MODEL_TYPE, CAMPPLUS_MODEL_TYPE or
+    NEMO_MODEL_TYPE.
 
     Converted models carry exactly one of the two. The hub's ResNet34-LM `config.json` names its
     type in the Swift converter's words, which could not be inspected here, so any type that
     mentions a ResNet is read as the WeSpeaker ResNet.
     """
-    if model_type == CAMPPLUS_MODEL_TYPE:
-        return CAMPPLUS_MODEL_TYPE
+    if model_type in (CAMPPLUS_MODEL_TYPE, NEMO_MODEL_TYPE):
+        return model_type
     if model_type == RESNET_MODEL_TYPE or "resnet" in model_type.lower():
         return RESNET_MODEL_TYPE
     raise ModelError(f"unsupported model type {model_type!r} (known: {RESNET_MODEL_TYPE}, "
-                     f"{CAMPPLUS_MODEL_TYPE})")
+                     f"{CAMPPLUS_MODEL_TYPE}, {NEMO_MODEL_TYPE})")
 
 
 def build_graph(config: ModelConfig) -> Graph:
     """The shared graph of the network a model config describes."""
-    if network_family(config.model_type) == CAMPPLUS_MODEL_TYPE:
+    family = network_family(config.model_type)
+    if family == CAMPPLUS_MODEL_TYPE:
         from engines.campplus import build_campplus
 
         return build_campplus(config.layers)
+    if family == NEMO_MODEL_TYPE:
+        from engines.nemo import build_nemo
+
+        return build_nemo(config.network)
     from engines.resnet import build_resnet
 
     return build_resnet(config.layers, config.channels)
@@ -72,12 +79,33 @@ class FrontendConfig:
     high_freq: float = 8000.0  # Hz; <= 0 means Nyquist + high_freq
     log_floor: float = 1.1920929e-07  # float32 epsilon, as Kaldi
     cmn: bool = True  # subtract each bin's mean over the utterance
+    # NeMo's AudioToMelSpectrogramPreprocessor (audio_cli/frontend/fbank.py):
+    framing: str = "kaldi"  # "kaldi" (snip_edges) or "centered" (torch.stft(center=True))
+    fft_size: int = 0  # 0: the frame length rounded up to a power of two
+    mel_scale: str = "kaldi"  # "kaldi" (1127 ln(1 + f/700)) or "slaney" (librosa's, normalised)
+    log_guard: str = "floor"  # log(max(e, log_floor)), or "add": log(e + log_floor)
+    std_norm: bool = False  # after CMN, divide each bin by (its unbiased std + std_floor)
+    std_floor: float = 1e-5
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrontendConfig:
         """Build from a dict, ignoring keys this version does not know."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def identity(self) -> dict[str, Any]:
+        """The options as a dict without the NeMo ones left at their defaults, so a store's
+        recorded front-end (audio_cli/store/identity.py) reads as it did before they existed."""
+        data = dataclasses.asdict(self)
+        for name in NEMO_FRONTEND_OPTIONS:
+            if data[name] == getattr(DEFAULT_FRONTEND, name):
+                del data[name]
+        return data
+
+
+DEFAULT_FRONTEND = FrontendConfig()
+NEMO_FRONTEND_OPTIONS = ("framing", "fft_size", "mel_scale", "log_guard", "std_norm",
+                         "std_floor")
 
 
 @dataclass(frozen=True)
@@ -92,6 +120,7 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)  # CAM++: (FCM, TDNN, growth) channels
     pooling_output_dim: int = 5120
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    network: dict[str, Any] = field(default_factory=dict)  # NeMo: engines/nemo.py describes it
     model_id: str = ""
     license: str = ""
 

@@ -31,6 +31,7 @@ from engines.graph import (
     Relu,
     SequenceToFrames,
     Sigmoid,
+    TimeMean,
     ToFrames,
     ToImage,
 )
@@ -70,26 +71,28 @@ class _OnnxGraph:
             self._initialized.add(name)
         return name
 
-    def mask(self, like: str, stride: int) -> str:
-        """(B, 1, 1, T_s) float mask of the valid steps at `stride` (built once per stride)."""
-        if stride not in self._masks:
-            n = f"mask{stride}"
+    def mask(self, like: str, stride: int, rank: int = 4) -> str:
+        """(B, 1, 1, T_s) float mask of the valid steps at `stride` (built once per stride);
+        rank 3: (B, 1, T_s), for a sequence."""
+        if (stride, rank) not in self._masks:
+            n = f"mask{stride}" if rank == 4 else f"mask{stride}_r{rank}"
             steps = self.constant(f"const.stride{stride}", np.array(stride, dtype=np.int64))
             one = self.constant("const.one_i64", np.array(1, dtype=np.int64))
             zero = self.constant("const.zero_i64", np.array(0, dtype=np.int64))
             rounded = self.node("Sub", [self.node("Add", [LENGTHS, steps], f"{n}/up"), one],
                                 f"{n}/up1")
             valid = self.node("Div", [rounded, steps], f"{n}/valid")  # ceil(len / stride)
-            size = self.node("Shape", [like], f"{n}/size", start=3, end=4)
+            size = self.node("Shape", [like], f"{n}/size", start=rank - 1, end=rank)
             size = self.node("Squeeze", [size], f"{n}/size0")
             steps_range = self.node("Range", [zero, size, one], f"{n}/range")
             axes = self.constant("const.axes_1", np.array([1], dtype=np.int64))
             keep = self.node("Less", [steps_range, self.node("Unsqueeze", [valid, axes],
                                                              f"{n}/valid_col")], f"{n}/keep")
             keep = self.node("Cast", [keep], f"{n}/keepf", to=self.helper.TensorProto.FLOAT)
-            axes12 = self.constant("const.axes_1_2", np.array([1, 2], dtype=np.int64))
-            self._masks[stride] = self.node("Unsqueeze", [keep, axes12], n)
-        return self._masks[stride]
+            axes = self.constant(f"const.axes_1_{rank - 2}",
+                                 np.arange(1, rank - 1, dtype=np.int64))
+            self._masks[stride, rank] = self.node("Unsqueeze", [keep, axes], n)
+        return self._masks[stride, rank]
 
     def weight(self, name: str, layout=None) -> str:
         """A float32 weight as an initializer, optionally transposed to ONNX's layout."""
@@ -175,6 +178,19 @@ def _mul(g, op: Mul) -> str:
     return g.node("Mul", [op.a, op.b], op.out)
 
 
+def _time_mean(g, op: TimeMean) -> str:
+    """(B, C, T) -> (B, C, 1); in a masked model, the mean over each clip's valid steps."""
+    if not g.masked:
+        return g.node("ReduceMean", [op.x], op.out, axes=[TIME], keepdims=1)
+    keep = g.mask(op.x, g.strides[op.x], rank=3)  # (B, 1, T)
+    total = g.node("ReduceSum", [g.node("Mul", [op.x, keep], f"{op.out}/kept"),
+                                 g.constant("seq.axis_time", np.array([TIME], np.int64))],
+                   f"{op.out}/sum", keepdims=1)
+    count = g.node("ReduceSum", [keep, g.constant("seq.axis_time", np.array([TIME], np.int64))],
+                   f"{op.out}/count", keepdims=1)
+    return g.node("Div", [total, count], op.out)
+
+
 def _sequence_to_frames(g, op: SequenceToFrames) -> str:
     """(B, C, T) -> (B, T, C)."""
     return g.node("Transpose", [op.x], op.out, perm=[0, 2, 1])
@@ -190,6 +206,7 @@ SEQUENCE_TRANSLATORS = {
     Sigmoid: _sigmoid,
     Mul: _mul,
     SequenceToFrames: _sequence_to_frames,
+    TimeMean: _time_mean,
 }
 
 

@@ -101,6 +101,13 @@ def _stage(ops: list, graph_strides: dict[str, int], read_later: set[str]) -> St
                  max(radius[n] for n in outputs))
 
 
+def can_stage(graph: Graph) -> bool:
+    """True when every op of the trunk that mixes the whole time axis is a ContextPool (a
+    TimeMean, as in squeeze-excitation, is not cut here: such a trunk runs in one pass)."""
+    return all(getattr(op, "time_local", True) or isinstance(op, ContextPool)
+               for op in graph.trunk_ops())
+
+
 def plan_stages(graph: Graph) -> list[Step]:
     """The trunk as stages and the ContextPool and Concat ops between them, in order."""
     ops = graph.trunk_ops()

@@ -31,6 +31,7 @@ from engines.graph import (
     OUTPUT,
     Add,
     Affine,
+    AttentivePool,
     Concat,
     ContextPool,
     Conv1d,
@@ -46,6 +47,7 @@ from engines.graph import (
     SequenceToFrames,
     Sigmoid,
     StatsPool,
+    TimeMean,
     ToFrames,
     ToImage,
 )
@@ -218,6 +220,25 @@ def mask_case() -> Case:
     return image_case(body, reference, t, ragged=(9, 5))
 
 
+def squeeze_excite_case() -> Case:
+    """x * sigmoid(conv1x1(relu(conv1x1(mean over time of x)))): the one-step mean through
+    convolutions, then broadcast back over time by Mul."""
+    t = {"se1.w": kernel("se1", (3, 1, BINS)), "se1.b": kernel("se1b", (3,)),
+         "se2.w": kernel("se2", (BINS, 1, 3)), "se2.b": kernel("se2b", (BINS,))}
+
+    def body(g, x):
+        h = g.add(Relu(g.add(Conv1d(g.add(TimeMean(x, "mean")), "se1", "se1.w", "se1.b")),
+                       "se1.relu"))
+        gate = g.add(Sigmoid(g.add(Conv1d(h, "se2", "se2.w", "se2.b")), "gate"))
+        return g.add(Mul(x, gate, "excited"))
+
+    def reference(x):
+        h = relu(t["se1.w"][:, 0] @ x.mean(axis=0) + t["se1.b"])
+        return x * sigmoid(t["se2.w"][:, 0] @ h + t["se2.b"])
+
+    return sequence_case(body, reference, t, lengths=(2, 9, 40))
+
+
 def affine_tensors() -> dict[str, np.ndarray]:
     return {"a.w": rng_for("aw").uniform(0.5, 2, BINS).astype(np.float32),
             "a.b": kernel("ab", (BINS,))}
@@ -262,6 +283,13 @@ CASES: dict[type, dict[str, Case]] = {
     Mul: {"x_times_relu_x": sequence_case(
         lambda g, x: g.add(Mul(x, g.add(Relu(x, "relu")), "prod")), lambda x: x * relu(x))},
     SequenceToFrames: {"identity": sequence_case(lambda g, x: x, lambda x: x)},
+    TimeMean: {"times_x": sequence_case(lambda g, x: g.add(Mul(x, g.add(TimeMean(x, "mean")),
+                                                               "scaled")),
+                                        lambda x: x * x.mean(axis=0), lengths=(2, 9)),
+               "padded_batch": sequence_case(
+                   lambda g, x: g.add(Mul(x, g.add(TimeMean(x, "mean")), "scaled")),
+                   lambda x: x * x.mean(axis=0), ragged=(9, 5)),
+               "squeeze_excite": squeeze_excite_case()},
 }
 
 
@@ -318,6 +346,43 @@ def with_head(build: Callable[[Graph], None], frames_dim: int,
     return g, {**tensors, **head_tensors}
 
 
+ATTENTION = 4  # channels of the attentive pooling's hidden layer
+
+
+def with_attentive_head(build: Callable[[Graph], None], frames_dim: int,
+                        tensors: dict[str, np.ndarray]) -> tuple[Graph, dict[str, np.ndarray]]:
+    """The trunk plus AttentivePool -> Linear -> Relu -> Linear -> L2Normalize."""
+    g = Graph()
+    build(g)
+    x = g.add(Linear(g.add(AttentivePool(FRAMES, "pooled", "att")), "hidden", "l1.w", "l1.b"))
+    x = g.add(Linear(g.add(Relu(x, "hidden.relu")), "raw", "l2.w", "l2.b"))
+    g.add(L2Normalize(x, OUTPUT))
+    rng = np.random.default_rng(frames_dim)
+    d, a = frames_dim, ATTENTION
+    shapes = {"att.tdnn.weight": (a, 3 * d), "att.tdnn.bias": (a,), "att.bn.weight": (a,),
+              "att.bn.bias": (a,), "att.attention.weight": (d, a), "att.attention.bias": (d,),
+              "l1.w": (5, 2 * d), "l1.b": (5,), "l2.w": (EMBEDDING, 5), "l2.b": (EMBEDDING,)}
+    head_tensors = {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()}
+    return g, {**tensors, **head_tensors}
+
+
+def attentive_head(frames: np.ndarray, t: dict[str, np.ndarray]) -> np.ndarray:
+    """(T', D) -> the unit vector of with_attentive_head's head, written out in float64."""
+    x = frames.astype(np.float64)
+    w = {k: v.astype(np.float64) for k, v in t.items()}
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    joined = np.concatenate([x, np.tile(mean, (len(x), 1)), np.tile(std, (len(x), 1))], axis=1)
+    hidden = relu(joined @ w["att.tdnn.weight"].T + w["att.tdnn.bias"])
+    hidden = hidden * w["att.bn.weight"] + w["att.bn.bias"]
+    energy = np.tanh(hidden) @ w["att.attention.weight"].T + w["att.attention.bias"]
+    alpha = np.exp(energy) / np.exp(energy).sum(axis=0)
+    mu = (alpha * x).sum(axis=0)
+    sigma = np.sqrt((alpha * (x - mu) ** 2).sum(axis=0))
+    h = relu(w["l1.w"] @ np.concatenate([mu, sigma]) + w["l1.b"])
+    raw = w["l2.w"] @ h + w["l2.b"]
+    return raw / np.linalg.norm(raw)
+
+
 def features(frames: int, scale: float = 1.0, batch: int = 2, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed + frames)
     return (rng.standard_normal((batch, frames, BINS)) * scale).astype(np.float32)
@@ -369,7 +434,8 @@ def test_head_op_runs_in_the_shared_head(op_type):
     """The engines' trunks stop at FRAMES; engines.head.Head evaluates the rest."""
     from engines.head import Head
 
-    graph, tensors = with_head(CASES[Relu]["sequence"].build, BINS, {})
+    make = with_attentive_head if op_type is AttentivePool else with_head
+    graph, tensors = make(CASES[Relu]["sequence"].build, BINS, {})
     assert op_type in {type(op) for op in graph.head_ops()}
     assert op_type not in {type(op) for op in graph.trunk_ops()}
     Head(graph, Weights(tensors=tensors))  # accepts the head
@@ -389,6 +455,20 @@ def test_shared_head_matches_numpy_on_a_padded_batch(tmp_path):
         np.testing.assert_allclose(got[row], expected, rtol=1e-5, atol=1e-6)
 
 
+def test_attentive_head_matches_numpy_on_a_padded_batch(tmp_path):
+    """AttentivePool (and a Relu between Linears) over each clip's valid steps, in the shared
+    head, through the ONNX engine's embed."""
+    trunk = image_case(lambda g, x: g.add(Mask(g.add(Relu(x, "relu")), "masked")), relu)
+    graph, tensors = with_attentive_head(trunk.build, BINS, {})
+    engine = make_engine("onnx", graph, tensors, tmp_path)
+    x = features(12)
+    x[1, 7:] = 0.0
+    got = engine.embed(x, np.array([12, 7]))
+    for row, n in enumerate((12, 7)):
+        expected = attentive_head(relu(x[row, :n].astype(np.float64)), tensors)
+        np.testing.assert_allclose(got[row], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_core_ml_package_translates_the_head_ops_too(tmp_path):
     """The Core ML export also translates the head, for the package's `embedding` output."""
     pytest.importorskip("coremltools", reason="coremltools is not installed")
@@ -404,3 +484,10 @@ def test_core_ml_package_translates_the_head_ops_too(tmp_path):
         got = package.predict({MEL_INPUT: x})[EMBEDDING_OUTPUT][0]
         expected = head(relu(x[0].astype(np.float64)), tensors["lin.w"], tensors["lin.b"])
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    graph, tensors = with_attentive_head(CASES[Relu]["sequence"].build, BINS, {})
+    package = MILInterpreter(make_engine("coreml", graph, tensors, tmp_path / "att").package)
+    for frames in (2, 9):
+        x = features(frames, batch=1)
+        got = package.predict({MEL_INPUT: x})[EMBEDDING_OUTPUT][0]
+        np.testing.assert_allclose(got, attentive_head(relu(x[0].astype(np.float64)), tensors),
+                                   rtol=1e-5, atol=1e-6)

@@ -20,12 +20,12 @@ app = typer.Typer()
 @app.command("convert")
 def convert(
     source: Annotated[Path, typer.Argument(
-        metavar="CHECKPOINT", help="pyannote pytorch_model.bin, wespeaker .pt or 3D-Speaker "
-        "campplus_cn_en_common.pt")],
+        metavar="CHECKPOINT", help="pyannote pytorch_model.bin, wespeaker .pt, 3D-Speaker "
+        "campplus_cn_en_common.pt or an NVIDIA NeMo speaker model (.nemo)")],
     out_dir: Annotated[Path, typer.Argument(
         metavar="DIR", help="New directory for the hub-layout model.")],
 ) -> None:
-    """Convert a PyTorch checkpoint into a model directory (no torch needed)."""
+    """Convert a PyTorch checkpoint or .nemo model into a model directory (no torch needed)."""
     from audio_cli.models.convert import convert_checkpoint
 
     written = convert_checkpoint(source, out_dir)

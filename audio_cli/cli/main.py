@@ -199,7 +199,7 @@ def check_inputs_exist(paths: list[str]) -> None:
 
 ModelOpt = Annotated[str, typer.Option(
     metavar="MODEL", show_default=model_name(DEFAULT_MODEL),
-    help="Hub repo id, known name, or local model directory.")]
+    help="Hub repo id, known name, local model directory or NeMo .nemo file.")]
 EngineOpt = Annotated[str, typer.Option(
     metavar="ENGINE", help="Inference engine: auto (MLX on Apple Silicon, else onnx), onnx, "
     "mlx or coreml.")]

@@ -5,6 +5,12 @@ call it), vectorised numpy, float64 inside.
 mel triangles, log floor) followed by `apply_cmn`. Matches kaldi-native-fbank / torchaudio's
 `compliance.kaldi.fbank` with dither 0, snip_edges on, no energy column.
 
+NeMo's AudioToMelSpectrogramPreprocessor is this pipeline with other FrontendConfig options:
+`framing="centered"` (torch.stft(center=True) frames, T = N // shift; pre-emphasis over the
+whole signal), `hann`, `slaney` mel triangles (librosa's), `log_guard="add"` and `std_norm`
+(per_feature: (x - mean) / (unbiased std + std_floor)). NeMo dithers only in training, and
+every later step masks its pad_to padding, so neither is an option here.
+
 Too-short input: fewer samples than one frame gives an empty `(0, num_mel_bins)` array, not an
 error; callers decide whether that is acceptable.
 
@@ -31,6 +37,9 @@ MEL_BREAK_HZ = 700.0  # mel(f) = MEL_SCALE * ln(1 + f / MEL_BREAK_HZ)
 MEL_SCALE = 1127.0  # mels
 HAMMING_ALPHA = 0.54  # hamming: alpha - (1 - alpha) * cos(2*pi*n / (N - 1))
 POVEY_POWER = 0.85  # povey: hann(n) ** POVEY_POWER, symmetric hann over N - 1
+SLANEY_HZ_PER_MEL = 200.0 / 3.0  # Slaney's mel scale: linear below SLANEY_BREAK_HZ...
+SLANEY_BREAK_HZ = 1000.0
+SLANEY_LOG_STEP = np.log(6.4) / 27.0  # ...and logarithmic above it (mels per ln Hz)
 
 DEFAULT_CONFIG = FrontendConfig()
 FRAME_BLOCK = 512  # frames computed together (about 5 s); fixes the float grouping for streaming
@@ -47,12 +56,17 @@ def frame_shift(config: FrontendConfig) -> int:
 
 
 def fft_size(config: FrontendConfig) -> int:
-    """FFT length: the frame length rounded up to a power of two (512 for 400)."""
+    """FFT length: config.fft_size, else the frame length rounded up to a power of two."""
+    if config.fft_size:
+        return config.fft_size
     return 1 << (frame_length(config) - 1).bit_length()
 
 
 def num_frames(num_samples: int, config: FrontendConfig = DEFAULT_CONFIG) -> int:
-    """Frames Kaldi's snip_edges framing yields: 1 + (N - length) // shift, or 0 if N < length."""
+    """Frames Kaldi's snip_edges framing yields: 1 + (N - length) // shift, or 0 if N < length;
+    centred framing: N // shift."""
+    if config.framing == "centered":
+        return num_samples // frame_shift(config)
     length = frame_length(config)
     if num_samples < length:
         return 0
@@ -63,6 +77,8 @@ def min_samples(frames: int, config: FrontendConfig = DEFAULT_CONFIG) -> int:
     """Fewest samples that give at least `frames` frames (0 for frames <= 0)."""
     if frames <= 0:
         return 0
+    if config.framing == "centered":
+        return frames * frame_shift(config)
     return frame_length(config) + (frames - 1) * frame_shift(config)
 
 
@@ -79,16 +95,48 @@ def _window(kind: str, length: int) -> np.ndarray:
         window = HAMMING_ALPHA - (1.0 - HAMMING_ALPHA) * np.cos(phase)
     elif kind == "povey":
         window = (0.5 - 0.5 * np.cos(phase)) ** POVEY_POWER
+    elif kind == "hann":
+        window = 0.5 - 0.5 * np.cos(phase)
     else:
-        raise ValueError(f"unknown window {kind!r} (expected 'hamming' or 'povey')")
+        raise ValueError(f"unknown window {kind!r} (expected 'hamming', 'povey' or 'hann')")
     window.setflags(write=False)
     return window
 
 
+def slaney_mel(freq_hz: np.ndarray) -> np.ndarray:
+    """Hz -> mel on Slaney's scale (librosa's default, htk=False)."""
+    f = np.asarray(freq_hz, dtype=np.float64)
+    above = SLANEY_BREAK_HZ / SLANEY_HZ_PER_MEL + np.log(np.maximum(f, SLANEY_BREAK_HZ)
+                                                        / SLANEY_BREAK_HZ) / SLANEY_LOG_STEP
+    return np.where(f >= SLANEY_BREAK_HZ, above, f / SLANEY_HZ_PER_MEL)
+
+
+def slaney_hz(mel: np.ndarray) -> np.ndarray:
+    """Slaney mel -> Hz (the inverse of slaney_mel)."""
+    m = np.asarray(mel, dtype=np.float64)
+    brk = SLANEY_BREAK_HZ / SLANEY_HZ_PER_MEL
+    return np.where(m >= brk, SLANEY_BREAK_HZ * np.exp(SLANEY_LOG_STEP * (m - brk)),
+                    m * SLANEY_HZ_PER_MEL)
+
+
+def _slaney_matrix(num_bins: int, n_fft: int, sample_rate: int, low: float, high: float
+                   ) -> np.ndarray:
+    """librosa.filters.mel(norm="slaney"): triangles between Slaney-mel-spaced edges (in Hz),
+    each scaled by 2 / its width in Hz; (n_fft//2, num_bins), without the Nyquist bin."""
+    edges = slaney_hz(np.linspace(slaney_mel(low), slaney_mel(high), num_bins + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - np.arange(n_fft // 2)[None, :] * sample_rate / n_fft
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    return (weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]).T
+
+
 @lru_cache(maxsize=16)
 def _mel_matrix(num_bins: int, n_fft: int, sample_rate: int,
-                low_hz: float, high_hz: float) -> np.ndarray:
-    """(n_fft//2, num_bins) float64 triangular weights, unnormalised, read-only (cached).
+                low_hz: float, high_hz: float, scale: str = "kaldi") -> np.ndarray:
+    """(n_fft//2, num_bins) float64 triangular weights, read-only (cached): Kaldi's
+    (unnormalised) or, with scale "slaney", librosa's.
 
     Rows are FFT bins 0..n_fft/2-1; the Nyquist bin has weight 0 so it is left out.
     """
@@ -96,6 +144,12 @@ def _mel_matrix(num_bins: int, n_fft: int, sample_rate: int,
     high = high_hz if high_hz > 0 else nyquist + high_hz
     if not 0.0 <= low_hz < high <= nyquist:
         raise ValueError(f"bad mel range {low_hz}..{high} Hz for sample rate {sample_rate} Hz")
+    if scale == "slaney":
+        weights = _slaney_matrix(num_bins, n_fft, sample_rate, low_hz, high)
+        weights.setflags(write=False)
+        return weights
+    if scale != "kaldi":
+        raise ValueError(f"unknown mel scale {scale!r} (expected 'kaldi' or 'slaney')")
     edges = np.linspace(mel_scale(low_hz), mel_scale(high), num_bins + 2)  # mels
     left, center, right = edges[:-2], edges[1:-1], edges[2:]
     bin_mel = mel_scale(np.arange(n_fft // 2) * sample_rate / n_fft)[:, None]
@@ -127,6 +181,8 @@ def log_mel(samples: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.
     if x.ndim != 1:
         raise ValueError(f"expected 1-D samples, got shape {x.shape}")
     total = num_frames(x.shape[0], config)
+    if config.framing == "centered":
+        return _centered_log_mel(x, total, config)
     if total == 0:
         return log_mel_block(x, config)  # checks the config, gives (0, bins)
     out = np.empty((total, config.num_mel_bins), dtype=np.float64)
@@ -161,10 +217,39 @@ def log_mel_block(samples: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) 
         emphasised[:, 1:] = frames[:, 1:] - config.preemphasis * frames[:, :-1]
         emphasised[:, 0] = frames[:, 0] * (1.0 - config.preemphasis)
         frames = emphasised
-    spectrum = np.fft.rfft(frames * window, n=fft_size(config), axis=1)  # (T, n_fft/2 + 1)
+    return _log_energies(frames * window, mel, config)
+
+
+def _log_energies(windowed: np.ndarray, mel: np.ndarray, config: FrontendConfig) -> np.ndarray:
+    """(T, frame) windowed frames -> (T, bins) log mel energies of the power spectrum."""
+    spectrum = np.fft.rfft(windowed, n=fft_size(config), axis=1)  # (T, n_fft/2 + 1)
     power = spectrum.real**2 + spectrum.imag**2
     energies = power[:, : mel.shape[0]] @ mel  # Nyquist bin has zero weight
+    if config.log_guard == "add":
+        return np.log(energies + config.log_floor)
     return np.log(np.maximum(energies, config.log_floor))
+
+
+def _centered_log_mel(x: np.ndarray, total: int, config: FrontendConfig) -> np.ndarray:
+    """Centred framing (NeMo): pre-emphasis over the signal, n_fft/2 zeros on both sides, frame
+    t = samples [t*shift, t*shift + n_fft) of that, the window centred in the FFT frame."""
+    n_fft, length = fft_size(config), frame_length(config)
+    mel = _mel_matrix(config.num_mel_bins, n_fft, config.sample_rate, float(config.low_freq),
+                      float(config.high_freq), config.mel_scale)
+    if length > n_fft:
+        raise ValueError(f"frames of {length} samples do not fit an FFT of {n_fft}")
+    window = np.zeros(n_fft)
+    left = (n_fft - length) // 2
+    window[left : left + length] = _window(config.window, length)
+    if config.preemphasis != 0.0 and x.shape[0] > 1:
+        x = np.concatenate([x[:1], x[1:] - config.preemphasis * x[:-1]])
+    padded = np.pad(x * config.input_scale, n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[:: frame_shift(config)]
+    out = np.empty((total, config.num_mel_bins), dtype=np.float64)
+    for first in range(0, total, FRAME_BLOCK):
+        rows = frames[first : min(first + FRAME_BLOCK, total)]
+        out[first : first + len(rows)] = _log_energies(rows * window, mel, config)
+    return out
 
 
 def block_mean(features: np.ndarray) -> np.ndarray:
@@ -195,7 +280,16 @@ def fbank(samples: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.nd
     features = log_mel(samples, config)
     if config.cmn:
         features = apply_cmn(features)
+    if config.std_norm and features.shape[0] > 0:
+        std = features.std(axis=0, ddof=1) if features.shape[0] > 1 else 0.0
+        features = features / (std + config.std_floor)
     return features.astype(np.float32)
+
+
+def streams(config: FrontendConfig) -> bool:
+    """True when the two streaming passes below compute this front-end (Kaldi framing, CMN
+    at most); otherwise a long input is featurised whole."""
+    return config.framing == "kaldi" and not config.std_norm
 
 
 # ---------------------------------------------------------------- streaming, two passes

@@ -14,12 +14,12 @@ import numpy as np
 EPS = 1e-5  # PyTorch's BatchNorm default, used by every BatchNorm of both networks
 
 
-def scale_shift(tensors: Mapping[str, np.ndarray], name: str, affine: bool = True
-                ) -> tuple[np.ndarray, np.ndarray]:
+def scale_shift(tensors: Mapping[str, np.ndarray], name: str, affine: bool = True,
+                eps: float = EPS) -> tuple[np.ndarray, np.ndarray]:
     """(scale, shift), float64, of BatchNorm `name` (`affine` False: no weight and bias)."""
     mean, var = (tensors[f"{name}.{key}"].astype(np.float64)
                  for key in ("running_mean", "running_var"))
-    scale = 1.0 / np.sqrt(var + EPS)
+    scale = 1.0 / np.sqrt(var + eps)
     if affine:
         scale = tensors[f"{name}.weight"].astype(np.float64) * scale
         return scale, tensors[f"{name}.bias"].astype(np.float64) - mean * scale

@@ -56,7 +56,7 @@ def _is_complete(directory: Path) -> bool:
     return (directory / CONFIG_FILE).is_file() and (directory / WEIGHTS_FILE).is_file()
 
 
-def _convert_into_cache(checkpoint: Path, target: Path) -> Path:
+def convert_into_cache(checkpoint: Path, target: Path) -> Path:
     """Convert `checkpoint` into a scratch directory beside `target`, then rename it there."""
     from audio_cli.models.convert import convert_checkpoint
 
@@ -75,7 +75,7 @@ def _convert_into_cache(checkpoint: Path, target: Path) -> Path:
 def model_dir_from_checkpoint(checkpoint: Path) -> Path:
     """Verify a local original checkpoint and return its converted copy in the user cache."""
     target = cached_model_dir(verify_checkpoint(checkpoint))
-    return target if _is_complete(target) else _convert_into_cache(checkpoint, target)
+    return target if _is_complete(target) else convert_into_cache(checkpoint, target)
 
 
 def _progress(done: int, total: int | None) -> None:
@@ -121,6 +121,6 @@ def resolve_campplus() -> Path:
     try:
         download(os.environ.get(URL_ENV) or CHECKPOINT_URL, partial)
         verify_checkpoint(partial)
-        return _convert_into_cache(partial, target)
+        return convert_into_cache(partial, target)
     finally:
         partial.unlink(missing_ok=True)

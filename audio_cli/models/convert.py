@@ -19,6 +19,7 @@ import numpy as np
 
 from audio_cli.models import batchnorm
 from audio_cli.models.convert_campplus import attribution, convert_tensors, looks_like_campplus
+from audio_cli.models.convert_nemo import NEMO_SUFFIX
 from audio_cli.models.torch_checkpoint import read_torch_state_dict
 from engines.errors import ModelError
 from engines.files import scratch_dir
@@ -263,12 +264,28 @@ def _write_outputs(out_dir: Path, converted: Converted) -> None:
         raise ModelError(f"{out_dir}: cannot write model ({exc.strerror or exc})") from None
 
 
+def convert_nemo(source: Path) -> Converted:
+    """Convert an NVIDIA NeMo speaker model (`.nemo`; see convert_nemo.py)."""
+    from audio_cli.models import convert_nemo as nemo
+
+    config, tensors = nemo.read_nemo(source)
+    t = _TrackedTensors(tensors)
+    out, model = nemo.convert_tensors(t, config, source.name)
+    if t.unused():
+        raise ModelError(f"{source.name}: tensors this converter does not know: {t.unused()[:5]}")
+    return Converted(out, model, nemo.attribution(source.name))
+
+
 def convert_checkpoint(source: Path, out_dir: Path) -> Path:
-    """Convert the torch checkpoint `source` into a new model directory `out_dir`; return it."""
+    """Convert the torch checkpoint or `.nemo` model `source` into a new model directory
+    `out_dir`; return it."""
     source, out_dir = Path(source), Path(out_dir)
     _refuse_overwrite(out_dir)
-    tensors = _strip_data_parallel(read_torch_state_dict(source))
-    converted = detect_family(tensors, str(source)).convert(tensors, source.name)
+    if source.suffix.lower() == NEMO_SUFFIX:
+        converted = convert_nemo(source)
+    else:
+        tensors = _strip_data_parallel(read_torch_state_dict(source))
+        converted = detect_family(tensors, str(source)).convert(tensors, source.name)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -17,6 +17,7 @@ from engines.model import (
     CAMPPLUS_MODEL_TYPE,
     COMPILED_SUFFIX,
     CONFIG_FILE,
+    NEMO_MODEL_TYPE,
     RESNET_MODEL_TYPE,
     WEIGHTS_FILE,
     compiled_models,
@@ -35,6 +36,7 @@ class KnownModel:
     model_type: str  # the network (engines.model: RESNET_MODEL_TYPE, CAMPPLUS_MODEL_TYPE)
     threshold: float  # default same-speaker decision threshold on the raw cosine
     engines: tuple[str, ...] = ALL_ENGINES
+    nemo_file: str = ""  # a NeMo model: the `.nemo` file in the hub repo `source`
 
 
 # Where each default threshold comes from (also in the README):
@@ -46,6 +48,7 @@ class KnownModel:
 #   the threshold depends on the test set and, if one number must be set, to use about 0.5
 #   (github.com/modelscope/3D-Speaker/issues/135). The README gives the equal-error
 #   threshold measured on LibriSpeech test-other.
+# - NeMo TitaNet-L: 0.7, the default of NeMo's own EncDecSpeakerLabelModel.verify_speakers.
 KNOWN_MODELS = (
     KnownModel("wespeaker-resnet34-lm", "aufklarer/WeSpeaker-ResNet34-LM-MLX",
                RESNET_MODEL_TYPE, 0.5),
@@ -53,6 +56,8 @@ KNOWN_MODELS = (
     KnownModel("wespeaker-resnet34-lm-coreml", "aufklarer/WeSpeaker-ResNet34-LM-CoreML",
                RESNET_MODEL_TYPE, 0.5, engines=("coreml",)),
     KnownModel("campplus", "modelscope", CAMPPLUS_MODEL_TYPE, 0.5),
+    KnownModel("titanet-large", "nvidia/speakerverification_en_titanet_large", NEMO_MODEL_TYPE,
+               0.7, nemo_file="speakerverification_en_titanet_large.nemo"),
 )
 DEFAULT_MODEL = KNOWN_MODELS[0].source
 # What a download fetches: weights, or a compiled Core ML model (a Core ML-only repo such as
@@ -141,12 +146,21 @@ def resolve_model(model: str, engine: str | None = None) -> tuple[str, Path]:
     With `engine`, a known model that engine cannot run is refused before any download.
 
     A local directory holding 3D-Speaker's original CAM++ checkpoint and no `config.json` is
-    verified and converted into the user cache (models/campplus.py), and so is `campplus`.
+    verified and converted into the user cache (models/campplus.py), and so is `campplus`;
+    a `.nemo` file, and a known NeMo model once downloaded, likewise (models/nemo.py).
     """
     known = known_model(model)
     if engine is not None:
         _check_engine(model, known, engine)
     path = Path(model).expanduser()
+    if path.is_file() and path.suffix.lower() == ".nemo":
+        from audio_cli.models import nemo
+
+        return str(path), nemo.model_dir_from_nemo(path)
+    if known is not None and known.nemo_file:
+        from audio_cli.models import nemo
+
+        return known.name, nemo.resolve_hub_nemo(known.source, known.nemo_file)
     if path.is_dir():
         if not (path / CONFIG_FILE).exists():
             from audio_cli.models import campplus

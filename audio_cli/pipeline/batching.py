@@ -31,7 +31,7 @@ from audio_cli.frontend.audio import (
     open_audio,
     warn,
 )
-from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames
+from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames, streams
 from engines.errors import AudioCliError, EngineError, InputAudioError, UsageError
 
 # ---------------------------------------------------------------- threads
@@ -115,15 +115,16 @@ class Inference:
         self.chunk_frames = chunk_frames
         # A time-local trunk run by the engine itself: padding can be masked out of a batch
         # and a long clip cut into chunks, both exactly.
-        trunk = hasattr(engine, "encode") and hasattr(engine, "head")
+        # (An attention-pooled head needs every frame at once: no chunks; NeMo's TitaNet.)
+        trunk = hasattr(engine, "encode") and hasattr(engine, "head") and graph.pools_by_stats
         self.splits_exactly = trunk and graph.time_local
         # A trunk that mixes the whole clip (CAM++) runs a long clip stage by stage instead,
         # exactly and in bounded memory, where the engine runs stages (engines.stages).
         self.stages = None
         if trunk and not graph.time_local and hasattr(engine, "run_stage"):
-            from engines.stages import plan_stages  # (imported only where used: start-up)
+            from engines.stages import can_stage, plan_stages  # (only where used: start-up)
 
-            self.stages = plan_stages(graph)
+            self.stages = plan_stages(graph) if can_stage(graph) else None
         self.stage_chunk = min(chunk_frames, STAGE_CHUNK_STEPS)
 
     def embed_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
@@ -159,9 +160,11 @@ class Inference:
     def _run_batch(self, clips: list[np.ndarray]) -> np.ndarray:
         lengths = np.array([len(c) for c in clips], dtype=np.int64)
         longest = int(lengths.max())
-        if np.all(lengths == longest):
+        pad_to = self.graph.pad_to  # run padded as the original ran it (NeMo's ECAPA)
+        width = -(-longest // pad_to) * pad_to if pad_to else longest
+        if width == longest and np.all(lengths == longest):
             return check_vectors(self.engine.embed(np.stack(clips)), self.engine.name)
-        batch = np.zeros((len(clips), longest, clips[0].shape[1]), dtype=np.float32)
+        batch = np.zeros((len(clips), width, clips[0].shape[1]), dtype=np.float32)
         for row, clip in zip(batch, clips, strict=True):
             row[: len(clip)] = clip
         return check_vectors(self.engine.embed(batch, lengths), self.engine.name)
@@ -278,7 +281,8 @@ def _prepare(speaker, source: str | os.PathLike, min_duration: float, vad: bool 
 
             check_duration(stream.name, stream.duration, min_duration)
             pending.stream = stream = detect_source(stream, min_duration)
-        if speaker.inference.needs_chunks(source_frames(stream, speaker.config.frontend)):
+        frontend = speaker.config.frontend
+        if streams(frontend) and speaker.inference.needs_chunks(source_frames(stream, frontend)):
             pending.vector = embed_streamed(speaker, stream, min_duration)
         else:
             audio = stream.read_audio()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -39,7 +38,7 @@ class Embedder:
         name = name or model_id
         speaker = WeSpeaker.from_directory(directory, name, engine, threads, precision)
         config = speaker.config
-        frontend = json.dumps(dataclasses.asdict(config.frontend), sort_keys=True)
+        frontend = json.dumps(config.frontend.identity(), sort_keys=True)
         return cls(speaker, name, model_digest(directory), config.embedding_dim, frontend,
                    precision)
 
