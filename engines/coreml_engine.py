@@ -112,6 +112,8 @@ class CoreMLEngine(TrunkEngine):
         log = sys.stderr if log is None else log
         self.config = config
         check_precision(precision)
+        if precision == "int8":
+            self.name = "coreml-int8"  # as the onnx engine's int8 network is "onnx-int8"
         self.package = find_or_export_package(config, weights, precision, cache_dir, log, graph)
         super().__init__(graph, weights)
         self.min_frames = graph.min_frames()

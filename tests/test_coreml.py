@@ -229,6 +229,7 @@ def test_int8_engine_and_the_mlx_refusal(small, tmp_path):
     config, tensors, weights = small
     engine = create_engine("coreml", config, weights, precision="int8")
     assert engine.package.name.endswith(f"-int8-v{EXPORT_VERSION}.mlpackage")
+    assert engine.name == "coreml-int8"  # records and the store say which network ran
     x = features(150, seed=11)
     assert cosine(engine.embed(x[None])[0], reference(x, tensors, config)) >= 0.99
     with pytest.raises(UsageError, match="onnx and coreml"):
