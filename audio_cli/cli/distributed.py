@@ -15,7 +15,6 @@ Ray is an optional extra: `pip install 'audio-speaker[ray]'`.
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -152,7 +151,7 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
                  threads: int | None, precision: str, vad: bool, json_output: bool) -> int:
     """Run `embed-speaker` on Ray into a folder of Parquet shards; returns the exit status."""
     from audio_cli.cli import shards
-    from audio_cli.cli.embed import check_windows, plural
+    from audio_cli.cli.embed import check_windows, plural, stderr_line
     from audio_cli.cli.writers import outcome_rows
     from audio_cli.models.registry import known_model
     from audio_cli.pipeline.parquet import require_pyarrow, to_table
@@ -176,7 +175,7 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
     todo = [r for r in todo if (r["path"], r["size"], r["mtime_ns"]) not in done.keys]
     todo.sort(key=lambda r: r["size"])  # similar durations share a batch
     total = len(todo) + len(failed)
-    line = _progress_line
+    line = stderr_line
     if done.keys:
         line(f"audio: {plural(len(done.keys), 'input')} already in {folder}; "
              f"{plural(total, 'input')} to embed")
@@ -276,7 +275,3 @@ def _start(ray, address: str | None) -> None:
             signal.signal(number, handler)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
-
-def _progress_line(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.errors import UsageError
-from engines.files import publish, signals_held
+from engines.files import publish, scratch_file, signals_held
 
 SHARD_ROWS = 20000  # rows in one shard at most (AUDIO_RAY_SHARD_ROWS overrides it)
 ROWS_ENV = "AUDIO_RAY_SHARD_ROWS"
@@ -103,13 +103,6 @@ def _positive(text: str | None, default: int) -> int:
     return int(text)
 
 
-def _scratch(target: Path) -> Path:
-    """A new hidden scratch file for `target`, which prepare_folder removes if left over."""
-    scratch = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-    scratch.touch(exist_ok=False)
-    return scratch
-
-
 def _rewrite(shard: Path, keep: list[bool]) -> None:
     """Replace a shard by its rows where `keep` is True (removed if none is)."""
     import pyarrow as pa
@@ -119,7 +112,7 @@ def _rewrite(shard: Path, keep: list[bool]) -> None:
         shard.unlink()
         return
     table = pq.read_table(shard).filter(pa.array(keep))
-    scratch = _scratch(shard)
+    scratch = scratch_file(shard)
     try:
         pq.write_table(table, scratch, compression="zstd")
         publish(scratch, shard, replace=True)
@@ -146,7 +139,7 @@ class ShardWriter:
         name = f"{SHARD_PREFIX}{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}.parquet"
         self._target = self.folder / name
         with signals_held():  # the scratch name is known to discard() before a signal acts
-            self._scratch = _scratch(self._target)
+            self._scratch = scratch_file(self._target)
         self._writer = pq.ParquetWriter(str(self._scratch), schema(self.dim),
                                         compression="zstd")
         self._rows, self._opened = 0, time.monotonic()

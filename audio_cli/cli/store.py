@@ -48,11 +48,6 @@ speakers_app = typer.Typer(help="List, remove, rename, export or import enrolled
 app.add_typer(speakers_app, name="speakers")
 
 
-def _warn(warning: str | None) -> None:
-    if warning:
-        sys.stderr.write(f"audio: warning: {warning}\n")
-
-
 def _emit(document: dict, json_output: bool, text: str) -> None:
     sys.stdout.write(json.dumps(document) + "\n" if json_output else text + "\n")
 
@@ -142,7 +137,9 @@ def enroll(
     checks.check_inputs_exist(files)
     with Store(db) as store:
         embedder = _embedder(model, engine, threads, precision)
-        _warn(check_enroll(store, embedder, vad))
+        from audio_cli.store.settings import warn
+
+        warn(check_enroll(store, embedder, vad))
         sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
         results = embedder.embed_all(sources, min_duration, vad)
         total = enroll_speaker(store, embedder, name, results, vad)

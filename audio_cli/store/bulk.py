@@ -3,14 +3,13 @@ machine or a Ray cluster) loaded into the store in bulk, as `index` would have e
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from audio_cli.store.db import Store, now
 from audio_cli.store.identity import Embedder
-from audio_cli.store.index import sync_files
-from audio_cli.store.settings import Made, check_adding
+from audio_cli.store.index import UPSERT_RECORDING, signatures_of, sync_files
+from audio_cli.store.settings import Made, check_adding, warn
 from engines.errors import ModelError, UsageError
 
 BULK_ROWS = 20000  # rows per write transaction
@@ -83,10 +82,9 @@ def index_parquet(store: Store, embedder: Embedder, source: Path) -> BulkReport:
         model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
                                 embedder.frontend)
         for warning in {check_adding(conn, "recordings", model, embedder.name, m, "index")
-                        for m in set(made)} - {None}:
-            sys.stderr.write(f"audio: warning: {warning}\n")
-        known = {p: (s, m) for p, s, m in conn.execute(
-            "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ?", (model,))}
+                        for m in set(made)}:
+            warn(warning)
+        known = signatures_of(conn, model)
     todo = []
     for i, path in enumerate(paths):
         before = known.get(path)
@@ -105,12 +103,7 @@ def index_parquet(store: Store, embedder: Embedder, source: Path) -> BulkReport:
             for m in set(made):  # another process may have indexed the other way meanwhile
                 check_adding(conn, "recordings", model, embedder.name, m, "index")
             conn.executemany(
-                "INSERT INTO recordings (path, size, mtime_ns, model_id, engine, duration, "
-                "created, vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (model_id, path) DO UPDATE SET size = excluded.size, "
-                "mtime_ns = excluded.mtime_ns, engine = excluded.engine, "
-                "duration = excluded.duration, created = excluded.created, "
-                "vector = excluded.vector, vad = excluded.vad, precision = excluded.precision",
+                UPSERT_RECORDING,
                 [(paths[i], sizes[i], mtimes[i], model, engines[i], durations[i], created,
                   vectors[i].tobytes(), int(made[i].vad), made[i].precision)
                  for i in todo[first:first + BULK_ROWS]])

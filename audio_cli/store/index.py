@@ -18,7 +18,7 @@ from audio_cli.store import ann
 from audio_cli.store.db import Store, now, pack
 from audio_cli.store.identity import Embedder
 from audio_cli.store.ranking import Hit, search_many
-from audio_cli.store.settings import check_adding
+from audio_cli.store.settings import check_adding, warn
 from audio_cli.store.speakers import mismatch_error
 from audio_cli.store.vectors import store_state, sync
 from engines.errors import InputAudioError, UsageError
@@ -62,6 +62,23 @@ def _under(path: str, roots: list[Path]) -> bool:
     return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
 
 
+# One recording's row, added or replacing the model's row of that path: (path, size, mtime_ns,
+# model_id, engine, duration, created, vector, vad, precision).
+UPSERT_RECORDING = (
+    "INSERT INTO recordings (path, size, mtime_ns, model_id, engine, duration, created, "
+    "vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (model_id, path) DO UPDATE SET size = excluded.size, "
+    "mtime_ns = excluded.mtime_ns, engine = excluded.engine, duration = excluded.duration, "
+    "created = excluded.created, vector = excluded.vector, vad = excluded.vad, "
+    "precision = excluded.precision")
+
+
+def signatures_of(conn: sqlite3.Connection, model: int) -> dict[str, tuple[int, int]]:
+    """path -> (size, mtime_ns) of the model's indexed recordings."""
+    return {p: (s, m) for p, s, m in conn.execute(
+        "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ?", (model,))}
+
+
 def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool = False,
                 min_duration: float = 0.5,
                 progress: Callable[[int, int], None] | None = None,
@@ -76,10 +93,8 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
         model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
                                 embedder.frontend)
         warning = check_adding(conn, "recordings", model, embedder.name, made, "index")
-        known = {p: (s, m) for p, s, m in conn.execute(
-            "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ?", (model,))}
-    if warning:
-        sys.stderr.write(f"audio: warning: {warning}\n")
+        known = signatures_of(conn, model)
+    warn(warning)
     todo, signatures = [], {}
     for path in files:
         signatures[str(path)] = sig = _signature(path)
@@ -98,13 +113,7 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
             for r in pending:
                 size, mtime = signatures[r.file]
                 conn.execute(
-                    "INSERT INTO recordings (path, size, mtime_ns, model_id, engine, duration, "
-                    "created, vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (model_id, path) DO UPDATE SET size = excluded.size, "
-                    "mtime_ns = excluded.mtime_ns, engine = excluded.engine, "
-                    "duration = excluded.duration, created = excluded.created, "
-                    "vector = excluded.vector, vad = excluded.vad, "
-                    "precision = excluded.precision",
+                    UPSERT_RECORDING,
                     (r.file, size, mtime, model, r.engine, r.duration, now(),
                      pack(r.embedding), int(made.vad), made.precision))
                 if r.file in known:

@@ -107,6 +107,10 @@ def query_warning(conn: sqlite3.Connection, kind: str, model_id: int | None, mod
 def warn_query(store, kind: str, digest: str, model_name: str, made: Made) -> None:
     """query_warning for a store (store.db.Store) and model digest, said on stderr."""
     with store.read() as conn:
-        warning = query_warning(conn, kind, store.find_model(conn, digest), model_name, made)
+        warn(query_warning(conn, kind, store.find_model(conn, digest), model_name, made))
+
+
+def warn(warning: str | None) -> None:
+    """Say a settings warning (check_adding's, query_warning's) on stderr, if there is one."""
     if warning:
         sys.stderr.write(f"audio: warning: {warning}\n")
