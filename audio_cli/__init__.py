@@ -1,16 +1,29 @@
-"""Speaker embeddings with WeSpeaker ResNet34-LM: `from audio_cli import WeSpeaker`."""
+"""Speaker embeddings: `from audio_cli import SpeakerEmbedder`.
+
+    model = SpeakerEmbedder.from_pretrained("campplus")   # hub id, known name or folder
+    vector = model.embed("voice.wav")                      # (dim,) float32, unit norm
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["WeSpeaker", "EmbeddingResult", "InputFailure", "cosine_similarity", "__version__"]
+_PUBLIC = {
+    "SpeakerEmbedder": "audio_cli.pipeline.speaker",
+    "WeSpeaker": "audio_cli.pipeline.speaker",  # the name of earlier releases
+    "cosine_similarity": "audio_cli.pipeline.speaker",
+    "EmbedOptions": "audio_cli.pipeline.options",
+    "EmbeddingResult": "audio_cli.pipeline.results",
+    "InputFailure": "audio_cli.pipeline.results",
+    "WindowEmbedding": "audio_cli.pipeline.results",
+}
+__all__ = [*_PUBLIC, "__version__"]
 
 
 def __getattr__(name: str):
     """Import the heavy parts on first use, so `audio --help` starts fast."""
-    if name in ("WeSpeaker", "EmbeddingResult", "InputFailure", "cosine_similarity"):
-        from audio_cli.pipeline import speaker
+    if name in _PUBLIC:
+        import importlib
 
-        return getattr(speaker, name)
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'audio_cli' has no attribute {name!r}")

@@ -143,14 +143,14 @@ def machine_lines(plan: Plan) -> list[str]:
 
 
 def available_engines(model_dir: Path) -> tuple[dict, list[str]]:
-    from audio_cli import WeSpeaker
+    from audio_cli import SpeakerEmbedder
 
     loaded, notes = {}, []
     for name in ENGINES:
         try:
             log(f"loading engine {name}")
             start = time.perf_counter()
-            loaded[name] = WeSpeaker.from_pretrained(model_dir, engine=name)
+            loaded[name] = SpeakerEmbedder.from_pretrained(model_dir, engine=name)
             log(f"  {name} loaded in {time.perf_counter() - start:.1f} s")
         except Exception as exc:
             notes.append(f"engine `{name}` unavailable: {type(exc).__name__}: {exc}")

@@ -78,10 +78,10 @@ def _time_blocks(variants: dict, count: int) -> dict[str, float]:
 
 
 def _throughput_rows(label: str, model: str, files: list[Path], tmp: Path) -> list[str]:
-    from audio_cli import WeSpeaker
+    from audio_cli import SpeakerEmbedder
     from audio_cli.frontend.audio import load_audio
 
-    speaker = WeSpeaker.load_from_hub(model, engine="onnx")
+    speaker = SpeakerEmbedder.from_pretrained(model, engine="onnx")
     bare = open_session(str(speaker.engine.model_path), DEFAULTS)
     features = [speaker.features(load_audio(f))[None] for f in files]
     variants = {

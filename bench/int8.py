@@ -50,9 +50,9 @@ def _throughput(speakers: dict, clips: list[np.ndarray]) -> dict[str, float]:
 def measure(model: str) -> list[str]:
     """Table rows for one model (a --model argument)."""
     from audio_cli.evaluation.metrics import evaluate, trial_scores
-    from audio_cli.pipeline.speaker import WeSpeaker
+    from audio_cli.pipeline.speaker import SpeakerEmbedder
 
-    speakers = {p: WeSpeaker.load_from_hub(model, engine="onnx", precision=p)
+    speakers = {p: SpeakerEmbedder.from_pretrained(model, engine="onnx", precision=p)
                 for p in ("float32", "int8")}
     test = sorted(CORPUS.glob("*/*.flac"))
     impostors = sorted(IMPOSTORS.glob("*.flac"))

@@ -28,7 +28,7 @@ def resolve_engine_name(name: str) -> str:
     return name
 
 
-def create_engine(name: str, config: ModelConfig, weights: Weights,
+def create_engine(name: str, config: ModelConfig, weights: Weights, *,
                   threads: int | None = None, graph: Graph | None = None,
                   precision: str = "float32", calibration=None) -> Engine:
     """Build the named engine for a model's config and weights (and its graph, if built).

@@ -65,8 +65,8 @@ def _fcm(g: Graph, x: str) -> str:
 
 def _conv1d(g: Graph, x: str, name: str, bias: bool = True, stride: int = 1, padding: int = 0,
             dilation: int = 1) -> str:
-    return g.add(Conv1d(x, name, f"{name}.weight", f"{name}.bias" if bias else None, stride,
-                        padding, dilation))
+    return g.add(Conv1d(x, name, f"{name}.weight", f"{name}.bias" if bias else None,
+                        stride=stride, padding=padding, dilation=dilation))
 
 
 def _bn_relu(g: Graph, x: str, name: str) -> str:

@@ -60,7 +60,7 @@ def package_name(weights: Weights, precision: str) -> str:
     return f"{weights.digest()[:16]}-{precision}-v{EXPORT_VERSION}{PACKAGE_SUFFIX}"
 
 
-def _export_into(directory: Path, name: str, config: ModelConfig, weights: Weights,
+def _export_into(directory: Path, name: str, config: ModelConfig, weights: Weights, *,
                  precision: str, log: TextIO | None, graph: Graph | None) -> Path | None:
     """Export to `directory/name` via a scratch dir; None if the directory is not writable."""
     target = directory / name
@@ -90,7 +90,8 @@ def find_or_export_package(config: ModelConfig, weights: Weights, precision: str
         if (directory / name).is_dir():
             return directory / name
     for directory in dirs:
-        path = _export_into(directory, name, config, weights, precision, log, graph)
+        path = _export_into(directory, name, config, weights, precision=precision, log=log,
+                            graph=graph)
         if path is not None:
             return path
     raise EngineError(

@@ -88,12 +88,23 @@ MODEL_IDENTITY_SUFFIXES = (".json", ".safetensors", ".pt", ".bin", ".onnx", ".np
 def model_digest(directory: Path) -> str:
     """A model's identity: SHA-256 (first 16 hex digits) over the config and weights files of
     its directory. The store records it with every vector; JSON output reports it."""
-    sha = hashlib.sha256()
+    return model_digests(directory)[0]
+
+
+def model_digests(directory: Path) -> tuple[str, dict[str, str]]:
+    """`model_digest`, and the SHA-256 (hex) of each file it covers, from one read of each."""
+    whole = hashlib.sha256()
+    each = {}
     for path in sorted(Path(directory).iterdir()):
         if path.is_file() and path.suffix in MODEL_IDENTITY_SUFFIXES:
-            sha.update(path.name.encode() + b"\0")
-            hash_file(sha, path)
-    return sha.hexdigest()[:16]
+            whole.update(path.name.encode() + b"\0")
+            sha = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while block := handle.read(HASH_BLOCK):
+                    whole.update(block)
+                    sha.update(block)
+            each[path.name] = sha.hexdigest()
+    return whole.hexdigest()[:16], each
 
 
 def sha256_file(path: Path) -> str:
@@ -132,59 +143,3 @@ def scratch_dir(parent: Path, prefix: str) -> Iterator[Path]:
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-# ---------------------------------------------------------------- signals
-# A stopped run (Ctrl-C, SIGTERM, SIGHUP) leaves no scratch file: the signal becomes a
-# KeyboardInterrupt, so the clean-up in `finally` blocks runs, and a scratch file is made
-# inside signals_held(), so it is always recorded before the signal can act.
-
-CAUGHT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: not on Windows
-received: list[int] = []  # the signal numbers that stopped the run
-_holding = [0, False]  # depth of signals_held() blocks; whether a signal waits for their end
-
-
-def _stop(signum: int, frame) -> None:
-    if received:  # already stopping: let the clean-up finish
-        return
-    received.append(signum)
-    if _holding[0]:
-        _holding[1] = True
-    else:
-        raise KeyboardInterrupt
-
-
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """A block that a caught signal does not cut short: it stops the run when the block
-    ends (e.g. a scratch file is created and recorded for clean-up, never only created)."""
-    _holding[0] += 1
-    try:
-        yield
-    finally:
-        _holding[0] -= 1
-    if _holding[1] and not _holding[0]:
-        _holding[1] = False
-        raise KeyboardInterrupt
-
-
-def catch_signals() -> None:
-    """Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the run the same way (KeyboardInterrupt), so
-    the same clean-up runs (scratch files removed, store transactions rolled back); the exit
-    status is then 128 + the signal. Signals the caller chose to ignore stay ignored."""
-    import signal
-
-    for name in CAUGHT_SIGNALS:
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) in (signal.SIG_DFL,
-                                                               signal.default_int_handler):
-            signal.signal(number, _stop)
-
-
-def interrupted() -> tuple[str, int]:
-    """The message and status of a stopped run: 128 + the signal (SIGINT for Ctrl-C)."""
-    import signal
-
-    if not received:
-        return "interrupted", 128 + signal.SIGINT
-    return f"interrupted by {signal.Signals(received[0]).name}", 128 + received[0]

@@ -240,7 +240,7 @@ def _merge(stats: FrameStats | None, frames: np.ndarray) -> FrameStats:
 
 
 def _run_local(step: Stage, plan: list[Chunk], spans: Iterable[dict[str, np.ndarray]],
-               run: RunStage, kept: _Kept, dying: list | None,
+               run: RunStage, kept: _Kept, *, dying: list | None,
                stats: FrameStats | None) -> FrameStats | None:
     """Run one stage chunk by chunk: kept outputs stored, FRAMES merged into `stats`."""
     held_back: list = []  # (array, columns, values) written once the next chunk's inputs are
@@ -277,13 +277,13 @@ def run_stages(steps: list[Step], run: RunStage, first_plan: list[Chunk],
             kept.append(step)
         elif index == 0:
             stats = _run_local(step, first_plan, ({INPUT: s[None]} for s in first_spans),
-                               run, kept, None, stats)
+                               run, kept, dying=None, stats=stats)
         else:
             plan = plan_chunks(kept.values[step.inputs[0]].shape[1], chunk_steps, step.stride,
                                step.radius)
             spans = ({n: kept.span(n, c.start, c.stop) for n in step.inputs} for c in plan)
-            stats = _run_local(step, plan, spans, run, kept, _dying_buffer(step, index, kept),
-                               stats)
+            stats = _run_local(step, plan, spans, run, kept,
+                               dying=_dying_buffer(step, index, kept), stats=stats)
         kept.drop_after(index)
     if stats is None:
         raise EngineError("no chunks to embed")

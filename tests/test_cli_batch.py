@@ -12,10 +12,12 @@ from signals import voiced, write_wav
 from test_cli import run_audio
 
 from audio_cli import cosine_similarity
-from audio_cli.cli.embed import Outcome, exit_status, is_single_file
+from audio_cli.cli.embed import is_single_file
+from audio_cli.cli.errors import combined_status
 from audio_cli.cli.inputs import expand_inputs
+from audio_cli.cli.outcomes import Outcome
 from audio_cli.cli.writers import OutputFile
-from audio_cli.pipeline.speaker import EmbeddingResult
+from audio_cli.pipeline.results import EmbeddingResult
 from engines.errors import EngineError, InputAudioError
 
 SAME = 0.99999  # cosine of a vector to itself computed in another call
@@ -255,9 +257,21 @@ def test_directories_expand_sorted_recursive_audio_only_and_each_path_once(corpu
 
 
 def test_exit_status_is_the_failures_status_or_3_when_mixed():
-    assert exit_status(set()) == 0
-    assert exit_status({5}) == 5
-    assert exit_status({3, 5}) == 3
+    from audio_cli.store.db import StoreError
+    from engines.errors import AudioCliError, EngineError, ModelError, UsageError
+
+    bug = RuntimeError("a bug")  # no kind: an internal error, status 1
+    # the README's exit-status table, kind by kind
+    alone = {EngineError("e"): 5, InputAudioError("i"): 3, ModelError("m"): 4,
+             UsageError("u"): 2, StoreError("s"): 6, AudioCliError("x"): 1, bug: 1}
+    for error, status in alone.items():
+        assert combined_status([error]) == status, error
+        assert combined_status([error, error]) == status, error  # all agree
+    assert combined_status([]) == 0
+    # mixed failures: 3, whichever statuses are mixed (not the least, nor the greatest)
+    assert combined_status([bug, EngineError("e")]) == 3
+    assert combined_status([EngineError("e"), ModelError("m")]) == 3
+    assert combined_status([InputAudioError("i"), StoreError("s")]) == 3
 
 
 def test_an_unfinished_output_file_leaves_nothing_behind(tmp_path):

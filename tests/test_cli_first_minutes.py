@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from signals import voiced, write_wav
 
-from audio_cli.cli.embed import outcomes
 from audio_cli.cli.inputs import InputItem
+from audio_cli.cli.outcomes import outcomes
+from audio_cli.pipeline.options import EmbedOptions
 
 
 def run_audio(*args, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -151,7 +152,7 @@ def test_progress_groups_are_small(small_model_dir):
 
     speaker = Recorder()
     items = [InputItem(f"f{i}.wav") for i in range(10)]
-    produced = list(outcomes(speaker, items, 0.5, None, None, group_files=4))
+    produced = list(outcomes(speaker, items, EmbedOptions(), None, group_files=4))
     assert len(produced) == 10
     assert [len(c) for c in speaker.calls] == [4, 4, 2]
     assert sum(speaker.calls, []) == [i.path for i in items]

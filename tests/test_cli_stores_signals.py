@@ -196,7 +196,7 @@ def test_a_stopped_run_exits_128_plus_n_after_an_interrupt_inside_pyrun_string(t
     script.write_text(
         "import ctypes, signal\n"
         "from audio_cli.cli import main\n"
-        "from engines import files\n"
+        "from audio_cli.cli import signals as files\n"
         "run = ctypes.pythonapi.PyRun_String\n"
         "run.restype, run.argtypes = ctypes.py_object, [ctypes.c_char_p, ctypes.c_int,\n"
         "                                              ctypes.py_object, ctypes.py_object]\n"

@@ -9,7 +9,8 @@ from signals import voiced, write_wav
 
 from audio_cli import WeSpeaker, cosine_similarity
 from audio_cli.pipeline.batching import DEFAULT_BATCH_FRAMES
-from audio_cli.pipeline.speaker import EmbeddingResult, InputFailure, window_bounds
+from audio_cli.pipeline.results import EmbeddingResult, InputFailure
+from audio_cli.pipeline.windows import window_bounds
 from engines.errors import InputAudioError
 
 
@@ -96,7 +97,7 @@ def test_long_recording_streams_in_chunks_and_equals_one_pass(speaker, tmp_path)
     speaker.inference.chunk_frames = 1000  # 7 chunks, each decoded from the stream
     try:
         assert speaker.inference.needs_chunks(6998)
-        streamed = speaker.embed_source(path)
+        (streamed,) = speaker.embed_sources([path])
         (in_batch,) = speaker.embed_sources([path])
     finally:
         speaker.inference.chunk_frames = 6000

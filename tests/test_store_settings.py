@@ -261,11 +261,11 @@ def test_index_checks_again_when_it_writes(small_model_dir, tmp_path):
     """Another process indexing the other way between the first check and a commit."""
     from store_helpers import make_speakers
 
-    from audio_cli.store.identity import Embedder
+    from audio_cli import EmbedOptions, SpeakerEmbedder
     from audio_cli.store.index import index_paths
 
     files = [str(p) for p in make_speakers(tmp_path / "audio", per_speaker=1)[0]]
-    embedder = Embedder.load(str(small_model_dir))
+    embedder = SpeakerEmbedder.from_pretrained(str(small_model_dir))
     db = tmp_path / "s.db"
 
     def other_process(done: int, total: int) -> None:
@@ -278,6 +278,6 @@ def test_index_checks_again_when_it_writes(small_model_dir, tmp_path):
 
     with Store(db) as store:
         with pytest.raises(UsageError, match="made with --vad, this index runs without"):
-            index_paths(store, embedder, files, progress=other_process)
+            index_paths(store, embedder, files, EmbedOptions(), progress=other_process)
         with store.read() as conn:
             assert conn.execute("SELECT path FROM recordings").fetchall() == [("/x",)]

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from store_helpers import run_audio
 
+from audio_cli import EmbedOptions, SpeakerEmbedder
 from audio_cli.evaluation.metrics import calibration_threshold
 from audio_cli.store.db import Store
-from audio_cli.store.identity import Embedder
-from audio_cli.store.index import index_paths, search
+from audio_cli.store.index import index_paths
+from audio_cli.store.ranking import search_many
+from audio_cli.store.settings import Made
 from audio_cli.store.speakers import enroll, identify
 
 SPEECH = "data/speech/librispeech-test-other-10x10"
@@ -24,16 +26,23 @@ pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def campplus(shared_dir) -> Embedder:
+def campplus(shared_dir) -> SpeakerEmbedder:
     """CAM++ with real weights, loaded from the shared directory as given.
 
-    That directory holds 3D-Speaker's original checkpoint; Embedder.load must verify, convert
+    That directory holds 3D-Speaker's original checkpoint; from_pretrained must verify, convert
     and load it itself. Any error doing so is the project's and fails the tests.
     """
     directory = shared_dir / CAMPPLUS
     if not directory.is_dir():
         pytest.skip(f"{directory} not present")
-    return Embedder.load(str(directory), engine="onnx")
+    return SpeakerEmbedder.from_pretrained(str(directory), engine="onnx")
+
+
+def embed_all(speaker: SpeakerEmbedder, files: list[str]) -> list:
+    """Every file's result; a file that fails fails the test."""
+    results = list(speaker.embed_sources(files))
+    assert all(hasattr(r, "embedding") for r in results), results
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +56,20 @@ def corpus(shared_dir) -> dict[str, list[Path]]:
 @pytest.fixture(scope="module")
 def vectors(campplus, corpus) -> dict[Path, np.ndarray]:
     files = [f for fs in corpus.values() for f in fs]
-    return {Path(r.file): r.embedding for r in campplus.embed_all([str(f) for f in files])}
+    return {Path(r.file): r.embedding for r in embed_all(campplus, [str(f) for f in files])}
 
 
 def test_identify_the_eighty_held_out_utterances(campplus, corpus, vectors, tmp_path):
     with Store(tmp_path / "s.db") as store:
         for name, files in corpus.items():
-            results = list(campplus.embed_all([str(f) for f in files[:ENROLLED]]))
-            enroll(store, campplus, name, results)
+            results = list(embed_all(campplus, [str(f) for f in files[:ENROLLED]]))
+            enroll(store, campplus.model, name, results, Made())
         accuracy, same, different = {}, [], []
         for scoring in ("mean", "max"):
             correct = total = 0
             for name, files in corpus.items():
                 for f in files[ENROLLED:]:
-                    ranked = identify(store, campplus, vectors[f], scoring).ranked
+                    ranked = identify(store, campplus.model, vectors[f], scoring).ranked
                     correct += ranked[0].name == name
                     total += 1
                     if scoring == "mean":
@@ -77,7 +86,7 @@ def test_identify_the_eighty_held_out_utterances(campplus, corpus, vectors, tmp_
 
 
 def test_identify_command_on_real_speech(campplus, corpus, tmp_path):
-    model, db = campplus.speaker.model_id, tmp_path / "s.db"
+    model, db = campplus.model_id, tmp_path / "s.db"
     for name in list(corpus)[:3]:
         r = run_audio("enroll", name, *corpus[name][:ENROLLED], "--model", model, "--db", db)
         assert r.returncode == 0, r.stderr
@@ -93,13 +102,13 @@ def test_identify_command_on_real_speech(campplus, corpus, tmp_path):
 
 def test_search_ranks_the_same_speaker_first(campplus, corpus, shared_dir, tmp_path):
     with Store(tmp_path / "s.db") as store:
-        report = index_paths(store, campplus, [str(shared_dir / SPEECH)])
+        report = index_paths(store, campplus, [str(shared_dir / SPEECH)], EmbedOptions())
         assert (report.added, report.failures) == (100, [])
         precisions = []
         for name, files in corpus.items():
             query = files[2]
-            (result,) = campplus.embed_all([str(query)])
-            hits = search(store, campplus, result.embedding, k=10)
+            (result,) = embed_all(campplus, [str(query)])
+            hits = search_many(store, campplus.model, result.embedding[None], 10).hits[0]
             assert hits[0].path == str(query)  # the query itself is indexed
             others = [h for h in hits if h.path != str(query)][:9]
             precisions.append(np.mean([Path(h.path).parent.name == name for h in others]))

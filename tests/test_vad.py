@@ -139,7 +139,7 @@ def test_python_api_vad_argument(speech, small_model_dir, tmp_path):
     from_samples = speaker.embed(samples=x, sample_rate=RATE, vad=True)
     assert cosine_similarity(from_samples, expected) > 0.99999
     path = write_wav(tmp_path / "p.wav", x, subtype="FLOAT")
-    result = speaker.embed_source(path, vad=True)
+    (result,) = speaker.embed_sources([path], vad=True)
     assert cosine_similarity(result.embedding, expected) > 0.99999
     assert result.speech == pytest.approx(vad.total(regions) / RATE)
     assert result.duration == pytest.approx(len(x) / RATE)
@@ -160,7 +160,7 @@ def test_a_long_recording_streams_its_speech_through_chunks(speech, other_speech
     frames = fbank(vad.cut(x, regions), speaker.config.frontend)
     assert speaker.inference.needs_chunks(len(frames))
     expected = speaker.embed_features(frames)
-    result = speaker.embed_source(path, vad=True)
+    (result,) = speaker.embed_sources([path], vad=True)
     assert cosine_similarity(result.embedding, expected) > 0.9999
 
 

@@ -81,7 +81,7 @@ def test_streamed_windows_equal_those_of_decoded_audio(speaker, paused, monkeypa
                                                        window, hop, block):
     expected = reference(speaker, paused, window, hop, use_vad)
     monkeypatch.setattr(windows, "READ_BLOCK", block)  # windows span many blocks, or few
-    streamed = speaker.embed_file_windows(paused, window, hop, vad=use_vad)
+    streamed = speaker.embed_windows(paused, window, hop, vad=use_vad)
     assert [(w.start, w.end, w.speech) for w in streamed] == [r[:3] for r in expected]
     for w, r in zip(streamed, expected, strict=True):
         assert (w.embedding is None) == (r[3] is None)
@@ -96,23 +96,23 @@ def test_streamed_windows_equal_those_of_decoded_audio(speaker, paused, monkeypa
 
 
 def test_groups_are_cut_by_count_and_by_frames(speaker, paused, monkeypatch):
-    expected = speaker.embed_file_windows(paused, 2.0, 0.5, vad=True)
+    expected = speaker.embed_windows(paused, 2.0, 0.5, vad=True)
     monkeypatch.setattr(windows, "WINDOWS_PER_BATCH", 3)
-    same(speaker.embed_file_windows(paused, 2.0, 0.5, vad=True), expected)
+    same(speaker.embed_windows(paused, 2.0, 0.5, vad=True), expected)
     monkeypatch.setattr(windows, "WINDOWS_PER_BATCH", 64)
     monkeypatch.setattr(windows, "GROUP_FRAMES", 1)
-    same(speaker.embed_file_windows(paused, 2.0, 0.5, vad=True), expected)
+    same(speaker.embed_windows(paused, 2.0, 0.5, vad=True), expected)
 
 
 def test_streamed_errors_are_those_of_decoded_audio(speaker, tmp_path):
     silence = write_wav(tmp_path / "silence.wav", np.zeros(4 * RATE, np.float32))
     with pytest.raises(InputAudioError, match="digital silence"):
-        speaker.embed_file_windows(silence, 1.0, 1.0)
+        speaker.embed_windows(silence, 1.0, 1.0)
     with pytest.raises(InputAudioError, match="no speech found"):
-        speaker.embed_file_windows(silence, 1.0, 1.0, vad=True)
+        speaker.embed_windows(silence, 1.0, 1.0, vad=True)
     short = write_wav(tmp_path / "short.wav", speech()[: RATE // 4])
     with pytest.raises(InputAudioError, match="too short"):
-        speaker.embed_file_windows(short, 1.0, 1.0)
+        speaker.embed_windows(short, 1.0, 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +130,10 @@ def long_file(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_an_hour_scale_file_is_windowed_in_bounded_memory(speaker, long_file):
     decoded_bytes = LONG_MINUTES * 60 * RATE * 4
-    speaker.embed_file_windows(long_file, 30.0, 30.0, vad=True)  # warm: sessions, caches
+    speaker.embed_windows(long_file, 30.0, 30.0, vad=True)  # warm: sessions, caches
     tracemalloc.start()
     try:
-        result = speaker.embed_file_windows(long_file, 30.0, 30.0, vad=True)
+        result = speaker.embed_windows(long_file, 30.0, 30.0, vad=True)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

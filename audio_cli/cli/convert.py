@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from audio_cli.cli.main import ModelOpt, ThreadsOpt
+from audio_cli.cli import messages
+from audio_cli.cli.options import ModelOpt, ThreadsOpt
 from audio_cli.models.registry import DEFAULT_MODEL
 from engines.errors import UsageError
 
@@ -42,18 +43,17 @@ def export_coreml_command(
                                            "8-bit integers.")] = "float32",
 ) -> None:
     """Export a model as a Core ML ML Program (.mlpackage) with a flexible length."""
-    from audio_cli.models.registry import resolve_model
+    from audio_cli.pipeline.handle import open_model
     from engines.coreml_export import check_precision, export_coreml
-    from engines.model import WEIGHTS_FILE, ModelConfig, Weights
 
     check_precision(precision)
     if out.exists() or out.is_symlink():  # a usage error, as for --output, before any work
         raise UsageError(f"{out} exists; not overwriting it")
-    model_id, directory = resolve_model(model, "coreml")
-    config = ModelConfig.load(directory)
+    handle = open_model(model, "coreml")
+    config = handle.config
     if not config.model_id:
-        config = dataclasses.replace(config, model_id=model_id)
-    written = export_coreml(config, Weights(directory / WEIGHTS_FILE), out, precision)
+        config = dataclasses.replace(config, model_id=handle.source)
+    written = export_coreml(config, handle.weights(), out, precision)
     typer.echo(str(written))
 
 
@@ -67,20 +67,17 @@ def quantize(
     threads: ThreadsOpt = None,
 ) -> None:
     """Build a model's int8 network (onnx engine) and make it the one --precision int8 uses."""
-    from audio_cli.cli.main import model_name
-    from audio_cli.models.registry import resolve_model
     from audio_cli.pipeline.calibration import CALIBRATION_DIR
-    from audio_cli.pipeline.speaker import WeSpeaker
-    from engines.model import WEIGHTS_FILE, ModelConfig, Weights
+    from audio_cli.pipeline.handle import open_model
+    from audio_cli.pipeline.speaker import SpeakerEmbedder
 
-    _, directory = resolve_model(model, "onnx")
+    handle = open_model(model, "onnx")
     # the folder named even for the shipped set, so that a recorded choice is not reused
-    speaker = WeSpeaker(ModelConfig.load(directory), Weights(directory / WEIGHTS_FILE),
-                        model_id=model_name(model), engine="onnx", threads=threads,
-                        precision="int8", calibration_dir=calibration or CALIBRATION_DIR)
+    speaker = SpeakerEmbedder(handle, "onnx", threads, "int8",
+                              calibration_dir=calibration or CALIBRATION_DIR)
     engine = speaker.engine
     engine.record_int8_choice(engine.calibration if calibration is not None else None)
     source = calibration if calibration is not None else "the shipped LibriSpeech set"
     typer.echo(str(engine.model_path))
-    typer.echo(f"audio: {model_name(model)} in int8, calibrated on {source}; "
-               "--precision int8 uses it from now on", err=True)
+    messages.note(f"{handle.name} in int8, calibrated on {source}; --precision int8 uses it "
+                  "from now on")

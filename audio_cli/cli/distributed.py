@@ -14,14 +14,19 @@ Ray is an optional extra: `pip install 'audio-speaker[ray]'`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
 from pathlib import Path
 
-from engines.errors import EXIT_INPUT, EXIT_OK, EngineError, ModelError, UsageError
+from audio_cli.cli import messages
+from audio_cli.cli.errors import EXIT_OK, combined_status
+from audio_cli.pipeline.options import EmbedOptions
+from engines.errors import AudioCliError, EngineError, ModelError, UsageError
 
 INSTALL_HINT = "pip install 'audio-speaker[ray]'"
+ERROR_KIND = "error_kind"  # an actor's column beside the rows (not written): the error's kind
 BATCH_FILES = 8  # inputs per actor call (sorted by size: similar durations together)
 PROGRESS_SECONDS = 2.0  # at most one progress line this often
 
@@ -50,27 +55,25 @@ def require_ray():
 class EmbedBatch:
     """A Ray Data actor: loads the model once, then turns batches of inputs into rows."""
 
-    def __init__(self, model: str, name: str, engine: str, threads: int, precision: str,
-                 digest: str, min_duration: float, window: float | None, hop: float | None,
-                 vad: bool):
-        from audio_cli.models.registry import resolve_model
-        from audio_cli.pipeline.speaker import WeSpeaker
-        from engines.files import model_digest
+    def __init__(self, options: EmbedOptions, name: str, digest: str,
+                 windows: tuple[float, float] | None):
+        from audio_cli.pipeline.handle import open_model
+        from audio_cli.pipeline.speaker import SpeakerEmbedder
 
-        _, directory = resolve_model(model, engine)
-        if model_digest(directory) != digest:  # another copy of the model on this node
-            raise ModelError(f"{model} on node {os.uname().nodename} has other weights than "
-                             f"on the driver ({model_digest(directory)}, not {digest})")
-        self.speaker = WeSpeaker.from_directory(directory, name, engine, threads, precision)
-        self.digest, self.min_duration = digest, min_duration
-        self.window, self.hop, self.vad = window, hop, vad
+        model = open_model(options.model, options.engine)
+        if model.digest != digest:  # another copy of the model on this node
+            raise ModelError(f"{options.model} on node {os.uname().nodename} has other weights "
+                             f"than on the driver ({model.digest}, not {digest})")
+        model.name = name
+        self.speaker = SpeakerEmbedder(model, options.engine, options.threads, options.precision)
+        self.options, self.digest, self.windows = options, digest, windows
 
     def __call__(self, batch):
-        from audio_cli.cli.embed import Outcome, outcomes
+        from audio_cli.cli.errors import internal_message
         from audio_cli.cli.inputs import InputItem
+        from audio_cli.cli.outcomes import Outcome, outcomes
         from audio_cli.cli.writers import outcome_rows
         from audio_cli.pipeline.parquet import to_table
-        from engines.errors import AudioCliError
 
         given, files = batch.column("path").to_pylist(), batch.column("file").to_pylist()
         sizes, mtimes = batch.column("size").to_pylist(), batch.column("mtime_ns").to_pylist()
@@ -78,8 +81,7 @@ class EmbedBatch:
 
         def run(indices):
             items = [InputItem(files[i]) for i in indices]
-            return list(outcomes(speaker, items, self.min_duration, self.window, self.hop,
-                                 None, self.vad))
+            return list(outcomes(speaker, items, self.options, self.windows))
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # input warnings: the row is still written
@@ -92,33 +94,22 @@ class EmbedBatch:
                         results += run([i])
                     except Exception as exc:  # noqa: BLE001 - an error row, never a failed job
                         error = exc if isinstance(exc, AudioCliError) else AudioCliError(
-                            f"internal error: {type(exc).__name__}: {exc}")
+                            internal_message(exc))
                         results.append(Outcome(files[i], error=error))
-        rows = []
+        rows, kinds = [], []
         for i, outcome in enumerate(results):
             for row in outcome_rows(outcome, speaker.model_id, speaker.engine_name,
                                     self.digest, (sizes[i], mtimes[i])):
                 rows.append({**row, "path": given[i]})
-        return to_table(rows, speaker.config.embedding_dim)
+                kinds.append(None if outcome.error is None else outcome.error.kind)
+        table = to_table(rows, speaker.config.embedding_dim)
+        return table.append_column(ERROR_KIND, _strings(kinds))
 
 
-def _identity(model: str, engine: str, min_duration: float) -> tuple[Path, str, int]:
-    """The model's directory, digest and dimension on the driver (no engine is built);
-    --min-duration is checked against the network here, before Ray starts."""
-    from audio_cli.frontend.fbank import min_samples
-    from audio_cli.models.registry import resolve_model
-    from engines import build_graph, resolve_engine_name
-    from engines.files import model_digest
-    from engines.model import ModelConfig
+def _strings(values: list):
+    import pyarrow as pa
 
-    resolve_engine_name(engine)
-    _, directory = resolve_model(model, engine)
-    config = ModelConfig.load(directory)
-    shortest = min_samples(build_graph(config).min_frames(), config.frontend) / config.sample_rate
-    if min_duration < shortest:
-        raise UsageError(f"--min-duration must be at least {shortest:.3f} s (the network "
-                         "needs that much audio)")
-    return directory, model_digest(directory), config.embedding_dim
+    return pa.array(values, type=pa.string())
 
 
 def _listing(files: list[str]) -> tuple[list[dict], list]:
@@ -146,14 +137,14 @@ def _listing(files: list[str]) -> tuple[list[dict], list]:
     return todo, failed
 
 
-def embed_on_ray(address: str, files: list[str], model: str, engine: str, output: str | None,
-                 force: bool, window: float | None, hop: float | None, min_duration: float,
-                 threads: int | None, precision: str, vad: bool, json_output: bool) -> int:
-    """Run `embed-speaker` on Ray into a folder of Parquet shards; returns the exit status."""
+def embed_on_ray(address: str, files: list[str], options: EmbedOptions, *, output: str | None,
+                 force: bool, windows: tuple[float, float] | None, json_output: bool) -> int:
+    """Run `embed-speaker` on Ray into a folder of Parquet shards (`windows`: the checked
+    --window and --hop, or None); returns the exit status."""
     from audio_cli.cli import shards
-    from audio_cli.cli.embed import check_windows, plural, stderr_line
+    from audio_cli.cli.messages import plural
     from audio_cli.cli.writers import outcome_rows
-    from audio_cli.models.registry import known_model
+    from audio_cli.pipeline.handle import open_model
     from audio_cli.pipeline.parquet import require_pyarrow, to_table
 
     ray_address = check_address(address)
@@ -163,11 +154,12 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
         raise UsageError("--ray writes to --output only; --json is not available with it")
     require_pyarrow()
     ray = require_ray()
-    hop = check_windows(window, hop, min_duration)
     folder = Path(output)
     shards.check_folder(folder)
     todo, failed = _listing(files)
-    _, digest, dim = _identity(model, engine, min_duration)
+    model = open_model(options.model, options.engine)  # on the driver: no engine is built
+    model.check_min_duration(options.min_duration)  # before Ray starts
+    digest, dim, name = model.digest, model.dim, model.name
     created = shards.prepare_folder(folder, force)
     wanted = {r["path"]: (r["size"], r["mtime_ns"]) for r in todo}
     wanted.update({i.path: None for i in failed})
@@ -175,23 +167,21 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
     todo = [r for r in todo if (r["path"], r["size"], r["mtime_ns"]) not in done.keys]
     todo.sort(key=lambda r: r["size"])  # similar durations share a batch
     total = len(todo) + len(failed)
-    line = stderr_line
     if done.keys:
-        line(f"audio: {plural(len(done.keys), 'input')} already in {folder}; "
-             f"{plural(total, 'input')} to embed")
+        messages.note(f"{plural(len(done.keys), 'input')} already in {folder}; "
+                      f"{plural(total, 'input')} to embed")
     if not total:
         return EXIT_OK
     writer = shards.ShardWriter(folder, dim)
-    known = known_model(model)  # named as cli.main.model_name names it
-    name, threads = known.name if known is not None else model, threads or 1
-    errors = 0
+    threads = options.threads or 1
+    errors: list[AudioCliError] = []
     started_here = False
     try:
         rows = [row for item in failed for row in outcome_rows(
-            _failure(item), name, engine, digest, (None, None))]
+            _failure(item), name, options.engine, digest, (None, None))]
         for row in rows:
-            line(f"audio: error: {row['error']}")
-        errors += len(rows)
+            messages.error(row["error"])
+        errors += [item.error for item in failed]
         writer.add(to_table(rows, dim))
         if todo:
             started_here = not ray.is_initialized()
@@ -204,24 +194,30 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
             if threads > cpus:  # no actor could ever be placed
                 raise UsageError(f"--threads {threads}: the Ray cluster has {cpus} CPUs")
             actors = max(1, min(cpus // threads, -(-len(todo) // BATCH_FILES)))
-            line(f"audio: ray: {plural(len(todo), 'input')} on {plural(actors, 'actor')} x "
-                 f"{plural(threads, 'thread')}")
+            messages.note(f"ray: {plural(len(todo), 'input')} on {plural(actors, 'actor')} x "
+                          f"{plural(threads, 'thread')}")
             dataset = ray.data.from_items(todo).map_batches(
                 EmbedBatch, batch_size=BATCH_FILES, batch_format="pyarrow",
                 num_cpus=threads, compute=ray.data.ActorPoolStrategy(size=actors),
-                fn_constructor_args=(_model_spec(model), name, engine, threads, precision, digest,
-                                     min_duration, window, hop, vad))
+                fn_constructor_kwargs={
+                    "options": dataclasses.replace(options, model=_model_spec(options.model),
+                                                   threads=threads),
+                    "name": name, "digest": digest, "windows": windows})
             finished, last = len(failed), 0.0
             try:
                 for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                    kinds = table.column(ERROR_KIND).to_pylist()
+                    table = table.drop_columns([ERROR_KIND])
                     writer.add(table)
-                    for message in table.column("error").drop_null().to_pylist():
-                        line(f"audio: error: {message}")
-                        errors += 1
+                    for message, kind in zip(table.column("error").to_pylist(), kinds,
+                                             strict=True):
+                        if message is not None:
+                            messages.error(message)
+                            errors.append(_failed(message, kind))
                     finished += len(set(table.column("path").to_pylist()))
                     if time.monotonic() - last >= PROGRESS_SECONDS or finished == total:
                         last = time.monotonic()
-                        line(f"audio: ray: {finished}/{total} inputs")
+                        messages.note(f"ray: {finished}/{total} inputs")
             except ray.exceptions.RayError as exc:
                 writer.publish()  # what came back is kept: a rerun resumes after it
                 raise EngineError(f"the Ray job failed ({finished} of {total} inputs "
@@ -234,10 +230,11 @@ def embed_on_ray(address: str, files: list[str], model: str, engine: str, output
         if created and not any(folder.iterdir()):  # stopped before its first shard
             folder.rmdir()
     if errors:
-        line(f"audio: error: {errors} of {plural(total, 'input')} failed")
-    line(f"audio: wrote {plural(total, 'input')} to {folder} "
-         f"({plural(writer.shards, 'new shard')}; {len(shards.shard_files(folder))} in all)")
-    return EXIT_INPUT if errors else EXIT_OK
+        messages.error(f"{len(errors)} of {plural(total, 'input')} failed")
+    messages.note(f"wrote {plural(total, 'input')} to {folder} "
+                  f"({plural(writer.shards, 'new shard')}; {len(shards.shard_files(folder))} "
+                  "in all)")
+    return combined_status(errors)
 
 
 def _last_line(exc: Exception) -> str:
@@ -253,8 +250,15 @@ def _model_spec(model: str) -> str:
     return str(path.absolute()) if path.is_dir() else model
 
 
+def _failed(message: str, kind: str | None) -> AudioCliError:
+    """An error row that came back from an actor, as an error of its kind again."""
+    error = AudioCliError(message)
+    error.kind = kind or "internal"
+    return error
+
+
 def _failure(item):
-    from audio_cli.cli.embed import Outcome
+    from audio_cli.cli.outcomes import Outcome
 
     return Outcome(item.path, error=item.error)
 
@@ -264,7 +268,7 @@ def _start(ray, address: str | None) -> None:
     import logging
     import signal
 
-    from engines.files import CAUGHT_SIGNALS
+    from audio_cli.cli.signals import CAUGHT_SIGNALS
 
     numbers = [getattr(signal, n) for n in CAUGHT_SIGNALS if hasattr(signal, n)]
     handlers = {n: signal.getsignal(n) for n in numbers}

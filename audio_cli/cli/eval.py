@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from audio_cli.cli import main as checks
-from audio_cli.cli.store import EngineOpt, ModelOpt, ThreadsOpt
+from audio_cli.cli import messages
+from audio_cli.cli.options import JsonOpt, embedding_options
 from audio_cli.evaluation.run import EvalReport
-from audio_cli.models.registry import DEFAULT_MODEL
+from audio_cli.pipeline.options import EmbedOptions
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,55 +23,40 @@ app = typer.Typer()
 
 
 @app.command("eval")
+@embedding_options
 def eval_command(
     dataset: Annotated[Path, typer.Argument(
         metavar="DATASET",
         help="Folder with one sub-folder per speaker, or a manifest CSV (speaker,file) / a "
              "folder holding manifest.csv, which then takes precedence.")],
-    model: ModelOpt = DEFAULT_MODEL,
-    engine: EngineOpt = "auto",
-    threads: ThreadsOpt = None,
-    precision: checks.PrecisionOpt = "float32",
+    options: EmbedOptions,
     impostors: Annotated[
         Path | None, typer.Option(metavar="FOLDER", help="Folder of extra one-file speakers: "
                                   "each file is scored against every dataset file as a "
                                   "non-target trial.")
     ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object.")
-    ] = False,
-    min_duration: Annotated[
-        float, typer.Option(metavar="SECONDS", callback=checks.min_seconds,
-                            help="Leave out audio shorter than this many seconds.")
-    ] = 0.5,
-    vad: checks.VadOpt = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Score every same- and different-speaker pair: trials, EER, minDCF, mean scores."""
-    from audio_cli.cli.embed import Reporter, exit_status
+    from audio_cli.cli.errors import combined_status
+    from audio_cli.cli.outcomes import Reporter
     from audio_cli.evaluation.datasets import check_unique, load_dataset, load_impostors
     from audio_cli.evaluation.run import check_trials, run_evaluation
-    from audio_cli.models.registry import resolve_model
-    from audio_cli.pipeline.speaker import WeSpeaker
-    from engines import resolve_engine_name
+    from audio_cli.pipeline.speaker import SpeakerEmbedder
 
-    resolve_engine_name(engine)
     data = load_dataset(dataset)
     extra = load_impostors(impostors) if impostors is not None else []
     check_unique([u.path for u in data.utterances] + extra)
     check_trials([u.speaker for u in data.utterances], len(extra))
-    _, directory = resolve_model(model, engine)
-    speaker = WeSpeaker.from_directory(directory, checks.model_name(model), engine, threads,
-                                       precision)
+    speaker = SpeakerEmbedder.from_options(options)
     reporter = Reporter(len(data.utterances) + len(extra), show_progress=sys.stderr.isatty())
     try:
-        report = run_evaluation(speaker, data, extra, min_duration,
-                                lambda failure: reporter.outcome(_outcome(failure)), vad)
+        report = run_evaluation(speaker, data, extra, options,
+                                lambda failure: reporter.outcome(_outcome(failure)))
     finally:
         reporter.close()
     if json_output:
-        from engines.files import model_digest
-
-        sys.stdout.write(report_to_json(report, model_digest(directory)) + "\n")
+        sys.stdout.write(report_to_json(report, speaker.model.digest) + "\n")
     else:
         from rich.console import Console
 
@@ -79,14 +64,14 @@ def eval_command(
     if report.failures:
         sys.stdout.flush()
         total = report.files + report.impostor_files
-        sys.stderr.write(f"audio: {len(report.failures)} of {total} files could not be embedded "
-                         "and were left out of the trials above\n")
-        raise typer.Exit(exit_status({f.error.exit_code for f in report.failures}))
+        messages.note(f"{len(report.failures)} of {total} files could not be embedded and were "
+                      "left out of the trials above")
+        raise typer.Exit(combined_status(f.error for f in report.failures))
 
 
 def _outcome(failure):
     """A finished file as the many-input reporter sees it (an Outcome without a vector)."""
-    from audio_cli.cli.embed import Outcome
+    from audio_cli.cli.outcomes import Outcome
 
     if failure is None:
         return Outcome("")

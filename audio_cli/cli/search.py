@@ -10,19 +10,19 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from audio_cli.cli import main as checks
-from audio_cli.cli.embed import plural
-from audio_cli.cli.store import (
+from audio_cli.cli import messages
+from audio_cli.cli.errors import combined_status
+from audio_cli.cli.messages import plural
+from audio_cli.cli.options import (
     DbOpt,
-    EngineOpt,
     JsonOpt,
-    MinDurOpt,
-    ModelOpt,
-    ThreadsOpt,
-    VadOpt,
-    _embedder,
+    check_inputs_exist,
+    cosine,
+    embedding_options,
 )
-from audio_cli.models.registry import DEFAULT_MODEL
+from audio_cli.cli.store import embed_all, load, made
+from audio_cli.frontend.audio import LIST_PREFIX
+from audio_cli.pipeline.options import EmbedOptions
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
 app = typer.Typer()
@@ -30,11 +30,11 @@ app = typer.Typer()
 
 def _single(args: list[str]) -> bool:
     """One query named directly (a file or `-`): the one-document output of old."""
-    return len(args) == 1 and not args[0].startswith("@") and not os.path.isdir(args[0])
+    return len(args) == 1 and not args[0].startswith(LIST_PREFIX) and not os.path.isdir(args[0])
 
 
-def _record(file: str, embedder, answer, hits) -> dict:
-    return {"query": file, "model": embedder.name, "model_digest": embedder.digest,
+def _record(file: str, identity, answer, hits) -> dict:
+    return {"query": file, "model": identity.name, "model_digest": identity.digest,
             "mode": answer.mode, "results": [{"path": h.path, "score": h.score,
                                               "duration": h.duration} for h in hits]}
 
@@ -44,70 +44,67 @@ def _text(hits) -> str:
 
 
 @app.command("search")
+@embedding_options
 def search(
     queries: Annotated[list[str], typer.Argument(
         metavar="FILE...", help="Recordings of the voices to look for: files, folders "
         "(recursive), @LIST files naming them, or - (stdin). One file: its results; more: "
         "each query's results in turn (with --json, one JSON line per query).")],
+    options: EmbedOptions,
     top: Annotated[int, typer.Option(metavar="N", min=1, help="How many recordings to list.")
                    ] = 10,
     min_score: Annotated[float | None, typer.Option(
-        metavar="COSINE", callback=checks.cosine, help="Hide results below this cosine.")
+        metavar="COSINE", callback=cosine, help="Hide results below this cosine.")
     ] = None,
     exact: Annotated[bool, typer.Option(
         "--exact", help="Exact search even where the store is large enough for approximate "
         "search.")] = False,
-    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
-    threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
-    vad: VadOpt = False, precision: checks.PrecisionOpt = "float32",
+    db: DbOpt = None, json_output: JsonOpt = False,
 ) -> None:
     """Indexed recordings ranked by how close their voice is to each query's."""
     from audio_cli.cli.inputs import expand_inputs
-    from audio_cli.pipeline.speaker import InputFailure
+    from audio_cli.pipeline.results import InputFailure
     from audio_cli.store.db import Store
     from audio_cli.store.ranking import search_many
     from audio_cli.store.settings import warn_query
 
     single = _single(queries)
     if single:
-        checks.check_inputs_exist(queries)
+        check_inputs_exist(queries)
         items = []
     else:
         items = expand_inputs(queries)
     with Store(db, readonly=True) as store:
-        embedder = _embedder(model, engine, threads, precision)
-        warn_query(store, "recordings", embedder.digest, embedder.name, embedder.made(vad))
+        speaker = load(options)
+        identity = speaker.model
+        warn_query(store, "recordings", identity.digest, identity.name, made(options))
         failures = []
         if single:
-            results = embedder.embed_all(queries, min_duration, vad)
+            results = embed_all(speaker, queries, options)
         else:
-            failures = [(i.path, str(i.error)) for i in items if i.error is not None]
+            failures = [InputFailure(i.path, i.error) for i in items if i.error is not None]
             results = []
             sources = [i.path for i in items if i.error is None]
-            for item in embedder.speaker.embed_sources(sources, min_duration, vad):
-                if isinstance(item, InputFailure):
-                    failures.append((item.file, item.message))
-                else:
-                    results.append(item)
+            for item in speaker.embed_sources(sources, options.min_duration, options.vad):
+                (failures if isinstance(item, InputFailure) else results).append(item)
         answer = None
         if results:
             matrix = np.stack([r.embedding for r in results])
-            answer = search_many(store, embedder, matrix, top, min_score, force_exact=exact)
-    for _, message in failures:
-        sys.stderr.write(f"audio: error: {message}\n")
+            answer = search_many(store, identity, matrix, top, min_score, force_exact=exact)
+    for failure in failures:
+        messages.error(failure.message)
     if answer is not None:
         why = f" ({answer.note})" if answer.note else ""
-        sys.stderr.write(f"audio: {answer.mode} search over {plural(answer.vectors, 'vector')}"
-                         f"{why}\n")
+        messages.note(f"{answer.mode} search over {plural(answer.vectors, 'vector')}{why}")
         out = []
         for result, hits in zip(results, answer.hits, strict=True):
             if json_output:
-                out.append(json.dumps(_record(result.file, embedder, answer, hits)))
+                out.append(json.dumps(_record(result.file, identity, answer, hits)))
             elif single:
                 out.append(_text(hits))
             else:
                 out.append(f"# {result.file}\n{_text(hits)}\n")
         sys.stdout.write("\n".join(out).rstrip("\n") + "\n")
     if failures:
-        raise typer.Exit(3)
+        raise typer.Exit(combined_status(f.error for f in failures))
 

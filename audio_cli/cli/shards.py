@@ -19,8 +19,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audio_cli.cli.signals import signals_held
 from engines.errors import UsageError
-from engines.files import publish, scratch_file, signals_held
+from engines.files import publish, scratch_file
 
 SHARD_ROWS = 20000  # rows in one shard at most (AUDIO_RAY_SHARD_ROWS overrides it)
 ROWS_ENV = "AUDIO_RAY_SHARD_ROWS"

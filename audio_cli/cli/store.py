@@ -3,37 +3,39 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from audio_cli.cli import main as checks
-from audio_cli.cli.embed import plural
+from audio_cli.cli import messages
+from audio_cli.cli.errors import EXIT_USAGE, answers, combined_status
+from audio_cli.cli.messages import plural
+from audio_cli.cli.options import (
+    DbOpt,
+    JsonOpt,
+    ModelOpt,
+    check_inputs_exist,
+    cosine,
+    embedding_options,
+    refuse,
+)
 from audio_cli.frontend.audio import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
-from audio_cli.pipeline.speaker import cosine_similarity
-from engines.errors import DEBUG_ENV, AudioCliError, UsageError
+from audio_cli.pipeline.options import EmbedOptions
+from engines.errors import InputAudioError, UsageError
+
+if TYPE_CHECKING:
+    from audio_cli.pipeline.handle import ModelHandle
+    from audio_cli.pipeline.results import EmbeddingResult
+    from audio_cli.pipeline.speaker import SpeakerEmbedder
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
 app = typer.Typer()
 
-DbOpt = Annotated[Path | None, typer.Option(
-    "--db", metavar="PATH", callback=checks.db_folder,
-    help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
-    "directory).")]
-ModelOpt = checks.ModelOpt
-EngineOpt = checks.EngineOpt
-ThreadsOpt = checks.ThreadsOpt
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-MinDurOpt = checks.MinDurOpt
-VadOpt = checks.VadOpt
 ThresholdOpt = Annotated[float | None, typer.Option(
-    metavar="COSINE", callback=checks.cosine,
+    metavar="COSINE", callback=cosine,
     help="Decision threshold on the raw cosine, from -1 to 1 (default: the store's calibrated "
     "value, else the model's default).")]
 TopOpt = Annotated[int, typer.Option(metavar="N", min=1, help="Show this many candidates.")]
@@ -52,34 +54,36 @@ def _emit(document: dict, json_output: bool, text: str) -> None:
     sys.stdout.write(json.dumps(document) + "\n" if json_output else text + "\n")
 
 
-@contextmanager
-def _all_errors_exit(code: int) -> Iterator[None]:
-    """For compare/identify, whose 0/1 are answers: every error exits with `code` (2)."""
-    try:
-        yield
-    except AudioCliError as exc:
-        exc.exit_code = code
-        raise
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        if os.environ.get(DEBUG_ENV):
-            raise
-        error = AudioCliError(f"internal error: {type(exc).__name__}: {exc}")
-        error.exit_code = code
-        raise error from None
+def load(options: EmbedOptions) -> SpeakerEmbedder:
+    """The model `options` name, on their engine (pipeline.speaker)."""
+    from audio_cli.pipeline.speaker import SpeakerEmbedder
+
+    return SpeakerEmbedder.from_options(options)
 
 
-def _embedder(model: str, engine: str, threads: int | None, precision: str = "float32"):
-    from audio_cli.store.identity import Embedder
-    from engines import resolve_engine_name
+def made(options: EmbedOptions):
+    """How this run's vectors are made, as the store records it (store.settings.Made)."""
+    from audio_cli.store.settings import Made
 
-    resolve_engine_name(engine)
-    return Embedder.load(model, engine=engine, threads=threads, name=checks.model_name(model),
-                         precision=precision)
+    return Made(options.vad, options.precision)
 
 
-def _threshold(option: float | None, db: Path | None, embedder):
+def embed_all(speaker: SpeakerEmbedder, sources: list[str], options: EmbedOptions
+              ) -> list[EmbeddingResult]:
+    """Embed every source or raise: all failures are listed in one InputAudioError."""
+    from audio_cli.pipeline.results import InputFailure
+
+    results, failures = [], []
+    for item in speaker.embed_sources(sources, options.min_duration, options.vad):
+        (failures if isinstance(item, InputFailure) else results).append(item)
+    if failures:
+        detail = "; ".join(f.message for f in failures)
+        raise InputAudioError(detail if len(failures) == 1 else
+                              f"{len(failures)} inputs failed: {detail}")
+    return results
+
+
+def _threshold(option: float | None, db: Path | None, identity: ModelHandle):
     """--threshold, else the store's value (if a store exists), else the model's default."""
     from audio_cli.store.db import Store, default_db_path
     from audio_cli.store.speakers import pick_threshold, stored_threshold
@@ -87,31 +91,33 @@ def _threshold(option: float | None, db: Path | None, embedder):
     stored = None
     if option is None and (db is not None or default_db_path().exists()):
         with Store(db, readonly=True) as store:
-            stored = stored_threshold(store, embedder)
-    return pick_threshold(option, stored, embedder.speaker.config.model_type)
+            stored = stored_threshold(store, identity)
+    return pick_threshold(option, stored, identity.config.model_type)
 
 
 @app.command("compare")
+@embedding_options
 def compare(
     file_a: Annotated[str, typer.Argument(metavar="FILE_A", help="First recording.")],
     file_b: Annotated[str, typer.Argument(metavar="FILE_B", help="Second recording.")],
-    threshold: ThresholdOpt = None, db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL,
-    engine: EngineOpt = "auto", threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5,
-    json_output: JsonOpt = False, vad: VadOpt = False,
-    precision: checks.PrecisionOpt = "float32",
+    options: EmbedOptions,
+    threshold: ThresholdOpt = None, db: DbOpt = None, json_output: JsonOpt = False,
 ) -> None:
     """Same speaker? Raw cosine in [-1, 1]; exit 0 same, 1 different, 2 error."""
-    with _all_errors_exit(2):
-        checks.check_inputs_exist([file_a, file_b])
-        embedder = _embedder(model, engine, threads, precision)
-        chosen = _threshold(threshold, db, embedder)
-        a, b = embedder.embed_all([file_a, file_b], min_duration, vad)
+    from audio_cli.pipeline.speaker import cosine_similarity
+
+    with answers(EXIT_USAGE):
+        check_inputs_exist([file_a, file_b])
+        speaker = load(options)
+        identity = speaker.model
+        chosen = _threshold(threshold, db, identity)
+        a, b = embed_all(speaker, [file_a, file_b], options)
         score = cosine_similarity(a.embedding, b.embedding)
         same = score >= chosen.value
         document = {"files": [a.file, b.file], "score": score, "threshold": chosen.value,
                     "threshold_origin": chosen.origin, "same_speaker": same,
-                    "model": embedder.name, "model_digest": embedder.digest,
-                    "engine": embedder.engine}
+                    "model": identity.name, "model_digest": identity.digest,
+                    "engine": speaker.engine_name}
         verdict = "same speaker" if same else "different speakers"
         _emit(document, json_output, f"{score:.4f}  {verdict} (threshold {chosen.value:g}, "
               f"{chosen.origin})")
@@ -120,72 +126,72 @@ def compare(
 
 
 @app.command("enroll")
+@embedding_options
 def enroll(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Speaker name.")],
     files: Annotated[list[str], typer.Argument(metavar="FILE...",
                                                help="Recordings of this speaker.")],
-    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
-    threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
-    vad: VadOpt = False, precision: checks.PrecisionOpt = "float32",
+    options: EmbedOptions,
+    db: DbOpt = None, json_output: JsonOpt = False,
 ) -> None:
     """Add recordings of a speaker to the store (all or none: any bad file stores nothing)."""
     from audio_cli.store.db import Store
+    from audio_cli.store.settings import warn
     from audio_cli.store.speakers import check_enroll, check_name
     from audio_cli.store.speakers import enroll as enroll_speaker
 
     check_name(name)
-    checks.check_inputs_exist(files)
+    check_inputs_exist(files)
     with Store(db) as store:
-        embedder = _embedder(model, engine, threads, precision)
-        from audio_cli.store.settings import warn
-
-        warn(check_enroll(store, embedder, vad))
+        speaker = load(options)
+        identity = speaker.model
+        warn(check_enroll(store, identity, made(options)))
         sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
-        results = embedder.embed_all(sources, min_duration, vad)
-        total = enroll_speaker(store, embedder, name, results, vad)
+        results = embed_all(speaker, sources, options)
+        total = enroll_speaker(store, identity, name, results, made(options))
         document = {"speaker": name, "added": len(results), "exemplars": total,
-                    "model": embedder.name, "model_digest": embedder.digest,
+                    "model": identity.name, "model_digest": identity.digest,
                     "db": str(store.path)}
     _emit(document, json_output, f"{name}: {len(results)} added, "
-          f"{plural(total, 'exemplar')} ({embedder.name})")
+          f"{plural(total, 'exemplar')} ({identity.name})")
 
 
 @app.command("identify")
+@embedding_options
 def identify(
     file: Annotated[str, typer.Argument(metavar="FILE", help="Recording of an unknown speaker.")],
+    options: EmbedOptions,
     top: TopOpt = 1,
     threshold: ThresholdOpt = None,
     scoring: Annotated[str, typer.Option(
         metavar="mean|max", help="mean: cosine with the re-normalised mean of a speaker's "
         "exemplars; max: best exemplar.")] = "mean",
-    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
-    threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
-    vad: VadOpt = False, precision: checks.PrecisionOpt = "float32",
+    db: DbOpt = None, json_output: JsonOpt = False,
 ) -> None:
     """Which enrolled speaker is this? Exit 0 identified, 1 unknown, 2 error."""
     from audio_cli.store.db import Store
     from audio_cli.store.settings import warn_query
     from audio_cli.store.speakers import identify as identify_speaker
 
-    with _all_errors_exit(2):
-        checks.check_inputs_exist([file])
+    with answers(EXIT_USAGE):
+        check_inputs_exist([file])
         with Store(db, readonly=True) as store:
-            embedder = _embedder(model, engine, threads, precision)
-            warn_query(store, "exemplars", embedder.digest, embedder.name, embedder.made(vad))
-            chosen = _threshold(threshold, store.path, embedder)
-            (query,) = embedder.embed_all([file], min_duration, vad)
-            result = identify_speaker(store, embedder, query.embedding, scoring)
+            speaker = load(options)
+            identity = speaker.model
+            warn_query(store, "exemplars", identity.digest, identity.name, made(options))
+            chosen = _threshold(threshold, store.path, identity)
+            (query,) = embed_all(speaker, [file], options)
+            result = identify_speaker(store, identity, query.embedding, scoring)
         for name in result.skipped:
-            sys.stderr.write(f"audio: note: {name} has no exemplar of {embedder.name}; "
-                             "not considered\n")
+            messages.note(f"note: {name} has no exemplar of {identity.name}; not considered")
         best = result.ranked[0]
         margin = best.score - result.ranked[1].score if len(result.ranked) > 1 else None
         known = best.score >= chosen.value
         document = {
             "file": query.file, "speaker": best.name if known else None, "identified": known,
             "score": best.score, "margin": margin, "threshold": chosen.value,
-            "threshold_origin": chosen.origin, "scoring": scoring, "model": embedder.name,
-            "model_digest": embedder.digest,
+            "threshold_origin": chosen.origin, "scoring": scoring, "model": identity.name,
+            "model_digest": identity.digest,
             "candidates": [{"name": c.name, "score": c.score, "exemplars": c.exemplars}
                            for c in result.ranked[:top]]}
         lines = [f"{best.name if known else 'unknown'}  score {best.score:.4f}"
@@ -200,24 +206,23 @@ def identify(
 
 @app.command("calibrate")
 def calibrate(
-    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
-    threads: ThreadsOpt = None, json_output: JsonOpt = False,
+    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, json_output: JsonOpt = False,
 ) -> None:
     """Store the equal-error threshold measured on pairs of enrolled exemplars."""
+    from audio_cli.pipeline.handle import open_model
     from audio_cli.store.db import Store
     from audio_cli.store.speakers import calibrate as calibrate_store
 
     with Store(db, create=False) as store:
-        embedder = _embedder(model, engine, threads)
-        result = {**calibrate_store(store, embedder), "model_digest": embedder.digest}
+        identity = open_model(model)  # the model's identity: no engine is built
+        result = {**calibrate_store(store, identity), "model_digest": identity.digest}
     same, different = result["same_pairs"], result["different_pairs"]
     if same < MIN_SAME_PAIRS or different < MIN_DIFFERENT_PAIRS:
-        sys.stderr.write(
-            "audio: warning: the threshold rests on only "
-            f"{plural(same, 'same-speaker pair')} and "
+        messages.warning(
+            f"the threshold rests on only {plural(same, 'same-speaker pair')} and "
             f"{plural(different, 'different-speaker pair')} (at least "
             f"{MIN_SAME_PAIRS} and {MIN_DIFFERENT_PAIRS} advised); enroll more recordings "
-            "and calibrate again\n")
+            "and calibrate again")
     _emit(result, json_output, f"threshold {result['threshold']:.4f} (EER {result['eer']:.2%} "
           f"on {same} same / {plural(different, 'different pair')})")
 
@@ -292,7 +297,10 @@ def speakers_import(file: Annotated[Path, typer.Argument(
 
 
 @app.command("index")
+@embedding_options
 def index(
+    ctx: typer.Context,
+    options: EmbedOptions,
     paths: Annotated[list[str] | None, typer.Argument(
         metavar="PATH...", help="Audio files or folders (recursive).", show_default=False)
     ] = None,
@@ -301,9 +309,7 @@ def index(
     source: Annotated[Path | None, typer.Option(
         "--from", metavar="FILE.parquet", help="Load the vectors of an `embed-speaker "
         "--output` Parquet file or folder instead of embedding (same --model).")] = None,
-    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, engine: EngineOpt = "auto",
-    threads: ThreadsOpt = None, min_duration: MinDurOpt = 0.5, json_output: JsonOpt = False,
-    vad: VadOpt = False, precision: checks.PrecisionOpt = "float32",
+    db: DbOpt = None, json_output: JsonOpt = False,
 ) -> None:
     """Embed new or changed recordings into the store (exit 3 if some could not be read)."""
     from audio_cli.store.db import Store
@@ -312,27 +318,30 @@ def index(
     if (source is None) == (not paths):
         raise UsageError("index takes PATH... or --from FILE.parquet (one of the two)")
     if source is not None:
-        return _index_from(source, prune, db, model, engine, threads, json_output)
+        refuse(ctx, ("engine", "threads", "precision", "min_duration", "vad"),
+               "not with --from, whose rows say how each vector was made")
+        return _index_from(source, prune, db, options.model, json_output)
     with Store(db) as store:
-        embedder = _embedder(model, engine, threads, precision)
-        report = index_paths(store, embedder, paths, prune, min_duration,
-                             stderr_progress("indexing"), vad=vad)
+        speaker = load(options)
+        identity = speaker.model
+        report = index_paths(store, speaker, paths, options, prune, stderr_progress("indexing"))
     for failure in report.failures:
-        sys.stderr.write(f"audio: error: {failure.message}\n")
+        messages.error(failure.message)
     document = {"found": report.found, "added": report.added, "updated": report.updated,
                 "unchanged": report.unchanged, "pruned": report.pruned,
                 "failed": [{"file": f.file, "error": f.message} for f in report.failures],
-                "model": embedder.name, "model_digest": embedder.digest}
+                "model": identity.name, "model_digest": identity.digest}
     _emit(document, json_output, f"{report.found} found: {report.added} added, {report.updated}"
           f" updated, {report.unchanged} unchanged, {report.pruned} pruned, "
           f"{len(report.failures)} failed")
     if report.failures:
-        raise typer.Exit(3)
+        raise typer.Exit(combined_status(f.error for f in report.failures))
 
 
-def _index_from(source: Path, prune: bool, db: Path | None, model: str, engine: str,
-                threads: int | None, json_output: bool) -> None:
+def _index_from(source: Path, prune: bool, db: Path | None, model: str,
+                json_output: bool) -> None:
     """`index --from`: bulk-load an embed-speaker Parquet output (store/bulk.py)."""
+    from audio_cli.pipeline.handle import open_model
     from audio_cli.pipeline.parquet import require_pyarrow
     from audio_cli.store.bulk import index_parquet
     from audio_cli.store.db import Store
@@ -343,12 +352,12 @@ def _index_from(source: Path, prune: bool, db: Path | None, model: str, engine: 
     if not source.exists():
         raise UsageError(f"--from {source}: no such file or folder")
     with Store(db) as store:
-        embedder = _embedder(model, engine, threads)
-        report = index_parquet(store, embedder, source)
+        identity = open_model(model)  # the model's identity: no engine is built
+        report = index_parquet(store, identity, source)
     document = {"rows": report.rows, "added": report.added, "updated": report.updated,
                 "unchanged": report.unchanged, "errors_skipped": report.errors,
-                "skipped": report.skipped, "model": embedder.name,
-                "model_digest": embedder.digest}
+                "skipped": report.skipped, "model": identity.name,
+                "model_digest": identity.digest}
     _emit(document, json_output, f"{plural(report.rows, 'row')}: {report.added} added, "
           f"{report.updated} updated, {report.unchanged} unchanged, {report.errors} error rows "
           f"skipped" + (f", {report.skipped} without a file or vector" if report.skipped else ""))

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_cli.cli.embed import Outcome, json_lines
+from audio_cli.cli.outcomes import Outcome, json_lines
+from audio_cli.cli.signals import signals_held
 from engines.errors import UsageError
-from engines.files import TargetExists, publish, scratch_file, signals_held
+from engines.files import TargetExists, publish, scratch_file
 
 FORMATS = (".npz", ".npy", ".jsonl", ".parquet")
 SIDECAR_SUFFIX = ".paths.txt"
@@ -73,6 +74,12 @@ class OutputFile:
         self._jsonl = self._npz = self._parquet = None
         self._rows: list[np.ndarray] = []
         self._sidecar: list[str] = []
+
+    @classmethod
+    def of(cls, path: Path, force: bool, speaker) -> OutputFile:
+        """The output of a run of `speaker` (a pipeline.speaker.SpeakerEmbedder)."""
+        return cls(path, force, speaker.model_id, speaker.engine_name, speaker.model.digest,
+                   speaker.model.dim)
 
     def start(self) -> None:
         """Open the scratch file(s) a streamed format is written to (call inside the block

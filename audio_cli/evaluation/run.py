@@ -11,7 +11,9 @@ import numpy as np
 
 from audio_cli.evaluation.datasets import Dataset
 from audio_cli.evaluation.metrics import Metrics, evaluate, trial_counts, trial_scores
-from audio_cli.pipeline.speaker import InputFailure, WeSpeaker
+from audio_cli.pipeline.options import EmbedOptions
+from audio_cli.pipeline.results import InputFailure
+from audio_cli.pipeline.speaker import SpeakerEmbedder
 from engines.errors import InputAudioError
 
 
@@ -41,14 +43,14 @@ def check_trials(labels: list[str], impostors: int, after: str = "") -> None:
                               "(give two or more, or add --impostors)")
 
 
-def run_evaluation(speaker: WeSpeaker, dataset: Dataset, impostors: list[Path],
-                   min_duration: float,
-                   on_result: Callable[[InputFailure | None], None] | None = None,
-                   vad: bool = False) -> EvalReport:
+def run_evaluation(speaker: SpeakerEmbedder, dataset: Dataset, impostors: list[Path],
+                   options: EmbedOptions,
+                   on_result: Callable[[InputFailure | None], None] | None = None
+                   ) -> EvalReport:
     """Embed every file once through `embed_sources`, drop failures, score and evaluate.
 
+    `options`: the minimum duration and VAD of each file (the model is `speaker`'s).
     `on_result(failure)` is called after each file, in input order (None on success).
-    `vad`: each file's speech only (pipeline.speaker.WeSpeaker.embed_sources).
     """
     labels = [u.speaker for u in dataset.utterances]
     check_trials(labels, len(impostors))
@@ -56,7 +58,7 @@ def run_evaluation(speaker: WeSpeaker, dataset: Dataset, impostors: list[Path],
     vectors: list[np.ndarray | None] = []
     failures: list[InputFailure] = []
     start = time.perf_counter()
-    for result in speaker.embed_sources(sources, min_duration, vad):
+    for result in speaker.embed_sources(sources, options.min_duration, options.vad):
         failure = result if isinstance(result, InputFailure) else None
         vectors.append(None if failure else result.embedding)
         if failure:
@@ -72,5 +74,7 @@ def run_evaluation(speaker: WeSpeaker, dataset: Dataset, impostors: list[Path],
     check_trials(kept_labels, len(impostor_vectors), after)
     trials = trial_scores(np.stack([vectors[i] for i in kept]), kept_labels,
                           np.stack(impostor_vectors) if impostor_vectors else None)
-    return EvalReport(evaluate(trials), dataset, len(set(kept_labels)), n, len(impostors),
-                      failures, speaker.model_id, speaker.engine_name, elapsed)
+    return EvalReport(metrics=evaluate(trials), dataset=dataset,
+                      speakers=len(set(kept_labels)), files=n, impostor_files=len(impostors),
+                      failures=failures, model=speaker.model_id, engine=speaker.engine_name,
+                      elapsed=elapsed)

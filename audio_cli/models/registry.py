@@ -78,6 +78,13 @@ def known_model(name: str) -> KnownModel | None:
     return None
 
 
+def display_name(typed: str) -> str:
+    """What every message calls a model: the short name of a known model (by name or hub
+    id), else what the user typed."""
+    known = known_model(typed)
+    return known.name if known is not None else typed
+
+
 def _check_engine(model: str, known: KnownModel | None, engine: str) -> None:
     """ModelError if `model` is the known model `known` and `engine` cannot run it."""
     engine = resolve_engine_name(engine)

@@ -32,7 +32,8 @@ from audio_cli.frontend.audio import (
     warn,
 )
 from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames, streams
-from engines.errors import AudioCliError, EngineError, InputAudioError, UsageError
+from audio_cli.pipeline.results import EmbeddingResult, InputFailure
+from engines.errors import EngineError, InputAudioError
 
 # ---------------------------------------------------------------- threads
 
@@ -208,38 +209,6 @@ GROUP_FRAMES = 24000  # feature frames (4 min of audio) decoded before a group i
 GROUP_FILES = 64
 
 
-@dataclass(frozen=True)
-class EmbeddingResult:
-    """One embedding and what produced it; the fields are the `--json` payload."""
-
-    embedding: np.ndarray  # (dim,) float32, unit L2 norm
-    file: str
-    duration: float  # seconds of input audio
-    sample_rate: int  # Hz of the input file
-    model: str
-    engine: str
-    elapsed: float  # seconds for features + network
-    speech: float | None = None  # seconds of speech embedded, with voice-activity detection
-
-    @property
-    def dimension(self) -> int:
-        """Length of the vector."""
-        return int(self.embedding.shape[0])
-
-
-@dataclass(frozen=True)
-class InputFailure:
-    """An input of a many-input call that could not be embedded, and the error why."""
-
-    file: str
-    error: AudioCliError
-
-    @property
-    def message(self) -> str:
-        """The one-line error message."""
-        return str(self.error)
-
-
 @dataclass
 class _Pending:
     """One input waiting in a group: its features (or finished vector), or why it failed."""
@@ -319,9 +288,10 @@ def _flush(speaker, group: list[_Pending]) -> Iterator:
         else:
             s = p.stream
             whole = getattr(s, "recording_duration", None)  # set on a SpeechSource
-            yield EmbeddingResult(p.vector, s.name, s.duration if whole is None else whole,
-                                  s.source_rate, speaker.model_id, speaker.engine_name,
-                                  p.seconds, None if whole is None else s.duration)
+            yield EmbeddingResult(
+                embedding=p.vector, file=s.name, duration=s.duration if whole is None else whole,
+                sample_rate=s.source_rate, model=speaker.model_id, engine=speaker.engine_name,
+                elapsed=p.seconds, speech=None if whole is None else s.duration)
 
 
 def embed_sources(speaker, sources: Iterable[str | os.PathLike],
@@ -337,42 +307,3 @@ def embed_sources(speaker, sources: Iterable[str | os.PathLike],
             yield from _flush(speaker, group)
             group, frames = [], 0
     yield from _flush(speaker, group)
-
-
-# ---------------------------------------------------------------- windows (pipeline.windows)
-
-
-@dataclass(frozen=True)
-class WindowEmbedding:
-    """The embedding of one window of a recording, cut out and embedded on its own."""
-
-    embedding: np.ndarray | None  # (dim,) float32, unit L2 norm; None: too little speech
-    file: str
-    start: float  # seconds from the start of the recording
-    end: float  # seconds; end - start is the window length (the last may be shorter)
-    speech: float | None = None  # seconds of speech in it, with voice-activity detection
-
-
-def check_window_lengths(window: float, hop: float) -> None:
-    """UsageError unless both the window and the hop are positive."""
-    if window <= 0 or hop <= 0:
-        raise UsageError("--window and --hop must be positive")
-
-
-def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
-                  ) -> list[tuple[int, int]]:
-    """Sample ranges [start, end) of windows of `window` s every `hop` s.
-
-    Windows start at 0, hop, 2*hop, ... while they fit; if audio is left after the last one,
-    one more window of the same length ends exactly at the last sample. Audio shorter than one
-    window is a single window over all of it. Nothing is padded.
-    """
-    check_window_lengths(window, hop)
-    length = int(round(window * sample_rate))
-    step = int(round(hop * sample_rate))
-    if num_samples <= length:
-        return [(0, num_samples)]
-    bounds = [(s, s + length) for s in range(0, num_samples - length + 1, step)]
-    if bounds[-1][1] < num_samples:
-        bounds.append((num_samples - length, num_samples))
-    return bounds

@@ -10,21 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from audio_cli.frontend.audio import Audio, check_duration, from_samples
-from audio_cli.frontend.fbank import fbank, min_samples
-from audio_cli.models.registry import DEFAULT_MODEL, check_model_dir, resolve_model
-from audio_cli.pipeline.batching import (
-    EmbeddingResult,
-    Inference,
-    InputFailure,
-    one_blas_thread,
-)
-from audio_cli.pipeline.batching import WindowEmbedding as WindowEmbedding
-from audio_cli.pipeline.batching import check_window_lengths as check_window_lengths
-from audio_cli.pipeline.batching import window_bounds as window_bounds
+from audio_cli.frontend.fbank import fbank
+from audio_cli.models.registry import DEFAULT_MODEL
+from audio_cli.pipeline.batching import Inference, one_blas_thread
+from audio_cli.pipeline.handle import ModelHandle, open_model
+from audio_cli.pipeline.options import DEFAULT_MIN_DURATION, EmbedOptions
+from audio_cli.pipeline.results import EmbeddingResult, InputFailure, WindowEmbedding
+from engines import build_graph
 from engines.errors import InputAudioError, UsageError
-from engines.model import WEIGHTS_FILE, ModelConfig, Weights
-
-DEFAULT_MIN_DURATION = 0.5  # seconds
 
 
 def check_usable(audio: Audio, min_duration: float, vad: bool) -> None:
@@ -50,51 +43,46 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / denom)
 
 
-class WeSpeaker:
-    """A loaded speaker-embedding model bound to one engine."""
+class SpeakerEmbedder:
+    """A speaker-embedding model (ResNet34-LM, CAM++, NeMo's) loaded on one engine."""
 
-    def __init__(self, config: ModelConfig, weights: Weights | dict[str, np.ndarray], *,
-                 model_id: str, engine: str = "auto", threads: int | None = None,
+    def __init__(self, model: ModelHandle, engine: str = "auto", threads: int | None = None,
                  precision: str = "float32", calibration_dir: Path | None = None):
-        from engines import build_graph, create_engine
+        from engines import create_engine
 
-        if not isinstance(weights, Weights):
-            weights = Weights(tensors=weights)
-        self.config = config
-        self.model_id = model_id
-        graph = build_graph(config)
+        self.model = model
+        self.config = model.config
+        self.model_id = model.name
+        self.precision = precision
+        graph = build_graph(self.config)
         calibration = None
         if precision == "int8":  # an int8 trunk, built once from the float32 one (cached)
             from audio_cli.pipeline.calibration import calibration as calibration_set
 
-            calibration = calibration_set(config.frontend, calibration_dir)
-        self.engine = create_engine(engine, config, weights, threads, graph, precision,
-                                    calibration)
+            calibration = calibration_set(self.config.frontend, calibration_dir)
+        self.engine = create_engine(engine, self.config, model.weights(), threads=threads,
+                                    graph=graph, precision=precision, calibration=calibration)
         self.min_frames = graph.min_frames()
         self.inference = Inference(self.engine, graph)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, engine: str = "auto",
-                        threads: int | None = None, precision: str = "float32") -> WeSpeaker:
-        """Load from a local directory in the hub layout (`config.json`, `model.safetensors`).
-        `precision="int8"` runs an int8 version of the network (onnx engine)."""
-        directory = check_model_dir(Path(path).expanduser())
-        return cls.from_directory(directory, str(path), engine, threads, precision)
+    def from_pretrained(cls, model: str | os.PathLike = DEFAULT_MODEL, engine: str = "auto",
+                        threads: int | None = None, precision: str = "float32"
+                        ) -> SpeakerEmbedder:
+        """Load a hub repo id, known name, local model folder (the hub layout, or 3D-Speaker's
+        CAM++ checkpoint) or NeMo .nemo file; a hub model downloads on first use.
+        `precision="int8"` runs an int8 version of the network (onnx, coreml)."""
+        return cls(open_model(str(model), engine), engine, threads, precision)
 
     @classmethod
-    def load_from_hub(cls, model_id: str = DEFAULT_MODEL, engine: str = "auto",
-                      threads: int | None = None, precision: str = "float32") -> WeSpeaker:
-        """Load a hub repo id, known name or local directory (downloads on first use)."""
-        model_id, directory = resolve_model(model_id, engine)
-        return cls.from_directory(directory, model_id, engine, threads, precision)
+    def from_options(cls, options: EmbedOptions) -> SpeakerEmbedder:
+        """Load the model `options` names, as they say to run it; their minimum duration is
+        checked against the network before the engine is built."""
+        model = open_model(options.model, options.engine)
+        model.check_min_duration(options.min_duration)
+        return cls(model, options.engine, options.threads, options.precision)
 
-    @classmethod
-    def from_directory(cls, directory: Path, model_id: str, engine: str = "auto",
-                       threads: int | None = None, precision: str = "float32") -> WeSpeaker:
-        """Load a resolved model directory (see models.registry.resolve_model), named `model_id`."""
-        weights = Weights(directory / WEIGHTS_FILE)
-        return cls(ModelConfig.load(directory), weights, model_id=model_id, engine=engine,
-                   threads=threads, precision=precision)
+    load_from_hub = from_pretrained  # the name of earlier releases
 
     @property
     def engine_name(self) -> str:
@@ -104,16 +92,11 @@ class WeSpeaker:
     @property
     def min_duration(self) -> float:
         """Shortest input (seconds) the network can pool over."""
-        frontend = self.config.frontend
-        return min_samples(self.min_frames, frontend) / frontend.sample_rate
+        return self.model.min_duration
 
     def check_min_duration(self, min_duration: float) -> None:
         """UsageError if `min_duration` is below what the network can pool over."""
-        if min_duration < self.min_duration:
-            raise UsageError(
-                f"--min-duration must be at least {self.min_duration:.3f} s "
-                "(the network needs that much audio)"
-            )
+        self.model.check_min_duration(min_duration)
 
     def features(self, audio: Audio) -> np.ndarray:
         """(T, n_mels) float32 features of decoded audio, in this model's front-end."""
@@ -151,9 +134,10 @@ class WeSpeaker:
         start = time.perf_counter()
         vector = self.embed_features(self.features(audio))
         elapsed = time.perf_counter() - start
-        return EmbeddingResult(vector, audio.source, whole.duration, audio.source_rate,
-                               self.model_id, self.engine_name, elapsed,
-                               audio.duration if vad else None)
+        return EmbeddingResult(embedding=vector, file=audio.source, duration=whole.duration,
+                               sample_rate=audio.source_rate, model=self.model_id,
+                               engine=self.engine_name, elapsed=elapsed,
+                               speech=audio.duration if vad else None)
 
     def embed(self, audio_file: str | os.PathLike | None = None, *,
               samples: np.ndarray | None = None, sample_rate: int | None = None,
@@ -163,20 +147,14 @@ class WeSpeaker:
         if (audio_file is None) == (samples is None):
             raise UsageError("pass exactly one of audio_file or samples")
         if audio_file is not None:
-            return self.embed_source(audio_file, min_duration, vad).embedding
+            (result,) = self.embed_sources([audio_file], min_duration, vad)
+            if isinstance(result, InputFailure):
+                raise result.error
+            return result.embedding
         if sample_rate is None:
             raise UsageError("samples need a sample_rate")
         audio = from_samples(samples, sample_rate, self.config.sample_rate)
         return self.embed_audio(audio, min_duration, vad).embedding
-
-    def embed_source(self, source: str | os.PathLike,
-                     min_duration: float = DEFAULT_MIN_DURATION,
-                     vad: bool = False) -> EmbeddingResult:
-        """Embed one file (or `-`); a long recording streams through exact chunks."""
-        (result,) = self.embed_sources([source], min_duration, vad)
-        if isinstance(result, InputFailure):
-            raise result.error
-        return result
 
     def embed_sources(self, sources: Iterable[str | os.PathLike],
                       min_duration: float = DEFAULT_MIN_DURATION, vad: bool = False
@@ -192,26 +170,25 @@ class WeSpeaker:
         self.check_min_duration(min_duration)
         yield from embed_sources(self, sources, min_duration, vad)
 
-    def embed_windows(self, audio: Audio, window: float, hop: float,
+    def embed_windows(self, audio: Audio | str | os.PathLike, window: float, hop: float,
                       min_duration: float = DEFAULT_MIN_DURATION, vad: bool = False
                       ) -> list[WindowEmbedding]:
-        """One embedding per window (see `window_bounds`), each window embedded on its own.
+        """One embedding per window (see `window_bounds`) of decoded audio or of a file (or
+        `-`), each window embedded on its own. A file is decoded block by block
+        (pipeline.windows), never whole: an hour needs its windows' vectors in memory, not
+        its samples.
 
         With `vad`, a window's speech samples are embedded and its `speech` seconds set; a
-        window with less than `min_duration` of speech has no embedding (None). A file is
-        better given to `embed_file_windows`, which never holds it whole.
+        window with less than `min_duration` of speech has no embedding (None).
         """
-        from audio_cli.pipeline.windows import embed_audio_windows
+        from audio_cli.pipeline import windows
 
-        return embed_audio_windows(self, audio, window, hop, min_duration, vad)
-
-    def embed_file_windows(self, source: str | os.PathLike, window: float, hop: float,
-                           min_duration: float = DEFAULT_MIN_DURATION, vad: bool = False
-                           ) -> list[WindowEmbedding]:
-        """`embed_windows` of a file (or `-`), decoded block by block (pipeline.windows): an
-        hour needs its windows' vectors in memory, not its samples."""
+        if isinstance(audio, Audio):
+            return windows.embed_audio_windows(self, audio, window, hop, min_duration, vad)
         from audio_cli.frontend.audio import open_audio
-        from audio_cli.pipeline.windows import embed_source_windows
 
-        source = open_audio(source, self.config.sample_rate)
-        return embed_source_windows(self, source, window, hop, min_duration, vad)
+        source = open_audio(audio, self.config.sample_rate)
+        return windows.embed_source_windows(self, source, window, hop, min_duration, vad)
+
+
+WeSpeaker = SpeakerEmbedder  # the name of earlier releases

@@ -26,12 +26,41 @@ from audio_cli.frontend.audio import (
     check_peak,
 )
 from audio_cli.frontend.fbank import fbank
-from audio_cli.pipeline.batching import WindowEmbedding, one_blas_thread, window_bounds
-from engines.errors import InputAudioError
+from audio_cli.pipeline.batching import one_blas_thread
+from audio_cli.pipeline.results import WindowEmbedding
+from engines.errors import InputAudioError, UsageError
 
 WINDOWS_PER_BATCH = 64  # windows featurised and embedded together, at most ...
 GROUP_FRAMES = 24000  # ... and at most this many feature frames (4 min of audio)
 READ_BLOCK = 1 << 17  # samples decoded at a time (8.2 s at 16 kHz)
+
+
+def check_window_lengths(window: float, hop: float) -> None:
+    """UsageError unless both the window and the hop are positive."""
+    if window <= 0 or hop <= 0:
+        raise UsageError("--window and --hop must be positive")
+
+
+def window_bounds(num_samples: int, sample_rate: int, window: float, hop: float
+                  ) -> list[tuple[int, int]]:
+    """Sample ranges [start, end) of windows of `window` s every `hop` s.
+
+    Windows start at 0, hop, 2*hop, ... while they fit; if audio is left after the last one,
+    one more window of the same length ends exactly at the last sample. Audio shorter than one
+    window is a single window over all of it. Nothing is padded.
+    """
+    check_window_lengths(window, hop)
+    length = int(round(window * sample_rate))
+    step = int(round(hop * sample_rate))
+    if min(length, step) < 1:
+        raise UsageError(f"--window and --hop must each last at least one sample "
+                         f"({1 / sample_rate:g} s at {sample_rate} Hz)")
+    if num_samples <= length:
+        return [(0, num_samples)]
+    bounds = [(s, s + length) for s in range(0, num_samples - length + 1, step)]
+    if bounds[-1][1] < num_samples:
+        bounds.append((num_samples - length, num_samples))
+    return bounds
 
 
 def embed_audio_windows(speaker, audio: Audio, window: float, hop: float,
@@ -49,7 +78,8 @@ def embed_audio_windows(speaker, audio: Audio, window: float, hop: float,
         if not regions:
             raise no_speech(audio.source)
     return list(_windows(speaker, iter([audio.samples]), len(audio.samples),
-                         audio.sample_rate, audio.source, window, hop, min_duration, regions))
+                         audio.sample_rate, audio.source, window=window, hop=hop,
+                         min_duration=min_duration, regions=regions))
 
 
 def embed_source_windows(speaker, source: AudioSource, window: float, hop: float,
@@ -74,10 +104,11 @@ def embed_source_windows(speaker, source: AudioSource, window: float, hop: float
                 break
         check_peak(source.name, peak)
     return list(_windows(speaker, source.blocks(READ_BLOCK), source.num_samples,
-                         source.sample_rate, source.name, window, hop, min_duration, regions))
+                         source.sample_rate, source.name, window=window, hop=hop,
+                         min_duration=min_duration, regions=regions))
 
 
-def _windows(speaker, blocks: Iterable[np.ndarray], num_samples: int, rate: int, name: str,
+def _windows(speaker, blocks: Iterable[np.ndarray], num_samples: int, rate: int, name: str, *,
              window: float, hop: float, min_duration: float, regions
              ) -> Iterator[WindowEmbedding]:
     """WindowEmbedding of each window, in order, from the samples given in blocks;

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from audio_cli.pipeline.handle import ModelHandle
 from audio_cli.store.db import Store, now
-from audio_cli.store.identity import Embedder
 from audio_cli.store.index import UPSERT_RECORDING, signatures_of, sync_files
 from audio_cli.store.settings import Made, check_adding, warn
 from engines.errors import ModelError, UsageError
@@ -27,25 +27,25 @@ class BulkReport:
     skipped: int = 0  # rows without a file to point at (stdin) or without a vector (VAD)
 
 
-def check_identity(table, source: Path, embedder: Embedder) -> None:
-    """Refuse vectors of another model than `embedder`'s (by weights digest and dimension)."""
+def check_identity(table, source: Path, identity: ModelHandle) -> None:
+    """Refuse vectors of another model than `identity`'s (by weights digest and dimension)."""
     from audio_cli.pipeline.parquet import dimension_of
 
     digests = sorted(d for d in table.column("model_digest").unique().to_pylist() if d)
     if len(digests) > 1:
         raise ModelError(f"{source}: holds vectors of {len(digests)} models "
                          f"({', '.join(digests)}); index one model's rows at a time")
-    if digests and digests[0] != embedder.digest:
+    if digests and digests[0] != identity.digest:
         names = sorted({n for n in table.column("model").unique().to_pylist() if n})
         raise ModelError(f"{source}: vectors of {', '.join(names)} (weights {digests[0]}), not "
-                         f"of {embedder.name} (weights {embedder.digest}); pass the --model "
+                         f"of {identity.name} (weights {identity.digest}); pass the --model "
                          "they were made with")
-    if dimension_of(table) != embedder.dim:
-        raise ModelError(f"{source}: vectors of {dimension_of(table)} values, {embedder.name} "
-                         f"makes {embedder.dim}")
+    if dimension_of(table) != identity.dim:
+        raise ModelError(f"{source}: vectors of {dimension_of(table)} values, {identity.name} "
+                         f"makes {identity.dim}")
 
 
-def index_parquet(store: Store, embedder: Embedder, source: Path) -> BulkReport:
+def index_parquet(store: Store, identity: ModelHandle, source: Path) -> BulkReport:
     """Load the vectors of a Parquet file or folder into the store's recordings of this
     model. A row whose file has the same size and modification time as the store's is left
     as it is; a relative path is taken from the current directory (as `index PATH` does)."""
@@ -54,7 +54,7 @@ def index_parquet(store: Store, embedder: Embedder, source: Path) -> BulkReport:
     from audio_cli.pipeline.parquet import open_rows, vectors_of
 
     table = open_rows(source)
-    check_identity(table, source, embedder)
+    check_identity(table, source, identity)
     report = BulkReport(rows=len(table))
     if table.column("start").null_count < len(table):
         raise UsageError(f"{source}: holds windows (--window); the store indexes one vector "
@@ -79,9 +79,9 @@ def index_parquet(store: Store, embedder: Embedder, source: Path) -> BulkReport:
         raise UsageError(f"{source}: holds vectors made with and without --vad; index them "
                          "into different stores (--db)")
     with store.write() as conn:
-        model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
-                                embedder.frontend)
-        for warning in {check_adding(conn, "recordings", model, embedder.name, m, "index")
+        model = store.model_row(conn, identity.name, identity.digest, identity.dim,
+                                identity.frontend)
+        for warning in {check_adding(conn, "recordings", model, identity.name, m, "index")
                         for m in set(made)}:
             warn(warning)
         known = signatures_of(conn, model)
@@ -101,11 +101,11 @@ def index_parquet(store: Store, embedder: Embedder, source: Path) -> BulkReport:
     for first in range(0, len(todo), BULK_ROWS):
         with store.write() as conn:
             for m in set(made):  # another process may have indexed the other way meanwhile
-                check_adding(conn, "recordings", model, embedder.name, m, "index")
+                check_adding(conn, "recordings", model, identity.name, m, "index")
             conn.executemany(
                 UPSERT_RECORDING,
                 [(paths[i], sizes[i], mtimes[i], model, engines[i], durations[i], created,
                   vectors[i].tobytes(), int(made[i].vad), made[i].precision)
                  for i in todo[first:first + BULK_ROWS]])
-    sync_files(store, embedder.digest, embedder.dim)
+    sync_files(store, identity.digest, identity.dim)
     return report

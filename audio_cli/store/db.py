@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.errors import EXIT_STORE, AudioCliError
+from engines.errors import AudioCliError
 
 DB_ENV = "AUDIO_DB"
 DB_FILE = "store.sqlite3"
@@ -161,7 +162,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class StoreError(AudioCliError):
     """The speaker store (--db) cannot be used: foreign, corrupt, newer schema, locked."""
 
-    exit_code = EXIT_STORE
+    kind = "store"
 
 
 def default_db_path() -> Path:
@@ -240,8 +241,8 @@ class Store:
             self.conn = self._connect("immutable=1")
             wal = self.path.with_name(self.path.name + "-wal")
             if wal.exists() and wal.stat().st_size:
-                sys.stderr.write(f"audio: warning: {self.path} is read-only here and {wal.name} "
-                                 "cannot be read with it; the latest changes may be missing\n")
+                warnings.warn(f"{self.path} is read-only here and {wal.name} cannot be read "
+                              "with it; the latest changes may be missing", stacklevel=2)
         with self._errors():
             self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._check_identity()

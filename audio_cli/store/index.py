@@ -6,22 +6,28 @@ import os
 import sqlite3
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audio_cli.frontend.folders import find_audio_files
-from audio_cli.pipeline.speaker import EmbeddingResult, InputFailure
+from audio_cli.pipeline.handle import ModelHandle
+from audio_cli.pipeline.options import EmbedOptions
+from audio_cli.pipeline.results import EmbeddingResult, InputFailure
 from audio_cli.store import ann
 from audio_cli.store.db import Store, now, pack
-from audio_cli.store.identity import Embedder
 from audio_cli.store.ranking import Hit, search_many
-from audio_cli.store.settings import check_adding, warn
+from audio_cli.store.settings import Made, check_adding, warn
 from audio_cli.store.speakers import mismatch_error
 from audio_cli.store.vectors import store_state, sync
 from engines.errors import InputAudioError, UsageError
+
+if TYPE_CHECKING:
+    from audio_cli.pipeline.speaker import SpeakerEmbedder
 
 COMMIT_EVERY = 16  # results per write transaction
 COMMIT_SECONDS = 2.0  # ... or this long since the last commit, whichever comes first
@@ -79,20 +85,21 @@ def signatures_of(conn: sqlite3.Connection, model: int) -> dict[str, tuple[int, 
         "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ?", (model,))}
 
 
-def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool = False,
-                min_duration: float = 0.5,
-                progress: Callable[[int, int], None] | None = None,
-                vad: bool = False) -> IndexReport:
+def index_paths(store: Store, speaker: SpeakerEmbedder, paths: list[str],
+                options: EmbedOptions, prune: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> IndexReport:
     """Embed new or changed audio under `paths` into the store, committing in small steps.
-    `vad`: only each file's speech; recorded with the precision, and refused if the model's
-    recordings in the store were made the other way (store.settings.check_adding)."""
-    made = embedder.made(vad)
+    With `options.vad`, only each file's speech; how vectors are made (VAD, precision) is
+    recorded, and refused if the model's recordings in the store were made the other way
+    (store.settings.check_adding)."""
+    identity = speaker.model
+    made = Made(options.vad, speaker.precision)
     files = find_audio(paths)
     report = IndexReport(found=len(files))
     with store.write() as conn:
-        model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
-                                embedder.frontend)
-        warning = check_adding(conn, "recordings", model, embedder.name, made, "index")
+        model = store.model_row(conn, identity.name, identity.digest, identity.dim,
+                                identity.frontend)
+        warning = check_adding(conn, "recordings", model, identity.name, made, "index")
         known = signatures_of(conn, model)
     warn(warning)
     todo, signatures = [], {}
@@ -109,7 +116,7 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
         nonlocal last_commit
         with store.write() as conn:
             if pending:  # another process may have indexed the other way meanwhile
-                check_adding(conn, "recordings", model, embedder.name, made, "index")
+                check_adding(conn, "recordings", model, identity.name, made, "index")
             for r in pending:
                 size, mtime = signatures[r.file]
                 conn.execute(
@@ -123,7 +130,8 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
         pending.clear()
         last_commit = time.monotonic()
 
-    for done, item in enumerate(embedder.speaker.embed_sources(todo, min_duration, vad), start=1):
+    results = speaker.embed_sources(todo, options.min_duration, options.vad)
+    for done, item in enumerate(results, start=1):
         if isinstance(item, InputFailure):
             report.failures.append(item)
         else:
@@ -136,7 +144,7 @@ def index_paths(store: Store, embedder: Embedder, paths: list[str], prune: bool 
     if prune:
         report.pruned = prune_missing(store, [Path(p).expanduser().absolute() for p in paths],
                                       set(signatures))
-    sync_files(store, embedder.digest, embedder.dim)
+    sync_files(store, identity.digest, identity.dim)
     return report
 
 
@@ -151,7 +159,7 @@ def sync_files(store: Store, digest: str, dim: int) -> None:
             try:
                 ann.update(conn, store, state[0], digest, view)
             except (OSError, RuntimeError, ValueError) as exc:  # usearch reports as RuntimeError
-                sys.stderr.write(f"audio: warning: approximate-search graph not written ({exc})\n")
+                warnings.warn(f"approximate-search graph not written ({exc})", stacklevel=2)
 
 
 def prune_missing(store: Store, roots: list[Path], present: set[str]) -> int:
@@ -163,22 +171,22 @@ def prune_missing(store: Store, roots: list[Path], present: set[str]) -> int:
     return len(gone)
 
 
-def load_matrix(conn: sqlite3.Connection, store: Store, embedder: Embedder
+def load_matrix(conn: sqlite3.Connection, store: Store, identity: ModelHandle
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Row ids and the (N, dim) float32 matrix of this model's indexed vectors (in a read)."""
-    model = store.find_model(conn, embedder.digest)
+    model = store.find_model(conn, identity.digest)
     # No ORDER BY: sorting the blobs would cost SQLite a temporary b-tree (~3x slower).
     rows = [] if model is None else conn.execute(
         "SELECT id, vector FROM recordings WHERE model_id = ?", (model,)).fetchall()
     if not rows:
         if conn.execute("SELECT count(*) FROM recordings").fetchone()[0]:
-            raise mismatch_error(conn, "recordings", embedder)
+            raise mismatch_error(conn, "recordings", identity)
         raise UsageError(f"{store.path}: nothing indexed yet (use `audio index PATH`)")
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
-    if matrix.size != len(rows) * embedder.dim:
-        raise UsageError(f"{store.path}: stored vectors do not have {embedder.dim} values")
-    return ids, matrix.reshape(len(rows), embedder.dim)
+    if matrix.size != len(rows) * identity.dim:
+        raise UsageError(f"{store.path}: stored vectors do not have {identity.dim} values")
+    return ids, matrix.reshape(len(rows), identity.dim)
 
 
 def top_k(matrix: np.ndarray, query: np.ndarray, k: int, min_score: float | None = None
@@ -192,10 +200,10 @@ def top_k(matrix: np.ndarray, query: np.ndarray, k: int, min_score: float | None
             if min_score is None or scores[i] >= min_score]
 
 
-def search(store: Store, embedder: Embedder, query: np.ndarray, k: int = 10,
+def search(store: Store, identity: ModelHandle, query: np.ndarray, k: int = 10,
            min_score: float | None = None) -> list[Hit]:
     """The k indexed recordings of this model whose voice is closest to the query."""
-    return search_many(store, embedder, query[None], k, min_score).hits[0]
+    return search_many(store, identity, query[None], k, min_score).hits[0]
 
 
 def stderr_progress(label: str) -> Callable[[int, int], None] | None:

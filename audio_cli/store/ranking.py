@@ -63,11 +63,11 @@ def exact(parts: list[Part], queries: np.ndarray, k: int) -> tuple[np.ndarray, n
     return best_ids, best
 
 
-def _nothing_indexed(conn: sqlite3.Connection, store: Store, embedder) -> Exception:
+def _nothing_indexed(conn: sqlite3.Connection, store: Store, identity) -> Exception:
     from audio_cli.store.speakers import mismatch_error  # only on this error path
 
     if conn.execute("SELECT count(*) FROM recordings").fetchone()[0]:
-        return mismatch_error(conn, "recordings", embedder)
+        return mismatch_error(conn, "recordings", identity)
     return UsageError(f"{store.path}: nothing indexed yet (use `audio index PATH`)")
 
 
@@ -75,22 +75,22 @@ class Searcher:
     """One model's vectors opened for ranking, exact or approximate (inside a read of the
     store: the view and the connection must stay in that transaction)."""
 
-    def __init__(self, conn: sqlite3.Connection, store: Store, embedder,
+    def __init__(self, conn: sqlite3.Connection, store: Store, identity,
                  force_exact: bool = False):
         self.conn = conn
-        model = store.find_model(conn, embedder.digest)
+        model = store.find_model(conn, identity.digest)
         if model is None:
-            raise _nothing_indexed(conn, store, embedder)
-        self.view = open_vectors(conn, store, embedder.digest, embedder.dim, model)
+            raise _nothing_indexed(conn, store, identity)
+        self.view = open_vectors(conn, store, identity.digest, identity.dim, model)
         if self.view.rows == 0:
-            raise _nothing_indexed(conn, store, embedder)
+            raise _nothing_indexed(conn, store, identity)
         self.graph, self.note = None, None
         if not force_exact and self.view.rows >= ann.min_rows():
             state, graph = store_state(conn), None
             if not ann.available():
                 self.note = "usearch is not installed (pip install 'audio[ann]')"
             elif self.view.source != "file" or state is None or \
-                    (graph := ann.find(store, state[0], embedder.digest)) is None:
+                    (graph := ann.find(store, state[0], identity.digest)) is None:
                 self.note = "no approximate-search graph yet (`audio index` writes it)"
             else:
                 self.graph = ann.open_graph(conn, self.view, graph)
@@ -124,13 +124,13 @@ class Searcher:
                        key=lambda h: (-h.score, h.path)) for r in ranked]
 
 
-def search_many(store: Store, embedder, queries: np.ndarray, k: int = 10,
+def search_many(store: Store, identity, queries: np.ndarray, k: int = 10,
                 min_score: float | None = None, force_exact: bool = False) -> Answer:
     """The k indexed recordings closest to each query (rows of `queries`), best first."""
     if k < 1:
         raise UsageError("--top must be at least 1")
     with store.read() as conn:
-        searcher = Searcher(conn, store, embedder, force_exact)
+        searcher = Searcher(conn, store, identity, force_exact)
         hits = searcher.hits(searcher.rank(queries, k, min_score))
     return Answer(hits, searcher.mode, searcher.view.rows, searcher.view.source, searcher.note)
 

@@ -14,7 +14,7 @@ Rules, per model and table:
 from __future__ import annotations
 
 import sqlite3
-import sys
+import warnings
 from dataclasses import dataclass
 
 from engines.errors import UsageError
@@ -111,6 +111,7 @@ def warn_query(store, kind: str, digest: str, model_name: str, made: Made) -> No
 
 
 def warn(warning: str | None) -> None:
-    """Say a settings warning (check_adding's, query_warning's) on stderr, if there is one."""
+    """Issue a settings warning (check_adding's, query_warning's), if there is one (the
+    command line says it as one `audio: warning:` line)."""
     if warning:
-        sys.stderr.write(f"audio: warning: {warning}\n")
+        warnings.warn(warning, stacklevel=2)

@@ -9,10 +9,10 @@ import numpy as np
 
 from audio_cli.evaluation.metrics import calibration_threshold, trial_scores
 from audio_cli.models.registry import default_threshold
-from audio_cli.pipeline.speaker import EmbeddingResult
+from audio_cli.pipeline.handle import ModelHandle
+from audio_cli.pipeline.results import EmbeddingResult
 from audio_cli.store.db import Store, StoreError, now, pack, unpack
-from audio_cli.store.identity import Embedder
-from audio_cli.store.settings import check_adding
+from audio_cli.store.settings import Made, check_adding
 from engines.errors import ModelError, UsageError
 
 SCORINGS = ("mean", "max")
@@ -42,28 +42,26 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_enroll(store: Store, embedder: Embedder, vad: bool = False) -> str | None:
+def check_enroll(store: Store, identity: ModelHandle, made: Made) -> str | None:
     """Before embedding: refuse exemplars whose VAD setting differs from the stored ones of
     this model; a warning if their precision differs (store.settings)."""
     with store.read() as conn:
-        model = store.find_model(conn, embedder.digest)
+        model = store.find_model(conn, identity.digest)
         if model is None:
             return None
-        return check_adding(conn, "exemplars", model, embedder.name, embedder.made(vad),
-                            "enroll")
+        return check_adding(conn, "exemplars", model, identity.name, made, "enroll")
 
 
-def enroll(store: Store, embedder: Embedder, name: str, results: list[EmbeddingResult],
-           vad: bool = False) -> int:
+def enroll(store: Store, identity: ModelHandle, name: str, results: list[EmbeddingResult],
+           made: Made) -> int:
     """Add exemplars to a speaker (created if new) in one transaction; returns its total.
-    Each records `vad` and the embedder's precision; a VAD setting other than the stored
+    Each records `vad` and the identity's precision; a VAD setting other than the stored
     exemplars' of this model is refused (store.settings.check_adding)."""
     check_name(name)
-    made = embedder.made(vad)
     with store.write() as conn:
-        model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
-                                embedder.frontend)
-        check_adding(conn, "exemplars", model, embedder.name, made, "enroll")
+        model = store.model_row(conn, identity.name, identity.digest, identity.dim,
+                                identity.frontend)
+        check_adding(conn, "exemplars", model, identity.name, made, "enroll")
         speaker = store.speaker_row(conn, name, now())
         for r in results:
             conn.execute(
@@ -75,31 +73,32 @@ def enroll(store: Store, embedder: Embedder, name: str, results: list[EmbeddingR
                             (speaker,)).fetchone()[0]
 
 
-def mismatch_error(conn: sqlite3.Connection, table: str, embedder: Embedder) -> ModelError:
+def mismatch_error(conn: sqlite3.Connection, table: str, identity: ModelHandle) -> ModelError:
     """The error for a store whose vectors in `table` all come from other models."""
     names = [r[0] for r in conn.execute(
         f"SELECT DISTINCT m.name FROM {table} t JOIN models m ON m.id = t.model_id")]
     return ModelError(
         f"the store's {table} were embedded with {', '.join(names)}, not with "
-        f"{embedder.name} (weights {embedder.digest}); vectors of different models are never "
+        f"{identity.name} (weights {identity.digest}); vectors of different models are never "
         "compared: use the same --model, or embed again with this one")
 
 
-def exemplar_vectors(store: Store, embedder: Embedder) -> tuple[dict[str, np.ndarray], list[str]]:
+def exemplar_vectors(store: Store, identity: ModelHandle
+                     ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Speaker name -> (k, dim) exemplars of this model; names with none of this model."""
     with store.read() as conn:
         if conn.execute("SELECT count(*) FROM exemplars").fetchone()[0] == 0:
             raise StoreError(f"{store.path}: no speakers enrolled (use `audio enroll`)")
-        model = store.find_model(conn, embedder.digest)
+        model = store.find_model(conn, identity.digest)
         rows = [] if model is None else conn.execute(
             "SELECT s.name, e.vector FROM exemplars e JOIN speakers s ON s.id = e.speaker_id "
             "WHERE e.model_id = ? ORDER BY s.name, e.id", (model,)).fetchall()
         if not rows:
-            raise mismatch_error(conn, "exemplars", embedder)
+            raise mismatch_error(conn, "exemplars", identity)
         everyone = [r[0] for r in conn.execute("SELECT name FROM speakers ORDER BY name")]
     groups: dict[str, list[np.ndarray]] = {}
     for name, blob in rows:
-        groups.setdefault(name, []).append(unpack(blob, embedder.dim))
+        groups.setdefault(name, []).append(unpack(blob, identity.dim))
     vectors = {name: np.stack(v) for name, v in groups.items()}
     return vectors, [n for n in everyone if n not in vectors]
 
@@ -113,12 +112,12 @@ def speaker_score(exemplars: np.ndarray, query: np.ndarray, scoring: str) -> flo
     return float(centroid @ q / np.linalg.norm(centroid))
 
 
-def identify(store: Store, embedder: Embedder, query: np.ndarray, scoring: str = "mean"
+def identify(store: Store, identity: ModelHandle, query: np.ndarray, scoring: str = "mean"
              ) -> Identification:
     """Every enrolled speaker of this model, best first."""
     if scoring not in SCORINGS:
         raise UsageError(f"unknown scoring {scoring!r}; choose one of: {', '.join(SCORINGS)}")
-    vectors, skipped = exemplar_vectors(store, embedder)
+    vectors, skipped = exemplar_vectors(store, identity)
     ranked = [Candidate(name, speaker_score(v, query, scoring), len(v))
               for name, v in vectors.items()]
     ranked.sort(key=lambda c: (-c.score, c.name))
@@ -162,17 +161,17 @@ def rename_speaker(store: Store, old: str, new: str) -> None:
             raise UsageError(f"no speaker named {old!r}")
 
 
-def stored_threshold(store: Store, embedder: Embedder) -> float | None:
+def stored_threshold(store: Store, identity: ModelHandle) -> float | None:
     """The calibrated threshold this store holds for the model, if any."""
     with store.read() as conn:
         row = conn.execute("SELECT t.value FROM thresholds t JOIN models m ON m.id = t.model_id "
-                           "WHERE m.digest = ?", (embedder.digest,)).fetchone()
+                           "WHERE m.digest = ?", (identity.digest,)).fetchone()
     return None if row is None else float(row[0])
 
 
-def calibrate(store: Store, embedder: Embedder) -> dict:
+def calibrate(store: Store, identity: ModelHandle) -> dict:
     """Equal-error threshold from pairs of enrolled exemplars of this model; stored."""
-    vectors, _ = exemplar_vectors(store, embedder)
+    vectors, _ = exemplar_vectors(store, identity)
     labels = [name for name, exemplars in vectors.items() for _ in exemplars]
     trials = trial_scores(np.concatenate(list(vectors.values())), labels)
     if len(vectors) < 2 or trials.target.size == 0:
@@ -180,12 +179,12 @@ def calibrate(store: Store, embedder: Embedder) -> dict:
                          "more exemplars of this model")
     value, eer = calibration_threshold(trials.target, trials.nontarget)
     with store.write() as conn:
-        model = store.model_row(conn, embedder.name, embedder.digest, embedder.dim,
-                                embedder.frontend)
+        model = store.model_row(conn, identity.name, identity.digest, identity.dim,
+                                identity.frontend)
         conn.execute("INSERT OR REPLACE INTO thresholds (model_id, value, method, created) "
                      "VALUES (?, ?, ?, ?)", (model, value, "equal error rate, exemplar pairs",
                                              now()))
-    return {"model": embedder.name, "threshold": value, "eer": eer,
+    return {"model": identity.name, "threshold": value, "eer": eer,
             "same_pairs": int(trials.target.size), "different_pairs": int(trials.nontarget.size)}
 
 

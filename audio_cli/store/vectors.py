@@ -102,8 +102,8 @@ def _read_segment(path: Path, token: str, digest: str, dim: int) -> Segment | No
             ids = np.memmap(path, dtype="<i8", mode="r", offset=HEADER_BYTES, shape=(rows,))
             matrix = np.memmap(path, dtype="<f4", mode="r", offset=HEADER_BYTES + 8 * rows,
                                shape=(rows, dim))
-        return Segment(path, int(meta["seq"]), int(meta["lo"]), int(meta["hi"]),
-                       int(meta["log"]), ids, matrix)
+        return Segment(path=path, seq=int(meta["seq"]), lo=int(meta["lo"]),
+                       hi=int(meta["hi"]), log=int(meta["log"]), ids=ids, matrix=matrix)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -191,7 +191,8 @@ def _from_chain(conn: sqlite3.Connection, segments: list[Segment], model: int, d
                          (model,)).fetchone()
     if count is None or rows != count[0]:
         return None
-    return Vectors(parts, "file", rows, dim, model, log, hi, dirty)
+    return Vectors(parts=parts, source="file", rows=rows, dim=dim, model=model, log=log, hi=hi,
+                   dirty=dirty)
 
 
 def open_vectors(conn: sqlite3.Connection, store: Store, digest: str, dim: int, model: int
@@ -207,8 +208,8 @@ def open_vectors(conn: sqlite3.Connection, store: Store, digest: str, dim: int, 
     return view if view is not None else from_sqlite(conn, model, dim, log)
 
 
-def _write_segment(store: Store, digest: str, seq: int, token: str, lo: int, hi: int, log: int,
-                   ids: np.ndarray, matrix: np.ndarray) -> Path | None:
+def _write_segment(store: Store, digest: str, seq: int, token: str, *, lo: int, hi: int,
+                   log: int, ids: np.ndarray, matrix: np.ndarray) -> Path | None:
     """Publish one segment file; None if another process published that name first."""
     target = folder(store) / f"{digest}-{seq:08d}.vec"
     meta = {"token": token, "digest": digest, "dim": int(matrix.shape[1]), "seq": seq,
@@ -264,14 +265,16 @@ def sync(store: Store, digest: str, dim: int) -> Vectors | None:
             folder(store).mkdir(exist_ok=True)
             if segments and not view.dirty and len(segments) < MAX_SEGMENTS:
                 top = int(tail.ids[-1])
-                _write_segment(store, digest, seq, token, view.hi, top, log, tail.ids,
-                               tail.matrix)
+                _write_segment(store, digest, seq, token, lo=view.hi, hi=top, log=log,
+                               ids=tail.ids, matrix=tail.matrix)
                 view.hi = top
             else:
                 ids, matrix = _merged(view)
                 top = int(ids[-1]) if len(ids) else 0
-                if _write_segment(store, digest, seq, token, 0, top, log, ids, matrix):
-                    view = Vectors([Part(ids, matrix)], "file", len(ids), dim, model, log, top)
+                if _write_segment(store, digest, seq, token, lo=0, hi=top, log=log, ids=ids,
+                                  matrix=matrix):
+                    view = Vectors(parts=[Part(ids, matrix)], source="file", rows=len(ids),
+                                   dim=dim, model=model, log=log, hi=top)
                     _remove_older(store, digest, seq)
         except OSError:
             return None
