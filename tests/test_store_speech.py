@@ -12,7 +12,8 @@ from store_helpers import run_audio
 from audio_cli.evaluation.metrics import calibration_threshold
 from audio_cli.store.db import Store
 from audio_cli.store.identity import Embedder
-from audio_cli.store.index import index_paths, search
+from audio_cli.store.index import index_paths
+from audio_cli.store.ranking import search_many
 from audio_cli.store.speakers import enroll, identify
 
 SPEECH = "data/speech/librispeech-test-other-10x10"
@@ -99,7 +100,7 @@ def test_search_ranks_the_same_speaker_first(campplus, corpus, shared_dir, tmp_p
         for name, files in corpus.items():
             query = files[2]
             (result,) = campplus.embed_all([str(query)])
-            hits = search(store, campplus, result.embedding, k=10)
+            hits = search_many(store, campplus, result.embedding[None], k=10).hits[0]
             assert hits[0].path == str(query)  # the query itself is indexed
             others = [h for h in hits if h.path != str(query)][:9]
             precisions.append(np.mean([Path(h.path).parent.name == name for h in others]))
