@@ -265,7 +265,7 @@ class LogMelStats:
 
     mean: np.ndarray  # (bins,) float64 mean log-mel over all frames: fbank's CMN mean
     frames: int  # frames fbank gives (> 0)
-    peak: float  # largest |sample| of the whole signal, for frontend.audio.check_peak
+    peak: float  # largest |sample| of the whole signal, for frontend.checks.check_peak
 
 
 def log_mel_stats(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG) -> LogMelStats:
