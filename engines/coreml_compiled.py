@@ -151,7 +151,7 @@ class CompiledModelRunner:  # pragma: no cover - needs macOS (Core ML)
                 "weights (--model aufklarer/WeSpeaker-ResNet34-LM-MLX) with --engine onnx, or "
                 "with --engine coreml for the exported package run by the reference interpreter"
             )
-        from engines.mil_interpreter import import_coremltools
+        from engines.coreml_import import import_coremltools
 
         ct = import_coremltools()
         self.path = Path(path)

@@ -35,12 +35,13 @@ from engines.coreml_export import (
     check_precision,
     export_coreml,
 )
+from engines.coreml_import import import_coremltools
 from engines.coreml_program import FRAMES_OUTPUT, MEL_INPUT, VALID_INPUT
 from engines.errors import EngineError, InputAudioError
 from engines.files import cache_dirs, scratch_dir
 from engines.graph import Graph
 from engines.head import TrunkEngine
-from engines.mil_interpreter import MILInterpreter, import_coremltools
+from engines.mil_interpreter import MILInterpreter
 from engines.model import ModelConfig, Weights, build_graph
 
 CACHE_KIND = "coreml"  # beside the weights, or in the user cache

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.coreml_import import import_coremltools
 from engines.coreml_program import (
     EMBEDDING_OUTPUT,
     FRAMES_OUTPUT,
@@ -38,7 +39,6 @@ from engines.coreml_program import (
 from engines.errors import EngineError, ModelError, UsageError
 from engines.files import scratch_dir
 from engines.graph import Graph
-from engines.mil_interpreter import import_coremltools
 from engines.model import ModelConfig, Weights, build_graph
 
 EXPORT_VERSION = 2  # bump when the exported program changes (cached packages are re-exported)

@@ -25,6 +25,7 @@ import re
 
 import numpy as np
 
+from engines.coreml_import import import_coremltools
 from engines.errors import EngineError, ModelError
 from engines.graph import (
     FRAMES,
@@ -52,7 +53,6 @@ from engines.graph import (
     ToFrames,
     ToImage,
 )
-from engines.mil_interpreter import import_coremltools
 
 MEL_INPUT = "mel"
 # int32 [1]: the clip's valid frames, an input only of graphs that run zero-padded (Graph.pad_to):

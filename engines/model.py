@@ -119,6 +119,8 @@ class ModelConfig:
     embedding_dim: int = 256
     layers: tuple[int, ...] = (3, 4, 6, 3)  # CAM++: CAM layers per dense block
     channels: tuple[int, ...] = (32, 64, 128, 256)  # CAM++: (FCM, TDNN, growth) channels
+    # Not read here (the networks size layers from their tensors), but part of the hub's
+    # config.json schema (docs: SPEC, the MLX layout the Swift loader reads): written as is.
     pooling_output_dim: int = 5120
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     network: dict[str, Any] = field(default_factory=dict)  # NeMo: engines/nemo.py describes it

@@ -20,7 +20,8 @@ import soundfile as sf
 import soxr
 from signals import voiced, write_wav
 
-from audio_cli.frontend.audio import check_peak, check_usable, downmix, load_audio, open_audio
+from audio_cli.frontend.audio import check_usable, downmix, load_audio, open_audio
+from audio_cli.frontend.checks import check_peak
 from audio_cli.frontend.fbank import (
     FRAME_BLOCK,
     block_mean,

@@ -89,7 +89,7 @@ def test_campplus_int8_stays_close_to_float32_on_real_speech(campplus_dir, share
 def test_int8_says_when_a_long_campplus_clip_runs_in_float32(tmp_path):
     from model_factory import small_campplus_config, write_campplus_model
 
-    from audio_cli.frontend.audio import InputAudioWarning
+    from audio_cli.frontend.checks import InputAudioWarning
 
     directory = tmp_path / "campplus"
     write_campplus_model(directory, small_campplus_config(), seed=2)

@@ -1,8 +1,12 @@
-"""The package's layout holds: imports point one way, modules stay short, the main path is short.
+"""The package's layout holds: imports point one way, no circles, options travel as one value.
 
 Stages, lowest first: engines (a library of its own), then audio_cli's frontend and models,
 pipeline, evaluation, store, cli. A module may import only from its own stage's lower
 modules (no circles) or from stages below it. Imports inside functions count too.
+
+Modules are cut by what they do, not to a line count: MAX_LINES is only a smell check, far
+above what a module with one job needs. The main path is checked for what it must not
+import (store, evaluation), not for a number of files.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ STAGES = {
     "audio_cli.store": 4,
     "audio_cli.cli": 5,
 }
-MAX_LINES = 400
-MAX_MAIN_PATH_FILES = 15
+MAX_LINES = 600  # a smell check, not a budget: cut modules by concern
+MAX_POSITIONAL_ARGS = 6  # more travel as one options value
 
 
 def modules() -> dict[str, Path]:
@@ -115,10 +119,31 @@ def test_no_import_circles(graph):
     assert circles == []
 
 
-def test_no_module_is_long():
-    long = {name: n for name, path in modules().items()
-            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+def test_no_module_is_very_long():
+    long = {}
+    for name, path in modules().items():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES:
+            long[name] = lines
     assert long == {}
+
+
+def long_calls() -> list[str]:
+    """`module:line callee(n positional)` for each call passing more than MAX_POSITIONAL_ARGS
+    positional arguments (a starred argument is not counted)."""
+    found = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            count = sum(not isinstance(arg, ast.Starred) for arg in node.args)
+            if count > MAX_POSITIONAL_ARGS:
+                found.append(f"{name}:{node.lineno} {ast.unparse(node.func)}({count} positional)")
+    return found
+
+
+def test_no_call_passes_many_positional_arguments():
+    assert long_calls() == []
 
 
 TRACE = textwrap.dedent("""
@@ -145,8 +170,9 @@ TRACE = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_embed_speaker_runs_code_from_few_files(tmp_path):
-    """`audio embed-speaker FILE --model DIR --json` stays on a short path, first run included."""
+def test_embed_speaker_stays_off_the_store_and_evaluation(tmp_path):
+    """`audio embed-speaker FILE --model DIR --json` imports no store or evaluation code, and a
+    cached start runs fewer files than the first one."""
     config = small_config()
     model = tmp_path / "model"
     write_model(model, config, seed=3)
@@ -162,5 +188,4 @@ def test_embed_speaker_runs_code_from_few_files(tmp_path):
         assert not [f for f in files if f.startswith(("audio_cli/store", "audio_cli/evaluation",
                                                       "audio_cli/cli/store", "audio_cli/cli/eval"))]
         counts.append(len(files))
-    assert max(counts) <= MAX_MAIN_PATH_FILES, counts
     assert counts[1] < counts[0]  # the cached start does not even import the ONNX translation

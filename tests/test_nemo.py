@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_cli.frontend.fbank import _mel_matrix, fbank
+from audio_cli.frontend.fbank import fbank
+from audio_cli.frontend.mel import mel_matrix
 from audio_cli.models.convert import convert_checkpoint
 from audio_cli.models.convert_nemo import read_nemo
 from audio_cli.pipeline.speaker import WeSpeaker
@@ -152,8 +153,8 @@ def test_mel_filterbank_is_nemos(reference, model):
     _, tensors = read_nemo(reference.nemo(model))
     stored = tensors["preprocessor.featurizer.fb"][0]  # (bins, n_fft/2 + 1)
     frontend = ModelConfig.load(reference.model_dir(model)).frontend
-    ours = _mel_matrix(frontend.num_mel_bins, frontend.fft_size, frontend.sample_rate,
-                       frontend.low_freq, frontend.high_freq, frontend.mel_scale)
+    ours = mel_matrix(frontend.num_mel_bins, frontend.fft_size, frontend.sample_rate,
+                      frontend.low_freq, frontend.high_freq, frontend.mel_scale)
     np.testing.assert_allclose(ours.T, stored[:, :-1], rtol=1e-5, atol=1e-8)
     assert np.all(stored[:, -1] == 0)  # the Nyquist bin, left out here
 

@@ -22,7 +22,8 @@ import soundfile as sf
 from signals import voiced, write_wav
 
 from audio_cli import cosine_similarity
-from audio_cli.frontend.audio import InputAudioWarning, from_samples, load_audio
+from audio_cli.frontend.audio import from_samples, load_audio
+from audio_cli.frontend.checks import InputAudioWarning
 
 TIMEOUT = 120  # seconds for one CLI run; a run that waits on a terminal hits it
 

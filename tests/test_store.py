@@ -12,6 +12,7 @@ import pytest
 from store_helpers import make_model, make_speakers, run_audio
 
 from audio_cli.evaluation.metrics import calibration_threshold
+from audio_cli.store import ranking
 from audio_cli.store.db import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -20,7 +21,7 @@ from audio_cli.store.db import (
     StoreError,
     default_db_path,
 )
-from audio_cli.store.index import top_k
+from audio_cli.store.vectors import Part
 
 
 @pytest.fixture(scope="module")
@@ -184,12 +185,22 @@ def test_index_reports_unreadable_files_with_exit_3(env, tmp_path):
     assert "broken.wav" in r.stderr
 
 
-def test_top_k_matches_a_full_sort():
+def test_exact_ranking_matches_a_full_sort(monkeypatch):
+    """Blocks across parts, rows a part drops, ties and order: as one sort of all scores."""
+    monkeypatch.setattr(ranking, "BLOCK", 64)  # several blocks per part
     rng = np.random.default_rng(0)
     matrix = rng.standard_normal((500, 16)).astype(np.float32)
-    query = rng.standard_normal(16).astype(np.float32)
-    expected = np.argsort(-(matrix @ query), kind="stable")[:7]
-    assert [i for i, _ in top_k(matrix, query, 7)] == list(expected)
+    queries = rng.standard_normal((3, 16)).astype(np.float32)
+    keep = rng.random(200) > 0.3
+    parts = [Part(np.arange(300), matrix[:300]), Part(np.arange(300, 500), matrix[300:], keep)]
+    kept = np.concatenate([np.ones(300, bool), keep])
+    best_ids, best_scores = ranking.exact(parts, queries, 7)
+    for query, ids, scores in zip(queries, best_ids, best_scores, strict=True):
+        ranked = ranking._ordered(ids, scores, 7, None)
+        full = np.where(kept, matrix @ query, -np.inf)
+        expected = np.argsort(-full, kind="stable")[:7]
+        assert [i for i, _ in ranked] == list(expected)
+        assert np.allclose([s for _, s in ranked], full[expected], rtol=1e-5)
 
 
 def test_calibrated_threshold_is_used_by_compare(env, tmp_path):

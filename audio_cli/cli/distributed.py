@@ -116,7 +116,7 @@ def _listing(files: list[str]) -> tuple[list[dict], list]:
     """This run's inputs as rows for Ray (path as given, absolute file, size, mtime) and the
     inputs that failed already (InputItem with an error)."""
     from audio_cli.cli.inputs import InputItem, expand_inputs, mark_missing
-    from audio_cli.frontend.audio import STDIN
+    from audio_cli.frontend.inputs import STDIN
     from engines.errors import InputAudioError
 
     items = mark_missing(expand_inputs(files))

@@ -22,7 +22,7 @@ from audio_cli.cli.outcomes import (
     result_to_json,
     run,
 )
-from audio_cli.frontend.audio import LIST_PREFIX, source_name
+from audio_cli.frontend.inputs import LIST_PREFIX, source_name
 from audio_cli.pipeline.options import EmbedOptions
 from audio_cli.pipeline.results import InputFailure
 from engines.errors import UsageError

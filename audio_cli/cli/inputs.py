@@ -21,8 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio_cli.frontend.audio import LIST_PREFIX, STDIN, STDIN_HINT
 from audio_cli.frontend.folders import AUDIO_EXTENSIONS, find_audio_files
+from audio_cli.frontend.inputs import LIST_PREFIX, STDIN, STDIN_HINT
 from engines.errors import InputAudioError, UsageError
 
 LIST_HINT = "pipe a list in, e.g. `ls *.wav | audio embed-speaker @-`"

@@ -15,7 +15,7 @@ import numpy as np
 from audio_cli.cli import messages
 from audio_cli.cli.errors import combined_status
 from audio_cli.cli.messages import plural
-from audio_cli.frontend.audio import source_name
+from audio_cli.frontend.inputs import source_name
 from audio_cli.pipeline.options import EmbedOptions
 from audio_cli.pipeline.results import EmbeddingResult, InputFailure, WindowEmbedding
 from engines.errors import AudioCliError, EngineError, InputAudioError

@@ -21,7 +21,7 @@ from audio_cli.cli.options import (
     embedding_options,
 )
 from audio_cli.cli.store import embed_all, load, made
-from audio_cli.frontend.audio import LIST_PREFIX
+from audio_cli.frontend.inputs import LIST_PREFIX
 from audio_cli.pipeline.options import EmbedOptions
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).

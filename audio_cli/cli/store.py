@@ -21,7 +21,7 @@ from audio_cli.cli.options import (
     embedding_options,
     refuse,
 )
-from audio_cli.frontend.audio import STDIN
+from audio_cli.frontend.inputs import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.options import EmbedOptions
 from engines.errors import InputAudioError, UsageError

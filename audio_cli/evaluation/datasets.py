@@ -41,7 +41,7 @@ class Dataset:
 
 
 def audio_files(directory: Path) -> list[Path]:
-    """Audio files below `directory`, at any depth (frontend.audio.find_audio_files)."""
+    """Audio files below `directory`, at any depth (frontend.folders.find_audio_files)."""
     return [Path(p) for p in find_audio_files(directory)]
 
 

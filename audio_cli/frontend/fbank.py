@@ -2,8 +2,9 @@
 call it), vectorised numpy, float64 inside.
 
 `fbank` = `log_mel` (framing, DC removal, pre-emphasis, window, 512-point power spectrum,
-mel triangles, log floor) followed by `apply_cmn`. Matches kaldi-native-fbank / torchaudio's
-`compliance.kaldi.fbank` with dither 0, snip_edges on, no energy column.
+mel triangles from frontend/mel.py, log floor) followed by `apply_cmn`. Matches
+kaldi-native-fbank / torchaudio's `compliance.kaldi.fbank` with dither 0, snip_edges on, no
+energy column.
 
 NeMo's AudioToMelSpectrogramPreprocessor is this pipeline with other FrontendConfig options:
 `framing="centered"` (torch.stft(center=True) frames, T = N // shift; pre-emphasis over the
@@ -30,16 +31,12 @@ from functools import lru_cache
 import numpy as np
 
 from audio_cli.frontend.audio import AudioSource
+from audio_cli.frontend.mel import mel_matrix
 from engines.model import FrontendConfig
 
 # Fixed by the Kaldi definition, not configurable here.
-MEL_BREAK_HZ = 700.0  # mel(f) = MEL_SCALE * ln(1 + f / MEL_BREAK_HZ)
-MEL_SCALE = 1127.0  # mels
 HAMMING_ALPHA = 0.54  # hamming: alpha - (1 - alpha) * cos(2*pi*n / (N - 1))
 POVEY_POWER = 0.85  # povey: hann(n) ** POVEY_POWER, symmetric hann over N - 1
-SLANEY_HZ_PER_MEL = 200.0 / 3.0  # Slaney's mel scale: linear below SLANEY_BREAK_HZ...
-SLANEY_BREAK_HZ = 1000.0
-SLANEY_LOG_STEP = np.log(6.4) / 27.0  # ...and logarithmic above it (mels per ln Hz)
 
 DEFAULT_CONFIG = FrontendConfig()
 FRAME_BLOCK = 512  # frames computed together (about 5 s); fixes the float grouping for streaming
@@ -82,11 +79,6 @@ def min_samples(frames: int, config: FrontendConfig = DEFAULT_CONFIG) -> int:
     return frame_length(config) + (frames - 1) * frame_shift(config)
 
 
-def mel_scale(freq_hz: np.ndarray | float) -> np.ndarray:
-    """Hz -> mel, Kaldi/HTK natural-log form 1127 ln(1 + f/700)."""
-    return MEL_SCALE * np.log1p(np.asarray(freq_hz, dtype=np.float64) / MEL_BREAK_HZ)
-
-
 @lru_cache(maxsize=16)
 def _window(kind: str, length: int) -> np.ndarray:
     """(length,) float64 symmetric window, read-only (cached)."""
@@ -101,64 +93,6 @@ def _window(kind: str, length: int) -> np.ndarray:
         raise ValueError(f"unknown window {kind!r} (expected 'hamming', 'povey' or 'hann')")
     window.setflags(write=False)
     return window
-
-
-def slaney_mel(freq_hz: np.ndarray) -> np.ndarray:
-    """Hz -> mel on Slaney's scale (librosa's default, htk=False)."""
-    f = np.asarray(freq_hz, dtype=np.float64)
-    above = SLANEY_BREAK_HZ / SLANEY_HZ_PER_MEL + np.log(np.maximum(f, SLANEY_BREAK_HZ)
-                                                        / SLANEY_BREAK_HZ) / SLANEY_LOG_STEP
-    return np.where(f >= SLANEY_BREAK_HZ, above, f / SLANEY_HZ_PER_MEL)
-
-
-def slaney_hz(mel: np.ndarray) -> np.ndarray:
-    """Slaney mel -> Hz (the inverse of slaney_mel)."""
-    m = np.asarray(mel, dtype=np.float64)
-    brk = SLANEY_BREAK_HZ / SLANEY_HZ_PER_MEL
-    return np.where(m >= brk, SLANEY_BREAK_HZ * np.exp(SLANEY_LOG_STEP * (m - brk)),
-                    m * SLANEY_HZ_PER_MEL)
-
-
-def _slaney_matrix(num_bins: int, n_fft: int, sample_rate: int, low: float, high: float
-                   ) -> np.ndarray:
-    """librosa.filters.mel(norm="slaney"): triangles between Slaney-mel-spaced edges (in Hz),
-    each scaled by 2 / its width in Hz; (n_fft//2, num_bins), without the Nyquist bin."""
-    edges = slaney_hz(np.linspace(slaney_mel(low), slaney_mel(high), num_bins + 2))
-    widths = np.diff(edges)
-    ramps = edges[:, None] - np.arange(n_fft // 2)[None, :] * sample_rate / n_fft
-    rising = -ramps[:-2] / widths[:-1, None]
-    falling = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(rising, falling))
-    return (weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]).T
-
-
-@lru_cache(maxsize=16)
-def _mel_matrix(num_bins: int, n_fft: int, sample_rate: int,
-                low_hz: float, high_hz: float, scale: str = "kaldi") -> np.ndarray:
-    """(n_fft//2, num_bins) float64 triangular weights, read-only (cached): Kaldi's
-    (unnormalised) or, with scale "slaney", librosa's.
-
-    Rows are FFT bins 0..n_fft/2-1; the Nyquist bin has weight 0 so it is left out.
-    """
-    nyquist = 0.5 * sample_rate
-    high = high_hz if high_hz > 0 else nyquist + high_hz
-    if not 0.0 <= low_hz < high <= nyquist:
-        raise ValueError(f"bad mel range {low_hz}..{high} Hz for sample rate {sample_rate} Hz")
-    if scale == "slaney":
-        weights = _slaney_matrix(num_bins, n_fft, sample_rate, low_hz, high)
-        weights.setflags(write=False)
-        return weights
-    if scale != "kaldi":
-        raise ValueError(f"unknown mel scale {scale!r} (expected 'kaldi' or 'slaney')")
-    edges = np.linspace(mel_scale(low_hz), mel_scale(high), num_bins + 2)  # mels
-    left, center, right = edges[:-2], edges[1:-1], edges[2:]
-    bin_mel = mel_scale(np.arange(n_fft // 2) * sample_rate / n_fft)[:, None]
-    rising = (bin_mel - left) / (center - left)
-    falling = (right - bin_mel) / (right - center)
-    weights = np.where(bin_mel <= center, rising, falling)
-    weights = np.where((bin_mel > left) & (bin_mel < right), weights, 0.0)
-    weights.setflags(write=False)
-    return weights
 
 
 def _frames(samples: np.ndarray, config: FrontendConfig) -> np.ndarray:
@@ -205,7 +139,7 @@ def log_mel_block(samples: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) 
     x = np.asarray(samples, dtype=np.float64)
     length = frame_length(config)
     window = _window(config.window, length)
-    mel = _mel_matrix(config.num_mel_bins, fft_size(config), config.sample_rate,
+    mel = mel_matrix(config.num_mel_bins, fft_size(config), config.sample_rate,
                       float(config.low_freq), float(config.high_freq))
     if x.shape[0] < length:
         return np.zeros((0, config.num_mel_bins), dtype=np.float64)
@@ -234,7 +168,7 @@ def _centered_log_mel(x: np.ndarray, total: int, config: FrontendConfig) -> np.n
     """Centred framing (NeMo): pre-emphasis over the signal, n_fft/2 zeros on both sides, frame
     t = samples [t*shift, t*shift + n_fft) of that, the window centred in the FFT frame."""
     n_fft, length = fft_size(config), frame_length(config)
-    mel = _mel_matrix(config.num_mel_bins, n_fft, config.sample_rate, float(config.low_freq),
+    mel = mel_matrix(config.num_mel_bins, n_fft, config.sample_rate, float(config.low_freq),
                       float(config.high_freq), config.mel_scale)
     if length > n_fft:
         raise ValueError(f"frames of {length} samples do not fit an FFT of {n_fft}")
@@ -331,7 +265,7 @@ class LogMelStats:
 
     mean: np.ndarray  # (bins,) float64 mean log-mel over all frames: fbank's CMN mean
     frames: int  # frames fbank gives (> 0)
-    peak: float  # largest |sample| of the whole signal, for frontend.audio.check_peak
+    peak: float  # largest |sample| of the whole signal, for frontend.checks.check_peak
 
 
 def log_mel_stats(source: AudioSource, config: FrontendConfig = DEFAULT_CONFIG) -> LogMelStats:

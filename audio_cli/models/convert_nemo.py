@@ -254,7 +254,7 @@ def _convasr(t, encoder: dict, out: dict) -> dict[str, Any]:
     return {"encoder": "convasr", "blocks": blocks}
 
 
-def _tdnn(t, out: dict, module: str, name: str, groups_from: int | None = None) -> int:
+def _tdnn(t, out: dict, module: str, name: str) -> int:
     """A TDNNModule (conv, ReLU, BatchNorm): the conv to `name`.conv, the BN to an affine."""
     kernel = _weight(t, f"{module}.conv_layer.weight")
     _store(out, f"{name}.conv", kernel, _weight(t, f"{module}.conv_layer.bias"))

@@ -23,14 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audio_cli.frontend.audio import (
-    AudioSource,
-    check_duration,
-    check_peak,
-    check_usable,
-    open_audio,
-    warn,
-)
+from audio_cli.frontend.audio import AudioSource, check_usable, open_audio
+from audio_cli.frontend.checks import check_duration, check_peak, warn
 from audio_cli.frontend.fbank import feature_spans, log_mel_stats, source_frames, streams
 from audio_cli.pipeline.results import EmbeddingResult, InputFailure
 from engines.errors import EngineError, InputAudioError

@@ -100,14 +100,6 @@ class ParquetRows:
         self.writer.close()
 
 
-def write_rows(path: Path, rows: list[dict], dim: int) -> None:
-    """A whole Parquet file of `rows` at `path` (a scratch file: the caller publishes it)."""
-    out = ParquetRows(path, dim)
-    for row in rows:
-        out.add(row)
-    out.close()
-
-
 def open_rows(path: Path, columns: tuple[str, ...] = COLUMNS):
     """The Parquet file or folder at `path` as an Arrow table of `columns`; a one-line
     UsageError for something that is not an embedding file of this tool."""

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_cli.frontend.audio import Audio, check_duration, from_samples
+from audio_cli.frontend.audio import Audio, from_samples
+from audio_cli.frontend.checks import check_duration
 from audio_cli.frontend.fbank import fbank
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.batching import Inference, one_blas_thread

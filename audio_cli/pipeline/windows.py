@@ -18,13 +18,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from audio_cli.frontend.audio import (
-    SILENCE_PEAK,
-    Audio,
-    AudioSource,
-    check_duration,
-    check_peak,
-)
+from audio_cli.frontend.audio import Audio, AudioSource
+from audio_cli.frontend.checks import SILENCE_PEAK, check_duration, check_peak
 from audio_cli.frontend.fbank import fbank
 from audio_cli.pipeline.batching import one_blas_thread
 from audio_cli.pipeline.results import WindowEmbedding

@@ -1,4 +1,4 @@
-"""Voice search: index recordings into the store incrementally, rank them against a query."""
+"""Voice search's index: recordings embedded into the store incrementally (ranked: ranking.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from audio_cli.frontend.folders import find_audio_files
-from audio_cli.pipeline.handle import ModelHandle
 from audio_cli.pipeline.options import EmbedOptions
 from audio_cli.pipeline.results import EmbeddingResult, InputFailure
 from audio_cli.store import ann
 from audio_cli.store.db import Store, now, pack
-from audio_cli.store.ranking import Hit, search_many
 from audio_cli.store.settings import Made, check_adding, warn
-from audio_cli.store.speakers import mismatch_error
 from audio_cli.store.vectors import store_state, sync
-from engines.errors import InputAudioError, UsageError
+from engines.errors import InputAudioError
 
 if TYPE_CHECKING:
     from audio_cli.pipeline.speaker import SpeakerEmbedder
@@ -169,41 +164,6 @@ def prune_missing(store: Store, roots: list[Path], present: set[str]) -> int:
                 if _under(path, roots) and path not in present]
         conn.executemany("DELETE FROM recordings WHERE id = ?", gone)
     return len(gone)
-
-
-def load_matrix(conn: sqlite3.Connection, store: Store, identity: ModelHandle
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Row ids and the (N, dim) float32 matrix of this model's indexed vectors (in a read)."""
-    model = store.find_model(conn, identity.digest)
-    # No ORDER BY: sorting the blobs would cost SQLite a temporary b-tree (~3x slower).
-    rows = [] if model is None else conn.execute(
-        "SELECT id, vector FROM recordings WHERE model_id = ?", (model,)).fetchall()
-    if not rows:
-        if conn.execute("SELECT count(*) FROM recordings").fetchone()[0]:
-            raise mismatch_error(conn, "recordings", identity)
-        raise UsageError(f"{store.path}: nothing indexed yet (use `audio index PATH`)")
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
-    if matrix.size != len(rows) * identity.dim:
-        raise UsageError(f"{store.path}: stored vectors do not have {identity.dim} values")
-    return ids, matrix.reshape(len(rows), identity.dim)
-
-
-def top_k(matrix: np.ndarray, query: np.ndarray, k: int, min_score: float | None = None
-          ) -> list[tuple[int, float]]:
-    """(row, cosine) of the k best rows, best first, at least `min_score` when given."""
-    scores = matrix @ query.astype(np.float32)
-    k = min(k, len(scores))
-    best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    best = best[np.lexsort((best, -scores[best]))]
-    return [(int(i), float(scores[i])) for i in best
-            if min_score is None or scores[i] >= min_score]
-
-
-def search(store: Store, identity: ModelHandle, query: np.ndarray, k: int = 10,
-           min_score: float | None = None) -> list[Hit]:
-    """The k indexed recordings of this model whose voice is closest to the query."""
-    return search_many(store, identity, query[None], k, min_score).hits[0]
 
 
 def stderr_progress(label: str) -> Callable[[int, int], None] | None:

@@ -1,0 +1,54 @@
+"""Whether decoded audio can be embedded: long enough, not digital silence, finite samples,
+and the warning for what is odd but usable (audio below the model's rate, a truncated file).
+
+Refusals are InputAudioError; oddities are an InputAudioWarning, which the CLI prints as one
+`audio: warning:` line per input.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from engines.errors import InputAudioError
+
+SILENCE_PEAK = 2.0**-15  # below one 16-bit step: digital silence
+
+
+class InputAudioWarning(UserWarning):
+    """Input audio that is used but is odd: truncated, or below the model's sample rate."""
+
+
+def warn(message: str) -> None:
+    """Issue an InputAudioWarning (the CLI prints it as one `audio: warning:` line)."""
+    warnings.warn(message, InputAudioWarning, stacklevel=2)
+
+
+def check_finite(data: np.ndarray, name: str) -> None:
+    """Refuse NaN or infinite samples."""
+    if not np.isfinite(data).all():
+        raise InputAudioError(f"{name}: the audio holds non-finite samples (NaN or infinity)")
+
+
+def check_rate(name: str, source_rate: int, target_rate: int) -> None:
+    """Warn about audio below the model's rate: upsampling cannot bring back the high band."""
+    if source_rate < target_rate:
+        warn(f"{name}: {source_rate} Hz audio upsampled to {target_rate} Hz; speaker vectors "
+             "from narrow-band audio are less reliable")
+
+
+def check_duration(name: str, duration: float, min_duration: float) -> None:
+    """Refuse audio shorter than `min_duration` seconds."""
+    if duration < min_duration:
+        shown = f"{duration:.3f}" if round(duration, 3) < min_duration else f"{duration:.6f}"
+        raise InputAudioError(
+            f"{name}: too short ({shown} s); "
+            f"at least {min_duration:g} s is needed (--min-duration)"
+        )
+
+
+def check_peak(name: str, peak: float) -> None:
+    """Refuse audio whose largest absolute sample is digital silence."""
+    if peak < SILENCE_PEAK:
+        raise InputAudioError(f"{name}: the audio is digital silence")
