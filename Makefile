@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff check .
 
 # `make test` leaves out the tests marked slow (about 2.5 min on 2 idle cores); with CI=true, as in
-# CI, and in `make test-all` it runs them all (about 5 min idle; README, Tests, has measured times).
+# CI, and in `make test-all` it runs them all (about 5 min idle; measured times: CONTRIBUTING.md,
+# Running the tests).
 PYTEST_SELECT := $(if $(filter true,$(CI)),,-m "not slow")
 
 test: lint

@@ -40,6 +40,9 @@ from .synthetic import write_model
 from .throughput import section_corpus
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+# Where the hand-written part of RESULTS.md begins (other measurements, each with its date and
+# conditions); recording a run replaces what is above it and keeps it.
+HAND_MARK = "<!-- other measurements, written by hand: kept when a run is recorded -->"
 ENGINES = ("onnx", "mlx")
 SECTIONS = "abcdefghi"
 FULL_MARK = "- mode: full"
@@ -89,7 +92,8 @@ RECORD_HEADER = """\
 > `python -m bench --record` (runs the full benchmark, then copies its report here) or
 > `python -m bench --record-file bench/out/<run>.md` (copies an earlier full run's report).
 > `make bench` / `python -m bench` write only to `bench/out/` (untracked); quick runs cannot
-> be recorded. Do not edit the figures by hand.
+> be recorded. Do not edit the recorded run's figures by hand. The part from
+> "Other measurements" on is written by hand and kept when a run is recorded.
 >
 > Ratio convention: **baseline ÷ ours** everywhere (1.00 = the same, > 1 = ours faster or
 > smaller, < 1 = ours slower or larger).
@@ -248,7 +252,10 @@ def record(report: str, source: str) -> None:
         raise SystemExit(f"bench: {source} is not a full run's report (quick runs, partial "
                          "runs and other files cannot be recorded)")
     title, _, body = report.partition("\n")
-    RESULTS.write_text(f"{title}\n\n{RECORD_HEADER}\n{body.lstrip()}")
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    hand = old[old.index(HAND_MARK):] if HAND_MARK in old else ""
+    text = f"{title}\n\n{RECORD_HEADER}\n{body.lstrip()}"
+    RESULTS.write_text(f"{text.rstrip()}\n\n{hand}" if hand else text)
     log(f"recorded {source} in {RESULTS.relative_to(ROOT)}")
 
 

@@ -18,7 +18,7 @@ between the start and the end, so that files differ. It is
 is the ground truth a VAD is scored against. The same SOURCE, kind and seed always give the
 same files.
 
-Example (the measurement in the README):
+Example (the measurement in bench/RESULTS.md, Voice-activity detection):
     python -m bench.vad_padding ../shared/data/speech/librispeech-test-other-10x10 /tmp/pad/sil
     python -m bench.vad_padding ../shared/data/speech/librispeech-train-clean-100-251x1 \
         /tmp/pad/sil-imp

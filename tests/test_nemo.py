@@ -98,7 +98,7 @@ def reference(shared_dir, tmp_path_factory) -> Reference:
     python = nemo_python()
     if python is None:
         pytest.skip("NeMo is not installed: make a .venv-nemo with `pip install -e '.[nemo]'` "
-                    "(README, NeMo models) or set AUDIO_NEMO_PYTHON")
+                    "(CONTRIBUTING.md, NeMo's environment) or set AUDIO_NEMO_PYTHON")
     out = tmp_path_factory.mktemp("nemo")
     files = _speech_files(shared_dir, out)
     run = subprocess.run([str(python), str(REFERENCE), str(out), ",".join(map(str, files))],

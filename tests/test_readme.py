@@ -1,7 +1,10 @@
-"""The README's first examples run as written: the Quick start's commands and the Python API.
+"""The documentation's runnable parts run as written, and its links lead somewhere.
 
-Only what cannot run here is replaced: the hub model (no internet in tests) by a local model,
-the checkpoint a reader copies by the fixture checkpoint, and `../shared` by the shared folder.
+The README's Quick start is run command by command, and docs/python.md's code block is run as
+a program. Only what cannot run here is replaced: the hub model (no internet in tests) by a
+local model, the checkpoint a reader copies by the fixture checkpoint, and `../shared` by the
+shared folder. The exit statuses and results the commands' comments and the text state are
+the ones checked.
 """
 
 from __future__ import annotations
@@ -18,15 +21,19 @@ from conftest import SHARED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+PYTHON_DOC = ROOT / "docs" / "python.md"
+CLI_DOC = ROOT / "docs" / "cli.md"
+DOCS = [README, ROOT / "CONTRIBUTING.md", ROOT / "bench" / "RESULTS.md",
+        *sorted((ROOT / "docs").glob("*.md"))]
 SAMPLES = ROOT / "samples"
 CAMPPLUS_DIR = "models/campplus-zh-en-common"
 CHECKPOINT = "fixtures/wespeaker-random/pytorch_model.bin"
 DEFAULT_MODEL = "aufklarer/WeSpeaker-ResNet34-LM-MLX"
 
 
-def section(title: str) -> str:
-    """The README's text under `## title`, up to the next `## ` heading."""
-    text = README.read_text(encoding="utf-8")
+def section(title: str, path: Path = README) -> str:
+    """The text under the `## title` heading of `path`, up to the next `## ` heading."""
+    text = path.read_text(encoding="utf-8")
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start:end if end >= 0 else None]
@@ -60,13 +67,23 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_quick_start_begins_with_the_whole_set_up() -> None:
+    """Its first block is two lines: set up and run the main job, then run the tests."""
     first = code_blocks(section("Quick start"), "sh")[0]
-    commands = [command for command, _ in shell_commands(first)]
-    assert commands[:3] == ["make install", "source .venv/bin/activate",
-                            "audio embed-speaker samples/1688-142285-0002.flac"]
-    assert "make test" in commands
-    for command in commands:
-        for word in shlex.split(command)[1:]:
+    lines = [line for line in first.splitlines() if line.strip()]
+    assert len(lines) == 2, "the first block is the whole set-up: two lines"
+    set_up = [command for command, _ in shell_commands(lines[0])]
+    tests = [command for command, _ in shell_commands(lines[1])]
+    assert set_up[0] == "make install" and set_up[-1].startswith("audio ")
+    assert tests == ["make test"]
+    for command in set_up + tests:
+        words = shlex.split(command)
+        if words[0] == "make":  # the target exists (a dry run changes nothing)
+            done = subprocess.run(["make", "-n", *words[1:]], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+        elif words[0] == "source":
+            assert words[1] == ".venv/bin/activate"  # what `make install` creates
+        for word in words[1:]:
             if word.startswith("samples/"):
                 assert (ROOT / word).is_file(), f"{word} is not shipped"
 
@@ -88,7 +105,7 @@ def test_the_default_model_offline_fails_as_the_quick_start_says(tmp_path) -> No
 
 def stated_compare_outputs(text: str) -> list[tuple[float, str]]:
     """The (score, verdict) pairs the Quick start says CAM++ prints for the compare commands."""
-    stated = re.search(r"With CAM\+\+ these print (.*?)\n\n", text, flags=re.S)
+    stated = re.search(r"With CAM\+\+ these print (.*?)(?:\n\n|\Z)", text, flags=re.S)
     assert stated, "the Quick start no longer states what compare prints"
     lines = re.findall(r"`([-0-9.]+)  ([a-z ]+) \(threshold", stated.group(1))
     return [(float(score), verdict) for score, verdict in lines]
@@ -134,8 +151,8 @@ def test_quick_start_commands_run_offline(shared_dir: Path, tmp_path) -> None:
 
 
 def test_python_api_block_runs(small_model_dir: Path, tmp_path) -> None:
-    """The Python API block as written, with a local model in place of the hub's."""
-    blocks = code_blocks(section("Python API"), "python")
+    """docs/python.md's code block as written, with a local model in place of the hub's."""
+    blocks = code_blocks(PYTHON_DOC.read_text(encoding="utf-8"), "python")
     assert blocks
     for code in blocks:
         code, count = re.subn(rf'load_from_hub\("{re.escape(DEFAULT_MODEL)}"',
@@ -147,3 +164,46 @@ def test_python_api_block_runs(small_model_dir: Path, tmp_path) -> None:
         lines = done.stdout.splitlines()
         assert -1.0 <= float(lines[0]) <= 1.0
         assert any(line.startswith("missing.wav missing.wav:") for line in lines)
+
+
+def table(text: str, header: str) -> str:
+    """The markdown table whose first line is `header`."""
+    start = text.index(header)
+    end = text.find("\n\n", start)
+    return text[start:end if end >= 0 else None]
+
+
+def test_the_exit_status_table_is_the_same_in_the_cli_reference() -> None:
+    header = "| status | meaning |"
+    readme = table(section("Exit status"), header)
+    assert table(CLI_DOC.read_text(encoding="utf-8"), header) == readme
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub makes for the headings of a markdown file (outside code blocks)."""
+    text = re.sub(r"^```.*?^```$", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+    found: set[str] = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        candidate, n = slug, 0
+        while candidate in found:
+            n += 1
+            candidate = f"{slug}-{n}"
+        found.add(candidate)
+    return found
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_lead_to_files_and_headings_that_exist(doc: Path) -> None:
+    text = re.sub(r"^```.*?^```$", "", doc.read_text(encoding="utf-8"), flags=re.S | re.M)
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto: ...
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        if not file.exists():
+            broken.append(target)
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(target)
+    assert not broken, f"{doc.relative_to(ROOT)}: links to nothing: {broken}"
