@@ -155,8 +155,8 @@ def test_python_api_block_runs(small_model_dir: Path, tmp_path) -> None:
     blocks = code_blocks(PYTHON_DOC.read_text(encoding="utf-8"), "python")
     assert blocks
     for code in blocks:
-        code, count = re.subn(rf'load_from_hub\("{re.escape(DEFAULT_MODEL)}"',
-                              f"load_from_hub({str(small_model_dir)!r}", code)
+        code, count = re.subn(rf'from_pretrained\("{re.escape(DEFAULT_MODEL)}"',
+                              f"from_pretrained({str(small_model_dir)!r}", code)
         assert count == 1, "the block no longer loads the default model from the hub"
         done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                               text=True, env=offline_env(tmp_path), timeout=300)

@@ -1,6 +1,6 @@
 """Expand `embed-speaker` arguments (files, directories, @lists, -) into an ordered input list.
 
-Rules (also in the README):
+Rules (also in docs/cli.md):
 - a directory is searched recursively for files whose extension libsndfile reads
   (AUDIO_EXTENSIONS, any case); hidden files and directories (`.name`) are skipped; the
   files are sorted by their path components, so the order never depends on the file system;

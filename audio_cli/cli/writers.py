@@ -6,7 +6,7 @@ only at the end, so an interrupted run leaves nothing behind; an existing file i
 replaced unless `force` is set. Failed inputs appear only in .jsonl and .parquet (as error
 records/rows).
 
-Layouts (also in the README):
+Layouts (also in docs/cli.md):
 - .npz, whole files: key = the path as given (`stdin` for -), value = (dim,) float32 vector;
   with windows: `PATH` = (n, dim) float32 vectors, `PATH:start` and `PATH:end` = (n,)
   float64 seconds; with --vad a window with too little speech is a row of NaN.

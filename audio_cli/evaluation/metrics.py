@@ -1,6 +1,6 @@
 """Speaker-verification metrics: trial scores from embeddings, EER and minDCF (pure numpy).
 
-Conventions (also in the README):
+Conventions (also in docs/cli.md):
 
 - A trial is accepted when its score is >= the threshold. The operating points are the
   thresholds at every distinct score, plus +inf (reject everything); at each one

@@ -39,14 +39,14 @@ class KnownModel:
     nemo_file: str = ""  # a NeMo model: the `.nemo` file in the hub repo `source`
 
 
-# Where each default threshold comes from (also in the README):
+# Where each default threshold comes from (also in docs/store.md, Scores and thresholds):
 # - WeSpeaker ResNet34-LM: 0.5. No published value was found (WeSpeaker publishes EERs, not
 #   thresholds) and its real weights cannot be downloaded on the project's machines, so the
 #   value is a round number, NOT measured for this model: calibrate it (`audio calibrate`)
 #   or pass --threshold.
 # - CAM++ (3D-Speaker): 0.5. No official value exists; a 3D-Speaker maintainer answered that
 #   the threshold depends on the test set and, if one number must be set, to use about 0.5
-#   (github.com/modelscope/3D-Speaker/issues/135). The README gives the equal-error
+#   (github.com/modelscope/3D-Speaker/issues/135). docs/store.md gives the equal-error
 #   threshold measured on LibriSpeech test-other.
 # - NeMo TitaNet-L: 0.7, the default of NeMo's own EncDecSpeakerLabelModel.verify_speakers.
 KNOWN_MODELS = (

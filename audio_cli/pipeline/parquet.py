@@ -1,6 +1,6 @@
 """Embeddings as Parquet (pyarrow, an optional extra): one row per input, or per window.
 
-Columns (also in the README):
+Columns (also in docs/scale.md):
 - path (string): the input as given (`stdin` for -); size (int64), mtime_ns (int64): the file's
   size and modification time when it was embedded (null for stdin);
 - duration (float64): seconds of the recording; start, end (float64): the window's seconds
