@@ -24,7 +24,7 @@ from audio_cli.cli.options import (
 from audio_cli.frontend.inputs import STDIN
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.options import EmbedOptions
-from engines.errors import InputAudioError, UsageError
+from engines.errors import AudioCliError, InputAudioError, UsageError
 
 if TYPE_CHECKING:
     from audio_cli.pipeline.handle import ModelHandle
@@ -70,16 +70,21 @@ def made(options: EmbedOptions):
 
 def embed_all(speaker: SpeakerEmbedder, sources: list[str], options: EmbedOptions
               ) -> list[EmbeddingResult]:
-    """Embed every source or raise: all failures are listed in one InputAudioError."""
+    """Embed every source or raise: one failure as it is, several listed in one error of
+    their kind (bad input where the kinds differ)."""
     from audio_cli.pipeline.results import InputFailure
 
     results, failures = [], []
     for item in speaker.embed_sources(sources, options.min_duration, options.vad):
         (failures if isinstance(item, InputFailure) else results).append(item)
+    if len(failures) == 1:
+        raise failures[0].error
     if failures:
-        detail = "; ".join(f.message for f in failures)
-        raise InputAudioError(detail if len(failures) == 1 else
-                              f"{len(failures)} inputs failed: {detail}")
+        kinds = {failure.error.kind for failure in failures}
+        error = AudioCliError(f"{len(failures)} inputs failed: "
+                              + "; ".join(f.message for f in failures))
+        error.kind = kinds.pop() if len(kinds) == 1 else InputAudioError.kind
+        raise error
     return results
 
 

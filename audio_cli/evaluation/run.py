@@ -66,6 +66,10 @@ def run_evaluation(speaker: SpeakerEmbedder, dataset: Dataset, impostors: list[P
         if on_result:
             on_result(failure)
     elapsed = time.perf_counter() - start
+    if failures and len(failures) == len(sources) and len({type(f.error) for f in failures}) == 1:
+        # nothing embedded, all for one reason (an engine that fails every file, say): that
+        # reason, not "no trials"
+        raise type(failures[0].error)(f"no file could be embedded: {failures[0].message}")
     n = len(labels)
     kept = [i for i in range(n) if vectors[i] is not None]
     kept_labels = [labels[i] for i in kept]
