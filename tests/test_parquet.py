@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_audio
 from signals import voiced, write_wav
-from store_helpers import make_model, run_audio
+from store_helpers import make_model
 
 pa = pytest.importorskip("pyarrow", reason="pyarrow (pip install 'audio-speaker[parquet]') "
                          "is not installed")
