@@ -17,7 +17,7 @@ from audio_cli.frontend.audio import load_audio
 from audio_cli.pipeline.batching import Inference
 from audio_cli.pipeline.speaker import WeSpeaker
 from engines.graph import Concat, ContextPool
-from engines.stages import SegmentContext, Stage, plan_chunks, plan_stages
+from engines.stages import SegmentContext, Stage, plan_stages
 
 SPEECH_DIR = "data/speech/librispeech-test-other-10x10"
 STAGED_COSINE = 0.99999  # staged against one pass, float32
@@ -120,12 +120,3 @@ def test_segment_context_is_the_mean_plus_the_segment_mean(steps):
     for start, stop in [(0, 1), (steps // 3, steps), (max(0, steps - 7), steps)]:
         np.testing.assert_array_equal(context.span(start, stop),
                                       context.span(0, steps)[:, start:stop])
-
-
-def test_chunks_tile_the_output_steps():
-    for frames, chunk, stride, radius in [(9000, 1000, 2, 14), (4500, 300, 1, 2),
-                                          (4500, 300, 1, 0), (7, 2000, 2, 14)]:
-        plan = plan_chunks(frames, chunk, stride, radius)
-        assert plan[0].keep_from == 0 and plan[-1].keep_to == -(-frames // stride)
-        assert all(a.keep_to == b.keep_from for a, b in zip(plan, plan[1:], strict=False))
-        assert all(c.stop - c.start <= chunk for c in plan)
