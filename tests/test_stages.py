@@ -4,13 +4,12 @@ vector of one pass over the whole clip; with 3D-Speaker's real weights and real 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_audio
 from signals import write_wav
 
 from audio_cli.frontend.audio import load_audio
@@ -80,9 +79,7 @@ def test_a_staged_clip_equals_one_pass(campplus, long_speech, one_pass, chunk):
 def test_a_long_file_streams_through_the_stages_from_the_cli(campplus_dir, long_speech,
                                                              one_pass):
     """80 s: more than the 60 s one pass takes, so the CLI streams it in stages."""
-    proc = subprocess.run([sys.executable, "-m", "audio_cli", "embed-speaker", long_speech,
-                           "--model", campplus_dir, "--json"],
-                          capture_output=True, text=True, timeout=600)
+    proc = run_audio("embed-speaker", long_speech, "--model", campplus_dir, "--json")
     assert proc.returncode == 0, proc.stderr
     vector = np.array(json.loads(proc.stdout)["embedding"], dtype=np.float32)
     assert cosine(vector, one_pass) >= STAGED_COSINE
