@@ -1,5 +1,6 @@
 """Parquet output on one machine (`embed-speaker --output X.parquet`) and `index --from` it.
-Real CLI in subprocesses, files read back with pyarrow (and duckdb/pandas where installed)."""
+The real CLI (in-process; in a child process where pyarrow must be missing), files read back
+with pyarrow (and duckdb/pandas where installed)."""
 
 from __future__ import annotations
 
