@@ -1,10 +1,7 @@
-"""Helpers for the store tests: a random model, synthetic speakers, the CLI in a subprocess."""
+"""Helpers for the store tests: a random model, synthetic speakers (the CLI: cli_run.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from model_factory import small_config, write_model
@@ -25,13 +22,3 @@ def make_speakers(directory: Path, per_speaker: int = 3, seconds: float = 1.5) -
     directory.mkdir(parents=True, exist_ok=True)
     return [[write_wav(directory / f"spk{s}_{i}.wav", voiced(seconds, f0=f0, seed=10 * s + i))
              for i in range(per_speaker)] for s, f0 in enumerate(PITCHES)]
-
-
-def audio_cmd(*args: str | os.PathLike) -> list[str]:
-    """The argv that runs `audio ARGS` with this interpreter."""
-    return [sys.executable, "-m", "audio_cli", *map(str, args)]
-
-
-def run_audio(*args: str | os.PathLike) -> subprocess.CompletedProcess:
-    """Run `audio ARGS` and return the completed process (text output)."""
-    return subprocess.run(audio_cmd(*args), capture_output=True, text=True, timeout=300)

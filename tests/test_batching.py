@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from model_factory import random_resnet_weights, small_config
+from platforms import needs_mlx
 
 from audio_cli import cosine_similarity
 from audio_cli.pipeline.batching import MIN_FILL, Inference, plan_batches
@@ -58,9 +59,10 @@ def test_unmaskable_trunks_batch_only_equal_lengths():
     assert sorted(map(sorted, batches)) == [[0, 1, 3], [2]]
 
 
-@pytest.mark.parametrize("frames", [9, 800, 801, 1000, 5998, 6007])
-def test_chunks_tile_every_output_step_once_with_full_context(frames):
-    stride, radius, chunk = 8, 112, 800
+@pytest.mark.parametrize("frames, chunk, stride, radius", [
+    *((frames, 800, 8, 112) for frames in (9, 800, 801, 1000, 5998, 6007)),
+    (9000, 1000, 2, 14), (4500, 300, 1, 2), (4500, 300, 1, 0), (7, 2000, 2, 14)])
+def test_chunks_tile_every_output_step_once_with_full_context(frames, chunk, stride, radius):
     plan = plan_chunks(frames, chunk, stride, radius)
     kept = [s for c in plan for s in range(c.keep_from, c.keep_to)]
     assert kept == list(range(-(-frames // stride)))
@@ -110,8 +112,8 @@ def test_onnx_ragged_batch_equals_each_clip_alone(small):
         assert cosine_similarity(alone, row) >= BAR
 
 
+@needs_mlx
 def test_mlx_ragged_batch_equals_each_clip_alone(small):
-    pytest.importorskip("mlx.core", reason="MLX is not installed")
     from engines.mlx_engine import MLXEngine  # the project's own module: errors fail
 
     config, weights, onnx = small

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from campplus_reference import Reference
+from platforms import needs_mlx
 
 from audio_cli.frontend.audio import load_audio
 from audio_cli.frontend.fbank import fbank
@@ -136,8 +137,8 @@ def test_vectors_are_192_dim_unit_vectors(onnx_vectors):
         assert abs(np.linalg.norm(vector) - 1.0) < 1e-5
 
 
+@needs_mlx
 def test_onnx_and_mlx_agree_on_real_speech(model_dir, onnx_model, speech):
-    pytest.importorskip("mlx.core", reason="MLX is not installed")
     mlx_model = WeSpeaker.from_pretrained(model_dir, engine="mlx")
     for speaker in list(speech)[:MLX_FILES]:
         features = onnx_model.features(load_audio(speech[speaker][0], 16000))

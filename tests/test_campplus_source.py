@@ -4,12 +4,10 @@ local file:// URLs or at a closed port."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import run_audio
 from signals import voiced, write_wav
 
 from audio_cli.models import campplus as campplus_source
@@ -104,11 +102,9 @@ def test_unknown_model_name_lists_campplus(cache_home):
 
 
 def test_cli_offline_download_fails_with_one_line(cache_home, tmp_path):
-    env = {**os.environ, campplus_source.URL_ENV: CLOSED_PORT_URL}
+    env = {campplus_source.URL_ENV: CLOSED_PORT_URL}
     clip = write_wav(tmp_path / "x.wav", voiced(1.0))  # inputs are checked before the model
-    proc = subprocess.run(
-        [sys.executable, "-m", "audio_cli", "embed-speaker", str(clip),
-         "--model", "campplus", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    proc = run_audio("embed-speaker", clip, "--model", "campplus", "--json", env=env)
     assert proc.returncode == 4
     assert proc.stdout == ""
     errors = [line for line in proc.stderr.splitlines() if line.startswith("audio: error:")]

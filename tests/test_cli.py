@@ -1,11 +1,13 @@
-"""The `audio` command through a subprocess: JSON output, determinism, resampling, bad input."""
+"""The `audio` command (in-process, through its entry point): JSON output, determinism,
+resampling, bad input."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
-import subprocess
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,22 +15,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from cli_run import run_audio, run_audio_process
+from platforms import MLX_PLATFORM, NO_MLX_REASON
 from signals import voiced, write_wav
 
 from audio_cli import cosine_similarity
 
+# The default model (README, Quick start and --model): its hub id and the short name outputs use.
+DEFAULT_HUB_ID = "aufklarer/WeSpeaker-ResNet34-LM-MLX"
+DEFAULT_SHORT_NAME = "wespeaker-resnet34-lm"
 # What `--engine auto` must pick here, worked out independently of engines.resolve_engine_name:
 # MLX on Apple Silicon (macOS on arm64), ONNX everywhere else.
 AUTO_ENGINE = "mlx" if (sys.platform, platform.machine()) == ("darwin", "arm64") else "onnx"
-# The optional package each non-default engine needs; tests of that engine skip without it.
-ENGINE_PACKAGES = {"mlx": "mlx.core", "coreml": "coremltools"}
-
-
-def run_audio(*args: str, stdin: bytes | None = None, env: dict | None = None):
-    """Run `python -m audio_cli ARGS` and return the completed process (bytes output)."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "audio_cli", *args], input=stdin,
-                          capture_output=True, env=full_env, timeout=300)
+# The optional package the coreml engine needs; its tests skip without it (MLX is a dependency
+# where it runs at all).
+ENGINE_PACKAGES = {"coreml": "coremltools"}
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +41,18 @@ def clip(tmp_path_factory) -> Path:
 def embed_json(path: str, small_model_dir: Path, *extra: str, stdin: bytes | None = None) -> dict:
     proc = run_audio("embed-speaker", path, "--model", str(small_model_dir), "--json", *extra,
                      stdin=stdin)
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
 def test_json_output_is_one_object_with_the_vector(clip, small_model_dir):
     proc = run_audio("embed-speaker", str(clip), "--model", str(small_model_dir), "--json")
-    assert proc.returncode == 0, proc.stderr.decode()
-    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
+    assert list(record) == ["embedding", "dimension", "elapsed", "file", "duration",
+                            "sample_rate", "model", "model_digest", "engine"]
     vector = np.array(record["embedding"])
     assert record["dimension"] == len(vector) == 32
     assert abs(np.linalg.norm(vector) - 1) < 1e-5
@@ -69,6 +72,8 @@ def test_json_output_is_one_object_with_the_vector(clip, small_model_dir):
 ])
 def test_every_engine_gives_the_same_vector(first, second, clip, small_model_dir):
     for engine in (first, second):
+        if engine == "mlx" and not MLX_PLATFORM:
+            pytest.skip(NO_MLX_REASON)
         if engine in ENGINE_PACKAGES:
             pytest.importorskip(ENGINE_PACKAGES[engine],
                                 reason=f"the {engine} engine's package is not installed")
@@ -81,12 +86,34 @@ def test_every_engine_gives_the_same_vector(first, second, clip, small_model_dir
     assert one["embedding"] != other["embedding"]
 
 
-def test_text_summary_shows_the_facts(clip, small_model_dir):
+def summary_fields(text: str) -> dict[str, str]:
+    """The one-file summary's lines as label -> value (label and value apart by 2+ spaces)."""
+    fields = {}
+    for line in text.splitlines():
+        label, value = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        fields[label] = value
+    return fields
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[-+]?\d+\.\d+", text)]
+
+
+def test_text_summary_shows_the_vector_it_computed(clip, small_model_dir):
     proc = run_audio("embed-speaker", str(clip), "--model", str(small_model_dir))
-    assert proc.returncode == 0, proc.stderr.decode()
-    text = proc.stdout.decode()
-    for word in ("dimension", "32", "L2 norm", "1.000000", "first 8", "onnx", "duration"):
-        assert word in text
+    assert proc.returncode == 0, proc.stderr
+    fields = summary_fields(proc.stdout)
+    vector = np.array(embed_json(str(clip), small_model_dir)["embedding"])
+    assert fields["file"] == str(clip)
+    assert numbers(fields["duration"]) == pytest.approx([2.0]) and "16000 Hz" in fields["duration"]
+    assert fields["dimension"] == "32"
+    assert numbers(fields["L2 norm"]) == pytest.approx([np.linalg.norm(vector)], abs=1e-6)
+    assert numbers(fields["range"]) == pytest.approx([vector.min(), vector.max()], abs=1e-4)
+    # the first 8 values, in order (printed to 4 decimals)
+    assert numbers(fields["first 8"]) == pytest.approx(list(vector[:8]), abs=1e-4)
+    assert fields["engine"] == AUTO_ENGINE
+    assert fields["model"] == str(small_model_dir)
+    assert "status" not in fields  # the many-input table's column, not the summary's
 
 
 def test_same_input_twice_gives_the_same_vector(clip, small_model_dir):
@@ -168,9 +195,9 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], int, str]]:
 def test_bad_input_is_one_line_on_stderr_and_a_status(case, small_model_dir, tmp_path):
     args, status, words = _bad_inputs(tmp_path)[case]
     proc = run_audio("embed-speaker", *args, "--model", str(small_model_dir), "--json")
-    stderr = proc.stderr.decode()
+    stderr = proc.stderr
     assert proc.returncode == status, stderr
-    assert proc.stdout == b""
+    assert proc.stdout == ""
     assert len(stderr.strip().splitlines()) == 1, stderr
     assert stderr.startswith("audio: error:")
     assert words in stderr.lower()
@@ -180,37 +207,37 @@ def test_bad_input_is_one_line_on_stderr_and_a_status(case, small_model_dir, tmp
 def test_empty_stdin_is_an_error(small_model_dir):
     proc = run_audio("embed-speaker", "-", "--model", str(small_model_dir), stdin=b"")
     assert proc.returncode == 3
-    assert "empty" in proc.stderr.decode()
+    assert "empty" in proc.stderr
 
 
 def test_unknown_model_name(clip):
     proc = run_audio("embed-speaker", str(clip), "--model", "no-such-model")
     assert proc.returncode == 4
-    assert "unknown model" in proc.stderr.decode()
+    assert "unknown model" in proc.stderr
 
 
 def test_directory_without_weights_is_not_a_model(clip, tmp_path):
     proc = run_audio("embed-speaker", str(clip), "--model", str(tmp_path))
     assert proc.returncode == 4
-    assert "not a model directory" in proc.stderr.decode()
+    assert "not a model directory" in proc.stderr
 
 
 def test_offline_hub_says_how_to_pass_a_local_model(clip, tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    proc = run_audio("embed-speaker", str(clip), env=env)
-    stderr = proc.stderr.decode()
+    proc = run_audio_process("embed-speaker", str(clip), env=env)  # the hub reads them at import
+    stderr = proc.stderr
     assert proc.returncode == 4, stderr
     assert len(stderr.strip().splitlines()) == 1
-    assert "--model DIR" in stderr and "aufklarer/WeSpeaker-ResNet34-LM-MLX" in stderr
+    assert "--model DIR" in stderr and DEFAULT_HUB_ID in stderr
 
 
 def test_version_and_help():
     version = run_audio("--version")
     assert version.returncode == 0
-    assert version.stdout.decode().startswith("audio ")
+    assert version.stdout.startswith("audio ")
     helptext = run_audio("embed-speaker", "--help")
     assert helptext.returncode == 0
-    assert "--engine" in helptext.stdout.decode()
+    assert "--engine" in helptext.stdout
 
 
 def test_default_model_downloads_from_the_hub(clip):
@@ -218,20 +245,73 @@ def test_default_model_downloads_from_the_hub(clip):
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from audio_cli.models.registry import DEFAULT_MODEL
-
     try:
-        snapshot_download(DEFAULT_MODEL, allow_patterns=["config.json"])
+        snapshot_download(DEFAULT_HUB_ID, allow_patterns=["config.json"])
     except LocalEntryNotFoundError as exc:  # no route to the hub and nothing cached; any
         # other error (a bad repo id, a missing repo) is the project's and fails the test
         reason = exc.__cause__ or type(exc).__name__
         pytest.skip(f"Hugging Face hub unreachable from this machine ({reason}); "
                     "the default-model download runs on users' machines")
     proc = run_audio("embed-speaker", str(clip), "--json")
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["dimension"] == 256
-    assert record["model"] == DEFAULT_MODEL
+    assert record["model"] == DEFAULT_SHORT_NAME
+
+
+def hub_cache(root: Path, repo_id: str, files: list[Path]) -> Path:
+    """A Hugging Face cache (HF_HOME=root) holding `files` as repo_id's main revision, in the
+    hub's documented cache layout: what a finished download leaves."""
+    repo = root / "hub" / f"models--{repo_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for path in files:
+        shutil.copy(path, snapshot / path.name)
+    return snapshot
+
+
+def test_the_default_model_from_the_hub_cache_is_named_by_its_short_name(clip, small_model_dir,
+                                                                        tmp_path):
+    """Offline, with the default model in the cache (here the small model under its id), the
+    CLI loads it and names it by the short name (README, --model) in every output."""
+    files = [small_model_dir / "config.json", small_model_dir / "model.safetensors"]
+    hub_cache(tmp_path / "hf", DEFAULT_HUB_ID, files)
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = run_audio_process("embed-speaker", clip, "--json", env=env)  # read at import
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert (record["model"], record["dimension"]) == (DEFAULT_SHORT_NAME, 32)
+    text = run_audio_process("embed-speaker", clip, env=env)
+    assert summary_fields(text.stdout)["model"] == DEFAULT_SHORT_NAME
+
+
+def test_a_download_fetches_what_a_model_directory_needs_and_nothing_else(clip, small_model_dir,
+                                                                          tmp_path):
+    """The hub files a download asks for (HUB_FILES, filtered as huggingface_hub filters them)
+    make a directory the CLI runs; the repo's other weights formats are left behind."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from audio_cli.models.registry import HUB_FILES
+
+    repo = tmp_path / "repo"  # a hub repo: the model, its card, and weights in other formats
+    shutil.copytree(small_model_dir, repo, ignore=shutil.ignore_patterns("onnx*", "*.onnx"))
+    (repo / "README.md").write_text("# model card\n")
+    (repo / "pytorch_model.bin").write_bytes(b"\0" * 1000)
+    (repo / "mlx").mkdir()
+    (repo / "mlx" / "weights.npz").write_bytes(b"\0" * 1000)
+    listing = sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file())
+    fetched = list(filter_repo_objects(listing, allow_patterns=HUB_FILES))
+    assert {"config.json", "model.safetensors", "README.md"} <= set(fetched)
+    assert "pytorch_model.bin" not in fetched and "mlx/weights.npz" not in fetched
+    download = tmp_path / "download"
+    for name in fetched:
+        (download / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(repo / name, download / name)
+    proc = run_audio("embed-speaker", clip, "--model", download, "--json")
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.slow
@@ -239,16 +319,16 @@ def test_export_coreml_writes_a_package_and_never_overwrites(small_model_dir, tm
     pytest.importorskip("coremltools")
     out = tmp_path / "speaker.mlpackage"
     first = run_audio("export-coreml", str(out), "--model", str(small_model_dir))
-    assert first.returncode == 0, first.stderr.decode()
+    assert first.returncode == 0, first.stderr
     assert (out / "Manifest.json").is_file()
     again = run_audio("export-coreml", str(out), "--model", str(small_model_dir))
     assert again.returncode == 2  # a usage error, as --output onto an existing file
-    assert "not overwriting" in again.stderr.decode()
+    assert "not overwriting" in again.stderr
     bad = run_audio("export-coreml", str(tmp_path / "b.mlpackage"), "--precision", "int4",
                     "--model", str(small_model_dir))
     assert bad.returncode == 2
-    assert "int4" in bad.stderr.decode() and not (tmp_path / "b.mlpackage").exists()
+    assert "int4" in bad.stderr and not (tmp_path / "b.mlpackage").exists()
     int8 = run_audio("export-coreml", str(tmp_path / "c.mlpackage"), "--precision", "int8",
                      "--model", str(small_model_dir))
-    assert int8.returncode == 0, int8.stderr.decode()
+    assert int8.returncode == 0, int8.stderr
     assert (tmp_path / "c.mlpackage" / "Manifest.json").is_file()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_audio
 from signals import voiced, write_wav
-from test_cli import run_audio
 
 from audio_cli import cosine_similarity
 from audio_cli.cli.embed import is_single_file
@@ -47,7 +48,7 @@ def embed(*args: str, stdin: bytes | None = None):
 
 
 def jsonl(proc) -> list[dict]:
-    return [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def single(corpus, small_model_dir) -> dict[str, np.ndarray]:
     vectors = {}
     for name in GOOD:
         proc = embed(str(corpus / name), "--model", str(small_model_dir), "--json")
-        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.returncode == 0, proc.stderr
         vectors[name] = np.array(json.loads(proc.stdout)["embedding"])
     return vectors
 
@@ -68,7 +69,7 @@ def assert_same(vector, reference) -> None:
 def test_directory_with_a_corrupt_file_yields_the_others_an_error_record_and_a_status(
         corpus, small_model_dir, single):
     proc = embed(str(corpus), "--model", str(small_model_dir), "--json")
-    stderr = proc.stderr.decode()
+    stderr = proc.stderr
     assert proc.returncode == 3, stderr
     records = jsonl(proc)
     names = ["a.wav", "c.FLAC", "corrupt.wav", "sub/b.wav"]  # sorted, hidden/.txt skipped
@@ -102,7 +103,7 @@ def test_list_file_paths_are_relative_to_the_list_and_stdin_comes_once(
     listing.write_text("# two files, one blank line\n\nb.wav\n  ../a.wav  \n")
     proc = embed(f"@{listing}", "-", "--model", str(small_model_dir), "--json",
                  stdin=(corpus / "c.FLAC").read_bytes())
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.returncode == 0, proc.stderr
     records = jsonl(proc)
     assert [r["file"] for r in records] == [str(corpus / "sub" / "b.wav"),
                                            str(corpus / "sub" / "../a.wav"), "stdin"]
@@ -141,9 +142,9 @@ def test_empty_directory_and_missing_list_are_failed_inputs(small_model_dir, tmp
 def test_usage_mistakes_stop_before_any_work(args, words, corpus, small_model_dir):
     args = [str(corpus / "a.wav") if a == "X" else a for a in args]
     proc = embed(*args, "--model", str(small_model_dir), "--json")
-    stderr = proc.stderr.decode()
+    stderr = proc.stderr
     assert proc.returncode == 2, stderr
-    assert proc.stdout == b""
+    assert proc.stdout == ""
     assert len(stderr.splitlines()) == 1 and words in stderr
 
 
@@ -152,8 +153,8 @@ def test_output_files_round_trip(suffix, corpus, small_model_dir, single, tmp_pa
     out = tmp_path / f"vectors{suffix}"
     proc = embed(str(corpus), "--model", str(small_model_dir), "--output", str(out))
     assert proc.returncode == 3  # the corrupt file
-    assert proc.stdout == b""  # text mode with --output prints no table
-    assert f"wrote 3 embeddings to {out}" in proc.stderr.decode()
+    assert proc.stdout == ""  # text mode with --output prints no table
+    assert f"wrote 3 embeddings to {out}" in proc.stderr
     expected = {str(corpus / n): single[n] for n in GOOD}
     if suffix == ".npz":
         with np.load(out) as data:
@@ -183,11 +184,11 @@ def test_an_existing_output_file_is_refused_and_untouched(corpus, small_model_di
     proc = embed(str(corpus / "a.wav"), str(corpus / "c.FLAC"), "--model", str(small_model_dir),
                  "--output", str(out))
     assert proc.returncode == 2
-    assert "exists" in proc.stderr.decode() and "--force" in proc.stderr.decode()
+    assert "exists" in proc.stderr and "--force" in proc.stderr
     assert sidecar.read_text() == "mine\n" and not out.exists()
     forced = embed(str(corpus / "a.wav"), str(corpus / "c.FLAC"), "--model", str(small_model_dir),
                    "--output", str(out), "--force")
-    assert forced.returncode == 0, forced.stderr.decode()
+    assert forced.returncode == 0, forced.stderr
     assert sidecar.read_text().splitlines() == [str(corpus / "a.wav"), str(corpus / "c.FLAC")]
     assert np.load(out).shape == (2, 32)
 
@@ -196,7 +197,7 @@ def test_windows_have_times_counts_and_the_vector_of_the_cut_audio(corpus, small
                                                                    tmp_path):
     proc = embed(str(corpus / "sub" / "b.wav"), "--window", "1", "--hop", "0.5", "--model",
                  str(small_model_dir), "--json")
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.returncode == 0, proc.stderr
     records = jsonl(proc)
     # 3.2 s: windows start every 0.5 s while they fit, then one more ends at the last sample.
     assert [(r["start"], r["end"]) for r in records] == [
@@ -227,24 +228,23 @@ def test_window_hop_defaults_to_the_window_and_npz_holds_times(corpus, small_mod
         np.testing.assert_allclose(np.linalg.norm(data[a], axis=1), 1.0, atol=1e-5)
 
 
-def test_one_input_keeps_the_one_object_and_the_summary(corpus, small_model_dir, single):
-    proc = embed(str(corpus / "a.wav"), "--model", str(small_model_dir), "--json")
-    assert proc.returncode == 0
-    assert len(proc.stdout.decode().splitlines()) == 1
-    record = json.loads(proc.stdout)
-    assert list(record) == ["embedding", "dimension", "elapsed", "file", "duration",
-                            "sample_rate", "model", "model_digest", "engine"]
-    text = embed(str(corpus / "a.wav"), "--model", str(small_model_dir)).stdout.decode()
-    assert "L2 norm" in text and "first 8" in text and "status" not in text
-
-
-def test_many_inputs_in_text_mode_print_a_table(corpus, small_model_dir):
+def test_many_inputs_in_text_mode_print_a_table(corpus, small_model_dir, single):
     proc = embed(str(corpus), "--model", str(small_model_dir))
     assert proc.returncode == 3
-    text = proc.stdout.decode()
-    assert "status" in text and "first 3" in text
-    assert text.count("1.000000") == 3 and "error" in text
-    assert "corrupt.wav" in text and "b.wav" in text
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["duration", "L2", "norm", "first", "3", "status", "file"]
+    assert len(lines) == 5  # the header, 4 inputs
+    (failed,) = [line for line in lines if f"{corpus / 'corrupt.wav'}: " in line]
+    assert " error " in failed and "not a readable audio file" in failed
+    for name, seconds in zip(GOOD, (1.5, 1.0, 3.2), strict=True):
+        (row,) = [line for line in lines if line.endswith(f" {corpus / name}")]
+        cells = row[:-len(str(corpus / name))]
+        values = [float(x) for x in re.findall(r"[-+]?\d+\.\d+", cells)]
+        vector = single[name]
+        duration, norm, first = values[0], values[1], values[2:]
+        assert duration == pytest.approx(seconds) and cells.split()[-1] == "ok"
+        assert norm == pytest.approx(np.linalg.norm(vector), abs=1e-6)
+        assert first == pytest.approx(list(vector[:3]), abs=1e-3)  # printed to 3 decimals
 
 
 def test_directories_expand_sorted_recursive_audio_only_and_each_path_once(corpus):

@@ -1,27 +1,19 @@
 """The first ten minutes with `audio`: bad option values, the help, output that reads well at
-80 columns, missing inputs said first, plurals. Runs the real CLI in a subprocess."""
+80 columns, missing inputs said first, plurals. Runs the real CLI: in-process through its
+entry point, and in a child process on a pseudo-terminal where the terminal matters."""
 
 from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import audio_cmd, run_audio
 from signals import voiced, write_wav
-
-from audio_cli.cli.inputs import InputItem
-from audio_cli.cli.outcomes import outcomes
-from audio_cli.pipeline.options import EmbedOptions
-
-
-def run_audio(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audio_cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +22,7 @@ def clips(tmp_path_factory) -> list[Path]:
     return [write_wav(folder / f"clip{i}.wav", voiced(1.5, seed=i)) for i in range(3)]
 
 
-def one_error_line(proc: subprocess.CompletedProcess, *words: str) -> None:
+def one_error_line(proc, *words: str) -> None:
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("audio: error:"), proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
@@ -110,8 +102,7 @@ def run_in_terminal(args: list, columns: int = 80) -> str:
     """Run the CLI with stdout on a pseudo-terminal `columns` wide; returns what it showed."""
     leader, follower = pty.openpty()
     env = {**os.environ, "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "audio_cli", *map(str, args)],
-                            stdout=follower, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(audio_cmd(*args), stdout=follower, stderr=subprocess.DEVNULL, env=env)
     os.close(follower)
     chunks = []
     while True:
@@ -140,22 +131,32 @@ def test_many_file_table_keeps_each_path_on_one_line_at_80_columns(small_model_d
         assert sum(str(path) in line for line in lines) == 1, text
 
 
-def test_progress_groups_are_small(small_model_dir):
-    """With a progress bar the files go to the model a few at a time, so the bar moves often."""
-    class Recorder:
-        def __init__(self):
-            self.calls = []
-
-        def embed_sources(self, paths, min_duration, vad=False):
-            self.calls.append(list(paths))
-            yield from (RuntimeError(p) for p in paths)
-
-    speaker = Recorder()
-    items = [InputItem(f"f{i}.wav") for i in range(10)]
-    produced = list(outcomes(speaker, items, EmbedOptions(), None, group_files=4))
-    assert len(produced) == 10
-    assert [len(c) for c in speaker.calls] == [4, 4, 2]
-    assert sum(speaker.calls, []) == [i.path for i in items]
+def test_the_progress_bar_moves_while_the_files_are_embedded(small_model_dir, tmp_path):
+    """With stderr on a terminal the bar shows counts between none and all done: the files
+    go to the model a few at a time, not all in one call that ends with the run."""
+    files = [write_wav(tmp_path / f"long{i}.wav", voiced(20.0, seed=i)) for i in range(12)]
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "LINES": "50", "TERM": "xterm"}
+    proc = subprocess.Popen(audio_cmd("embed-speaker", *files, "--model", small_model_dir,
+                                      "--json"), stdout=subprocess.PIPE, stderr=follower,
+                            env=env)
+    os.close(follower)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 300)
+        try:
+            chunk = os.read(leader, 65536) if ready else b""
+        except OSError:  # the terminal closed
+            chunk = b""
+        if not chunk:
+            break
+        shown += chunk
+    out, _ = proc.communicate(timeout=300)
+    os.close(leader)
+    assert proc.returncode == 0
+    assert len(out.splitlines()) == 12
+    counts = {int(n) for n in re.findall(rb"embedding\S*\s.*?(\d+)/12", shown)}
+    assert counts & set(range(1, 12)), shown.decode(errors="replace")
 
 
 def test_counts_are_singular_or_plural(clips, small_model_dir, tmp_path):
@@ -178,21 +179,23 @@ def test_counts_are_singular_or_plural(clips, small_model_dir, tmp_path):
     ["embed-speaker", "MISSING", "--json"],
 ])
 def test_a_missing_input_is_said_before_the_model_is_fetched(command, tmp_path):
-    """No model can be had (offline hub), yet the missing file is what the user hears of."""
+    """No model can be had (an unknown name), yet the missing file is what the user hears of."""
     args = [str(tmp_path / "missing.wav") if a == "MISSING" else
             str(tmp_path / "gone.wav") if a == "MISSING2" else a for a in command]
-    proc = run_audio(*args, "--model", "nobody/no-such-model", env={"HF_HUB_OFFLINE": "1"})
+    proc = run_audio(*args, "--model", "no-such-model")  # resolving it is a model error, 4
     assert proc.returncode == 3, proc.stderr
     assert "no such file" in proc.stderr and "model" not in proc.stderr
 
 
-@pytest.mark.parametrize("command", [["compare", "MISSING", "MISSING"], ["identify", "MISSING"],
-                                     ["search", "MISSING"], ["enroll", "x", "MISSING"]])
-def test_store_commands_check_inputs_before_the_model(command, tmp_path):
+@pytest.mark.parametrize("command, status", [
+    # compare and identify answer with their status: every error is 2 (README, Exit status)
+    (["compare", "MISSING", "MISSING"], 2), (["identify", "MISSING"], 2),
+    # the other commands: bad input audio is 3
+    (["search", "MISSING"], 3), (["enroll", "x", "MISSING"], 3)])
+def test_store_commands_check_inputs_before_the_model(command, status, tmp_path):
     args = [str(tmp_path / "missing.wav") if a == "MISSING" else a for a in command]
-    proc = run_audio(*args, "--model", "nobody/no-such-model",
-                     env={"HF_HUB_OFFLINE": "1", "AUDIO_DB": str(tmp_path / "s.db")})
-    assert proc.returncode in (2, 3), proc.stderr  # compare/identify: every error is 2
+    proc = run_audio(*args, "--model", "no-such-model", env={"AUDIO_DB": str(tmp_path / "s.db")})
+    assert proc.returncode == status, proc.stderr
     one_error_line(proc, "no such file")
 
 

@@ -1,5 +1,6 @@
 """Stores and signals from the command line: --db folders, read-only stores, "exists" refusals,
-calibration on few pairs, and SIGTERM/SIGHUP leaving nothing behind. Real CLI, subprocesses."""
+calibration on few pairs, and SIGTERM/SIGHUP leaving nothing behind. Real CLI: in-process, and
+in child processes for signals and a read-only mount."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_run import audio_cmd, run_audio
 from signals import voiced, write_wav
-from store_helpers import make_model, make_speakers, run_audio
+from store_helpers import make_model, make_speakers
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def readonly_runner(folder: Path):
         pytest.skip("running as root where mount namespaces are not allowed (unshare -m)")
 
     def run(*args):
-        command = " ".join(f"'{a}'" for a in [sys.executable, "-m", "audio_cli", *map(str, args)])
+        command = " ".join(f"'{a}'" for a in audio_cmd(*args))
         script = (f"mount --bind '{folder}' '{folder}' && mount -o remount,bind,ro '{folder}' "
                   f"&& exec {command}")
         return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
@@ -154,8 +156,8 @@ def test_a_signal_during_output_leaves_nothing_behind(name, suffix, env, many_cl
     out = out_dir / f"vectors{suffix}"
     # the child starts with the signal at its default, whatever this test run inherited
     # (under `nohup`, SIGHUP arrives ignored, and audio rightly keeps it ignored: see below)
-    proc = subprocess.Popen([sys.executable, "-m", "audio_cli", "embed-speaker", many_clips,
-                             "--model", env["model"], "-o", out],
+    proc = subprocess.Popen(audio_cmd("embed-speaker", many_clips, "--model", env["model"],
+                                      "-o", out),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(number, signal.SIG_DFL))
     deadline = time.monotonic() + 120
@@ -175,8 +177,8 @@ def test_an_ignored_sighup_stays_ignored(env, many_clips, tmp_path):
     if not hasattr(signal, "SIGHUP"):
         pytest.skip("SIGHUP does not exist on this platform")
     out = tmp_path / "vectors.npz"
-    proc = subprocess.Popen([sys.executable, "-m", "audio_cli", "embed-speaker", many_clips,
-                             "--model", env["model"], "-o", out],
+    proc = subprocess.Popen(audio_cmd("embed-speaker", many_clips, "--model", env["model"],
+                                      "-o", out),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     deadline = time.monotonic() + 120

@@ -226,14 +226,16 @@ def test_malicious_pickle_does_not_run(tmp_path: Path, kind: str) -> None:
     assert not marker.exists()
 
 
-def test_reader_never_imports_modules(tmp_path: Path) -> None:
-    if "this" in sys.modules:
-        pytest.skip("module `this` already imported in this process")
-    data = b"\x80\x02}q\x00X\x01\x00\x00\x00zq\x01cthis\ns\nq\x02s."  # {"z": this.s}
-    path = write_torch_zip(tmp_path / "import.pt", None, data_pkl=data)
+def test_reader_never_imports_modules(tmp_path: Path, monkeypatch) -> None:
+    name = "audio_tests_import_marker"  # a module of this test's own, importable from here
+    marker = tmp_path / "imported"
+    (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').close()\ns = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = b"\x80\x02}q\x00X\x01\x00\x00\x00zq\x01c" + name.encode() + b"\ns\nq\x02s."
+    path = write_torch_zip(tmp_path / "import.pt", None, data_pkl=data)  # {"z": <name>.s}
     loaded = load_torch_checkpoint(path)
     assert isinstance(loaded["z"], type) and issubclass(loaded["z"], StubObject)
-    assert "this" not in sys.modules
+    assert name not in sys.modules and not marker.exists()
 
 
 def _zip_with(tmp_path: Path, entries: dict[str, bytes]) -> Path:

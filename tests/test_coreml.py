@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from platforms import needs_mlx
 
 ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pip install "
                          "'coremltools>=8'); the Core ML engine cannot be tested")
@@ -131,8 +132,8 @@ def test_package_has_flexible_length_and_metadata(small, small_packages):
     assert config.model_id in model.short_description
 
 
+@needs_mlx
 def test_float32_package_matches_numpy_reference_and_mlx(small, small_packages):
-    pytest.importorskip("mlx.core", reason="MLX is not installed")
     from engines.mlx_engine import MLXEngine  # a broken engine module fails here, never skips
 
     config, tensors, _ = small
@@ -446,8 +447,8 @@ def test_campplus_float16_package_keeps_the_pooling_in_float32(small_campplus, t
 
 @pytest.mark.slow
 def test_cli_embeds_and_exports_campplus_with_core_ml(small_campplus, tmp_path):
+    from cli_run import run_audio
     from signals import voiced, write_wav
-    from test_cli import run_audio
 
     config, directory, _ = small_campplus
     clip = write_wav(tmp_path / "clip.wav", voiced(2.0))
@@ -455,14 +456,14 @@ def test_cli_embeds_and_exports_campplus_with_core_ml(small_campplus, tmp_path):
     for engine in ("onnx", "coreml"):
         proc = run_audio("embed-speaker", str(clip), "--model", str(directory), "--engine",
                          engine, "--json")
-        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.returncode == 0, proc.stderr
         records[engine] = json.loads(proc.stdout)
     assert records["coreml"]["engine"] == "coreml"
     assert records["coreml"]["dimension"] == config.embedding_dim
     assert cosine(records["coreml"]["embedding"], records["onnx"]["embedding"]) >= 0.9999
     out = tmp_path / "campplus.mlpackage"
     proc = run_audio("export-coreml", str(out), "--model", str(directory))
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.returncode == 0, proc.stderr
     interpreter = MILInterpreter(out)
     assert interpreter.user_defined_metadata["model_type"] == "campplus"
     x = features(150, seed=4)

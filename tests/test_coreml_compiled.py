@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_audio
 from model_factory import small_config
 from signals import voiced, write_wav
-from test_cli import run_audio
 
 from audio_cli.models.registry import HUB_FILES, check_model_dir, compiled_models, resolve_model
 from engines import compiled_only_model, create_engine
@@ -73,9 +73,9 @@ def test_other_engines_refuse_a_core_ml_only_model(tmp_path, engine):
 def test_cli_off_macos_is_one_line_engine_error(tmp_path, clip):
     proc = run_audio("embed-speaker", str(clip), "--model", str(compiled_dir(tmp_path)),
                      "--engine", "coreml", "--json")
-    err = proc.stderr.decode()
+    err = proc.stderr
     assert proc.returncode == 5, err
-    assert proc.stdout == b""
+    assert proc.stdout == ""
     assert err.count("\n") == 1 and err.startswith("audio: error: a compiled Core ML model "
                                                    "runs only on macOS"), err
 
@@ -83,9 +83,9 @@ def test_cli_off_macos_is_one_line_engine_error(tmp_path, clip):
 def test_cli_onnx_engine_on_core_ml_only_model_is_a_model_error(tmp_path, clip):
     proc = run_audio("embed-speaker", str(clip), "--model", str(compiled_dir(tmp_path)),
                      "--engine", "onnx", "--json")
-    err = proc.stderr.decode()
+    err = proc.stderr
     assert proc.returncode == 4, err
-    assert proc.stdout == b""
+    assert proc.stdout == ""
     assert err.count("\n") == 1 and "--engine coreml" in err, err
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from platforms import MLX_PLATFORM, NO_MLX_REASON
 
 from engines import graph as graph_module
 from engines.graph import (
@@ -307,7 +308,8 @@ def supported_ops(name: str) -> frozenset[type]:
     if name == "onnx":
         from engines.onnx_export import SUPPORTED_OPS
     elif name == "mlx":
-        pytest.importorskip("mlx.core", reason="MLX is not installed")
+        if not MLX_PLATFORM:
+            pytest.skip(NO_MLX_REASON)
         from engines.mlx_engine import SUPPORTED_OPS
     else:
         pytest.importorskip("coremltools", reason="coremltools is not installed")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_audio
 from signals import voiced, write_wav
-from test_cli import run_audio
 
 from audio_cli.evaluation.datasets import load_dataset, load_impostors
 from audio_cli.evaluation.metrics import evaluate, trial_scores
@@ -40,8 +40,8 @@ def corpus(tmp_path_factory) -> Path:
 
 def eval_json(*args: str) -> dict:
     proc = run_audio("eval", *args, "--json", "--engine", "onnx", "--threads", "1")
-    assert proc.returncode == 0, proc.stderr.decode()
-    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
     assert len(lines) == 1
     return json.loads(lines[0])
 
@@ -107,8 +107,8 @@ def test_a_manifest_labels_files_anywhere_and_takes_precedence(corpus, small_mod
 
 def test_text_output_is_a_table(corpus, small_model_dir):
     proc = run_audio("eval", str(corpus / "speakers"), "--model", str(small_model_dir))
-    assert proc.returncode == 0, proc.stderr.decode()
-    text = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
     for word in ("trials", "36 (9 target, 27 non-target)", "EER", "minDCF (p=0.01)",
                  "threshold", "mean score", "folders"):
         assert word in text
@@ -125,7 +125,7 @@ def test_failed_files_are_reported_left_out_and_make_the_status_non_zero(corpus,
     record = json.loads(proc.stdout)  # results still printed, for the files that worked
     assert (record["files"], record["failed"], record["embedded"]) == (11, 2, 9)
     assert (record["target_trials"], record["nontarget_trials"]) == (9, 27)
-    err = proc.stderr.decode().strip().splitlines()
+    err = proc.stderr.strip().splitlines()
     assert len(err) == 3
     assert any(line.startswith("audio: error: ") and "broken.wav" in line for line in err)
     assert any(line.startswith("audio: error: ") and "short.wav: too short" in line
@@ -136,9 +136,9 @@ def test_failed_files_are_reported_left_out_and_make_the_status_non_zero(corpus,
 
 def _dataset_error(small_model_dir: Path, *args: str) -> str:
     proc = run_audio("eval", *args, "--model", str(small_model_dir), "--json")
-    assert proc.returncode == 3, proc.stderr.decode()
-    assert proc.stdout == b""
-    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("audio: error: ")
     return lines[0]
 

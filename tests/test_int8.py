@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_audio
 
 from audio_cli.frontend.audio import load_audio
 from audio_cli.pipeline.calibration import CALIBRATION_DIR, calibration
@@ -34,7 +33,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_an_int8_model_is_built_once_and_cached_beside_the_float32_one(model_copy):
-    onnx = pytest.importorskip("onnx")
+    import onnx
     int8 = WeSpeaker.from_pretrained(model_copy, engine="onnx", precision="int8")
     path = int8.engine.model_path
     assert int8.engine_name == "onnx-int8"
@@ -104,11 +103,6 @@ def test_int8_says_when_a_long_campplus_clip_runs_in_float32(tmp_path):
         staged = int8.embed_audio(audio).embedding
     assert cosine(staged, full.embed_audio(audio).embedding) > 0.99999  # float32's vector
     assert cosine(staged, short) < 0.99999
-
-
-def run_audio(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audio_cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
 
 
 def test_the_cli_embeds_in_int8_and_says_so(model_copy):

@@ -1,4 +1,5 @@
-"""`audio embed-speaker` on odd inputs, through a subprocess: pipes, FIFOs, process
+"""`audio embed-speaker` on odd inputs, in a child process where the process's own stdin and
+stderr matter (in this process for regular files): pipes, FIFOs, process
 substitution, /dev/stdin, text or a terminal on stdin, truncated WAVs, narrow-band audio and
 MP3s whose decoder complains. Also the same warnings through the Python API."""
 
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_run import run_audio as run_in_process
+from cli_run import run_audio_process
 from signals import voiced, write_wav
 
 from audio_cli import cosine_similarity
@@ -29,9 +32,15 @@ TIMEOUT = 120  # seconds for one CLI run; a run that waits on a terminal hits it
 
 
 def run_audio(*args: str, stdin=None, input: bytes | None = None):
-    """Run `python -m audio_cli ARGS` (bytes output); `stdin` may be a file descriptor."""
-    return subprocess.run([sys.executable, "-m", "audio_cli", *args], stdin=stdin, input=input,
-                          capture_output=True, timeout=TIMEOUT)
+    """Run `python -m audio_cli ARGS` in a child process (bytes output): a real stdin (a pipe,
+    a terminal: `stdin` may be a file descriptor) and the real stderr file descriptor, which
+    decoder libraries write to."""
+    return run_audio_process(*args, stdin=stdin, input=input, text=False, timeout=TIMEOUT)
+
+
+def run_here(*args: str):
+    """Run `audio ARGS` in this process (bytes output): regular files, Python-level output."""
+    return run_in_process(*args, text=False)
 
 
 def embed_args(path: str, model: Path) -> list[str]:
@@ -56,7 +65,7 @@ def clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(clip, small_model_dir) -> list[float]:
     """The clip's vector, embedded from the regular file."""
-    proc = run_audio(*embed_args(str(clip), small_model_dir))
+    proc = run_here(*embed_args(str(clip), small_model_dir))
     assert stderr_lines(proc) == []
     return ok_record(proc)["embedding"]
 
@@ -172,12 +181,12 @@ def _cut_wav(tmp_path: Path, seconds: float, keep: float) -> tuple[Path, np.ndar
 def test_truncated_wav_is_embedded_with_a_warning(small_model_dir, tmp_path):
     cut, present = _cut_wav(tmp_path, 15.0, 5.0)
     intact = write_wav(tmp_path / "intact5s.wav", present)
-    proc = run_audio(*embed_args(str(cut), small_model_dir))
+    proc = run_here(*embed_args(str(cut), small_model_dir))
     record = ok_record(proc)
     assert stderr_lines(proc) == [
         f"audio: warning: {cut}: truncated: header says 15.00 s, 5.00 s present"]
     assert record["duration"] == pytest.approx(5.0)
-    expected = ok_record(run_audio(*embed_args(str(intact), small_model_dir)))["embedding"]
+    expected = ok_record(run_here(*embed_args(str(intact), small_model_dir)))["embedding"]
     assert cosine_similarity(record["embedding"], expected) > 0.99999
 
 
@@ -194,7 +203,7 @@ def test_wav_streamed_with_an_unknown_length_is_not_called_truncated(small_model
 
 def test_narrow_band_audio_is_embedded_with_a_warning(small_model_dir, tmp_path):
     call = write_wav(tmp_path / "call.wav", voiced(2.0, 8000), 8000)
-    proc = run_audio(*embed_args(str(call), small_model_dir))
+    proc = run_here(*embed_args(str(call), small_model_dir))
     record = ok_record(proc)
     assert record["sample_rate"] == 8000
     assert stderr_lines(proc) == [
@@ -206,8 +215,8 @@ def test_many_inputs_warn_once_each_and_still_embed(small_model_dir, tmp_path):
     cut, _ = _cut_wav(tmp_path, 6.0, 2.0)
     call = write_wav(tmp_path / "call.wav", voiced(2.0, 8000), 8000)
     fine = write_wav(tmp_path / "fine.wav", voiced(2.0))
-    proc = run_audio("embed-speaker", str(cut), str(call), str(fine), "--model",
-                     str(small_model_dir), "--json")
+    proc = run_here("embed-speaker", str(cut), str(call), str(fine), "--model",
+                    str(small_model_dir), "--json")
     assert proc.returncode == 0, proc.stderr.decode()
     records = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert [r["file"] for r in records] == [str(cut), str(call), str(fine)]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from model_factory import random_resnet_weights, small_config, write_model
 from numpy_resnet import forward
+from platforms import needs_mlx
 
 from engines import build_graph, onnx_engine, onnx_export
 from engines.errors import EngineError
@@ -79,8 +80,8 @@ def test_matches_numpy_reference(small_engine, small, frames):
 
 
 @pytest.mark.parametrize("frames", [MIN_FRAMES, 33, 150])
+@needs_mlx
 def test_matches_mlx_engine(small_engine, small, frames):
-    pytest.importorskip("mlx.core", reason="MLX is not installed")
     from engines.mlx_engine import MLXEngine  # a broken engine module fails here, never skips
 
     config, tensors = small

@@ -1,5 +1,6 @@
 """Parquet output on one machine (`embed-speaker --output X.parquet`) and `index --from` it.
-Real CLI in subprocesses, files read back with pyarrow (and duckdb/pandas where installed)."""
+The real CLI (in-process; in a child process where pyarrow must be missing), files read back
+with pyarrow (and duckdb/pandas where installed)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_audio
 from signals import voiced, write_wav
-from store_helpers import make_model, run_audio
+from store_helpers import make_model
 
 pa = pytest.importorskip("pyarrow", reason="pyarrow (pip install 'audio-speaker[parquet]') "
                          "is not installed")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from store_helpers import make_model, make_speakers, run_audio
+from cli_run import run_audio
+from store_helpers import make_model, make_speakers
 
 from audio_cli.evaluation.metrics import calibration_threshold
 from audio_cli.store import ranking
@@ -201,6 +202,39 @@ def test_exact_ranking_matches_a_full_sort(monkeypatch):
         expected = np.argsort(-full, kind="stable")[:7]
         assert [i for i, _ in ranked] == list(expected)
         assert np.allclose([s for _, s in ranked], full[expected], rtol=1e-5)
+
+
+def test_identify_scores_by_the_mean_or_the_best_exemplar(env, tmp_path):
+    """mean: cosine with the re-normalised mean of a speaker's exemplars; max: the best
+    exemplar's cosine. Expected from the exemplars' own vectors (`embed-speaker --json`)."""
+    db, files, model = tmp_path / "s.db", env["files"], env["model"]
+    enrolled = {"ann": [files[0][0], files[0][1], files[1][0]], "bob": [files[2][0], files[3][0]]}
+    for name, paths in enrolled.items():
+        assert run_audio("enroll", name, *paths, "--model", model, "--db", db).returncode == 0
+
+    def vector(path) -> np.ndarray:
+        r = run_audio("embed-speaker", path, "--model", model, "--json")
+        assert r.returncode == 0, r.stderr
+        return np.array(json.loads(r.stdout)["embedding"], dtype=np.float64)
+
+    query = vector(files[0][2])
+    expected = {"mean": {}, "max": {}}
+    for name, paths in enrolled.items():
+        exemplars = np.stack([vector(p) for p in paths])
+        centroid = exemplars.mean(axis=0)
+        expected["mean"][name] = float(centroid @ query / np.linalg.norm(centroid))
+        expected["max"][name] = float(np.max(exemplars @ query))
+        # the two scorings differ clearly here, so one cannot pass for the other
+        assert abs(expected["mean"][name] - expected["max"][name]) > 1e-3
+    for scoring in ("mean", "max"):
+        r = run_audio("identify", files[0][2], "--scoring", scoring, "--top", "2",
+                      "--threshold", "-1", "--model", model, "--db", db, "--json")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["scoring"] == scoring
+        scores = {c["name"]: c["score"] for c in doc["candidates"]}
+        assert scores == pytest.approx(expected[scoring], abs=1e-5), scoring
+        assert doc["score"] == pytest.approx(max(expected[scoring].values()), abs=1e-5)
 
 
 def test_calibrated_threshold_is_used_by_compare(env, tmp_path):

@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 import pytest
+from cli_run import audio_cmd, run_audio
 from signals import voiced, write_wav
-from store_helpers import audio_cmd, make_model, make_speakers, run_audio
+from store_helpers import make_model, make_speakers
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
 

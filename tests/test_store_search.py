@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sqlite3
-import subprocess
 
 import pytest
-from store_helpers import audio_cmd, make_model, make_speakers, run_audio
+from cli_run import run_audio
+from store_helpers import make_model, make_speakers
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +22,8 @@ def indexed(tmp_path_factory) -> dict:
     return {"root": root, "model": model, "files": files, "db": db}
 
 
-def search(env: dict, *args, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-    command = audio_cmd("search", *args, "--model", env["model"], "--db", env["db"])
-    return subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(extra_env or {})})
+def search(env: dict, *args, extra_env: dict | None = None):
+    return run_audio("search", *args, "--model", env["model"], "--db", env["db"], env=extra_env)
 
 
 def test_index_writes_the_vector_file_and_search_says_its_mode(indexed):
@@ -98,9 +95,8 @@ def test_approximate_mode_from_the_threshold_and_exact_on_request(indexed, tmp_p
     db = tmp_path / "s.db"
     env = {**indexed, "db": db}
     small = {"AUDIO_ANN_MIN_ROWS": "4"}
-    r = subprocess.run(audio_cmd("index", indexed["root"] / "lib", "--model", indexed["model"],
-                                 "--db", db), capture_output=True, text=True, timeout=300,
-                       env={**os.environ, **small})
+    r = run_audio("index", indexed["root"] / "lib", "--model", indexed["model"], "--db", db,
+                  env=small)
     assert r.returncode == 0, r.stderr
     assert list((tmp_path / "s.db.vectors").glob("*.usearch"))
     queries = [indexed["files"][s][1] for s in range(4)]

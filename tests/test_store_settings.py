@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from store_helpers import run_audio
+from cli_run import run_audio
 
 from audio_cli.store.db import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Store
 from audio_cli.store.settings import Made, check_adding, query_warning, recorded

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from store_helpers import run_audio
+from cli_run import run_audio
 
 from audio_cli import EmbedOptions, SpeakerEmbedder
 from audio_cli.evaluation.metrics import calibration_threshold

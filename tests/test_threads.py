@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 from audio_cli import WeSpeaker
 from audio_cli.frontend.audio import from_samples
-
-threadpoolctl = pytest.importorskip("threadpoolctl")
 
 
 def blas_threads() -> list[int]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_run import run_audio
 from signals import write_wav
-from test_cli import run_audio
 
 from audio_cli import cosine_similarity
 from audio_cli.frontend import vad
@@ -58,7 +58,7 @@ def padded(x: np.ndarray, before: float, after: float) -> np.ndarray:
 
 def embed(*args) -> tuple[int, str, str]:
     proc = run_audio("embed-speaker", *map(str, args))
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 # ---------------------------------------------------------------- regions
@@ -251,13 +251,13 @@ def test_compare_with_vad_scores_the_speech(speech, small_model_dir, tmp_path):
     for flag, score in expected.items():
         proc = run_audio("compare", *map(str, paths), "--model", str(small_model_dir),
                          "--threshold", "0.5", "--json", flag)
-        assert proc.returncode in (0, 1), proc.stderr.decode()
+        assert proc.returncode in (0, 1), proc.stderr
         assert json.loads(proc.stdout)["score"] == pytest.approx(score, abs=1e-5)
     silent = write_wav(tmp_path / "silent.wav", np.zeros(RATE * 3, np.float32))
     proc = run_audio("compare", str(paths[0]), str(silent), "--model", str(small_model_dir),
                      "--threshold", "0.5", "--vad")
     assert proc.returncode == 2  # compare's status for any error
-    assert proc.stderr.decode().strip().splitlines() == [
+    assert proc.stderr.strip().splitlines() == [
         f"audio: error: {silent}: no speech found"]
 
 
@@ -276,7 +276,7 @@ def test_eval_with_vad_embeds_the_speech(shared_dir, small_model_dir, tmp_path):
               for j in range(i + 1, 4) if labels[i] == labels[j]]
     proc = run_audio("eval", str(tmp_path / "data"), "--model", str(small_model_dir), "--json",
                      "--vad")
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["mean_target_score"] == pytest.approx(np.mean(target), abs=1e-5)
 
