@@ -24,16 +24,18 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
 
-# `make test` leaves out the tests marked slow (about 2.5 min on 2 idle cores); with CI=true, as in
-# CI, and in `make test-all` it runs them all (about 5 min idle; measured times: CONTRIBUTING.md,
+# `make test` leaves out the tests marked slow (about 1.5 min on 2 idle cores); with CI=true, as in
+# CI, and in `make test-all` it runs them all (about 6 min; measured times: CONTRIBUTING.md,
 # Running the tests).
 PYTEST_SELECT := $(if $(filter true,$(CI)),,-m "not slow")
+# Tests run on this many worker processes (pytest-xdist); 0 runs them in this one, in turn.
+TEST_WORKERS ?= 2
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_SELECT)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_SELECT)
 
 test-all: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # Full run: `make bench`; a quick check of the code: `make bench BENCH_ARGS=--quick`;
 # record a full run in bench/RESULTS.md: `make bench BENCH_ARGS=--record`. Reports: bench/out/.
