@@ -7,8 +7,9 @@ long recording never has to be in memory. `load_audio` is that block path run to
 whole-file and streamed samples are the same. The checks that decoded audio can be embedded are
 frontend/checks.py; the walker of audio folders is frontend/folders.py.
 
-Stdin (`-`), pipes, FIFOs and process substitutions (`<(...)`) cannot be rewound, so they are
-read into memory once; only the decoded signal is then streamed. What is odd but usable (a
+Stdin (`-`), pipes, FIFOs, process substitutions (`<(...)`) and devices cannot be rewound, so
+they are copied once, block by block, to a scratch file (frontend/inputs.py), which is then
+decoded like any file. What is odd but usable (a
 header declaring more audio than the file holds, audio below the model's rate) is an
 InputAudioWarning, once per input.
 """
@@ -29,6 +30,7 @@ from audio_cli.frontend.checks import (
     warn,
 )
 from audio_cli.frontend.inputs import (
+    StreamCopy,
     open_input,
     source_name,
 )
@@ -124,7 +126,7 @@ class AudioSource:
     channels: int  # of the file, before the downmix
     source_frames: int  # frames in the file, from its header
     sample_rate: int  # Hz, of the samples `blocks()` yields
-    _input: str | bytes = field(repr=False)  # a path, or stdin's bytes
+    _input: str | bytes | StreamCopy = field(repr=False)  # a path, bytes, or a stream's copy
 
     @property
     def num_samples(self) -> int:
@@ -197,17 +199,22 @@ def open_audio(source: str | os.PathLike, sample_rate: int = 16000) -> AudioSour
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     name = source_name(source)
     data = open_input(source)
-    with open_sndfile(data, name) as handle:
-        rate = int(handle.samplerate)
-        channels = int(handle.channels)
-        frames = int(handle.frames)
-        declared = declared_frames(handle, frames)
-    if frames <= 0 or channels <= 0:
-        raise InputAudioError(f"{name}: the file holds no audio samples")
-    if declared is not None:
-        warn(f"{name}: truncated: header says {declared / rate:.2f} s, "
-             f"{frames / rate:.2f} s present")
-    check_rate(name, rate, int(sample_rate))
+    try:
+        with open_sndfile(data, name) as handle:
+            rate = int(handle.samplerate)
+            channels = int(handle.channels)
+            frames = int(handle.frames)
+            declared = declared_frames(handle, frames)
+        if frames <= 0 or channels <= 0:
+            raise InputAudioError(f"{name}: the file holds no audio samples")
+        if declared is not None:
+            warn(f"{name}: truncated: header says {declared / rate:.2f} s, "
+                 f"{frames / rate:.2f} s present")
+        check_rate(name, rate, int(sample_rate))
+    except BaseException:
+        if isinstance(data, StreamCopy):  # refused: the scratch copy goes now, not when
+            data.close()  #                 the traceback is dropped
+        raise
     return AudioSource(name, rate, channels, frames, int(sample_rate), data)
 
 

@@ -36,13 +36,19 @@ def unreadable(name: str, exc: Exception) -> InputAudioError:
     return InputAudioError(f"{name}: not a readable audio file ({detail})")
 
 
-def open_sndfile(data: str | bytes, name: str):
-    """A soundfile.SoundFile on a path or in-memory bytes; errors as InputAudioError."""
+def open_sndfile(data, name: str):
+    """A soundfile.SoundFile on a path, in-memory bytes, or anything with `reader()` that gives
+    a fresh file object (a stream's scratch copy: frontend/inputs.py); errors as
+    InputAudioError."""
     import soundfile
 
+    if isinstance(data, bytes):
+        data = io.BytesIO(data)
+    elif hasattr(data, "reader"):
+        data = data.reader()
     try:
         with _decoder_quiet():
-            return soundfile.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data)
+            return soundfile.SoundFile(data)
     except SNDFILE_ERRORS as exc:
         raise unreadable(name, exc) from None
 
