@@ -16,6 +16,7 @@ from audio_cli.frontend.folders import walk_audio
 from audio_cli.pipeline.options import EmbedOptions
 from audio_cli.pipeline.results import EmbeddingResult, InputFailure
 from audio_cli.store import ann
+from audio_cli.store.checks import vector_problem
 from audio_cli.store.db import Store, now, pack
 from audio_cli.store.settings import Made, check_adding, warn
 from audio_cli.store.vectors import store_state, sync
@@ -143,8 +144,13 @@ def index_paths(store: Store, speaker: SpeakerEmbedder, paths: list[str],
 
     results = speaker.embed_sources(todo, options.min_duration, options.vad)
     for done, item in enumerate(results, start=1):
+        problem = None if isinstance(item, InputFailure) else vector_problem(
+            item.embedding, identity.dim)
         if isinstance(item, InputFailure):
             report.failures.append(item)
+        elif problem is not None:  # never stored: it would match nothing, or everything
+            report.failures.append(InputFailure(item.file, InputAudioError(
+                f"{item.file}: its vector holds {problem}; not stored")))
         else:
             pending.append(item)
         if len(pending) >= COMMIT_EVERY or time.monotonic() - last_commit > COMMIT_SECONDS:
