@@ -159,12 +159,107 @@ class ModelConfig:
             raise ModelError(f"{path}: cannot read model config ({exc})") from None
         if not isinstance(data, dict):
             raise ModelError(f"{path}: model config is not a JSON object")
+        check_config(data, path)
         return cls.from_dict(data)
 
     def save(self, directory: Path) -> None:
         """Write `config.json` into a model directory."""
         text = json.dumps(self.to_dict(), indent=2) + "\n"
         (Path(directory) / CONFIG_FILE).write_text(text, encoding="utf-8")
+
+
+# The keys a config.json must hold, by network (unknown top-level keys are fine): a CAM++ or
+# NeMo model run with the ResNet's default front-end would give wrong scores silently.
+REQUIRED_KEYS = {
+    RESNET_MODEL_TYPE: ("model_type", "embedding_dim", "layers", "channels"),
+    CAMPPLUS_MODEL_TYPE: ("model_type", "embedding_dim", "layers", "channels", "frontend"),
+    NEMO_MODEL_TYPE: ("model_type", "embedding_dim", "network", "frontend"),
+}
+REQUIRED_FRONTEND = ("sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms",
+                     "window", "input_scale")
+FRONTEND_CHOICES = {"window": ("hamming", "povey"), "framing": ("kaldi", "centered"),
+                    "mel_scale": ("kaldi", "slaney"), "log_guard": ("floor", "add")}
+
+
+def check_config(data: dict[str, Any], path: Path) -> None:
+    """Refuse a config.json that does not describe a known network: a missing or wrong key is
+    a ModelError naming the file and the key."""
+    model_type = data.get("model_type")
+    if not isinstance(model_type, str):
+        raise ModelError(f"{path}: no model_type (known: {RESNET_MODEL_TYPE}, "
+                         f"{CAMPPLUS_MODEL_TYPE}, {NEMO_MODEL_TYPE})")
+    try:
+        family = network_family(model_type)
+    except ModelError as exc:
+        raise ModelError(f"{path}: model_type: {exc}") from None
+    missing = [k for k in REQUIRED_KEYS[family] if k not in data]
+    if missing:
+        raise ModelError(f"{path}: no {', '.join(missing)} (a {family} model needs it)")
+    dim = data["embedding_dim"]
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+        raise ModelError(f"{path}: embedding_dim {dim!r} is not a positive integer")
+    for key in ("layers", "channels"):
+        if key in data and not (isinstance(data[key], list) and data[key] and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in data[key])):
+            raise ModelError(f"{path}: {key} {data[key]!r} is not a list of positive integers")
+    if "network" in data and not isinstance(data["network"], dict):
+        raise ModelError(f"{path}: network is not a JSON object")
+    if "frontend" in data:
+        frontend = data["frontend"]
+        if not isinstance(frontend, dict):
+            raise ModelError(f"{path}: frontend is not a JSON object")
+        lacking = [k for k in REQUIRED_FRONTEND if k not in frontend]
+        if family != RESNET_MODEL_TYPE and lacking:
+            raise ModelError(f"{path}: frontend has no {', '.join(lacking)} "
+                             f"(a {family} model needs its front-end)")
+        for key, choices in FRONTEND_CHOICES.items():
+            if key in frontend and frontend[key] not in choices:
+                raise ModelError(f"{path}: frontend.{key} {frontend[key]!r} is not one of "
+                                 f"{', '.join(choices)}")
+
+
+# A tensor only the network of that family has (its first layer), to tell the weights apart.
+FIRST_TENSOR = {RESNET_MODEL_TYPE: "conv1.weight", CAMPPLUS_MODEL_TYPE: "head.conv1.weight"}
+
+
+def output_tensor(config: ModelConfig) -> str:
+    """The name of the final layer's weight: its first dimension is embedding_dim."""
+    family = network_family(config.model_type)
+    if family == NEMO_MODEL_TYPE:
+        return f"decoder.emb{int(config.network.get('emb_layers', 1)) - 1}.weight"
+    return "embedding.weight"
+
+
+def check_weights(config: ModelConfig, directory: Path) -> None:
+    """Refuse a config.json whose network or embedding_dim does not match model.safetensors
+    (read: the header only). Nothing to check without the file (a Core ML-only model)."""
+    weights = Path(directory) / WEIGHTS_FILE
+    if not weights.is_file():
+        return
+    path = Path(directory) / CONFIG_FILE
+    name = output_tensor(config)
+    shapes = tensor_shapes(weights)
+    for wanted in (FIRST_TENSOR.get(network_family(config.model_type)), name):
+        if wanted is not None and wanted not in shapes:
+            raise ModelError(f"{path}: model_type {config.model_type!r} does not match "
+                             f"{WEIGHTS_FILE} (it has no {wanted!r}: weights of another "
+                             "network)")
+    size = shapes[name][0] if shapes[name] else None
+    if size != config.embedding_dim:
+        raise ModelError(f"{path}: embedding_dim {config.embedding_dim} does not match "
+                         f"{WEIGHTS_FILE} ({name} gives {size})")
+
+
+def tensor_shapes(path: Path) -> dict[str, list[int]]:
+    """Name -> shape of every tensor in a safetensors file, from its header alone."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            header, _ = _read_header(handle, path, path.stat().st_size)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
+    return {n: list(info.get("shape", [])) for n, info in header.items()
+            if n != "__metadata__" and isinstance(info, dict)}
 
 
 class Weights:

@@ -26,6 +26,7 @@ from audio_cli.pipeline.options import EmbedOptions
 from engines.errors import AudioCliError, EngineError, ModelError, UsageError
 
 INSTALL_HINT = "pip install 'audio-speaker[ray]'"
+CLIENT_HINT = "pip install 'ray[client]'"  # Ray Client (ray://) needs grpcio beside Ray
 ERROR_KIND = "error_kind"  # an actor's column beside the rows (not written): the error's kind
 BATCH_FILES = 8  # inputs per actor call (sorted by size: similar durations together)
 PROGRESS_SECONDS = 2.0  # at most one progress line this often
@@ -50,6 +51,20 @@ def require_ray():
         raise UsageError(f"--ray needs Ray, which is not installed here ({INSTALL_HINT})"
                          ) from None
     return ray
+
+
+def require_client(address: str | None) -> None:
+    """For a `ray://` address: Ray Client's package (grpcio), or a one-line UsageError."""
+    import importlib.util
+
+    if address is None or not address.startswith("ray://"):
+        return
+    try:
+        missing = importlib.util.find_spec("grpc") is None
+    except (ImportError, ValueError):
+        missing = True
+    if missing:
+        raise UsageError(f"--ray {address}: Ray Client is not installed here ({CLIENT_HINT})")
 
 
 class EmbedBatch:
@@ -154,6 +169,7 @@ def embed_on_ray(address: str, files: list[str], options: EmbedOptions, *, outpu
         raise UsageError("--ray writes to --output only; --json is not available with it")
     require_pyarrow()
     ray = require_ray()
+    require_client(ray_address)
     folder = Path(output)
     shards.check_folder(folder)
     todo, failed = _listing(files)
@@ -272,8 +288,14 @@ def _start(ray, address: str | None) -> None:
 
     numbers = [getattr(signal, n) for n in CAUGHT_SIGNALS if hasattr(signal, n)]
     handlers = {n: signal.getsignal(n) for n in numbers}
-    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-             configure_logging=True)
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                 configure_logging=True)
+    except (ImportError, ValueError) as exc:  # Ray Client's own check, if ours missed it
+        if "ray[client]" not in str(exc) and "grpc" not in str(exc):
+            raise
+        raise UsageError(f"--ray {address}: Ray Client is not installed here ({CLIENT_HINT})"
+                         ) from None
     for number, handler in handlers.items():  # Ray's core worker takes SIGTERM over
         if handler is not None:
             signal.signal(number, handler)

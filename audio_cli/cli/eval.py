@@ -45,7 +45,10 @@ def eval_command(
     from audio_cli.pipeline.speaker import SpeakerEmbedder
 
     data = load_dataset(dataset)
-    extra = load_impostors(impostors) if impostors is not None else []
+    skipped = list(data.skipped)  # not regular files (FIFOs, dangling links...): never opened
+    extra = load_impostors(impostors, skipped) if impostors is not None else []
+    for error in skipped:
+        messages.error(str(error))
     check_unique([u.path for u in data.utterances] + extra)
     check_trials([u.speaker for u in data.utterances], len(extra))
     speaker = SpeakerEmbedder.from_options(options)
@@ -66,7 +69,8 @@ def eval_command(
         total = report.files + report.impostor_files
         messages.note(f"{len(report.failures)} of {total} files could not be embedded and were "
                       "left out of the trials above")
-        raise typer.Exit(combined_status(f.error for f in report.failures))
+    if report.failures or skipped:
+        raise typer.Exit(combined_status([*(f.error for f in report.failures), *skipped]))
 
 
 def _outcome(failure):

@@ -10,6 +10,8 @@ Rules (also in docs/cli.md):
   `@-` reads the list from stdin, relative to the current directory;
 - `-` is audio on stdin; stdin can be used once (`-` or `@-`), and not when it is a terminal;
 - a path given twice is embedded once, at its first place.
+A FIFO, socket, device or dangling link found inside a directory is a failed input (never
+opened); one named on the command line is read as given.
 An unreadable list or a directory without audio files becomes a failed input, not an error
 for the whole call; a missing file is left to the loader, which reports it in order.
 """
@@ -21,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio_cli.frontend.folders import AUDIO_EXTENSIONS, find_audio_files
+from audio_cli.frontend.folders import AUDIO_EXTENSIONS, walk_audio
 from audio_cli.frontend.inputs import LIST_PREFIX, STDIN, STDIN_HINT
 from engines.errors import InputAudioError, UsageError
 
@@ -61,12 +63,13 @@ def _expand_path(path: str) -> list[InputItem]:
     """A file as is (missing ones too: the loader says so), a directory as its audio files."""
     if not os.path.isdir(path):
         return [InputItem(path)]
-    found = find_audio_files(path)
+    found = walk_audio(path)
     if not found:
         kinds = ", ".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS))
         return [InputItem(path, InputAudioError(f"{path}: no audio files in this directory "
                                                 f"(looked for {kinds})"))]
-    return [InputItem(p) for p in found]
+    return [InputItem(e.path) if e.problem is None else
+            InputItem(e.path, InputAudioError(e.message)) for e in found]
 
 
 def _expand_list(list_path: str) -> list[InputItem]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from audio_cli.cli import messages
-from audio_cli.cli.errors import EXIT_USAGE, answers, combined_status
+from audio_cli.cli.errors import EXIT_INPUT, EXIT_USAGE, answers, combined_status
 from audio_cli.cli.messages import plural
 from audio_cli.cli.options import (
     DbOpt,
@@ -297,8 +297,14 @@ def speakers_import(file: Annotated[Path, typer.Argument(
 
     with Store(db) as store:
         result = import_speakers(store, file)
+    for refusal in result["refused"]:
+        messages.error(refusal)
+    result = {**result, "refused": len(result["refused"])}
     _emit(result, json_output, f"{plural(result['speakers'], 'speaker')}, "
-          f"{plural(result['exemplars_added'], 'exemplar')} added")
+          f"{plural(result['exemplars_added'], 'exemplar')} added"
+          + (f", {result['refused']} refused (bad vectors)" if result["refused"] else ""))
+    if result["refused"]:
+        raise typer.Exit(EXIT_INPUT)
 
 
 @app.command("index")
@@ -359,10 +365,16 @@ def _index_from(source: Path, prune: bool, db: Path | None, model: str,
     with Store(db) as store:
         identity = open_model(model)  # the model's identity: no engine is built
         report = index_parquet(store, identity, source)
+    for path in report.refused:
+        messages.error(f"{source}: the row of {path} holds a non-finite or zero vector; "
+                       "refused")
     document = {"rows": report.rows, "added": report.added, "updated": report.updated,
                 "unchanged": report.unchanged, "errors_skipped": report.errors,
-                "skipped": report.skipped, "model": identity.name,
-                "model_digest": identity.digest}
+                "skipped": report.skipped, "refused": len(report.refused),
+                "model": identity.name, "model_digest": identity.digest}
     _emit(document, json_output, f"{plural(report.rows, 'row')}: {report.added} added, "
           f"{report.updated} updated, {report.unchanged} unchanged, {report.errors} error rows "
-          f"skipped" + (f", {report.skipped} without a file or vector" if report.skipped else ""))
+          f"skipped" + (f", {report.skipped} without a file or vector" if report.skipped else "")
+          + (f", {len(report.refused)} refused (bad vectors)" if report.refused else ""))
+    if report.refused:
+        raise typer.Exit(EXIT_INPUT)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from audio_cli.frontend.folders import AUDIO_EXTENSIONS, find_audio_files
+from audio_cli.frontend.folders import AUDIO_EXTENSIONS, walk_audio
 from engines.errors import InputAudioError
 
 MANIFEST_NAME = "manifest.csv"
@@ -38,11 +38,21 @@ class Dataset:
     source: Path
     layout: str  # "manifest" or "folders"
     utterances: list[Utterance]
+    # entries of its folders that are not regular files (FIFOs, sockets, dangling links...):
+    # never opened, each a failed input
+    skipped: list[InputAudioError] = field(default_factory=list)
 
 
-def audio_files(directory: Path) -> list[Path]:
-    """Audio files below `directory`, at any depth (frontend.folders.find_audio_files)."""
-    return [Path(p) for p in find_audio_files(directory)]
+def audio_files(directory: Path, skipped: list[InputAudioError] | None = None) -> list[Path]:
+    """Regular audio files below `directory`, at any depth (frontend.folders.walk_audio); the
+    entries that are not regular files are appended to `skipped` as errors."""
+    files = []
+    for entry in walk_audio(directory):
+        if entry.problem is None:
+            files.append(Path(entry.path))
+        elif skipped is not None:
+            skipped.append(InputAudioError(entry.message))
+    return files
 
 
 def read_manifest(csv_path: Path) -> Dataset:
@@ -74,10 +84,11 @@ def _manifest_row(csv_path: Path, line: int, row: dict) -> Utterance:
 
 def scan_folders(directory: Path) -> Dataset:
     """One speaker per sub-folder (named after it), with every audio file below it."""
-    utterances = []
+    utterances: list[Utterance] = []
+    skipped: list[InputAudioError] = []
     for sub in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        utterances.extend(Utterance(sub.name, path) for path in audio_files(sub))
-    return Dataset(directory, "folders", utterances)
+        utterances.extend(Utterance(sub.name, path) for path in audio_files(sub, skipped))
+    return Dataset(directory, "folders", utterances, skipped)
 
 
 def load_dataset(path: Path) -> Dataset:
@@ -102,11 +113,13 @@ def load_dataset(path: Path) -> Dataset:
     return dataset
 
 
-def load_impostors(directory: Path) -> list[Path]:
-    """Every audio file below `directory`: each is a speaker of its own."""
+def load_impostors(directory: Path, skipped: list[InputAudioError] | None = None
+                   ) -> list[Path]:
+    """Every regular audio file below `directory`: each is a speaker of its own (the entries
+    that are not regular files are appended to `skipped`)."""
     if not directory.is_dir():
         raise InputAudioError(f"{directory}: not a directory (--impostors)")
-    files = audio_files(directory)
+    files = audio_files(directory, skipped)
     if not files:
         raise InputAudioError(f"{directory}: no audio files (--impostors)")
     return files

@@ -12,7 +12,7 @@ from audio_cli.models.registry import display_name, resolve_model
 from engines import build_graph
 from engines.errors import UsageError
 from engines.files import model_digests
-from engines.model import WEIGHTS_FILE, ModelConfig, Weights
+from engines.model import WEIGHTS_FILE, ModelConfig, Weights, check_weights
 
 
 @dataclass
@@ -73,4 +73,6 @@ def open_model(model: str, engine: str = "auto") -> ModelHandle:
     use) and its config read. A wrong `engine` name, or one that cannot run a known model, is
     refused first (before any download)."""
     source, directory = resolve_model(model, engine)
-    return ModelHandle(display_name(model), directory, ModelConfig.load(directory), source)
+    config = ModelConfig.load(directory)  # checked against the schema
+    check_weights(config, directory)  # ... and against the weights' final layer
+    return ModelHandle(display_name(model), directory, config, source)

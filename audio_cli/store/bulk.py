@@ -3,10 +3,11 @@ machine or a Ray cluster) loaded into the store in bulk, as `index` would have e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from audio_cli.pipeline.handle import ModelHandle
+from audio_cli.store.checks import good_rows
 from audio_cli.store.db import Store, now
 from audio_cli.store.index import UPSERT_RECORDING, signatures_of, sync_files
 from audio_cli.store.settings import Made, check_adding, warn
@@ -25,6 +26,7 @@ class BulkReport:
     unchanged: int = 0
     errors: int = 0  # failed inputs' rows (no vector), skipped
     skipped: int = 0  # rows without a file to point at (stdin) or without a vector (VAD)
+    refused: list[str] = field(default_factory=list)  # paths of non-finite or zero vectors
 
 
 def check_identity(table, source: Path, identity: ModelHandle) -> None:
@@ -65,6 +67,13 @@ def index_parquet(store: Store, identity: ModelHandle, source: Path) -> BulkRepo
                      pc.is_valid(table.column("embedding")))
     good = table.filter(usable)
     report.skipped = report.rows - report.errors - len(good)
+    fit = good_rows(vectors_of(good))  # NaN, infinite or zero vectors are refused
+    if not fit.all():
+        report.refused = [str(p) for p, ok in zip(good.column("path").to_pylist(), fit,
+                                                  strict=True) if not ok]
+        import pyarrow as pa
+
+        good = good.filter(pa.array(fit))
     paths = [str(Path(p).expanduser().absolute()) for p in good.column("path").to_pylist()]
     sizes = good.column("size").to_pylist()
     mtimes = good.column("mtime_ns").to_pylist()

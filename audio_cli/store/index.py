@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audio_cli.frontend.folders import find_audio_files
+from audio_cli.frontend.folders import walk_audio
 from audio_cli.pipeline.options import EmbedOptions
 from audio_cli.pipeline.results import EmbeddingResult, InputFailure
 from audio_cli.store import ann
+from audio_cli.store.checks import vector_problem
 from audio_cli.store.db import Store, now, pack
 from audio_cli.store.settings import Made, check_adding, warn
 from audio_cli.store.vectors import store_state, sync
@@ -40,22 +41,34 @@ class IndexReport:
     failures: list[InputFailure] = field(default_factory=list)
 
 
-def find_audio(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Audio files under each path (files given by name are taken whatever their suffix)."""
+def find_audio(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[InputFailure]]:
+    """Audio files under each path (files given by name are taken whatever their suffix), and
+    the entries of folders that are not regular files (FIFOs, sockets, devices, dangling
+    links: never opened), as failures."""
     found: dict[Path, None] = {}
+    skipped: dict[str, InputFailure] = {}
     for raw in paths:
         path = Path(raw).expanduser().absolute()
         if path.is_file():
             found[path] = None
         elif path.is_dir():
-            found.update(dict.fromkeys(Path(p) for p in find_audio_files(path)))
+            for entry in walk_audio(path):
+                if entry.problem is None:
+                    found[Path(entry.path)] = None
+                else:
+                    skipped[entry.path] = InputFailure(entry.path,
+                                                       InputAudioError(entry.message))
         else:
             raise InputAudioError(f"{path}: no such file or directory")
-    return list(found)
+    return list(found), list(skipped.values())
 
 
-def _signature(path: Path) -> tuple[int, int]:
-    st = path.stat()
+def _signature(path: Path) -> tuple[int, int] | InputFailure:
+    """(size, mtime_ns) of a file, or a failure if it went away (or cannot be seen) meanwhile."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return InputFailure(str(path), InputAudioError(f"{path}: {exc.strerror or exc}"))
     return st.st_size, st.st_mtime_ns
 
 
@@ -89,8 +102,8 @@ def index_paths(store: Store, speaker: SpeakerEmbedder, paths: list[str],
     (store.settings.check_adding)."""
     identity = speaker.model
     made = Made(options.vad, speaker.precision)
-    files = find_audio(paths)
-    report = IndexReport(found=len(files))
+    files, skipped = find_audio(paths)
+    report = IndexReport(found=len(files) + len(skipped), failures=list(skipped))
     with store.write() as conn:
         model = store.model_row(conn, identity.name, identity.digest, identity.dim,
                                 identity.frontend)
@@ -99,7 +112,11 @@ def index_paths(store: Store, speaker: SpeakerEmbedder, paths: list[str],
     warn(warning)
     todo, signatures = [], {}
     for path in files:
-        signatures[str(path)] = sig = _signature(path)
+        sig = _signature(path)
+        if isinstance(sig, InputFailure):
+            report.failures.append(sig)
+            continue
+        signatures[str(path)] = sig
         if known.get(str(path)) == sig:
             report.unchanged += 1
         else:
@@ -127,8 +144,13 @@ def index_paths(store: Store, speaker: SpeakerEmbedder, paths: list[str],
 
     results = speaker.embed_sources(todo, options.min_duration, options.vad)
     for done, item in enumerate(results, start=1):
+        problem = None if isinstance(item, InputFailure) else vector_problem(
+            item.embedding, identity.dim)
         if isinstance(item, InputFailure):
             report.failures.append(item)
+        elif problem is not None:  # never stored: it would match nothing, or everything
+            report.failures.append(InputFailure(item.file, InputAudioError(
+                f"{item.file}: its vector holds {problem}; not stored")))
         else:
             pending.append(item)
         if len(pending) >= COMMIT_EVERY or time.monotonic() - last_commit > COMMIT_SECONDS:

@@ -11,9 +11,10 @@ from audio_cli.evaluation.metrics import calibration_threshold, trial_scores
 from audio_cli.models.registry import default_threshold
 from audio_cli.pipeline.handle import ModelHandle
 from audio_cli.pipeline.results import EmbeddingResult
+from audio_cli.store.checks import vector_problem
 from audio_cli.store.db import Store, StoreError, now, pack, unpack
 from audio_cli.store.settings import Made, check_adding
-from engines.errors import ModelError, UsageError
+from engines.errors import InputAudioError, ModelError, UsageError
 
 SCORINGS = ("mean", "max")
 
@@ -58,6 +59,10 @@ def enroll(store: Store, identity: ModelHandle, name: str, results: list[Embeddi
     Each records `vad` and the identity's precision; a VAD setting other than the stored
     exemplars' of this model is refused (store.settings.check_adding)."""
     check_name(name)
+    for r in results:  # all or none, as for a bad file
+        problem = vector_problem(r.embedding, identity.dim)
+        if problem is not None:
+            raise InputAudioError(f"{r.file}: its vector holds {problem}; nothing enrolled")
     with store.write() as conn:
         model = store.model_row(conn, identity.name, identity.digest, identity.dim,
                                 identity.frontend)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_cli.store.db import Store, StoreError, now, pack, unpack
+from audio_cli.store.checks import vector_problem
+from audio_cli.store.db import Store, now, pack, unpack
 from audio_cli.store.speakers import check_name
 from engines.errors import UsageError
 from engines.files import TargetExists, write_new
@@ -85,6 +86,7 @@ def import_speakers(store: Store, path: Path) -> dict:
     except (KeyError, TypeError) as exc:
         raise UsageError(f"{path}: malformed speaker export ({exc})") from None
     added = 0
+    refused: list[str] = []
     with store.write() as conn:
         model_ids: dict[str, int] = {}
         for name, created, exemplars in speakers:
@@ -105,11 +107,14 @@ def import_speakers(store: Store, path: Path) -> dict:
                            None if vad is None else int(vad), precision)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise UsageError(f"{path}: malformed exemplar of {name!r} ({exc})") from None
-                if vector.shape != (int(model["dim"]),) or not np.isfinite(vector).all():
-                    raise StoreError(f"{path}: an exemplar of {name!r} is not a finite "
-                                     f"{model['dim']}-dim vector")
+                problem = vector_problem(vector, int(model["dim"]))
+                if problem is not None:  # refused; the good exemplars still go in
+                    refused.append(f"{path}: an exemplar of {name!r} ({ex['source']}) holds "
+                                   f"{problem}; refused")
+                    continue
                 added += conn.execute(
                     "INSERT OR IGNORE INTO exemplars (speaker_id, model_id, engine, source, "
                     "duration, created, vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
                     "?)", row).rowcount
-    return {"file": str(path), "speakers": len(speakers), "exemplars_added": added}
+    return {"file": str(path), "speakers": len(speakers), "exemplars_added": added,
+            "refused": refused}
