@@ -72,7 +72,7 @@ class FrontendConfig:
     num_mel_bins: int = 80
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
-    window: str = "hamming"  # "hamming" or "povey"
+    window: str = "hamming"  # "hamming", "povey" or "hann" (NeMo's)
     input_scale: float = 32768.0  # samples in [-1, 1] are multiplied by this
     preemphasis: float = 0.97
     remove_dc_offset: bool = True
@@ -177,7 +177,7 @@ REQUIRED_KEYS = {
 }
 REQUIRED_FRONTEND = ("sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms",
                      "window", "input_scale")
-FRONTEND_CHOICES = {"window": ("hamming", "povey"), "framing": ("kaldi", "centered"),
+FRONTEND_CHOICES = {"window": ("hamming", "povey", "hann"), "framing": ("kaldi", "centered"),
                     "mel_scale": ("kaldi", "slaney"), "log_guard": ("floor", "add")}
 
 
@@ -199,6 +199,8 @@ def check_config(data: dict[str, Any], path: Path) -> None:
     if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
         raise ModelError(f"{path}: embedding_dim {dim!r} is not a positive integer")
     for key in ("layers", "channels"):
+        if family == NEMO_MODEL_TYPE:  # its shape is in `network`; these are written empty
+            break
         if key in data and not (isinstance(data[key], list) and data[key] and all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in data[key])):
             raise ModelError(f"{path}: {key} {data[key]!r} is not a list of positive integers")
