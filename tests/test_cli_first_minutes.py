@@ -104,6 +104,14 @@ def run_in_terminal(args: list, columns: int = 80) -> str:
     env = {**os.environ, "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm"}
     proc = subprocess.Popen(audio_cmd(*args), stdout=follower, stderr=subprocess.DEVNULL, env=env)
     os.close(follower)
+    shown = read_terminal(leader)
+    proc.wait(timeout=300)
+    os.close(leader)
+    return shown.decode()
+
+
+def read_terminal(leader: int) -> bytes:
+    """All a pseudo-terminal shows until the process on it closes it."""
     chunks = []
     while True:
         ready, _, _ = select.select([leader], [], [], 300)
@@ -114,9 +122,7 @@ def run_in_terminal(args: list, columns: int = 80) -> str:
         if not chunk:
             break
         chunks.append(chunk)
-    proc.wait(timeout=300)
-    os.close(leader)
-    return b"".join(chunks).decode()
+    return b"".join(chunks)
 
 
 def test_many_file_table_keeps_each_path_on_one_line_at_80_columns(small_model_dir, tmp_path):
@@ -141,16 +147,7 @@ def test_the_progress_bar_moves_while_the_files_are_embedded(small_model_dir, tm
                                       "--json"), stdout=subprocess.PIPE, stderr=follower,
                             env=env)
     os.close(follower)
-    shown = b""
-    while True:
-        ready, _, _ = select.select([leader], [], [], 300)
-        try:
-            chunk = os.read(leader, 65536) if ready else b""
-        except OSError:  # the terminal closed
-            chunk = b""
-        if not chunk:
-            break
-        shown += chunk
+    shown = read_terminal(leader)
     out, _ = proc.communicate(timeout=300)
     os.close(leader)
     assert proc.returncode == 0
