@@ -198,9 +198,8 @@ def check_config(data: dict[str, Any], path: Path) -> None:
     dim = data["embedding_dim"]
     if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
         raise ModelError(f"{path}: embedding_dim {dim!r} is not a positive integer")
-    for key in ("layers", "channels"):
-        if family == NEMO_MODEL_TYPE:  # its shape is in `network`; these are written empty
-            break
+    # a NeMo model's shape is in `network`; its layers and channels are written empty
+    for key in ("layers", "channels") if family != NEMO_MODEL_TYPE else ():
         if key in data and not (isinstance(data[key], list) and data[key] and all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in data[key])):
             raise ModelError(f"{path}: {key} {data[key]!r} is not a list of positive integers")

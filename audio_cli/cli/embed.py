@@ -74,7 +74,6 @@ def embed_speaker(
 
         raise typer.Exit(embed_on_ray(ray, files, options, output=output, force=force,
                                       windows=windows, json_output=json_output))
-    from audio_cli.pipeline.handle import open_model
     from audio_cli.pipeline.speaker import SpeakerEmbedder
 
     out_path = None
@@ -94,11 +93,7 @@ def embed_speaker(
             if out_path is not None:
                 messages.note(f"nothing embedded; {out_path} not written")
             raise typer.Exit(status)
-    model = open_model(options.model, options.engine)
-    model.check_min_duration(options.min_duration)  # before any output
-    if json_output or out_path:  # the identity the output records: read before the engine
-        model.digest  # noqa: B018 - reads the weights once for the digest and the engine
-    speaker = SpeakerEmbedder(model, options.engine, options.threads, options.precision)
+    speaker = SpeakerEmbedder.from_options(options)  # --min-duration checked before output
     out = OutputFile.of(out_path, force, speaker) if out_path else None
     try:  # from the output's first scratch file on, a stopped run removes what it wrote
         if out is not None:

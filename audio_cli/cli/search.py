@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import numpy as np
 import typer
 
 from audio_cli.cli import messages
+from audio_cli.cli.embed import is_single_file
 from audio_cli.cli.errors import combined_status
 from audio_cli.cli.messages import plural
 from audio_cli.cli.options import (
@@ -21,16 +21,10 @@ from audio_cli.cli.options import (
     embedding_options,
 )
 from audio_cli.cli.store import embed_all, load, made
-from audio_cli.frontend.inputs import LIST_PREFIX
 from audio_cli.pipeline.options import EmbedOptions
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
 app = typer.Typer()
-
-
-def _single(args: list[str]) -> bool:
-    """One query named directly (a file or `-`): the one-document output of old."""
-    return len(args) == 1 and not args[0].startswith(LIST_PREFIX) and not os.path.isdir(args[0])
 
 
 def _record(file: str, identity, answer, hits) -> dict:
@@ -68,7 +62,7 @@ def search(
     from audio_cli.store.ranking import search_many
     from audio_cli.store.settings import warn_query
 
-    single = _single(queries)
+    single = is_single_file(queries)  # one query named directly: one document, as of old
     if single:
         check_inputs_exist(queries)
         items = []

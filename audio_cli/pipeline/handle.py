@@ -4,7 +4,8 @@ dimension, front-end, shortest usable input) before, and without, building an en
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from audio_cli.frontend.fbank import min_samples
@@ -12,28 +13,34 @@ from audio_cli.models.registry import display_name, resolve_model
 from engines import build_graph
 from engines.errors import UsageError
 from engines.files import model_digests
+from engines.graph import Graph
 from engines.model import WEIGHTS_FILE, ModelConfig, Weights, check_weights
 
 
 @dataclass
 class ModelHandle:
-    """A model found on disk: its name, folder and config; its digest, read once."""
+    """A model found on disk: its name, folder and config; its network and digest, each made
+    once, on first use."""
 
     name: str  # what messages, JSON and the store call it
     directory: Path  # the hub layout: config.json + model.safetensors
     config: ModelConfig
     source: str = ""  # where it came from: the hub repo id, known name or path resolved
-    _hashes: tuple[str, dict[str, str]] | None = field(default=None, repr=False)
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The network the config describes (one for every engine built from this handle)."""
+        return build_graph(self.config)
+
+    @cached_property
+    def _hashes(self) -> tuple[str, dict[str, str]]:
+        """The model digest and each file's SHA-256, from one read of each file."""
+        return model_digests(self.directory)
 
     @property
     def digest(self) -> str:
         """The model's identity (engines.files.model_digest), computed on first use."""
-        return self._read_hashes()[0]
-
-    def _read_hashes(self) -> tuple[str, dict[str, str]]:
-        if self._hashes is None:
-            self._hashes = model_digests(self.directory)
-        return self._hashes
+        return self._hashes[0]
 
     @property
     def dim(self) -> int:
@@ -49,7 +56,7 @@ class ModelHandle:
     def min_duration(self) -> float:
         """Shortest input (seconds) the network can pool over."""
         frontend = self.config.frontend
-        return min_samples(build_graph(self.config).min_frames(), frontend) / frontend.sample_rate
+        return min_samples(self.graph.min_frames(), frontend) / frontend.sample_rate
 
     def check_min_duration(self, seconds: float) -> None:
         """UsageError if `seconds` (--min-duration) is below what the network needs."""
@@ -63,7 +70,7 @@ class ModelHandle:
         comes from the same pass as the model's digest: one read of the file per run."""
 
         def sha256() -> str | None:
-            return self._read_hashes()[1].get(WEIGHTS_FILE)
+            return self._hashes[1].get(WEIGHTS_FILE)
 
         return Weights(self.directory / WEIGHTS_FILE, digest=sha256)
 

@@ -17,7 +17,6 @@ from audio_cli.pipeline.batching import Inference, one_blas_thread
 from audio_cli.pipeline.handle import ModelHandle, open_model
 from audio_cli.pipeline.options import DEFAULT_MIN_DURATION, EmbedOptions
 from audio_cli.pipeline.results import EmbeddingResult, InputFailure, WindowEmbedding
-from engines import build_graph
 from engines.errors import InputAudioError, UsageError
 
 
@@ -55,7 +54,7 @@ class SpeakerEmbedder:
         self.config = model.config
         self.model_id = model.name
         self.precision = precision
-        graph = build_graph(self.config)
+        graph = model.graph
         calibration = None
         if precision == "int8":  # an int8 trunk, built once from the float32 one (cached)
             from audio_cli.pipeline.calibration import calibration as calibration_set
