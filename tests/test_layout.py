@@ -31,6 +31,7 @@ STAGES = {
     "audio_cli.models": 1,
     "audio_cli.pipeline": 2,
     "audio_cli.evaluation": 3,
+    "audio_cli.diarization": 3,
     "audio_cli.store": 4,
     "audio_cli.cli": 5,
 }

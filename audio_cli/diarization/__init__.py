@@ -1,0 +1,1 @@
+"""Who spoke when: speaker turns, their files (RTTM, UEM), scoring and the diarization pipeline."""
