@@ -330,7 +330,7 @@ def build(plan: Plan, readers: dict[str, list[Utterance]], rng: np.random.Genera
     target = plan.overlap_target or rng.uniform(0.06, 0.12)
     total = int(plan.seconds * RATE)
     room = total + 30 * RATE  # the last turn may run past the planned length
-    audio = np.zeros(room, dtype=np.float64)
+    audio = np.zeros(room, dtype=np.float32)
     timeline = Timeline(room // HOP + 1)
     regions: list[tuple[str, int, int]] = []
     stems = {s: np.zeros(room, dtype=np.float32) for s in chosen} if keep_stems else {}
@@ -373,16 +373,14 @@ def build(plan: Plan, readers: dict[str, list[Utterance]], rng: np.random.Genera
             at = end + int(rng.exponential(0.5) * RATE + 0.15 * RATE)
     length = max(total, max(e for _, _, e in regions) + int(rng.uniform(0.3, 1.0) * RATE))
     length = min(length, room)
-    speech = audio[:length]
+    mix = audio[:length]
     snr = float(rng.uniform(*SNR_RANGE))
-    noise = background(length, rng)
-    noise *= 10 ** ((SPEECH_LEVEL - snr) / 20) / np.sqrt(np.mean(noise * noise))
-    mix = speech + noise
+    add_background(mix, SPEECH_LEVEL - snr, rng)
     peak = np.abs(mix).max()
     if peak > 0.97:  # one gain for everything: the reference does not move
         mix *= 0.97 / peak
     turns = merged_turns(plan.uri, regions)
-    return Conversation(plan.uri, mix.astype(np.float32), turns, chosen, snr, target,
+    return Conversation(plan.uri, mix, turns, chosen, snr, target,
                         {s: stem[:length] for s, stem in stems.items()})
 
 
@@ -404,13 +402,20 @@ def merged_turns(uri: str, regions: list[tuple[str, int, int]]) -> list[Turn]:
     return sorted(turns)
 
 
-def background(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Room-like noise: pink noise swelling slowly (+-3 dB) with a faint 50 Hz hum."""
-    pink = pink_noise(n, rng)
-    t = np.arange(n) / RATE
-    swell = 10 ** (3 * np.sin(2 * np.pi * t / rng.uniform(20, 60) + rng.uniform(0, 6.3)) / 20)
-    hum = 0.1 * np.sin(2 * np.pi * 50 * t + rng.uniform(0, 6.3))
-    return pink * swell + hum
+def add_background(mix: np.ndarray, level_db: float, rng: np.random.Generator) -> None:
+    """Add room-like noise of mean power level_db (dBFS) to mix in place: pink noise swelling
+    slowly (+-3 dB) with a faint 50 Hz hum, made block by block so an hour stays small."""
+    pink = pink_noise(len(mix), rng)
+    period, phase, hum_phase = rng.uniform(20, 60), rng.uniform(0, 6.3), rng.uniform(0, 6.3)
+    power = 0.0
+    for start in range(0, len(mix), PINK_FFT):
+        t = np.arange(start, min(start + PINK_FFT, len(mix))) / RATE
+        swell = 10 ** (3 * np.sin(2 * np.pi * t / period + phase) / 20)
+        pink[start:start + len(t)] *= swell
+        pink[start:start + len(t)] += 0.1 * np.sin(2 * np.pi * 50 * t + hum_phase)
+        power += float(np.sum(np.square(pink[start:start + len(t)], dtype=np.float64)))
+    pink *= 10 ** (level_db / 20) / np.sqrt(power / len(mix))
+    mix += pink
 
 
 PINK_TAPS = 4096  # FIR length of the pink-noise filter
@@ -418,21 +423,26 @@ PINK_FFT = 1 << 17  # block FFT size of the overlap-add convolution
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    """n samples of unit-power noise whose power falls as 1/f above 20 Hz: white noise through
-    a linear-phase FIR filter, convolved block by block (overlap-add), so any length is fast."""
+    """n float32 samples of unit-power noise whose power falls as 1/f above 20 Hz: white noise
+    through a linear-phase FIR filter, convolved block by block (overlap-add)."""
     freqs = np.fft.rfftfreq(PINK_TAPS, 1 / RATE)
     gain = 1 / np.sqrt(np.maximum(freqs, 20.0))
     taps = np.roll(np.fft.irfft(gain, PINK_TAPS), PINK_TAPS // 2) * np.hanning(PINK_TAPS)
     response = np.fft.rfft(taps, PINK_FFT)
     block = PINK_FFT - PINK_TAPS + 1
-    white = rng.standard_normal(n + PINK_TAPS)
-    out = np.zeros(n + PINK_TAPS + PINK_FFT)
-    for start in range(0, len(white), block):
-        chunk = np.fft.irfft(np.fft.rfft(white[start:start + block], PINK_FFT) * response,
-                             PINK_FFT)
-        out[start:start + PINK_FFT] += chunk
-    pink = out[PINK_TAPS:PINK_TAPS + n]  # past the filter's start-up
-    return pink / np.sqrt(np.mean(pink * pink))
+    out = np.zeros(n + PINK_FFT, dtype=np.float32)
+    tail = np.zeros(PINK_TAPS - 1)
+    # white noise from PINK_TAPS samples before the start, so the filter is settled at 0
+    for start in range(-PINK_TAPS, n, block):
+        chunk = np.fft.irfft(np.fft.rfft(rng.standard_normal(block), PINK_FFT) * response,
+                             PINK_FFT)[:block + PINK_TAPS - 1]
+        chunk[:PINK_TAPS - 1] += tail
+        tail = chunk[block:].copy()
+        if start + block > 0:
+            lo = max(start, 0)
+            out[lo:start + block] = chunk[lo - start:block]
+    pink = out[:n]
+    return pink / np.float32(np.sqrt(np.mean(np.square(pink, dtype=np.float64))))
 
 
 # -- the set and its files --------------------------------------------------------------------
