@@ -1,0 +1,227 @@
+"""Diarization peers on the same files as `audio diarize`: senko 0.2.2, run from its own
+environment (a benchmark peer, not a dependency of this project).
+
+    python -m bench.diarize_peers [--senko-python /work/senko-env/bin/python]
+        [--set NAME=DIR ...] [--out bench/out/diarize-peers] [--limit N]
+
+A set is a folder with `<uri>.wav` files, `reference.rttm` and `reference.uem` (the layout of
+../shared/data/diarization/ami-debug-train and of bench/conversations.py's output). Default
+sets: `ami` (the ten shared AMI excerpts) and `sim` (bench/out/conversations, when built).
+
+For each set, one senko process (bench/senko_driver.py, in senko's environment) diarizes every
+file: its start-up (process start, imports, building and warming up senko's Diarizer: what a
+user waits for before the first file) is timed apart from each file's processing, whose sum
+over the audio length is the real-time factor. The hypothesis RTTMs are scored with
+pyannote.metrics (bench/der_pyannote.py, in the same environment) in two conventions, overlap
+scored in both: DER "full" (no collar) and "fair" (0.25 s each side of a reference boundary;
+pyannote.metrics' collar=0.5), per file and in total (time-weighted: summed errors over summed
+reference speech), and the number of speakers found against the reference.
+
+Writes OUT/<set>/ (hyp/<uri>.rttm, senko.rttm, events.jsonl, der.jsonl) and the report
+OUT/diarize-peers.md (also printed on stdout; progress on stderr).
+
+The AMI excerpts: AMI Meeting Corpus (AMI Consortium; Carletta et al., 2005), CC BY 4.0, as
+packaged by pyannote.audio's tests (MIT). The simulated conversations: LibriSpeech (c) 2014
+Vassil Panayotov, CC BY 4.0 (see bench/conversations.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from audio_cli.diarization.turns import read_rttm, read_uem
+
+from .common import OUT_DIR, ROOT, load_average, log
+
+HERE = Path(__file__).resolve().parent
+DRIVER = HERE / "senko_driver.py"
+SCORER = HERE / "der_pyannote.py"
+SENKO_PYTHON = Path("/work/senko-env/bin/python")
+AMI = ROOT.parent / "shared" / "data" / "diarization" / "ami-debug-train"
+SIM = OUT_DIR / "conversations"
+ATTRIBUTION = [
+    "AMI excerpts: AMI Meeting Corpus (AMI Consortium; J. Carletta et al., 2005), licensed "
+    "CC BY 4.0; the ten 30 s excerpts and their reference come from pyannote.audio's test data "
+    "(MIT).",
+    "Simulated conversations: built by bench/conversations.py from LibriSpeech (c) 2014 Vassil "
+    "Panayotov, CC BY 4.0 (http://creativecommons.org/licenses/by/4.0/); V. Panayotov, G. "
+    "Chen, D. Povey, S. Khudanpur, \"LibriSpeech: an ASR corpus based on public domain audio "
+    "books\", ICASSP 2015; audio from LibriVox public-domain recordings."]
+
+
+@dataclass(frozen=True)
+class SetResult:
+    name: str
+    folder: Path
+    files: list[dict]  # driver events, one per file, with "ref_speakers" and scores added
+    total: dict  # der_pyannote's TOTAL row
+    startup: float  # seconds from process start to a ready Diarizer
+    ready: dict  # the driver's ready event
+    done: dict  # the driver's done event
+    wall: float  # the whole child process
+
+
+def uris(folder: Path, limit: int | None) -> list[str]:
+    """The set's recordings: the uris of its UEM that have a WAV, sorted."""
+    found = sorted(uri for uri in read_uem(folder / "reference.uem")
+                   if (folder / f"{uri}.wav").is_file())
+    return found[:limit] if limit is not None else found
+
+
+def run_senko(python: Path, folder: Path, names: list[str], out: Path) -> tuple[float, float]:
+    """senko over the set's files; (start wall clock, whole process seconds)."""
+    events = out / "events.jsonl"
+    events.unlink(missing_ok=True)
+    command = [str(python), str(DRIVER), str(events), str(out / "hyp"),
+               *[str(folder / f"{uri}.wav") for uri in names]]
+    started = time.time()
+    clock = time.perf_counter()
+    with open(out / "senko.stderr", "wb") as err:
+        proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=err)
+    wall = time.perf_counter() - clock
+    if proc.returncode != 0:
+        tail = (out / "senko.stderr").read_text(errors="replace").strip().splitlines()[-3:]
+        raise SystemExit(f"diarize_peers: senko failed ({proc.returncode}): {' | '.join(tail)}")
+    return started, wall
+
+
+def score(python: Path, reference: Path, hypothesis: Path, uem: Path) -> list[dict]:
+    proc = subprocess.run([str(python), str(SCORER), str(reference), str(hypothesis), str(uem)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"diarize_peers: scoring failed: {proc.stderr.strip()[-400:]}")
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def reference_speakers(folder: Path, names: list[str]) -> dict[str, int]:
+    reference = read_rttm(folder / "reference.rttm")
+    return {uri: len({t.speaker for t in reference.get(uri, [])}) for uri in names}
+
+
+def measure_set(name: str, folder: Path, python: Path, out_root: Path,
+                limit: int | None) -> SetResult:
+    names = uris(folder, limit)
+    if not names:
+        raise SystemExit(f"diarize_peers: {folder}: no <uri>.wav named in reference.uem")
+    out = out_root / name
+    (out / "hyp").mkdir(parents=True, exist_ok=True)
+    log(f"{name}: senko on {len(names)} files of {folder}")
+    started, wall = run_senko(python, folder, names, out)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    ready = next(e for e in events if e["event"] == "ready")
+    done = next(e for e in events if e["event"] == "done")
+    files = [e for e in events if e["event"] == "file"]
+    hypothesis = out / "senko.rttm"
+    hypothesis.write_text("".join((out / "hyp" / f"{uri}.rttm").read_text() for uri in names))
+    # the reference and UEM restricted to the files run (--limit)
+    keep = set(names)
+    for source, target in (("reference.rttm", "reference.rttm"), ("reference.uem", "uem")):
+        lines = (folder / source).read_text().splitlines()
+        index = 1 if source.endswith(".rttm") else 0
+        (out / target).write_text("".join(f"{line}\n" for line in lines
+                                          if len(line.split()) > index
+                                          and line.split()[index] in keep))
+    rows = score(python, out / "reference.rttm", hypothesis, out / "uem")
+    (out / "der.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by_uri = {r["uri"]: r for r in rows}
+    counts = reference_speakers(folder, names)
+    for f in files:
+        f.update(by_uri[f["uri"]], ref_speakers=counts[f["uri"]])
+    return SetResult(name, folder, files, by_uri["TOTAL"], ready["wall"] - started, ready,
+                     done, wall)
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def set_table(result: SetResult) -> list[str]:
+    lines = [f"### {result.name}: {result.folder}", "",
+             "| file | length (s) | speakers ref / senko | DER full | missed | false alarm | "
+             "confusion | DER fair | senko (s) | RTF |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for f in result.files:
+        full, fair = f["full"], f["fair"]
+        total = full["total"] or 1.0
+        lines.append(
+            f"| {f['uri']} | {f['audio_s']:.1f} | {f['ref_speakers']} / {f['speakers']} | "
+            f"{pct(full['der'])} | {pct(full['missed'] / total)} | "
+            f"{pct(full['false_alarm'] / total)} | {pct(full['confusion'] / total)} | "
+            f"{pct(fair['der'])} | {f['seconds']:.2f} | {f['seconds'] / f['audio_s']:.3f} |")
+    full, fair = result.total["full"], result.total["fair"]
+    audio = sum(f["audio_s"] for f in result.files)
+    busy = sum(f["seconds"] for f in result.files)
+    right = sum(f["ref_speakers"] == f["speakers"] for f in result.files)
+    lines += [
+        f"| **total** | {audio:.1f} | exact {right}/{len(result.files)} | "
+        f"**{pct(full['der'])}** | {pct(full['missed'] / full['total'])} | "
+        f"{pct(full['false_alarm'] / full['total'])} | {pct(full['confusion'] / full['total'])} "
+        f"| **{pct(fair['der'])}** | {busy:.1f} | {busy / audio:.3f} |", "",
+        f"- start-up: {result.startup:.1f} s (process start to a warmed-up Diarizer; imports "
+        f"{result.ready.get('import_s', 0):.1f} s, Diarizer with warm-up "
+        f"{result.ready.get('diarizer_s', 0):.1f} s); torch threads "
+        f"{result.ready.get('torch_threads')}",
+        f"- real-time factor: {busy / audio:.3f} (processing only), "
+        f"{(busy + result.startup) / audio:.3f} with the start-up; whole process "
+        f"{result.wall:.1f} s; peak RSS {result.done['peak_rss_kib'] / 1024 / 1024:.2f} GiB",
+        f"- mean of the per-file DER (full): "
+        f"{pct(sum(f['full']['der'] for f in result.files) / len(result.files))}", ""]
+    return lines
+
+
+def report(results: list[SetResult], load_start: str, argv: list[str]) -> str:
+    lines = ["# Diarization peers: senko 0.2.2", "",
+             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+             f"- load average (1/5/15 min) at the start: {load_start}; at the end: "
+             f"{load_average()}",
+             f"- command: `python -m bench.diarize_peers {' '.join(argv)}`".rstrip(), "",
+             "DER with pyannote.metrics, overlap scored: full = no collar; fair = 0.25 s collar "
+             "each side of reference boundaries (pyannote.metrics collar=0.5). Total = "
+             "time-weighted (errors summed over files / reference speech summed). Missed, "
+             "false alarm and confusion are shares of the reference speech (full). RTF = senko's "
+             "`diarize` seconds / audio seconds; the start-up is apart.", ""]
+    for result in results:
+        lines += set_table(result)
+    lines += ["## Attribution", "", *[f"- {a}" for a in ATTRIBUTION], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m bench.diarize_peers",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--senko-python", type=Path, default=SENKO_PYTHON,
+                        help="python of senko's environment (with pyannote.metrics)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=DIR",
+                        help="a folder of WAVs with reference.rttm/.uem (default: ami, sim)")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "diarize-peers")
+    parser.add_argument("--limit", type=int, help="only the first N files of each set")
+    args = parser.parse_args(argv)
+    if not args.senko_python.is_file():
+        parser.error(f"{args.senko_python}: no such python (CONTRIBUTING.md, Diarization data "
+                     "and peers: how to build senko's environment)")
+    if any("=" not in s for s in args.set):
+        parser.error("--set takes NAME=DIR")
+    sets = [tuple(s.split("=", 1)) for s in args.set] if args.set else \
+        [("ami", str(AMI))] + ([("sim", str(SIM))] if (SIM / "reference.uem").is_file() else [])
+    load_start = load_average()
+    results = [measure_set(name, Path(folder), args.senko_python, args.out, args.limit)
+               for name, folder in sets]
+    text = report(results, load_start, argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-diarize-peers.md"
+    path.write_text(text)
+    (args.out / "diarize-peers.md").write_text(text)
+    sys.stdout.write(text)
+    log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
