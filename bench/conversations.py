@@ -14,8 +14,9 @@ seed: conversation i of seed s is the same whatever --count is.
 Reference: the speech inside an utterance has short pauses of its own, so the reference does
 not mark a whole utterance as speech. Each clean utterance is checked frame by frame with an
 energy detector (`speech_frames`: 10 ms frames above a threshold set from the utterance's own
-loud-speech level and noise floor, pauses under 0.2 s bridged, 20 ms margins); the reference
-turns are exactly those speech stretches at the place where the builder put them. An energy
+loud-speech level and noise floor, pauses under 0.3 s bridged, 20 ms margins); the reference
+turns are exactly those speech stretches at the place where the builder put them (gaps under
+0.3 s fall between words: no one expects a diarization to split a turn there). An energy
 detector is used rather than Silero VAD so that the reference favours neither systems that
 use Silero (senko, `--segmentation none`) nor those that do not. The share of overlapping
 speech is steered while building: a turn change overlaps (and a back-channel is added) only
@@ -65,7 +66,7 @@ ATTRIBUTION = (
 FRAME = 400  # samples in the energy window (25 ms), centred on each 10 ms hop
 BELOW_PEAK = 30.0  # dB under the loud-speech level (95th percentile) still counted as speech
 ABOVE_FLOOR = 9.0  # dB over the noise floor (10th percentile) needed to count as speech
-BRIDGE = 20  # frames: pauses shorter than this (0.2 s) belong to the speech around them
+BRIDGE = 30  # frames: pauses shorter than this (0.3 s) belong to the speech around them
 MIN_SPEECH = 8  # frames: shorter islands of energy (0.08 s) are clicks, not speech
 MARGIN = 2  # frames added each side of a speech stretch (0.02 s)
 
