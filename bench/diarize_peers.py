@@ -105,14 +105,24 @@ def reference_speakers(folder: Path, names: list[str]) -> dict[str, int]:
 
 
 def measure_set(name: str, folder: Path, python: Path, out_root: Path,
-                limit: int | None) -> SetResult:
-    names = uris(folder, limit)
+                options: argparse.Namespace) -> SetResult:
+    names = uris(folder, options.limit)
     if not names:
         raise SystemExit(f"diarize_peers: {folder}: no <uri>.wav named in reference.uem")
     out = out_root / name
     (out / "hyp").mkdir(parents=True, exist_ok=True)
-    log(f"{name}: senko on {len(names)} files of {folder}")
-    started, wall = run_senko(python, folder, names, out)
+    if options.score_only:
+        try:
+            run = json.loads((out / "run.json").read_text())
+        except (OSError, ValueError):
+            raise SystemExit(f"diarize_peers: {out}/run.json: no earlier run to score") from None
+        started, wall, names = run["started"], run["wall"], run["uris"]
+        log(f"{name}: scoring senko's earlier run on {len(names)} files")
+    else:
+        log(f"{name}: senko on {len(names)} files of {folder}")
+        started, wall = run_senko(python, folder, names, out)
+        (out / "run.json").write_text(json.dumps({"started": started, "wall": wall,
+                                                  "uris": names}) + "\n")
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     ready = next(e for e in events if e["event"] == "ready")
     done = next(e for e in events if e["event"] == "done")
@@ -143,14 +153,15 @@ def pct(value: float) -> str:
 
 def set_table(result: SetResult) -> list[str]:
     lines = [f"### {result.name}: {result.folder}", "",
-             "| file | length (s) | speakers ref / senko | DER full | missed | false alarm | "
-             "confusion | DER fair | senko (s) | RTF |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| file | length (s) | speech (s) | speakers ref / senko | DER full | missed | "
+             "false alarm | confusion | DER fair | senko (s) | RTF |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in result.files:
         full, fair = f["full"], f["fair"]
         total = full["total"] or 1.0
         lines.append(
-            f"| {f['uri']} | {f['audio_s']:.1f} | {f['ref_speakers']} / {f['speakers']} | "
+            f"| {f['uri']} | {f['audio_s']:.1f} | {full['total']:.1f} | "
+            f"{f['ref_speakers']} / {f['speakers']} | "
             f"{pct(full['der'])} | {pct(full['missed'] / total)} | "
             f"{pct(full['false_alarm'] / total)} | {pct(full['confusion'] / total)} | "
             f"{pct(fair['der'])} | {f['seconds']:.2f} | {f['seconds'] / f['audio_s']:.3f} |")
@@ -159,7 +170,7 @@ def set_table(result: SetResult) -> list[str]:
     busy = sum(f["seconds"] for f in result.files)
     right = sum(f["ref_speakers"] == f["speakers"] for f in result.files)
     lines += [
-        f"| **total** | {audio:.1f} | exact {right}/{len(result.files)} | "
+        f"| **total** | {audio:.1f} | {full['total']:.1f} | exact {right}/{len(result.files)} | "
         f"**{pct(full['der'])}** | {pct(full['missed'] / full['total'])} | "
         f"{pct(full['false_alarm'] / full['total'])} | {pct(full['confusion'] / full['total'])} "
         f"| **{pct(fair['der'])}** | {busy:.1f} | {busy / audio:.3f} |", "",
@@ -183,9 +194,10 @@ def report(results: list[SetResult], load_start: str, argv: list[str]) -> str:
              f"- command: `python -m bench.diarize_peers {' '.join(argv)}`".rstrip(), "",
              "DER with pyannote.metrics, overlap scored: full = no collar; fair = 0.25 s collar "
              "each side of reference boundaries (pyannote.metrics collar=0.5). Total = "
-             "time-weighted (errors summed over files / reference speech summed). Missed, "
-             "false alarm and confusion are shares of the reference speech (full). RTF = senko's "
-             "`diarize` seconds / audio seconds; the start-up is apart.", ""]
+             "time-weighted (errors summed over files / reference speech summed). Speech = "
+             "reference speech (overlap counted per speaker). Missed, false alarm and "
+             "confusion are shares of the reference speech (full). RTF = senko's `diarize` "
+             "seconds / audio seconds; the start-up is apart.", ""]
     for result in results:
         lines += set_table(result)
     lines += ["## Attribution", "", *[f"- {a}" for a in ATTRIBUTION], ""]
@@ -202,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a folder of WAVs with reference.rttm/.uem (default: ami, sim)")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "diarize-peers")
     parser.add_argument("--limit", type=int, help="only the first N files of each set")
+    parser.add_argument("--score-only", action="store_true",
+                        help="score and report the last run's hypotheses in OUT again, no senko")
     args = parser.parse_args(argv)
     if not args.senko_python.is_file():
         parser.error(f"{args.senko_python}: no such python (CONTRIBUTING.md, Diarization data "
@@ -211,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = [tuple(s.split("=", 1)) for s in args.set] if args.set else \
         [("ami", str(AMI))] + ([("sim", str(SIM))] if (SIM / "reference.uem").is_file() else [])
     load_start = load_average()
-    results = [measure_set(name, Path(folder), args.senko_python, args.out, args.limit)
+    results = [measure_set(name, Path(folder), args.senko_python, args.out, args)
                for name, folder in sets]
     text = report(results, load_start, argv)
     args.out.mkdir(parents=True, exist_ok=True)
