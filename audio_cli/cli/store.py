@@ -22,8 +22,7 @@ from audio_cli.cli.options import (
     refuse,
 )
 from audio_cli.frontend.inputs import STDIN
-from audio_cli.models.registry import DEFAULT_MODEL
-from audio_cli.pipeline.options import EmbedOptions
+from audio_cli.pipeline.options import EmbedOptions, default_model
 from engines.errors import AudioCliError, InputAudioError, UsageError
 
 if TYPE_CHECKING:
@@ -211,7 +210,7 @@ def identify(
 
 @app.command("calibrate")
 def calibrate(
-    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, json_output: JsonOpt = False,
+    db: DbOpt = None, model: ModelOpt = None, json_output: JsonOpt = False,
 ) -> None:
     """Store the equal-error threshold measured on pairs of enrolled exemplars."""
     from audio_cli.pipeline.handle import open_model
@@ -219,7 +218,7 @@ def calibrate(
     from audio_cli.store.speakers import calibrate as calibrate_store
 
     with Store(db, create=False) as store:
-        identity = open_model(model)  # the model's identity: no engine is built
+        identity = open_model(model or default_model())  # its identity: no engine is built
         result = {**calibrate_store(store, identity), "model_digest": identity.digest}
     same, different = result["same_pairs"], result["different_pairs"]
     if same < MIN_SAME_PAIRS or different < MIN_DIFFERENT_PAIRS:

@@ -25,6 +25,7 @@ import numpy as np
 from audio_cli.frontend.checks import (
     check_duration,
     check_finite,
+    check_max_duration,
     check_peak,
     check_rate,
     warn,
@@ -82,9 +83,10 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     return resampled.astype(np.float32)
 
 
-def load_audio(source: str | os.PathLike, sample_rate: int = 16000) -> Audio:
+def load_audio(source: str | os.PathLike, sample_rate: int = 16000,
+               max_duration: float | None = None) -> Audio:
     """Read a file (or `-` for stdin), downmix to mono and resample to `sample_rate`."""
-    return open_audio(source, sample_rate).read_audio()
+    return open_audio(source, sample_rate, max_duration).read_audio()
 
 
 def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000,
@@ -102,7 +104,9 @@ def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000
     if sample_rate <= 0:
         raise InputAudioError(f"{name}: sample rate must be positive, got {sample_rate}")
     check_rate(name, int(sample_rate), target_rate)
-    samples = resample(downmix(data), int(sample_rate), target_rate)
+    mono = downmix(data)
+    check_peak(name, float(np.max(np.abs(mono))), float(np.ptp(mono)))
+    samples = resample(mono, int(sample_rate), target_rate)
     return Audio(samples, target_rate, int(sample_rate), data.shape[1], name)
 
 
@@ -142,7 +146,8 @@ class AudioSource:
         """Mono float32 blocks of `block_samples` at `sample_rate` (the last may be shorter).
 
         Decoding errors (corrupt data, NaN/infinite samples, a file shorter than its header
-        says) raise InputAudioError while iterating, when the decoder reaches them.
+        says) raise InputAudioError while iterating, when the decoder reaches them; so does a
+        recording that holds no signal (digital silence, a constant level), at its end.
         """
         if block_samples < 1:
             raise ValueError(f"block_samples must be >= 1, got {block_samples}")
@@ -171,6 +176,8 @@ class AudioSource:
             resampler = soxr.ResampleStream(self.source_rate, self.sample_rate, 1,
                                             dtype="float32", quality=RESAMPLE_QUALITY)
         produced, remaining = 0, self.source_frames
+        low, high = np.inf, -np.inf  # of the source's mono samples, before resampling (a
+        #                              resampled constant ripples at its ends)
         with open_sndfile(self._input, self.name) as handle:
             while remaining > 0:
                 data = read_frames(handle, min(DECODE_FRAMES, remaining), self.name)
@@ -182,6 +189,10 @@ class AudioSource:
                 remaining -= data.shape[0]
                 check_finite(data, self.name)
                 piece = downmix(data)
+                if len(piece):
+                    low, high = min(low, float(piece.min())), max(high, float(piece.max()))
+                if remaining == 0:
+                    check_peak(self.name, max(abs(low), abs(high)), high - low)
                 if resampler is not None:
                     piece = resampler.resample_chunk(piece, last=remaining == 0)
                 produced += len(piece)
@@ -192,13 +203,16 @@ class AudioSource:
                                f"expected {self.num_samples}")
 
 
-def open_audio(source: str | os.PathLike, sample_rate: int = 16000) -> AudioSource:
+def open_audio(source: str | os.PathLike, sample_rate: int = 16000,
+               max_duration: float | None = None) -> AudioSource:
     """Check a path (or `-` for stdin) and read its header; nothing is decoded yet. Warns when
-    the header declares more audio than is present (that is used) or the rate is too low."""
+    the header declares more audio than is present (that is used) or the rate is below the
+    model's; refuses a rate no speech front-end can use and, from the header, a recording
+    longer than `max_duration` seconds (a stream: as soon as its copy passes that length)."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     name = source_name(source)
-    data = open_input(source)
+    data = open_input(source, max_duration)
     try:
         with open_sndfile(data, name) as handle:
             rate = int(handle.samplerate)
@@ -211,6 +225,7 @@ def open_audio(source: str | os.PathLike, sample_rate: int = 16000) -> AudioSour
             warn(f"{name}: truncated: header says {declared / rate:.2f} s, "
                  f"{frames / rate:.2f} s present")
         check_rate(name, rate, int(sample_rate))
+        check_max_duration(name, frames / rate, max_duration)
     except BaseException:
         if isinstance(data, StreamCopy):  # refused: the scratch copy goes now, not when
             data.close()  #                 the traceback is dropped

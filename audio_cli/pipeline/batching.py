@@ -238,7 +238,8 @@ def _prepare(speaker, source: str | os.PathLike, min_duration: float, vad: bool 
     start = time.perf_counter()
     pending = _Pending(str(source))
     try:
-        pending.stream = stream = open_audio(source, speaker.config.sample_rate)
+        pending.stream = stream = open_audio(source, speaker.config.sample_rate,
+                                             speaker.max_duration)
         if vad:
             from audio_cli.frontend.vad import detect_source
 
