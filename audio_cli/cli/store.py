@@ -331,10 +331,19 @@ def index(
         refuse(ctx, ("engine", "threads", "precision", "min_duration", "vad"),
                "not with --from, whose rows say how each vector was made")
         return _index_from(source, prune, db, options.model, json_output)
+    paths, empty = _folders_without_audio(paths, prune)
+    if not paths:  # nothing to index: no store is opened, no model loaded
+        for failure in empty:
+            messages.error(failure.message)
+        _emit({"found": 0, "added": 0, "updated": 0, "unchanged": 0, "pruned": 0,
+               "failed": [{"file": f.file, "error": f.message} for f in empty]}, json_output,
+              f"0 found: 0 added, 0 updated, 0 unchanged, 0 pruned, {len(empty)} failed")
+        raise typer.Exit(EXIT_INPUT)
     with Store(db) as store:
         speaker = load(options)
         identity = speaker.model
         report = index_paths(store, speaker, paths, options, prune, stderr_progress("indexing"))
+    report.failures[:0] = empty
     for failure in report.failures:
         messages.error(failure.message)
     document = {"found": report.found, "added": report.added, "updated": report.updated,
@@ -346,6 +355,22 @@ def index(
           f"{len(report.failures)} failed")
     if report.failures:
         raise typer.Exit(combined_status(f.error for f in report.failures))
+
+
+def _folders_without_audio(paths: list[str], prune: bool) -> tuple[list[str], list]:
+    """The paths to index, and a failed input for each folder without audio files, as
+    embed-speaker reports it. With --prune such a folder is indexed: its files may be gone."""
+    import os
+
+    from audio_cli.cli.inputs import no_audio_files
+    from audio_cli.frontend.folders import has_audio_names
+    from audio_cli.pipeline.results import InputFailure
+
+    if prune:
+        return paths, []
+    empty = [p for p in paths if os.path.isdir(p) and not has_audio_names(p)]
+    return ([p for p in paths if p not in empty],
+            [InputFailure(p, no_audio_files(p)) for p in empty])
 
 
 def _index_from(source: Path, prune: bool, db: Path | None, model: str,
