@@ -53,6 +53,8 @@ class Audio:
     source_rate: int  # Hz, of the file
     channels: int  # of the file, before the downmix
     source: str
+    source_spread: float | None = None  # largest minus smallest mono sample before
+    #                                     resampling (None: take the samples')
 
     @property
     def duration(self) -> float:
@@ -61,9 +63,12 @@ class Audio:
 
 
 def check_usable(audio: Audio, min_duration: float) -> None:
-    """Refuse audio that is too short or digitally silent."""
+    """Refuse audio that is too short, digitally silent or a constant level. The level is
+    judged before resampling where known: a resampled constant ripples at its ends."""
     check_duration(audio.source, audio.duration, min_duration)
-    check_peak(audio.source, float(np.max(np.abs(audio.samples))))
+    spread = audio.source_spread
+    check_peak(audio.source, float(np.max(np.abs(audio.samples))),
+               float(np.ptp(audio.samples)) if spread is None else spread)
 
 
 def downmix(data: np.ndarray) -> np.ndarray:
@@ -105,9 +110,9 @@ def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000
         raise InputAudioError(f"{name}: sample rate must be positive, got {sample_rate}")
     check_rate(name, int(sample_rate), target_rate)
     mono = downmix(data)
-    check_peak(name, float(np.max(np.abs(mono))), float(np.ptp(mono)))
     samples = resample(mono, int(sample_rate), target_rate)
-    return Audio(samples, target_rate, int(sample_rate), data.shape[1], name)
+    return Audio(samples, target_rate, int(sample_rate), data.shape[1], name,
+                 float(np.ptp(mono)))
 
 
 def resampled_length(frames: int, source_rate: int, target_rate: int) -> int:
@@ -131,6 +136,8 @@ class AudioSource:
     source_frames: int  # frames in the file, from its header
     sample_rate: int  # Hz, of the samples `blocks()` yields
     _input: str | bytes | StreamCopy = field(repr=False)  # a path, bytes, or a stream's copy
+    _levels: list = field(default_factory=list, repr=False, compare=False)  # [low, high] of
+    #                                 the mono source samples, once a pass has read them all
 
     @property
     def num_samples(self) -> int:
@@ -142,12 +149,17 @@ class AudioSource:
         """Length in seconds."""
         return self.num_samples / self.sample_rate
 
+    @property
+    def spread(self) -> float | None:
+        """Largest minus smallest mono sample before resampling, once a pass has decoded
+        every sample (None before): 0 for a constant level (frontend.checks.check_peak)."""
+        return self._levels[1] - self._levels[0] if self._levels else None
+
     def blocks(self, block_samples: int = BLOCK_SAMPLES) -> Iterator[np.ndarray]:
         """Mono float32 blocks of `block_samples` at `sample_rate` (the last may be shorter).
 
         Decoding errors (corrupt data, NaN/infinite samples, a file shorter than its header
-        says) raise InputAudioError while iterating, when the decoder reaches them; so does a
-        recording that holds no signal (digital silence, a constant level), at its end.
+        says) raise InputAudioError while iterating, when the decoder reaches them.
         """
         if block_samples < 1:
             raise ValueError(f"block_samples must be >= 1, got {block_samples}")
@@ -164,8 +176,9 @@ class AudioSource:
 
     def read_audio(self) -> Audio:
         """All samples as decoded Audio, with where they came from."""
-        return Audio(self.read_all(), self.sample_rate, self.source_rate, self.channels,
-                     self.name)
+        samples = self.read_all()
+        return Audio(samples, self.sample_rate, self.source_rate, self.channels, self.name,
+                     self.spread)
 
     def _pieces(self) -> Iterator[np.ndarray]:
         """Resampled mono pieces of whatever length soxr returns for each decoded read."""
@@ -192,7 +205,7 @@ class AudioSource:
                 if len(piece):
                     low, high = min(low, float(piece.min())), max(high, float(piece.max()))
                 if remaining == 0:
-                    check_peak(self.name, max(abs(low), abs(high)), high - low)
+                    self._levels[:] = [low, high]
                 if resampler is not None:
                     piece = resampler.resample_chunk(piece, last=remaining == 0)
                 produced += len(piece)

@@ -224,7 +224,7 @@ def embed_streamed(speaker, stream: AudioSource, min_duration: float) -> np.ndar
     frontend = speaker.config.frontend
     check_duration(stream.name, stream.duration, min_duration)
     stats = log_mel_stats(stream, frontend)
-    check_peak(stream.name, stats.peak)
+    check_peak(stream.name, stats.peak, getattr(stream, "spread", None))
     plan = speaker.inference.plan(stats.frames)
     spans = feature_spans(stream, frontend, [(c.start, c.stop) for c in plan],
                           stats.mean if frontend.cmn else None)
