@@ -67,6 +67,12 @@ def check_peak(name: str, peak: float, spread: float | None = None) -> None:
     (largest minus smallest sample), audio without variation: a constant (DC) level."""
     if peak < SILENCE_PEAK:
         raise InputAudioError(f"{name}: the audio is digital silence")
+    check_level(name, spread)
+
+
+def check_level(name: str, spread: float | None) -> None:
+    """Refuse audio whose samples all lie within one 16-bit step of each other (`spread`:
+    largest minus smallest; None: not known), a constant (DC) level."""
     if spread is not None and spread < SILENCE_PEAK:
         raise InputAudioError(f"{name}: the audio is a constant level (no variation), "
                               "not a signal")
