@@ -162,11 +162,13 @@ def _mpeg_frame(head: bytes) -> bool:
         and (head[2] >> 4) != 15 and ((head[2] >> 2) & 3) != 3
 
 
-# Bytes a sample takes in each uncompressed encoding libsndfile names; any other (FLAC, Vorbis,
-# Opus, MPEG, ADPCM...) takes fewer than COMPRESSED_BOUND (FLAC's worst case, verbatim frames of
-# 24-bit audio, is 3 bytes a sample and a frame header).
+# Bytes a sample takes in each uncompressed encoding libsndfile names. Compressed audio (the
+# formats of COMPRESSED, or another encoding: ADPCM...) takes fewer than COMPRESSED_BOUND: FLAC's
+# worst case, verbatim frames of 24-bit audio, is 3 bytes a sample and the frame headers
+# (libsndfile names FLAC's encoding by its bit depth, PCM_16 or PCM_24).
 SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3,
                 "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+COMPRESSED = ("FLAC", "OGG", "MP3", "MPEG")
 COMPRESSED_BOUND = 4
 
 
@@ -178,10 +180,11 @@ def stream_bytes_for(head: bytes, seconds: float) -> int | None:
 
     try:
         with soundfile.SoundFile(io.BytesIO(head)) as info:
-            rate, channels, subtype = info.samplerate, info.channels, info.subtype
+            rate, channels = info.samplerate, info.channels
+            packed = info.format in COMPRESSED or info.subtype not in SAMPLE_BYTES
+            width = COMPRESSED_BOUND if packed else SAMPLE_BYTES[info.subtype]
     except (RuntimeError, TypeError, ValueError):  # LibsndfileError is a RuntimeError
         return None
-    width = SAMPLE_BYTES.get(subtype, COMPRESSED_BOUND)
     return len(head) + int(seconds * rate * channels * width) + width * channels
 
 
