@@ -255,7 +255,8 @@ def _speaker_errors(times: SpeakerTimes) -> np.ndarray:
     """(R, H): 1 - Jaccard index of each reference and hypothesis speaker's speech."""
     shared = times.shared
     union = times.ref_time[:, None] + times.hyp_time[None, :] - shared
-    return 1.0 - shared / np.maximum(union, np.finfo(np.float64).tiny)
+    # clipped: rounding can leave the shared time a hair above the union
+    return np.clip(1.0 - shared / np.maximum(union, np.finfo(np.float64).tiny), 0.0, 1.0)
 
 
 def jaccard_errors(times: SpeakerTimes, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -267,6 +268,12 @@ def jaccard_errors(times: SpeakerTimes, pairs: Sequence[tuple[int, int]]) -> np.
     return errors
 
 
+def _seconds(value: float) -> float:
+    """A sum of times to the nanosecond: what it adds up with rounding errors (a confusion of
+    1e-15 s where there is none) goes."""
+    return max(round(float(value), 9), 0.0)
+
+
 def score_times(times: SpeakerTimes) -> Score:
     """DER's parts and the JER speaker errors of one recording's speaker times."""
     d = times.durations
@@ -275,10 +282,10 @@ def score_times(times: SpeakerTimes) -> Score:
     shared = times.shared
     correct = sum(shared[r, h] for r, h in overlap_pairs(times))
     return Score(
-        speech=float(d @ n_ref),
-        missed=float(d @ np.maximum(n_ref - n_hyp, 0)),
-        false_alarm=float(d @ np.maximum(n_hyp - n_ref, 0)),
-        confusion=max(float(d @ np.minimum(n_ref, n_hyp)) - float(correct), 0.0),
+        speech=_seconds(d @ n_ref),
+        missed=_seconds(d @ np.maximum(n_ref - n_hyp, 0)),
+        false_alarm=_seconds(d @ np.maximum(n_hyp - n_ref, 0)),
+        confusion=_seconds(d @ np.minimum(n_ref, n_hyp) - correct),
         speaker_errors=float(jaccard_errors(times, jaccard_pairs(times)).sum()),
         ref_speakers=len(times.ref_speakers),
         hyp_speakers=len(times.hyp_speakers),
@@ -304,12 +311,14 @@ def score_files(reference: Mapping[str, Sequence[Turn]], hypothesis: Mapping[str
     A recording missing from the hypothesis is scored as all missed, and a hypothesis
     recording absent from the reference is ignored (a warning each). With a UEM, every
     reference recording must have regions in it (UsageError otherwise)."""
-    for uri in sorted(set(hypothesis) - set(reference)):
-        warnings.warn(f"{uri} is in the hypothesis but not in the reference: ignored",
-                      stacklevel=2)
-    for uri in sorted(set(reference) - set(hypothesis)):
-        warnings.warn(f"{uri} is in the reference but not in the hypothesis: all its speech "
-                      "counts as missed", stacklevel=2)
+    extra = sorted(set(hypothesis) - set(reference))
+    if extra:
+        warnings.warn(f"{_listed(extra)} in the hypothesis but not in the reference: "
+                      "ignored", stacklevel=2)
+    absent = sorted(set(reference) - set(hypothesis))
+    if absent:
+        warnings.warn(f"{_listed(absent)} in the reference but not in the hypothesis: "
+                      "scored as all missed", stacklevel=2)
     if uem is not None:
         absent = sorted(set(reference) - set(uem))
         if absent:
@@ -323,6 +332,13 @@ def score_files(reference: Mapping[str, Sequence[Turn]], hypothesis: Mapping[str
         results.append(FileScores(uri, {
             c.name: score_recording(reference[uri], turns, regions, c) for c in conventions}))
     return results
+
+
+def _listed(uris: Sequence[str], shown: int = 5) -> str:
+    """`a is`, `a, b are`, `a, b, c, d, e and 3 more are`: recordings named in a warning."""
+    names = ", ".join(uris[:shown]) + (f" and {len(uris) - shown} more" if len(uris) > shown
+                                       else "")
+    return f"{names} {'is' if len(uris) == 1 else 'are'}"
 
 
 def total(files: Sequence[FileScores], convention: str) -> Score:
