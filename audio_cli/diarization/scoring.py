@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -98,11 +98,8 @@ class Score:
         return 1.0 if self.hyp_speakers else 0.0
 
     def __add__(self, other: Score) -> Score:
-        return Score(self.speech + other.speech, self.missed + other.missed,
-                     self.false_alarm + other.false_alarm, self.confusion + other.confusion,
-                     self.speaker_errors + other.speaker_errors,
-                     self.ref_speakers + other.ref_speakers,
-                     self.hyp_speakers + other.hyp_speakers, self.files + other.files)
+        return Score(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+                        for f in fields(Score)})
 
 
 @dataclass(frozen=True)
