@@ -25,11 +25,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyannote.audio
 import soundfile
 import torch
 import torch.nn.functional as F  # noqa: N812 - torch's usual name
-
-import pyannote.audio
 from pyannote.audio import Inference, Model
 from pyannote.audio.utils.powerset import Powerset
 
