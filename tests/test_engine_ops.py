@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from platforms import MLX_PLATFORM, NO_MLX_REASON
+from pyannet_reference import instance_norm, log_softmax, lstm, max_pool
 
 from engines import graph as graph_module
 from engines.errors import EngineError
@@ -273,34 +274,6 @@ AFFINE = affine_tensors()
 # ---- the segmentation network's ops
 
 
-def max_pool(x: np.ndarray, k: int, s: int) -> np.ndarray:
-    """(T, C) -> (T', C): the maximum of each window of k steps every s, no padding."""
-    return np.stack([x[t * s:t * s + k].max(axis=0) for t in range((len(x) - k) // s + 1)])
-
-
-def instance_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + 1e-5) * w + b
-
-
-def lstm(x: np.ndarray, t: dict[str, np.ndarray], layers: int, directions: tuple[str, ...]
-         ) -> np.ndarray:
-    """(T, I) -> (T, D*H): torch.nn.LSTM written out (gates i, f, g, o), zero initial state."""
-    for layer in range(layers):
-        outs = []
-        for d in directions:
-            w_ih, w_hh, b_ih, b_hh = (t[f"rnn.{p}_l{layer}{d}"].astype(np.float64)
-                                      for p in LSTM.PARTS)
-            h, c, ys = np.zeros(w_hh.shape[1]), np.zeros(w_hh.shape[1]), []
-            for step in (x[::-1] if d else x):
-                i, f, g, o = np.split(w_ih @ step + b_ih + w_hh @ h + b_hh, 4)
-                c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-                h = sigmoid(o) * np.tanh(c)
-                ys.append(h)
-            outs.append(np.stack(ys[::-1] if d else ys))
-        x = np.concatenate(outs, axis=1)
-    return x
-
-
 def lstm_case(layers: int, bidirectional: bool, hidden: int = 3) -> Case:
     op = LSTM("x", FRAMES, "rnn", layers, bidirectional)
     t, width = {}, BINS
@@ -311,12 +284,8 @@ def lstm_case(layers: int, bidirectional: bool, hidden: int = 3) -> Case:
                 t[f"rnn.{part}_l{layer}{d}"] = kernel(f"{part}{layer}{d}", shape)
         width = hidden * len(op.directions())
     return frames_case(lambda x, out: LSTM(x, out, "rnn", layers, bidirectional),
-                       lambda x: lstm(x, t, layers, op.directions()), t, lengths=(1, 9, 17))
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    shifted = x - x.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+                       lambda x: lstm(x, t, "rnn", layers, op.directions()), t,
+                       lengths=(1, 9, 17))
 
 
 NORM = {"n.w": rng_for("nw").uniform(0.5, 2, BINS).astype(np.float32),
@@ -381,13 +350,13 @@ CASES: dict[type, dict[str, Case]] = {
     Waveform: {"samples": waveform_case()},
     InstanceNorm: {"per_channel": sequence_case(
         lambda g, x: g.add(InstanceNorm(x, "norm", "n.w", "n.b")),
-        lambda x: instance_norm(x, NORM["n.w"], NORM["n.b"]), NORM, lengths=(2, 9, 40),
+        lambda x: instance_norm(x.T, NORM["n.w"], NORM["n.b"]).T, NORM, lengths=(2, 9, 40),
         scale=5.0)},
     Abs: {"abs": sequence_case(lambda g, x: g.add(Abs(x, "abs")), np.abs)},
     MaxPool1d: {"k3_stride3": sequence_case(lambda g, x: g.add(MaxPool1d(x, "pool", 3, 3)),
-                                            lambda x: max_pool(x, 3, 3), lengths=(3, 9, 11)),
+                                            lambda x: max_pool(x.T, 3, 3).T, lengths=(3, 9, 11)),
                 "k3_stride2": sequence_case(lambda g, x: g.add(MaxPool1d(x, "pool", 3, 2)),
-                                            lambda x: max_pool(x, 3, 2), lengths=(4, 9))},
+                                            lambda x: max_pool(x.T, 3, 2).T, lengths=(4, 9))},
     LeakyRelu: {"slope_0.01": sequence_case(lambda g, x: g.add(LeakyRelu(x, "leaky")),
                                             lambda x: np.where(x > 0, x, 0.01 * x)),
                 "slope_0.2": sequence_case(lambda g, x: g.add(LeakyRelu(x, "leaky", 0.2)),
