@@ -258,3 +258,18 @@ def test_offline_without_a_cached_copy_says_the_way_out(tmp_path):
     assert len(lines) == 1, done.stdout + done.stderr
     assert "pyannote/segmentation-3.0" in lines[0] and "offline" in lines[0]
     assert "pass a local copy" in lines[0]
+
+
+def test_embedding_commands_refuse_a_segmentation_model(tmp_path):
+    """A converted segmentation model given as a speaker-embedding model: exit 4, one line."""
+    from cli_run import run_audio
+    from signals import voiced, write_wav
+
+    folder = convert_checkpoint(write_checkpoint(tmp_path / "seg.bin", random_pyannet()),
+                                tmp_path / "seg")
+    wav = write_wav(tmp_path / "a.wav", voiced(2.0))
+    result = run_audio("embed-speaker", wav, "--model", folder)
+    assert result.returncode == 4
+    assert result.stdout == ""
+    assert "speaker-segmentation model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
