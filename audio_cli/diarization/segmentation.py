@@ -27,7 +27,10 @@ from engines.segmentation import FrameTiming, frame_timing, powerset_classes
 
 ENGINES = ("onnx", "mlx")  # the engines that run the segmentation graph; "auto" is onnx:
 # MLX steps its LSTM one frame at a time (about 2 s a chunk on a CPU, ONNX Runtime 0.06 s)
-BATCH = 32  # chunks per engine run (bounds memory: ~60 MB of activations per 10 s chunk)
+# Chunks per engine run. Batches save nothing on a CPU (ONNX, 1 thread: 0.066 s a 10 s chunk
+# alone, 0.069 s in batches of 8) and cost memory (peak RSS 95 MB for 1, 177 MB for 8, 459 MB
+# for 32), so 8 bounds it.
+BATCH = 8
 
 
 @dataclass
