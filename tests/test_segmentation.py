@@ -257,7 +257,7 @@ def test_offline_without_a_cached_copy_says_the_way_out(tmp_path):
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout + done.stderr
     assert "pyannote/segmentation-3.0" in lines[0] and "offline" in lines[0]
-    assert "pass a local copy" in lines[0]
+    assert "pass --segmentation PATH, a local copy" in lines[0]
 
 
 def test_embedding_commands_refuse_a_segmentation_model(tmp_path):
