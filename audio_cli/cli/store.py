@@ -295,16 +295,16 @@ def speakers_import(file: Annotated[Path, typer.Argument(
     from audio_cli.store.db import Store
     from audio_cli.store.transfer import import_speakers
 
-    with Store(db) as store:
+    with Store(db) as store:  # a failed run into a new store leaves none behind
         result = import_speakers(store, file)
-    for refusal in result["refused"]:
-        messages.error(refusal)
-    result = {**result, "refused": len(result["refused"])}
-    _emit(result, json_output, f"{plural(result['speakers'], 'speaker')}, "
-          f"{plural(result['exemplars_added'], 'exemplar')} added"
-          + (f", {result['refused']} refused (bad vectors)" if result["refused"] else ""))
-    if result["refused"]:
-        raise typer.Exit(EXIT_INPUT)
+        for refusal in result["refused"]:
+            messages.error(refusal)
+        result = {**result, "refused": len(result["refused"])}
+        _emit(result, json_output, f"{plural(result['speakers'], 'speaker')}, "
+              f"{plural(result['exemplars_added'], 'exemplar')} added"
+              + (f", {result['refused']} refused (bad vectors)" if result["refused"] else ""))
+        if result["refused"]:
+            raise typer.Exit(EXIT_INPUT)
 
 
 @app.command("index")
@@ -332,21 +332,21 @@ def index(
         refuse(ctx, ("engine", "threads", "precision", "min_duration", "vad"),
                "not with --from, whose rows say how each vector was made")
         return _index_from(source, prune, db, options.model, json_output)
-    with Store(db) as store:
+    with Store(db) as store:  # a failed run into a new store leaves none behind
         speaker = load(options)
         identity = speaker.model
         report = index_paths(store, speaker, paths, options, prune, stderr_progress("indexing"))
-    for failure in report.failures:
-        messages.error(failure.message)
-    document = {"found": report.found, "added": report.added, "updated": report.updated,
-                "unchanged": report.unchanged, "pruned": report.pruned,
-                "failed": [{"file": f.file, "error": f.message} for f in report.failures],
-                "model": identity.name, "model_digest": identity.digest}
-    _emit(document, json_output, f"{report.found} found: {report.added} added, {report.updated}"
-          f" updated, {report.unchanged} unchanged, {report.pruned} pruned, "
-          f"{len(report.failures)} failed")
-    if report.failures:
-        raise typer.Exit(combined_status(f.error for f in report.failures))
+        for failure in report.failures:
+            messages.error(failure.message)
+        document = {"found": report.found, "added": report.added, "updated": report.updated,
+                    "unchanged": report.unchanged, "pruned": report.pruned,
+                    "failed": [{"file": f.file, "error": f.message} for f in report.failures],
+                    "model": identity.name, "model_digest": identity.digest}
+        _emit(document, json_output, f"{report.found} found: {report.added} added, "
+              f"{report.updated} updated, {report.unchanged} unchanged, {report.pruned} "
+              f"pruned, {len(report.failures)} failed")
+        if report.failures:
+            raise typer.Exit(combined_status(f.error for f in report.failures))
 
 
 def _index_from(source: Path, prune: bool, db: Path | None, model: str,
@@ -362,19 +362,20 @@ def _index_from(source: Path, prune: bool, db: Path | None, model: str,
         raise UsageError("--prune works with PATH..., not with --from")
     if not source.exists():
         raise UsageError(f"--from {source}: no such file or folder")
-    with Store(db) as store:
+    with Store(db) as store:  # a failed run into a new store leaves none behind
         identity = open_model(model)  # the model's identity: no engine is built
         report = index_parquet(store, identity, source)
-    for path in report.refused:
-        messages.error(f"{source}: the row of {path} holds a non-finite or zero vector; "
-                       "refused")
-    document = {"rows": report.rows, "added": report.added, "updated": report.updated,
-                "unchanged": report.unchanged, "errors_skipped": report.errors,
-                "skipped": report.skipped, "refused": len(report.refused),
-                "model": identity.name, "model_digest": identity.digest}
-    _emit(document, json_output, f"{plural(report.rows, 'row')}: {report.added} added, "
-          f"{report.updated} updated, {report.unchanged} unchanged, {report.errors} error rows "
-          f"skipped" + (f", {report.skipped} without a file or vector" if report.skipped else "")
-          + (f", {len(report.refused)} refused (bad vectors)" if report.refused else ""))
-    if report.refused:
-        raise typer.Exit(EXIT_INPUT)
+        for path in report.refused:
+            messages.error(f"{source}: the row of {path} holds a non-finite or zero vector; "
+                           "refused")
+        document = {"rows": report.rows, "added": report.added, "updated": report.updated,
+                    "unchanged": report.unchanged, "errors_skipped": report.errors,
+                    "skipped": report.skipped, "refused": len(report.refused),
+                    "model": identity.name, "model_digest": identity.digest}
+        _emit(document, json_output, f"{plural(report.rows, 'row')}: {report.added} added, "
+              f"{report.updated} updated, {report.unchanged} unchanged, {report.errors} error "
+              "rows skipped"
+              + (f", {report.skipped} without a file or vector" if report.skipped else "")
+              + (f", {len(report.refused)} refused (bad vectors)" if report.refused else ""))
+        if report.refused:
+            raise typer.Exit(EXIT_INPUT)
