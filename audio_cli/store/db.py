@@ -435,3 +435,13 @@ class Store:
         """The id of the models row for this digest, or None if the store never saw it."""
         row = conn.execute("SELECT id FROM models WHERE digest = ?", (digest,)).fetchone()
         return None if row is None else int(row[0])
+
+    def models_of(self, kind: str) -> list[tuple[str, str]]:
+        """(name, weights digest) of every model with vectors in `kind` ("exemplars" or
+        "recordings"), by name."""
+        if kind not in ("exemplars", "recordings"):
+            raise ValueError(kind)
+        with self.read() as conn:
+            return [(str(n), str(d)) for n, d in conn.execute(
+                f"SELECT name, digest FROM models AS m WHERE EXISTS (SELECT 1 FROM {kind} "
+                "WHERE model_id = m.id) ORDER BY name, digest")]
