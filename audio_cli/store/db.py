@@ -350,8 +350,9 @@ class Store:
         except sqlite3.DatabaseError as exc:
             message = str(exc)
             code = SQLITE_DISK_ERRORS.get(getattr(exc, "sqlite_errorcode", -1) & 0xFF)
-            if code is None and message == "database or disk is full":
-                code = errno.ENOSPC  # Pythons before 3.11 do not give the result code
+            if code is None:  # Pythons before 3.11 do not give the result code
+                code = {"database or disk is full": errno.ENOSPC,
+                        "disk I/O error": errno.EIO}.get(message)
             if code is not None:
                 raise DiskError(f"{self.path}: {os.strerror(code).lower()}; the unfinished "
                                 "change was rolled back") from None
