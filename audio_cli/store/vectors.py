@@ -316,7 +316,8 @@ def sync(store: Store, digest: str, dim: int) -> Vectors | None:
             return None
         token, log = state
         segments = chain(store, token, digest, dim)
-        streamed = _stream(conn, store, digest, dim, model, state, segments)
+        streamed = _stream(conn, store, digest, dim, model=model, state=state,
+                           segments=segments)
         if streamed is not None:
             return streamed
         view = _from_chain(conn, segments, model, dim, log) if segments else None
@@ -346,7 +347,7 @@ def sync(store: Store, digest: str, dim: int) -> Vectors | None:
     return view
 
 
-def _stream(conn: sqlite3.Connection, store: Store, digest: str, dim: int, model: int,
+def _stream(conn: sqlite3.Connection, store: Store, digest: str, dim: int, *, model: int,
             state: tuple[str, int], segments: list[Segment]) -> Vectors | None:
     """The two common cases of `sync`, copied from SQLite a block at a time instead of read
     into memory (a bulk load of 10^6 rows would otherwise hold them all): no chain yet (a new
