@@ -271,3 +271,21 @@ def test_on_a_real_full_disk_enroll_output_and_export_are_exit_7(env, tmp_path, 
     export = run_audio("speakers", "export", small_disk / "x.json", "--db", store)
     assert export.returncode == 7, export.stderr
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+def test_on_a_read_only_file_system_an_export_or_output_is_exit_7(env, tmp_path, small_disk):
+    remount = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True,
+                             text=True)
+    if remount.returncode != 0:
+        pytest.skip(f"cannot remount the tmpfs read-only here ({remount.stderr.strip()})")
+    store = tmp_path / "s.db"
+    assert run_audio("enroll", "ann", env["files"][0], "--model", env["model"],
+                     "--db", store).returncode == 0
+    out = small_disk / "x.json"
+    export = run_audio("speakers", "export", out, "--db", store)
+    assert export.returncode == 7, export.stderr
+    assert export.stderr.splitlines() == [f"audio: error: {out}: read-only file system"]
+    npz = small_disk / "out.npz"
+    embed = run_audio("embed-speaker", *env["files"], "--model", env["model"], "-o", npz)
+    assert embed.returncode == 7, embed.stderr
+    assert embed.stderr.splitlines()[-1] == f"audio: error: {npz}: read-only file system"
