@@ -22,7 +22,7 @@ from engines.errors import ModelError, UsageError
 BULK_ROWS = 20000  # rows per record batch, checked and written in one transaction
 # The columns of the first pass: all that can refuse the whole file.
 SURVEY_COLUMNS = ("model", "model_digest", "start", "speech", "engine", "error", "size")
-SIGNATURE = "SELECT size, mtime_ns FROM recordings WHERE model_id = ? AND path = ?"
+IN_CHUNK = 500  # paths per `IN (...)` query
 
 
 @dataclass
@@ -178,10 +178,10 @@ def _load_batch(store: Store, identity: ModelHandle, model: int, batch, created:
     with store.write() as conn:
         for m in set(made):  # another process may have indexed the other way meanwhile
             check_adding(conn, "recordings", model, identity.name, m, "index")
+        known = _signatures(conn, model, paths)
+        rows = []
         for i, path in enumerate(paths):
-            # The store as this transaction sees it, so a path twice in the file is compared
-            # with its earlier row (already written), as `index` would.
-            before = conn.execute(SIGNATURE, (model, path)).fetchone()
+            before = known.get(path)
             if before == (sizes[i], mtimes[i]):
                 report.unchanged += 1
                 continue
@@ -189,6 +189,18 @@ def _load_batch(store: Store, identity: ModelHandle, model: int, batch, created:
                 report.added += 1
             else:
                 report.updated += 1
-            conn.execute(UPSERT_RECORDING, (path, sizes[i], mtimes[i], model, engines[i],
-                                            durations[i], created, vectors[i].tobytes(),
-                                            int(made[i].vad), made[i].precision))
+            known[path] = (sizes[i], mtimes[i])  # a path twice: compared with its earlier row
+            rows.append((path, sizes[i], mtimes[i], model, engines[i], durations[i], created,
+                         vectors[i].tobytes(), int(made[i].vad), made[i].precision))
+        conn.executemany(UPSERT_RECORDING, rows)
+
+
+def _signatures(conn, model: int, paths: list[str]) -> dict[str, tuple[int, int]]:
+    """path -> (size, mtime_ns) of those of `paths` the store holds for this model."""
+    found = {}
+    for first in range(0, len(paths), IN_CHUNK):
+        chunk = paths[first:first + IN_CHUNK]
+        found.update((p, (s, m)) for p, s, m in conn.execute(
+            "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ? AND path IN "
+            f"({','.join('?' * len(chunk))})", (model, *chunk)))
+    return found
