@@ -227,14 +227,16 @@ def test_an_export_the_disk_refuses_is_one_line_exit_7(env, tmp_path, monkeypatc
 # ---------------------------------------------------------------- a real full disk (tmpfs)
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 64 KiB tmpfs at tmp_path/disk, unmounted afterwards; skips where this process may not
-    mount one (mounting needs root, or CAP_SYS_ADMIN, on Linux)."""
+def small_disk(tmp_path, request):
+    """A 64 KiB tmpfs (or the size a test's parameter says) at tmp_path/disk, unmounted
+    afterwards; skips where this process may not mount one (root, or CAP_SYS_ADMIN, on
+    Linux)."""
+    size = getattr(request, "param", "64k")
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("a real full disk needs a tmpfs, which only root may mount (Linux)")
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()})")
@@ -289,3 +291,18 @@ def test_on_a_read_only_file_system_an_export_or_output_is_exit_7(env, tmp_path,
     embed = run_audio("embed-speaker", *env["files"], "--model", env["model"], "-o", npz)
     assert embed.returncode == 7, embed.stderr
     assert embed.stderr.splitlines()[-1] == f"audio: error: {npz}: read-only file system"
+
+
+@pytest.mark.parametrize("small_disk", ["1m"], indirect=True)
+def test_on_a_real_full_disk_an_existing_store_keeps_its_last_state(env, small_disk):
+    db = small_disk / "s.db"
+    ok = run_audio("enroll", "ann", env["files"][0], "--model", env["model"], "--db", db)
+    assert ok.returncode == 0, ok.stderr
+    before = dump(db)
+    fill(small_disk)
+    proc = run_audio("enroll", "bob", *env["files"][1:], "--model", env["model"], "--db", db)
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"audio: error: {db}: no space left on device; the unfinished change was rolled back"]
+    (small_disk / "filler").unlink()
+    assert dump(db) == before

@@ -33,6 +33,7 @@ SIDE_FILES = ("-wal", "-shm", "-journal")
 # SQLite's primary result codes for a full disk and a failed read or write
 # (https://www.sqlite.org/rescode.html): the user's condition, said like an OSError's.
 SQLITE_DISK_ERRORS = {13: errno.ENOSPC, 10: errno.EIO}
+NEARLY_FULL = 1 << 20  # bytes: an I/O error with less free than this is the full disk
 
 # Trigger bodies keeping vector_settings (schema 3) in step with a table's rows.
 _SETTINGS_ADD = """INSERT INTO vector_settings (kind, model_id, vad, precision, rows)
@@ -205,6 +206,15 @@ def unpack(blob: bytes, dim: int) -> np.ndarray:
     return vector
 
 
+def _nearly_full(folder: Path) -> bool:
+    """True if the file system of `folder` has less than NEARLY_FULL bytes free for us."""
+    try:
+        st = os.statvfs(folder)
+    except (AttributeError, OSError):  # no statvfs (Windows)
+        return False
+    return st.f_bavail * st.f_frsize < NEARLY_FULL
+
+
 def _check_file(path: Path) -> None:
     """Refuse a path that is not a (possibly empty) SQLite file, before SQLite touches it."""
     if path.is_dir():
@@ -353,6 +363,8 @@ class Store:
             if code is None:  # Pythons before 3.11 do not give the result code
                 code = {"database or disk is full": errno.ENOSPC,
                         "disk I/O error": errno.EIO}.get(message)
+            if code == errno.EIO and _nearly_full(self.path.parent):
+                code = errno.ENOSPC  # SQLite says I/O error when its -shm cannot grow
             if code is not None:
                 raise DiskError(f"{self.path}: {os.strerror(code).lower()}; the unfinished "
                                 "change was rolled back") from None
