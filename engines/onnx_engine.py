@@ -13,7 +13,9 @@ time, so it is built only when a ragged batch first needs it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -29,6 +31,7 @@ ACCELERATED_PROVIDERS = ("CUDAExecutionProvider", "CoreMLExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
 CACHE_FILE_MODE = 0o644
 SHRINK_FRAMES = 6000  # feature frames (60 s) in one run above which the arena is shrunk after
+WAVEFORM_STEP = 160  # samples per feature frame (10 ms at 16 kHz), to size a waveform run
 
 
 def _import_onnxruntime():
@@ -86,9 +89,10 @@ class ONNXEngine(TrunkEngine):
 
     def __init__(self, config: ModelConfig, weights: Weights, threads: int | None = None,
                  cache_dir: Path | None = None, graph: Graph | None = None,
-                 precision: str = "float32", calibration=None):
+                 precision: str = "float32", calibration=None, log: TextIO | None = None):
         graph = build_graph(config) if graph is None else graph
         super().__init__(graph, weights)
+        self._log = sys.stderr if log is None else log  # says what a first int8 build does
         self._ort = _import_onnxruntime()
         self.config = config
         self._weights = weights
@@ -178,6 +182,10 @@ class ONNXEngine(TrunkEngine):
             if float_path is None:
                 raise EngineError("int8: no writable cache directory for the float32 model "
                                   "it is built from")
+            # tens of seconds for a full-size model: said, as the Core ML export says its own
+            print(f"onnx: building the int8 network (first use): quantizing the model and "
+                  f"calibrating it on {calibration.description}; cached for later runs",
+                  file=self._log, flush=True)
             data = quantize_trunk(float_path, calibration)
             path = _store(self._candidates, name, data)
             session = self._open(str(path) if path is not None else data)
@@ -223,14 +231,15 @@ class ONNXEngine(TrunkEngine):
         return None, None
 
     def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-        """(B, T, n_mels) features -> (B, T', D) frames."""
+        """(B, T, n_mels) features, or (B, N) samples for a waveform graph -> (B, T', D)."""
         x = np.ascontiguousarray(features, dtype=np.float32)
         feeds, session = {INPUT: x}, self.session
         if lengths is not None and np.any(np.asarray(lengths) < x.shape[1]):
             if self._masked_session is None:
                 self._masked_session, _ = self._load(masked=True)
             feeds[LENGTHS], session = np.asarray(lengths, dtype=np.int64), self._masked_session
-        big = x.shape[0] * x.shape[1] > SHRINK_FRAMES
+        steps = x.shape[1] // WAVEFORM_STEP if self.graph.takes_waveform else x.shape[1]
+        big = x.shape[0] * steps > SHRINK_FRAMES
         try:
             (frames,) = session.run([FRAMES], feeds,
                                     self._shrink_options if big else self._run_options)
