@@ -11,10 +11,11 @@ sets: `ami` (the ten shared AMI excerpts) and `sim` (bench/out/conversations, wh
 For each set, one senko process (bench/senko_driver.py, in senko's environment) diarizes every
 file: its start-up (process start, imports, building and warming up senko's Diarizer: what a
 user waits for before the first file) is timed apart from each file's processing, whose sum
-over the audio length is the real-time factor. The hypothesis RTTMs are scored with
-pyannote.metrics (bench/der_pyannote.py, in the same environment) in two conventions, overlap
-scored in both: DER "full" (no collar) and "fair" (0.25 s each side of a reference boundary;
-pyannote.metrics' collar=0.5), per file and in total (time-weighted: summed errors over summed
+over the audio length is the real-time factor. The hypothesis RTTMs are scored by this
+project's `audio eval-diarization` (or, with --scorer pyannote, by pyannote.metrics through
+bench/der_pyannote.py in senko's environment) in two conventions, overlap scored in both:
+DER "full" (no collar) and "fair" (0.25 s each side of a reference boundary; pyannote.metrics'
+collar=0.5), per file and in total (time-weighted: summed errors over summed
 reference speech), and the number of speakers found against the reference.
 
 Writes OUT/<set>/ (hyp/<uri>.rttm, senko.rttm, events.jsonl, der.jsonl) and the report
@@ -37,12 +38,13 @@ from pathlib import Path
 
 from audio_cli.diarization.turns import read_rttm, read_uem
 
-from .common import OUT_DIR, ROOT, load_average, log
+from .common import OUT_DIR, ROOT, cli_command, load_average, log
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "senko_driver.py"
 SCORER = HERE / "der_pyannote.py"
 SENKO_PYTHON = Path("/work/senko-env/bin/python")
+SCORERS = {"audio": "`audio eval-diarization`", "pyannote": "pyannote.metrics"}
 AMI = ROOT.parent / "shared" / "data" / "diarization" / "ami-debug-train"
 SIM = OUT_DIR / "conversations"
 ATTRIBUTION = [
@@ -91,12 +93,25 @@ def run_senko(python: Path, folder: Path, names: list[str], out: Path) -> tuple[
     return started, wall
 
 
-def score(python: Path, reference: Path, hypothesis: Path, uem: Path) -> list[dict]:
-    proc = subprocess.run([str(python), str(SCORER), str(reference), str(hypothesis), str(uem)],
-                          capture_output=True, text=True)
+def score(scorer: str, python: Path, files: tuple[Path, Path, Path]) -> list[dict]:
+    """Rows {"uri", "full": {...}, "fair": {...}} (the last one "TOTAL") by this project's
+    `audio eval-diarization` or by pyannote.metrics (in senko's environment)."""
+    reference, hypothesis, uem = map(str, files)
+    if scorer == "audio":
+        command = cli_command("eval-diarization", reference, hypothesis, "--uem", uem, "--json")
+    else:
+        command = [str(python), str(SCORER), reference, hypothesis, uem]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"diarize_peers: scoring failed: {proc.stderr.strip()[-400:]}")
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    if scorer == "audio":
+        rows = [{"uri": "TOTAL" if r["total"] else r["file"],
+                 **{name: {"total": r[name]["speech"], "missed": r[name]["missed"],
+                           "false_alarm": r[name]["false_alarm"],
+                           "confusion": r[name]["confusion"], "der": r[name]["der"]}
+                    for name in ("full", "fair")}} for r in rows]
+    return rows
 
 
 def reference_speakers(folder: Path, names: list[str]) -> dict[str, int]:
@@ -137,7 +152,7 @@ def measure_set(name: str, folder: Path, python: Path, out_root: Path,
         (out / target).write_text("".join(f"{line}\n" for line in lines
                                           if len(line.split()) > index
                                           and line.split()[index] in keep))
-    rows = score(python, out / "reference.rttm", hypothesis, out / "uem")
+    rows = score(options.scorer, python, (out / "reference.rttm", hypothesis, out / "uem"))
     (out / "der.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     by_uri = {r["uri"]: r for r in rows}
     counts = reference_speakers(folder, names)
@@ -186,13 +201,13 @@ def set_table(result: SetResult) -> list[str]:
     return lines
 
 
-def report(results: list[SetResult], load_start: str, argv: list[str]) -> str:
+def report(results: list[SetResult], load_start: str, argv: list[str], scorer: str) -> str:
     lines = ["# Diarization peers: senko 0.2.2", "",
              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
              f"- load average (1/5/15 min) at the start: {load_start}; at the end: "
              f"{load_average()}",
              f"- command: `python -m bench.diarize_peers {' '.join(argv)}`".rstrip(), "",
-             "DER with pyannote.metrics, overlap scored: full = no collar; fair = 0.25 s collar "
+             f"DER by {SCORERS[scorer]}, overlap scored: full = no collar; fair = 0.25 s collar "
              "each side of reference boundaries (pyannote.metrics collar=0.5). Total = "
              "time-weighted (errors summed over files / reference speech summed). Speech = "
              "reference speech (overlap counted per speaker). Missed, false alarm and "
@@ -214,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a folder of WAVs with reference.rttm/.uem (default: ami, sim)")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "diarize-peers")
     parser.add_argument("--limit", type=int, help="only the first N files of each set")
+    parser.add_argument("--scorer", choices=("audio", "pyannote"), default="audio",
+                        help="DER by `audio eval-diarization` (default) or by pyannote.metrics "
+                             "in senko's environment (bench/der_pyannote.py)")
     parser.add_argument("--score-only", action="store_true",
                         help="score and report the last run's hypotheses in OUT again, no senko")
     args = parser.parse_args(argv)
@@ -227,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     results = [measure_set(name, Path(folder), args.senko_python, args.out, args)
                for name, folder in sets]
-    text = report(results, load_start, argv)
+    text = report(results, load_start, argv, args.scorer)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-diarize-peers.md"
     path.write_text(text)
