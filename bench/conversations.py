@@ -24,8 +24,10 @@ while the overlapped share of speech so far is under the conversation's target (
 6-12 %), so each conversation ends within 5-15 %.
 
 Outputs in OUT (existing files are kept unless --force): `<uri>.wav` (16 kHz mono PCM16),
-`<uri>.rttm`, `<uri>.uem`, all files' `reference.rttm` and `reference.uem` together (the same
-layout as ../shared/data/diarization/ami-debug-train), `conversations.csv` (one row a
+`<uri>.rttm`, `<uri>.uem`, `<uri>.placements.csv` (each piece placed: reader, source
+utterance, start, end, turn or back-channel), all files' `reference.rttm` and
+`reference.uem` together (the same layout as ../shared/data/diarization/ami-debug-train),
+`conversations.csv` (one row a
 conversation: length, readers, speech, overlap, SNR) and README.md (how they were made and
 the LibriSpeech attribution). With --hour, one conversation of one hour with 8 readers goes
 into OUT/hour/ in the same layout (for issue 25).
@@ -42,6 +44,7 @@ import argparse
 import csv
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +101,7 @@ class Piece:
     speaker: str
     samples: np.ndarray
     regions: tuple[tuple[int, int], ...]  # relative to the piece's first sample
+    source: str = ""  # utterance@first sample, for the placements file
 
     @property
     def speech(self) -> int:
@@ -234,7 +238,7 @@ def pieces(utt: Utterance) -> list[Piece]:
         a = max(0, group[0][0] - keep)
         b = min(len(utt.samples), group[-1][1] + keep)
         out.append(Piece(utt.speaker, utt.samples[a:b],
-                         tuple((s - a, e - a) for s, e in group)))
+                         tuple((s - a, e - a) for s, e in group), f"{utt.name}@{a}"))
     return out
 
 
@@ -279,7 +283,7 @@ class Reader:
         ramp = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, fade))
         samples[:fade] *= ramp
         samples[-fade:] *= ramp[::-1]
-        return Piece(self.speaker, samples, ((0, length),))
+        return Piece(self.speaker, samples, ((0, length),), f"{piece.source}+{start}")
 
 
 def join(parts: list[Piece]) -> Piece:
@@ -289,7 +293,8 @@ def join(parts: list[Piece]) -> Piece:
         samples.append(part.samples)
         regions += [(s + offset, e + offset) for s, e in part.regions]
         offset += len(part.samples)
-    return Piece(parts[0].speaker, np.concatenate(samples), tuple(regions))
+    return Piece(parts[0].speaker, np.concatenate(samples), tuple(regions),
+                 f"{parts[0].source}x{len(parts)}")
 
 
 # -- building a conversation ------------------------------------------------------------------
@@ -304,6 +309,8 @@ class Conversation:
     snr: float
     overlap_target: float
     stems: dict[str, np.ndarray] = field(default_factory=dict)  # speaker -> speech alone
+    # (speaker, source utterance@sample[xpieces], start s, end s, "turn" or "backchannel")
+    placements: list[tuple[str, str, float, float, str]] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -335,9 +342,11 @@ def build(plan: Plan, readers: dict[str, list[Utterance]], rng: np.random.Genera
     timeline = Timeline(room // HOP + 1)
     regions: list[tuple[str, int, int]] = []
     stems = {s: np.zeros(room, dtype=np.float32) for s in chosen} if keep_stems else {}
+    placements: list[tuple[str, str, float, float, str]] = []
 
-    def place(piece: Piece, at: int, db: float) -> int:
+    def place(piece: Piece, at: int, db: float, kind: str = "turn") -> int:
         end = min(at + len(piece.samples), room)
+        placements.append((piece.speaker, piece.source, at / RATE, end / RATE, kind))
         audio[at:end] += piece.samples[:end - at] * 10 ** (db / 20)
         if keep_stems:
             stems[piece.speaker][at:end] += piece.samples[:end - at] * 10 ** (db / 20)
@@ -365,7 +374,7 @@ def build(plan: Plan, readers: dict[str, list[Utterance]], rng: np.random.Genera
             listener = [s for s in chosen if s != speaker][int(rng.integers(len(chosen) - 1))]
             bc = material[listener].backchannel()
             where = turn_start + int(rng.uniform(0.25, 0.75) * (end - turn_start))
-            place(bc, max(0, where - bc.regions[0][0]), gain_db[listener])
+            place(bc, max(0, where - bc.regions[0][0]), gain_db[listener], "backchannel")
         current = speaker
         if timeline.overlap_share < target and rng.random() < 0.8:
             # the next speaker starts before this one has finished
@@ -382,7 +391,7 @@ def build(plan: Plan, readers: dict[str, list[Utterance]], rng: np.random.Genera
         mix *= 0.97 / peak
     turns = merged_turns(plan.uri, regions)
     return Conversation(plan.uri, mix, turns, chosen, snr, target,
-                        {s: stem[:length] for s, stem in stems.items()})
+                        {s: stem[:length] for s, stem in stems.items()}, placements)
 
 
 def merged_turns(uri: str, regions: list[tuple[str, int, int]]) -> list[Turn]:
@@ -467,12 +476,18 @@ def write_set(conversations: list[Conversation], out: Path, seed: int) -> None:
         uem = f"{conv.uri} 1 0.000 {conv.seconds:.3f}\n"
         write_text(out / f"{conv.uri}.rttm", rttm)
         write_text(out / f"{conv.uri}.uem", uem)
+        write_text(out / f"{conv.uri}.placements.csv", "speaker,source,start,end,kind\n" + "".join(
+            f"{sp},{src},{a:.3f},{b:.3f},{kind}\n" for sp, src, a, b, kind in conv.placements))
         speech, overlap = conv.speech_and_overlap()
+        uses = Counter(src.split("@")[0] for _, src, _, _, kind in conv.placements
+                       if kind == "turn")
         rows.append({"uri": conv.uri, "seconds": f"{conv.seconds:.2f}",
                      "speakers": len(conv.speakers), "readers": " ".join(conv.speakers),
                      "speech_s": f"{speech:.2f}", "overlap_s": f"{overlap:.2f}",
                      "overlap_pct": f"{100 * overlap / speech:.1f}",
-                     "snr_db": f"{conv.snr:.1f}", "turns": len(conv.turns)})
+                     "snr_db": f"{conv.snr:.1f}", "turns": len(conv.turns),
+                     # how often the most used source utterance is heard in turns
+                     "max_uses": max(uses.values())})
     write_text(out / "reference.rttm",
                "".join(rttm_line(t) for c in conversations for t in c.turns))
     write_text(out / "reference.uem",
@@ -494,10 +509,11 @@ def write_atomic(path: Path, writer) -> None:
 
 
 def readme(rows: list[dict], seed: int) -> str:
-    table = ["| uri | length (s) | speakers | readers | speech (s) | overlap | SNR (dB) |",
-             "|---|---|---|---|---|---|---|"]
+    table = ["| uri | length (s) | speakers | readers | speech (s) | overlap | SNR (dB) | "
+             "most uses of one utterance |", "|---|---|---|---|---|---|---|---|"]
     table += [f"| {r['uri']} | {r['seconds']} | {r['speakers']} | {r['readers']} | "
-              f"{r['speech_s']} | {r['overlap_pct']} % | {r['snr_db']} |" for r in rows]
+              f"{r['speech_s']} | {r['overlap_pct']} % | {r['snr_db']} | {r['max_uses']} |"
+              for r in rows]
     return "\n".join([
         "# Simulated conversations (built by bench/conversations.py)", "",
         f"Seed {seed}. Rebuild: `python -m bench.conversations --out OUT --seed {seed}` "
