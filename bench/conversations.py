@@ -23,6 +23,11 @@ speech is steered while building: a turn change overlaps (and a back-channel is 
 while the overlapped share of speech so far is under the conversation's target (drawn from
 6-12 %), so each conversation ends within 5-15 %.
 
+Material: the readers have 66-104 s of speech each, so a reader's utterances come back when
+a conversation needs more of them (Reader hands them out in a shuffled order, all before any
+again): at most 4 times in the default set, up to 15 in the hour (`max_uses` in
+conversations.csv); a clustering can find such repeats, which real meetings do not have.
+
 Outputs in OUT (existing files are kept unless --force): `<uri>.wav` (16 kHz mono PCM16),
 `<uri>.rttm`, `<uri>.uem`, `<uri>.placements.csv` (each piece placed: reader, source
 utterance, start, end, turn or back-channel), all files' `reference.rttm` and
