@@ -11,6 +11,9 @@ A graph has two parts. The trunk runs in the engines: INPUT -> ... -> FRAMES, on
 per (downsampled) time step. The head, StatsPool -> Linear -> L2Normalize, runs once in
 numpy (engines.head), which is what lets a batch of different lengths and a long input cut
 into chunks share one exact pooling.
+
+A graph may have no head: a segmentation network (engines/segmentation.py) reads samples
+(Waveform) and its FRAMES are per-frame class scores, its final output.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-INPUT = "features"  # (batch, frames, mel bins) log-mel features after CMN
+INPUT = "features"  # (batch, frames, mel bins) log-mel features after CMN; (batch, samples)
+# 16 kHz samples when the graph starts with Waveform
 LENGTHS = "lengths"  # (batch,) int64 valid input frames of each clip of a padded batch
 FRAMES = "frames"  # (batch, time steps, dim) output of the trunk
 OUTPUT = "embedding"  # (batch, embedding dim), L2-normalised
@@ -42,6 +46,11 @@ class Conv2d:
     bias: str
     stride: int = 1
     padding: int = 1
+
+    @property
+    def takes_waveform(self) -> bool:
+        """True when INPUT is (batch, samples) rather than features."""
+        return any(isinstance(op, Waveform) and op.x == INPUT for op in self.ops)
 
     @property
     def time_stride(self) -> int:
@@ -159,6 +168,11 @@ class Conv1d:
     dilation: int = 1
 
     @property
+    def takes_waveform(self) -> bool:
+        """True when INPUT is (batch, samples) rather than features."""
+        return any(isinstance(op, Waveform) and op.x == INPUT for op in self.ops)
+
+    @property
     def time_stride(self) -> int:
         """Downsampling of the time axis."""
         return self.stride
@@ -266,9 +280,110 @@ class AttentivePool:
         return [f"{self.prefix}.{part}" for part in self.PARTS]
 
 
+# ---- Waveform and recurrent ops (pyannote's PyanNet segmentation: engines/segmentation.py).
+
+
+@dataclass(frozen=True)
+class Waveform:
+    """(B, N) samples, the graph's INPUT, -> a one-channel sequence (B, N, 1)."""
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class InstanceNorm:
+    """Per clip and channel: (x - mean over time) / sqrt(biased variance + EPS), then
+    * weight + bias ([C] each); torch.nn.InstanceNorm1d(affine=True) without running stats.
+    It mixes the whole time axis (not time-local)."""
+
+    x: str
+    out: str
+    weight: str
+    bias: str
+    EPS: ClassVar[float] = 1e-5
+    time_local: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class Abs:
+    """|x|."""
+
+    x: str
+    out: str
+
+
+@dataclass(frozen=True)
+class MaxPool1d:
+    """Maximum over `kernel` steps every `stride` steps, no padding (the last partial window
+    is dropped): T' = (T - kernel) // stride + 1."""
+
+    x: str
+    out: str
+    kernel: int
+    stride: int
+
+    @property
+    def takes_waveform(self) -> bool:
+        """True when INPUT is (batch, samples) rather than features."""
+        return any(isinstance(op, Waveform) and op.x == INPUT for op in self.ops)
+
+    @property
+    def time_stride(self) -> int:
+        """Downsampling of the time axis."""
+        return self.stride
+
+
+@dataclass(frozen=True)
+class LeakyRelu:
+    """x where x > 0, else slope * x (torch's default slope 0.01)."""
+
+    x: str
+    out: str
+    slope: float = 0.01
+
+
+@dataclass(frozen=True)
+class LSTM:
+    """Multi-layer LSTM over (B, T, C) frames -> (B, T, H) or, bidirectional, (B, T, 2H)
+    [forward ‖ backward], zero initial state; torch.nn.LSTM(batch_first=True) in eval mode.
+
+    Weights under `prefix`, torch's names and layout: weight_ih_l{k} [4H, I], weight_hh_l{k}
+    [4H, H], bias_ih_l{k} and bias_hh_l{k} [4H], with suffix `_reverse` for the backward
+    direction; the four gate blocks in torch's order input, forget, cell, output. Each engine
+    reorders them as its own LSTM needs. It reads the whole sequence (not time-local).
+    """
+
+    x: str
+    out: str
+    prefix: str
+    layers: int
+    bidirectional: bool = True
+    time_local: ClassVar[bool] = False
+    PARTS: ClassVar[tuple[str, ...]] = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+    def directions(self) -> tuple[str, ...]:
+        """The name suffixes of its directions."""
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def weight_names(self) -> list[str]:
+        """The tensors it reads, layer by layer, direction by direction, in PARTS order."""
+        return [f"{self.prefix}.{part}_l{k}{d}" for k in range(self.layers)
+                for d in self.directions() for part in self.PARTS]
+
+
+@dataclass(frozen=True)
+class LogSoftmax:
+    """log(softmax(x)) over the last (feature) axis of frames."""
+
+    x: str
+    out: str
+
+
 Op = (ToImage | Conv2d | Relu | Add | Mask | ToFrames | StatsPool | Linear | L2Normalize
       | FreqStridedConv2d | ImageToSequence | Conv1d | Affine | Concat | ContextPool | Sigmoid
-      | Mul | SequenceToFrames | TimeMean | AttentivePool)
+      | Mul | SequenceToFrames | TimeMean | AttentivePool | Waveform | InstanceNorm | Abs
+      | MaxPool1d | LeakyRelu | LSTM | LogSoftmax)
 
 
 def op_inputs(op) -> list[str]:
@@ -312,6 +427,11 @@ class Graph:
             inputs = [strides.get(name, 1) for name in op_inputs(op)]
             strides[op.out] = max(inputs, default=1) * getattr(op, "time_stride", 1)
         return strides
+
+    @property
+    def takes_waveform(self) -> bool:
+        """True when INPUT is (batch, samples) rather than features."""
+        return any(isinstance(op, Waveform) and op.x == INPUT for op in self.ops)
 
     @property
     def time_stride(self) -> int:

@@ -153,8 +153,9 @@ class TrunkEngine:
     def __init__(self, graph: Graph, weights: Weights):
         self.graph = graph
         self.stride = graph.time_stride
-        self.head = Head(graph, weights)
-        self.pool = self.head.pool  # frames -> pooled statistics (StatsPool or AttentivePool)
+        # a graph without a head (a segmentation network) has frames as its output: no embed
+        self.head = Head(graph, weights) if graph.head_ops() else None
+        self.pool = self.head.pool if self.head else None  # frames -> pooled statistics
 
     def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """(B, T, n_mels) features -> (B, T', D) float32 frames (padded steps are garbage)."""
@@ -162,6 +163,8 @@ class TrunkEngine:
 
     def embed(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """(B, T, n_mels) features (+ valid lengths) -> (B, dim) unit vectors."""
+        if self.head is None:
+            raise EngineError("this network has no embedding head (its frames are its output)")
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 3:
             raise EngineError(f"expected (batch, frames, mel bins) features, got {features.shape}")

@@ -24,23 +24,27 @@ WEIGHTS_FILE = "model.safetensors"
 RESNET_MODEL_TYPE = "wespeaker_resnet34"
 CAMPPLUS_MODEL_TYPE = "campplus"  # 3D-Speaker CAM++
 NEMO_MODEL_TYPE = "nemo_speaker"  # NVIDIA NeMo's SpeakerNet, TitaNet, ECAPA-TDNN (engines/nemo.py)
+# pyannote's PyanNet speaker segmentation (engines/segmentation.py): not a speaker-embedding
+# network; its `embedding_dim` is the width of its per-frame output (the powerset classes)
+SEGMENTATION_MODEL_TYPE = "pyannote_segmentation"
+EMBEDDING_FAMILIES = (RESNET_MODEL_TYPE, CAMPPLUS_MODEL_TYPE, NEMO_MODEL_TYPE)
+KNOWN_TYPES = ", ".join((*EMBEDDING_FAMILIES, SEGMENTATION_MODEL_TYPE))
 COMPILED_SUFFIX = ".mlmodelc"  # a compiled Core ML model: a directory
 
 
 def network_family(model_type: str) -> str:
-    """The network a config's `model_type` names: RESNET_MODEL_TYPE, CAMPPLUS_MODEL_TYPE or
-    NEMO_MODEL_TYPE.
+    """The network a config's `model_type` names: RESNET_MODEL_TYPE, CAMPPLUS_MODEL_TYPE,
+    NEMO_MODEL_TYPE or SEGMENTATION_MODEL_TYPE.
 
     Converted models carry exactly one of the two. The hub's ResNet34-LM `config.json` names its
     type in the Swift converter's words, which could not be inspected here, so any type that
     mentions a ResNet is read as the WeSpeaker ResNet.
     """
-    if model_type in (CAMPPLUS_MODEL_TYPE, NEMO_MODEL_TYPE):
+    if model_type in (CAMPPLUS_MODEL_TYPE, NEMO_MODEL_TYPE, SEGMENTATION_MODEL_TYPE):
         return model_type
     if model_type == RESNET_MODEL_TYPE or "resnet" in model_type.lower():
         return RESNET_MODEL_TYPE
-    raise ModelError(f"unsupported model type {model_type!r} (known: {RESNET_MODEL_TYPE}, "
-                     f"{CAMPPLUS_MODEL_TYPE}, {NEMO_MODEL_TYPE})")
+    raise ModelError(f"unsupported model type {model_type!r} (known: {KNOWN_TYPES})")
 
 
 def build_graph(config: ModelConfig) -> Graph:
@@ -54,6 +58,10 @@ def build_graph(config: ModelConfig) -> Graph:
         from engines.nemo import build_nemo
 
         return build_nemo(config.network)
+    if family == SEGMENTATION_MODEL_TYPE:
+        from engines.segmentation import build_segmentation
+
+        return build_segmentation(config.network)
     from engines.resnet import build_resnet
 
     return build_resnet(config.layers, config.channels)
@@ -174,7 +182,9 @@ REQUIRED_KEYS = {
     RESNET_MODEL_TYPE: ("model_type", "embedding_dim", "layers", "channels"),
     CAMPPLUS_MODEL_TYPE: ("model_type", "embedding_dim", "layers", "channels", "frontend"),
     NEMO_MODEL_TYPE: ("model_type", "embedding_dim", "network", "frontend"),
+    SEGMENTATION_MODEL_TYPE: ("model_type", "embedding_dim", "sample_rate", "network"),
 }
+SHAPE_IN_NETWORK = (NEMO_MODEL_TYPE, SEGMENTATION_MODEL_TYPE)  # layers, channels written empty
 REQUIRED_FRONTEND = ("sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms",
                      "window", "input_scale")
 FRONTEND_CHOICES = {"window": ("hamming", "povey", "hann"), "framing": ("kaldi", "centered"),
@@ -186,8 +196,7 @@ def check_config(data: dict[str, Any], path: Path) -> None:
     a ModelError naming the file and the key."""
     model_type = data.get("model_type")
     if not isinstance(model_type, str):
-        raise ModelError(f"{path}: no model_type (known: {RESNET_MODEL_TYPE}, "
-                         f"{CAMPPLUS_MODEL_TYPE}, {NEMO_MODEL_TYPE})")
+        raise ModelError(f"{path}: no model_type (known: {KNOWN_TYPES})")
     try:
         family = network_family(model_type)
     except ModelError as exc:
@@ -198,8 +207,8 @@ def check_config(data: dict[str, Any], path: Path) -> None:
     dim = data["embedding_dim"]
     if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
         raise ModelError(f"{path}: embedding_dim {dim!r} is not a positive integer")
-    # a NeMo model's shape is in `network`; its layers and channels are written empty
-    for key in ("layers", "channels") if family != NEMO_MODEL_TYPE else ():
+    # a NeMo or segmentation model's shape is in `network`; its layers and channels are empty
+    for key in ("layers", "channels") if family not in SHAPE_IN_NETWORK else ():
         if key in data and not (isinstance(data[key], list) and data[key] and all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in data[key])):
             raise ModelError(f"{path}: {key} {data[key]!r} is not a list of positive integers")
@@ -210,7 +219,7 @@ def check_config(data: dict[str, Any], path: Path) -> None:
         if not isinstance(frontend, dict):
             raise ModelError(f"{path}: frontend is not a JSON object")
         lacking = [k for k in REQUIRED_FRONTEND if k not in frontend]
-        if family != RESNET_MODEL_TYPE and lacking:
+        if family in (CAMPPLUS_MODEL_TYPE, NEMO_MODEL_TYPE) and lacking:
             raise ModelError(f"{path}: frontend has no {', '.join(lacking)} "
                              f"(a {family} model needs its front-end)")
         for key, choices in FRONTEND_CHOICES.items():
@@ -220,7 +229,8 @@ def check_config(data: dict[str, Any], path: Path) -> None:
 
 
 # A tensor only the network of that family has (its first layer), to tell the weights apart.
-FIRST_TENSOR = {RESNET_MODEL_TYPE: "conv1.weight", CAMPPLUS_MODEL_TYPE: "head.conv1.weight"}
+FIRST_TENSOR = {RESNET_MODEL_TYPE: "conv1.weight", CAMPPLUS_MODEL_TYPE: "head.conv1.weight",
+                SEGMENTATION_MODEL_TYPE: "sincnet.conv1d.0.weight"}
 
 
 def output_tensor(config: ModelConfig) -> str:
@@ -228,6 +238,8 @@ def output_tensor(config: ModelConfig) -> str:
     family = network_family(config.model_type)
     if family == NEMO_MODEL_TYPE:
         return f"decoder.emb{int(config.network.get('emb_layers', 1)) - 1}.weight"
+    if family == SEGMENTATION_MODEL_TYPE:
+        return "classifier.weight"
     return "embedding.weight"
 
 

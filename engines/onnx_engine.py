@@ -29,6 +29,7 @@ ACCELERATED_PROVIDERS = ("CUDAExecutionProvider", "CoreMLExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
 CACHE_FILE_MODE = 0o644
 SHRINK_FRAMES = 6000  # feature frames (60 s) in one run above which the arena is shrunk after
+WAVEFORM_STEP = 160  # samples per feature frame (10 ms at 16 kHz), to size a waveform run
 
 
 def _import_onnxruntime():
@@ -223,14 +224,15 @@ class ONNXEngine(TrunkEngine):
         return None, None
 
     def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-        """(B, T, n_mels) features -> (B, T', D) frames."""
+        """(B, T, n_mels) features, or (B, N) samples for a waveform graph -> (B, T', D)."""
         x = np.ascontiguousarray(features, dtype=np.float32)
         feeds, session = {INPUT: x}, self.session
         if lengths is not None and np.any(np.asarray(lengths) < x.shape[1]):
             if self._masked_session is None:
                 self._masked_session, _ = self._load(masked=True)
             feeds[LENGTHS], session = np.asarray(lengths, dtype=np.int64), self._masked_session
-        big = x.shape[0] * x.shape[1] > SHRINK_FRAMES
+        steps = x.shape[1] // WAVEFORM_STEP if self.graph.takes_waveform else x.shape[1]
+        big = x.shape[0] * steps > SHRINK_FRAMES
         try:
             (frames,) = session.run([FRAMES], feeds,
                                     self._shrink_options if big else self._run_options)

@@ -36,6 +36,7 @@ from engines.graph import (
     ToImage,
 )
 from engines.model import ModelConfig
+from engines.onnx_segmentation import SEGMENTATION_TRANSLATORS
 
 OPSET = 17
 # A change to this translation must bump engines.onnx_engine.GRAPH_VERSION (the cache key).
@@ -253,6 +254,7 @@ _TRANSLATORS = {
     Mask: _mask,
     ToFrames: _to_frames,
     **SEQUENCE_TRANSLATORS,
+    **SEGMENTATION_TRANSLATORS,
 }
 SUPPORTED_OPS: frozenset[type] = frozenset(_TRANSLATORS)  # graph op types the trunk may use
 
@@ -270,6 +272,7 @@ def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelCon
             "install it with: pip install onnx"
         ) from None
     g = _OnnxGraph(helper, numpy_helper, tensors, graph, masked)
+    samples = ["batch", "samples"] if graph.takes_waveform else None
     for op in graph.trunk_ops() if stage is None else stage.ops:
         translate = _TRANSLATORS.get(type(op))
         if translate is None:
@@ -277,7 +280,7 @@ def graph_to_onnx(graph: Graph, tensors: dict[str, np.ndarray], config: ModelCon
         translate(g, op)
 
     def value(name: str):
-        shape = {INPUT: ["batch", "frames", config.n_mels], LENGTHS: ["batch"],
+        shape = {INPUT: samples or ["batch", "frames", config.n_mels], LENGTHS: ["batch"],
                  FRAMES: ["batch", "steps", "dim"]}.get(name, ["batch", f"{name}/C", "steps"])
         kind = onnx.TensorProto.INT64 if name == LENGTHS else onnx.TensorProto.FLOAT
         return helper.make_tensor_value_info(name, kind, shape)

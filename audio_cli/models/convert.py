@@ -14,13 +14,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from audio_cli.models import batchnorm
 from audio_cli.models.convert_campplus import attribution, convert_tensors, looks_like_campplus
 from audio_cli.models.convert_nemo import NEMO_SUFFIX
-from audio_cli.models.torch_checkpoint import read_torch_state_dict
+from audio_cli.models.convert_segmentation import looks_like_segmentation
+from audio_cli.models.torch_checkpoint import find_state_dict, load_torch_checkpoint
 from engines.errors import ModelError
 from engines.files import scratch_dir
 from engines.model import (
@@ -36,6 +38,7 @@ ATTRIBUTION_FILE = "ATTRIBUTION.md"
 OUTPUT_FILES = (WEIGHTS_FILE, ATTRIBUTION_FILE, CONFIG_FILE)  # written in this order
 
 Tensors = dict[str, np.ndarray]
+Settings = dict[str, Any]  # a checkpoint's other top-level entries (hyper-parameters, ...)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class ModelFamily:
     name: str
     expects: str  # the tensor names that identify it, for error messages
     matches: Callable[[Tensors], bool]
-    convert: Callable[[Tensors, str], Converted]
+    convert: Callable[[Tensors, str, Settings], Converted]
 
 
 class _TrackedTensors(dict):
@@ -174,7 +177,8 @@ def _resnet_config(t: Tensors, layers: tuple[int, ...], source: str) -> ModelCon
     )
 
 
-def convert_wespeaker_resnet(tensors: Tensors, source: str) -> Converted:
+def convert_wespeaker_resnet(tensors: Tensors, source: str,
+                             settings: Settings | None = None) -> Converted:
     """Convert WeSpeaker ResNet tensors (pyannote or wespeaker names) to the hub layout."""
     t = _TrackedTensors(_wespeaker_names(tensors))
     layers = _count_blocks(t)
@@ -194,7 +198,8 @@ def convert_wespeaker_resnet(tensors: Tensors, source: str) -> Converted:
 # ---------------------------------------------------------------- 3D-Speaker CAM++
 
 
-def convert_campplus(tensors: Tensors, source: str) -> Converted:
+def convert_campplus(tensors: Tensors, source: str, settings: Settings | None = None
+                     ) -> Converted:
     """Convert 3D-Speaker CAM++ tensors to the hub layout (see convert_campplus.py)."""
     t = _TrackedTensors({k: v for k, v in tensors.items()
                          if not k.endswith(".num_batches_tracked")})
@@ -202,6 +207,21 @@ def convert_campplus(tensors: Tensors, source: str) -> Converted:
     if t.unused():
         raise ModelError(f"{source}: tensors this converter does not know: {t.unused()[:5]}")
     return Converted(out, config, attribution(source))
+
+
+# ---------------------------------------------------------------- pyannote segmentation
+
+
+def convert_segmentation(tensors: Tensors, source: str, settings: Settings | None = None
+                         ) -> Converted:
+    """Convert pyannote's PyanNet segmentation tensors (see convert_segmentation.py)."""
+    from audio_cli.models import convert_segmentation as segmentation
+
+    t = _TrackedTensors(tensors)
+    out, config = segmentation.convert_tensors(t, source, settings or {})
+    if t.unused():
+        raise ModelError(f"{source}: tensors this converter does not know: {t.unused()[:5]}")
+    return Converted(out, config, segmentation.attribution(source))
 
 
 # ---------------------------------------------------------------- dispatch and output
@@ -218,6 +238,12 @@ FAMILIES: tuple[ModelFamily, ...] = (
         "head.conv1, xvector.tdnn, xvector.block1.. and xvector.dense tensors",
         looks_like_campplus,
         convert_campplus,
+    ),
+    ModelFamily(
+        "pyannote segmentation (PyanNet)",
+        "sincnet.conv1d.0.filterbank, lstm and classifier tensors",
+        looks_like_segmentation,
+        convert_segmentation,
     ),
 )
 
@@ -284,8 +310,10 @@ def convert_checkpoint(source: Path, out_dir: Path) -> Path:
     if source.suffix.lower() == NEMO_SUFFIX:
         converted = convert_nemo(source)
     else:
-        tensors = _strip_data_parallel(read_torch_state_dict(source))
-        converted = detect_family(tensors, str(source)).convert(tensors, source.name)
+        checkpoint = load_torch_checkpoint(source)
+        tensors = _strip_data_parallel(find_state_dict(checkpoint, str(source)))
+        settings = checkpoint if isinstance(checkpoint, dict) else {}
+        converted = detect_family(tensors, str(source)).convert(tensors, source.name, settings)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

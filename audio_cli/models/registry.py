@@ -119,8 +119,10 @@ def _is_hub_id(model: str) -> bool:
     return len(parts) == 2 and all(parts) and not model.startswith((".", "~"))
 
 
-def download_from_hub(repo_id: str) -> Path:
-    """Fetch (or reuse from huggingface_hub's cache) a model repo; progress goes to stderr."""
+def download_from_hub(repo_id: str, files: list[str] | None = None, hint: str = LOCAL_HINT
+                      ) -> Path:
+    """Fetch (or reuse from huggingface_hub's cache) the `files` patterns (default: HUB_FILES)
+    of a model repo; progress goes to stderr. Errors end with `hint`, the way out."""
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import (
@@ -131,20 +133,19 @@ def download_from_hub(repo_id: str) -> Path:
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise ModelError(f"huggingface_hub is needed to download {repo_id} ({exc})") from None
     try:
-        return Path(snapshot_download(repo_id=repo_id, allow_patterns=HUB_FILES))
+        return Path(snapshot_download(repo_id=repo_id, allow_patterns=files or HUB_FILES))
     except RepositoryNotFoundError:
-        raise ModelError(f"{repo_id}: no such model on the Hugging Face hub; {LOCAL_HINT}"
-                         ) from None
+        raise ModelError(f"{repo_id}: no such model on the Hugging Face hub; {hint}") from None
     except GatedRepoError:
         raise ModelError(f"{repo_id}: the model is gated; log in with `hf auth login`") from None
     except LocalEntryNotFoundError:
         raise ModelError(
             f"{repo_id}: not in the local cache and the hub cannot be reached "
-            f"(offline or HF_HUB_OFFLINE=1); {LOCAL_HINT}"
+            f"(offline or HF_HUB_OFFLINE=1); {hint}"
         ) from None
     except (OSError, ValueError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"{repo_id}: download failed ({detail}); {LOCAL_HINT}") from None
+        raise ModelError(f"{repo_id}: download failed ({detail}); {hint}") from None
 
 
 def resolve_model(model: str, engine: str | None = None) -> tuple[str, Path]:
