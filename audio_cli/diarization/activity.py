@@ -1,9 +1,9 @@
 """Frame activities -> speaker turns: overlap-add of per-chunk activities, the number of
 speakers per frame, exclusive (one speaker at a time) activity and runs of frames as turns.
 
-A frame grid is `FrameGrid(step, duration)`: frame j covers [j * step, j * step + duration)
-seconds, so its centre is j * step + duration / 2 (the segmentation model's framing; the
-VAD path uses a plain 10 ms grid with duration = step).
+A frame grid is `FrameGrid(step, duration, start)`: frame j covers start + j * step to
+start + j * step + duration seconds, so its centre is start + j * step + duration / 2 (the
+segmentation model's framing; the VAD path uses a plain 10 ms grid with duration = step).
 """
 
 from __future__ import annotations
@@ -22,9 +22,14 @@ MIN_TURN = 0.0  # seconds; shorter turns (after filling) are dropped
 class FrameGrid:
     step: float  # seconds between frame starts
     duration: float  # seconds one frame covers
+    start: float = 0.0  # seconds at which frame 0 starts
 
     def centre(self, index: int | np.ndarray) -> float | np.ndarray:
-        return index * self.step + self.duration / 2
+        return self.start + index * self.step + self.duration / 2
+
+    def nearest(self, seconds: np.ndarray) -> np.ndarray:
+        """The frame whose centre is nearest to each time (may be < 0 or past the end)."""
+        return np.rint((seconds - self.centre(0)) / self.step).astype(np.int64)
 
 
 def overlap_add(chunks: np.ndarray, offsets: np.ndarray, total: int) -> np.ndarray:

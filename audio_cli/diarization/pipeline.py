@@ -119,7 +119,8 @@ class Diarizer:
         if starts[-1] + size < len(samples):
             starts.append(starts[-1] + step)
         local = self._segment(samples, starts)  # (C, F, 3) 0/1
-        grid = activity.FrameGrid(seg.frame_step, seg.frame_duration)
+        grid = activity.FrameGrid(seg.frame_step, seg.frame_duration,
+                                  float(seg.frame_start(0)))
         offsets = np.array([int(round(s / seg.sample_rate / grid.step)) for s in starts])
         total = int(np.ceil(audio.duration / grid.step))
         count = np.rint(activity.overlap_add(local.sum(axis=2, keepdims=True), offsets,
@@ -144,8 +145,6 @@ class Diarizer:
         return self._turns(active, grid, uri, audio.duration)
 
     def _segment(self, samples: np.ndarray, starts: list[int]) -> np.ndarray:
-        from audio_cli.diarization import segmentation
-
         seg = self.segmenter
         size = seg.chunk_samples
         out = []
@@ -154,9 +153,7 @@ class Diarizer:
             for row, s in enumerate(starts[first:first + CHUNKS_PER_BATCH]):
                 piece = samples[s:s + size]
                 batch[row, :len(piece)] = piece
-            convert = getattr(seg, "powerset_to_speakers", None) or \
-                segmentation.powerset_to_speakers
-            out.append(np.asarray(convert(seg.frames(batch)), dtype=np.float64))
+            out.append(np.asarray(seg.speakers(seg.frames(batch)), dtype=np.float64))
         return np.concatenate(out)
 
     def _embed_local(self, samples: np.ndarray, starts: list[int], local: np.ndarray,
@@ -164,8 +161,8 @@ class Diarizer:
         rate = self.segmenter.sample_rate
         frames = local.shape[1]
         # sample -> frame of the chunk whose centre is nearest
-        index = np.clip(np.rint((np.arange(self.segmenter.chunk_samples) / rate
-                                 - grid.duration / 2) / grid.step), 0, frames - 1).astype(int)
+        index = np.clip(grid.nearest(np.arange(self.segmenter.chunk_samples) / rate), 0,
+                        frames - 1)
         overlap = local.sum(axis=2) > 1  # (C, F)
         clips, meta = [], []
         for c, s in enumerate(starts):
