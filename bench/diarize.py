@@ -1,7 +1,7 @@
 """Accuracy and speed of `audio diarize` on folders of recordings with reference RTTM.
 
     python -m bench.diarize DIR [DIR ...] --model CAMPPLUS [--segmentation S] \
-        [--clustering ahc spectral] [--paths seg vad] [--step 2.0] [--threshold 0.45]
+        [--clustering ahc spectral] [--paths seg vad] [--step 2.0] [--threshold T]
 
 Each DIR holds *.wav (or *.flac) recordings and `reference.rttm` (uri = the file's stem),
 optionally `reference.uem`: ../shared/data/diarization/ami-debug-train/, or the simulated
@@ -12,8 +12,7 @@ speakers found against the reference's, and the real-time factor (diarization ti
 audio time, models loaded beforehand). The model may be a model folder or 3D-Speaker's
 CAM++ checkpoint (converted once to a temporary folder).
 
-DER comes from audio_cli.diarization.scoring when the project has it, else from
-pyannote.metrics (pip install pyannote.metrics; not a dependency of the project).
+DER comes from audio_cli.diarization.scoring (`audio eval-diarization`).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from audio_cli.diarization.clustering import AHC_THRESHOLD
 from audio_cli.diarization.pipeline import STEP, DiarizeOptions, Diarizer
 from audio_cli.diarization.turns import Turn, read_rttm, read_uem
 from audio_cli.frontend.audio import load_audio
@@ -33,19 +31,10 @@ from audio_cli.frontend.audio import load_audio
 
 def der(reference: list[Turn], hypothesis: list[Turn], uem, collar: float) -> tuple:
     """(error seconds, reference speech seconds) of one file; `collar` each side."""
-    from pyannote.core import Annotation, Segment, Timeline
-    from pyannote.metrics.diarization import DiarizationErrorRate
+    from audio_cli.diarization.scoring import FAIR, FULL, score_recording
 
-    def annotation(turns):
-        a = Annotation()
-        for i, t in enumerate(turns):
-            a[Segment(t.start, t.end), i] = t.speaker
-        return a
-
-    metric = DiarizationErrorRate(collar=2 * collar, skip_overlap=False)
-    region = Timeline([Segment(s, e) for s, e in uem]) if uem else None
-    parts = metric(annotation(reference), annotation(hypothesis), uem=region, detailed=True)
-    return parts["missed detection"] + parts["false alarm"] + parts["confusion"], parts["total"]
+    score = score_recording(reference, hypothesis, uem, FULL if collar == 0 else FAIR)
+    return score.errors, score.speech
 
 
 def files_of(folder: Path) -> list[Path]:
@@ -99,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clustering", nargs="+", default=["ahc", "spectral"])
     parser.add_argument("--paths", nargs="+", default=["seg", "vad"], choices=["seg", "vad"])
     parser.add_argument("--step", type=float, default=STEP)
-    parser.add_argument("--threshold", type=float, default=AHC_THRESHOLD)
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="AHC's threshold (default: the path's own)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:

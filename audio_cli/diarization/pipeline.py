@@ -28,7 +28,7 @@ import numpy as np
 
 from audio_cli.diarization import activity
 from audio_cli.diarization.clustering import (
-    AHC_THRESHOLD,
+    AHC_THRESHOLD_LONG,
     SpeakerCount,
     centroids,
     cluster,
@@ -64,7 +64,7 @@ class DiarizeOptions:
     count: SpeakerCount = field(default_factory=SpeakerCount)
     exclusive: bool = False
     clustering: str = "ahc"
-    threshold: float = AHC_THRESHOLD
+    threshold: float | None = None  # AHC's: AHC_THRESHOLD_LONG, or AHC_THRESHOLD for VAD
     step: float = STEP
 
 
@@ -201,8 +201,9 @@ class Diarizer:
         train = embedded.clean >= TRAIN_SECONDS
         if train.sum() < 2:
             train = np.ones(len(embedded.vectors), dtype=bool)
+        threshold = self.options.threshold or AHC_THRESHOLD_LONG
         found = cluster(embedded.vectors[train], self.options.count, self.options.clustering,
-                        self.options.threshold)
+                        threshold)
         centres = centroids(embedded.vectors[train], found)
         similarity = normalise(embedded.vectors) @ centres.T  # (N, K)
         labels = np.full((chunks, locals_), -1, dtype=np.int64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from audio_cli.diarization import activity
-from audio_cli.diarization.clustering import cluster
+from audio_cli.diarization.clustering import AHC_THRESHOLD, cluster
 from audio_cli.diarization.turns import Turn
 from audio_cli.frontend.audio import Audio
 from audio_cli.frontend.fbank import fbank
@@ -59,7 +59,8 @@ def diarize_vad(diarizer, audio: Audio, uri: str) -> list[Turn]:
     vectors = np.concatenate([speaker.embed_features(clips[i:i + 32])
                               for i in range(0, len(clips), 32)])
     options = diarizer.options
-    labels = cluster(vectors, options.count, options.clustering, options.threshold)
+    labels = cluster(vectors, options.count, options.clustering,
+                     options.threshold or AHC_THRESHOLD)
     centres = np.array([(s + e) / 2 / rate for s, e in bounds])
     frame_times = GRID.centre(np.arange(total))
     nearest = np.abs(frame_times[:, None] - centres[None, :]).argmin(axis=1)
