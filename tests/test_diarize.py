@@ -22,7 +22,18 @@ TURNS = [("1688", "1688-142285-0006"), ("3080", "3080-5032-0001"),
 PAUSE = 0.8  # seconds of silence between turns
 TOLERANCE = 0.6  # seconds a speaker change may lie outside the pause between the turns
 
+SEGMENTATION = "models/pyannote-segmentation-3.0/pytorch_model.bin"
+
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def segmentation(shared_dir):
+    """pyannote segmentation-3.0's checkpoint in ../shared; skip the test if absent."""
+    path = shared_dir / SEGMENTATION
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +73,9 @@ def talk_time(turns: list[dict], start: float, end: float) -> dict[str, float]:
 
 
 def check_two_speakers(turns: list[dict], placed) -> None:
-    """Two labels, one per reader, each speaking inside its reader's turns (away from the
-    edges) and every change of speaker near a pause the test placed."""
+    """Two labels, one per reader, each speaking at least 90 % of the time inside its
+    reader's turns (away from the edges), and a change of speaker at each pause the test
+    placed between the readers."""
     assert len({t["speaker"] for t in turns}) == 2
     label: dict[str, str] = {}
     for start, end, reader in placed:
@@ -75,17 +87,17 @@ def check_two_speakers(turns: list[dict], placed) -> None:
     ordered = sorted(turns, key=lambda t: t["start"])
     changes = [(a["end"] + b["start"]) / 2 for a, b in zip(ordered, ordered[1:], strict=False)
                if a["speaker"] != b["speaker"]]
-    pauses = [(placed[i][1], placed[i + 1][0]) for i in range(len(placed) - 1)]
-    assert len(changes) == len(pauses)
-    for at, (p0, p1) in zip(changes, pauses, strict=True):
-        assert p0 - TOLERANCE <= at <= p1 + TOLERANCE
+    for p0, p1 in [(placed[i][1], placed[i + 1][0]) for i in range(len(placed) - 1)]:
+        assert any(p0 - TOLERANCE <= at <= p1 + TOLERANCE for at in changes), (p0, p1)
 
 
-@pytest.mark.parametrize("segmentation", ["none"])
-def test_two_readers_give_two_speakers_at_their_turns(conversation, campplus_dir, segmentation):
+@pytest.mark.parametrize("path_kind", ["segmentation", "vad"])
+def test_two_readers_give_two_speakers_at_their_turns(conversation, campplus_dir, request,
+                                                      path_kind):
     path, placed = conversation
-    result = run_audio("diarize", path, "--model", campplus_dir, "--segmentation",
-                       segmentation, "--json")
+    model = request.getfixturevalue("segmentation") if path_kind == "segmentation" else "none"
+    result = run_audio("diarize", path, "--model", campplus_dir, "--segmentation", model,
+                       "--json")
     assert result.returncode == 0, result.stderr
     turns = turns_of(result.stdout)
     assert all(set(t) == {"file", "start", "end", "speaker", "overlap"} for t in turns)
@@ -94,9 +106,11 @@ def test_two_readers_give_two_speakers_at_their_turns(conversation, campplus_dir
 
 
 @pytest.mark.parametrize("count", [1, 3])
-def test_speakers_is_honoured_exactly(conversation, campplus_dir, count):
+@pytest.mark.parametrize("path_kind", ["segmentation", "vad"])
+def test_speakers_is_honoured_exactly(conversation, campplus_dir, request, path_kind, count):
     path, _ = conversation
-    result = run_audio("diarize", path, "--model", campplus_dir, "--segmentation", "none",
+    model = request.getfixturevalue("segmentation") if path_kind == "segmentation" else "none"
+    result = run_audio("diarize", path, "--model", campplus_dir, "--segmentation", model,
                        "--speakers", str(count), "--json")
     assert result.returncode == 0, result.stderr
     assert len({t["speaker"] for t in turns_of(result.stdout)}) == count
@@ -155,3 +169,19 @@ def test_missing_input_fails_the_others_go_on(conversation, campplus_dir, tmp_pa
     records = turns_of(result.stdout)
     assert records[0]["error"].endswith("no such file")
     assert len({r["speaker"] for r in records[1:]}) == 2
+
+
+def test_exclusive_never_overlaps(shared_dir, campplus_dir, segmentation):
+    """A real meeting excerpt with overlapping speech: overlapping turns without
+    --exclusive, none with it."""
+    meeting = shared_dir / "data/diarization/ami-debug-train/trn00.wav"
+    runs = {}
+    for flag in ([], ["--exclusive"]):
+        result = run_audio("diarize", meeting, "--model", campplus_dir, "--segmentation",
+                           segmentation, "--json", *flag)
+        assert result.returncode == 0, result.stderr
+        runs[bool(flag)] = turns_of(result.stdout)
+    assert any(t["overlap"] for t in runs[False])
+    ordered = sorted(runs[True], key=lambda t: t["start"])
+    assert ordered and not any(t["overlap"] for t in ordered)
+    assert all(a["end"] <= b["start"] for a, b in zip(ordered, ordered[1:], strict=False))

@@ -15,7 +15,9 @@ import numpy as np
 from audio_cli.diarization.turns import Turn
 
 MIN_GAP = 0.1  # seconds of silence inside one speaker's speech that are filled
-MIN_TURN = 0.0  # seconds; shorter turns (after filling) are dropped
+# seconds; shorter turns (after filling) are dropped: the chunks covering a speaker change
+# can disagree for a frame or two, which gave 20 ms turns of the other speaker
+MIN_TURN = 0.2
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,18 @@ def exclusive(active: np.ndarray, score: np.ndarray) -> np.ndarray:
     return one
 
 
-def runs(column: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) frame ranges where a bool column is True."""
+def runs(column: np.ndarray, bridge: int = 0) -> list[tuple[int, int]]:
+    """[start, end) frame ranges where a bool column is True; gaps shorter than `bridge`
+    frames inside a range do not split it."""
     padded = np.concatenate([[False], column.astype(bool), [False]])
     edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+    found: list[tuple[int, int]] = []
+    for a, b in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+        if found and a - found[-1][1] < bridge:
+            found[-1] = (found[-1][0], b)
+        else:
+            found.append((a, b))
+    return found
 
 
 def to_turns(active: np.ndarray, grid: FrameGrid, uri: str, names: list[str],

@@ -21,7 +21,6 @@ Without it (`segmentation="none"`) see vad_only.py: Silero VAD, sliding windows,
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +49,10 @@ EMBED_BATCH = 32  # embeddings run together
 MIN_EMBED_SECONDS = 0.5  # a local speaker with less active speech gets no embedding
 CLEAN_SECONDS = 1.0  # embed only the speaker's clean (non-overlapped) speech if this long
 TRAIN_SECONDS = 2.0  # embeddings from this much clean speech are clustered; others assigned
+# A local speaker's activity in a chunk is cut where it pauses this long: the model gives
+# two people who take turns with a pause between them the same local speaker (measured on
+# two LibriSpeech readers; pyannote.audio embeds the whole local speaker).
+SPLIT_PAUSE = 0.5
 
 
 @dataclass(frozen=True)
@@ -69,13 +72,20 @@ class DiarizeOptions:
 
 
 @dataclass
-class Embedded:
-    """The embeddings of one recording's (chunk, local speaker) pairs."""
+class Pieces:
+    """A recording's pieces: stretches of one local speaker of one chunk, split where that
+    speaker pauses for SPLIT_PAUSE seconds or more; those long enough have a vector."""
 
-    vectors: np.ndarray  # (N, dim)
     chunk: np.ndarray  # (N,) chunk index
     local: np.ndarray  # (N,) local speaker index
-    clean: np.ndarray  # (N,) seconds of clean speech each came from
+    first: np.ndarray  # (N,) first frame in the chunk
+    end: np.ndarray  # (N,) frame after the last
+    clean: np.ndarray  # (N,) seconds of clean speech the vector came from
+    vectors: np.ndarray  # (M, dim) for the pieces with `embedded`
+    embedded: np.ndarray  # (N,) bool
+
+    def overlaps(self, i: int, j: int) -> bool:
+        return self.first[i] < self.end[j] and self.first[j] < self.end[i]
 
 
 class Diarizer:
@@ -127,17 +137,14 @@ class Diarizer:
                                              total)[:, 0]).astype(np.int64)
         if not count.any():
             return []
-        embedded = self._embed_local(samples, starts, local, grid)
-        if len(embedded.vectors) == 0:  # speech too short to embed: one speaker
-            labels = np.zeros((len(starts), local.shape[2]), dtype=np.int64)
-            labels[local.sum(axis=1) == 0] = -1
-        else:
-            labels = self._assign(embedded, len(starts), local.shape[2])
-        speakers = int(labels.max()) + 1
-        per_chunk = np.zeros((len(starts), local.shape[1], speakers))
-        for c, k in zip(*np.nonzero(labels >= 0), strict=True):
-            g = labels[c, k]
-            per_chunk[c, :, g] = np.maximum(per_chunk[c, :, g], local[c, :, k])
+        pieces = self._pieces(samples, starts, local, grid)
+        labels = self._assign(pieces)
+        speakers = int(labels.max()) + 1 if len(labels) else 0
+        per_chunk = np.zeros((len(starts), local.shape[1], max(speakers, 1)))
+        for i in np.flatnonzero(labels >= 0):
+            c, k, g = pieces.chunk[i], pieces.local[i], labels[i]
+            f0, f1 = pieces.first[i], pieces.end[i]
+            per_chunk[c, f0:f1, g] = np.maximum(per_chunk[c, f0:f1, g], local[c, f0:f1, k])
         score = activity.overlap_add(per_chunk, offsets, total)
         active = activity.top_speakers(score, count)
         if self.options.exclusive:
@@ -156,61 +163,87 @@ class Diarizer:
             out.append(np.asarray(seg.speakers(seg.frames(batch)), dtype=np.float64))
         return np.concatenate(out)
 
-    def _embed_local(self, samples: np.ndarray, starts: list[int], local: np.ndarray,
-                     grid: activity.FrameGrid) -> Embedded:
+    def _pieces(self, samples: np.ndarray, starts: list[int], local: np.ndarray,
+                grid: activity.FrameGrid) -> Pieces:
+        """Cut every local speaker into pieces and embed those with MIN_EMBED_SECONDS of
+        speech: from their clean speech if it lasts CLEAN_SECONDS, else all of it."""
         rate = self.segmenter.sample_rate
-        frames = local.shape[1]
-        # sample -> frame of the chunk whose centre is nearest
-        index = np.clip(grid.nearest(np.arange(self.segmenter.chunk_samples) / rate), 0,
-                        frames - 1)
+        size = self.segmenter.chunk_samples
+        # sample of a chunk -> the frame whose centre is nearest
+        index = np.clip(grid.nearest(np.arange(size) / rate), 0, local.shape[1] - 1)
         overlap = local.sum(axis=2) > 1  # (C, F)
-        clips, meta = [], []
+        pause = max(1, int(round(SPLIT_PAUSE / grid.step)))
+        rows, clips = [], []
         for c, s in enumerate(starts):
-            chunk = samples[s:s + self.segmenter.chunk_samples]
+            chunk = samples[s:s + size]
             idx = index[:len(chunk)]
             for k in range(local.shape[2]):
-                active = local[c, :, k] > 0
-                if active.sum() * grid.step < MIN_EMBED_SECONDS:
-                    continue
-                clean = active & ~overlap[c]
-                clean_seconds = float(clean.sum() * grid.step)
-                mask = (clean if clean_seconds >= CLEAN_SECONDS else active)[idx]
-                piece = chunk[mask]
-                if len(piece) < MIN_EMBED_SECONDS * rate:
-                    continue
-                with one_blas_thread():
-                    features = fbank(piece, self.speaker.config.frontend)
-                if len(features) < self.speaker.min_frames:
-                    continue
-                clips.append(features)
-                meta.append((c, k, clean_seconds))
-        return self._vectors(clips, meta)
-
-    def _vectors(self, clips: list[np.ndarray], meta: list[tuple]) -> Embedded:
+                for f0, f1 in activity.runs(local[c, :, k] > 0, pause):
+                    active = np.zeros(local.shape[1], dtype=bool)
+                    active[f0:f1] = local[c, f0:f1, k] > 0
+                    clean = active & ~overlap[c]
+                    clean_seconds = float(clean.sum() * grid.step)
+                    mask = (clean if clean_seconds >= CLEAN_SECONDS else active)[idx]
+                    features = None
+                    if mask.sum() >= MIN_EMBED_SECONDS * rate:
+                        with one_blas_thread():
+                            features = fbank(chunk[mask], self.speaker.config.frontend)
+                        if len(features) < self.speaker.min_frames:
+                            features = None
+                    rows.append((c, k, f0, f1, clean_seconds, features is not None))
+                    if features is not None:
+                        clips.append(features)
         vectors = [self.speaker.embed_features(clips[i:i + EMBED_BATCH])
                    for i in range(0, len(clips), EMBED_BATCH)]
-        dim = self.speaker.model.dim
-        columns = list(zip(*meta, strict=True)) if meta else [(), (), ()]
-        return Embedded(np.concatenate(vectors) if vectors else np.zeros((0, dim)),
-                        np.array(columns[0], dtype=np.int64),
-                        np.array(columns[1], dtype=np.int64),
-                        np.array(columns[2], dtype=np.float64))
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 6
+        return Pieces(*(np.array(col, dtype=kind) for col, kind in
+                        zip(columns[:5], (np.int64, np.int64, np.int64, np.int64, np.float64),
+                            strict=True)),
+                      np.concatenate(vectors) if vectors else
+                      np.zeros((0, self.speaker.model.dim)),
+                      np.array(columns[5], dtype=bool))
 
-    def _assign(self, embedded: Embedded, chunks: int, locals_: int) -> np.ndarray:
-        """(chunks, local speakers) global label, -1 for none."""
-        train = embedded.clean >= TRAIN_SECONDS
+    def _assign(self, pieces: Pieces) -> np.ndarray:
+        """(N,) global label of each piece, -1 for none.
+
+        The embedded pieces with TRAIN_SECONDS of clean speech (all embedded ones if fewer
+        than two have) are clustered; every embedded piece then takes the closest centroid
+        not already taken by a piece of the same chunk active at the same time (they are
+        different people), best-known pieces first. A piece without a vector (a word or
+        two) takes the label of the piece nearest in time among the chunk's embedded
+        pieces not speaking at the same time: short words mostly start or end a turn.
+        """
+        n = len(pieces.chunk)
+        labels = np.full(n, -1, dtype=np.int64)
+        embedded = np.flatnonzero(pieces.embedded)
+        if len(embedded) == 0:  # speech too short to embed anywhere: one speaker
+            labels[:] = 0
+            return labels
+        train = pieces.clean[embedded] >= TRAIN_SECONDS
         if train.sum() < 2:
-            train = np.ones(len(embedded.vectors), dtype=bool)
+            train[:] = True
         threshold = self.options.threshold or AHC_THRESHOLD_LONG
-        found = cluster(embedded.vectors[train], self.options.count, self.options.clustering,
+        found = cluster(pieces.vectors[train], self.options.count, self.options.clustering,
                         threshold)
-        centres = centroids(embedded.vectors[train], found)
-        similarity = normalise(embedded.vectors) @ centres.T  # (N, K)
-        labels = np.full((chunks, locals_), -1, dtype=np.int64)
-        for c in np.unique(embedded.chunk):
-            rows = np.flatnonzero(embedded.chunk == c)
-            for row, g in zip(rows, distinct_best(similarity[rows]), strict=True):
-                labels[c, embedded.local[row]] = g
+        similarity = normalise(pieces.vectors) @ centroids(pieces.vectors[train], found).T
+        vector_of = {int(piece): row for row, piece in enumerate(embedded)}
+        for c in np.unique(pieces.chunk[embedded]):
+            members = [int(i) for i in embedded if pieces.chunk[i] == c]
+            members.sort(key=lambda i: -pieces.clean[i])
+            for i in members:
+                taken = {int(labels[j]) for j in members
+                         if labels[j] >= 0 and pieces.local[j] != pieces.local[i]
+                         and pieces.overlaps(i, j)}
+                order = np.argsort(-similarity[vector_of[i]])
+                free = [int(g) for g in order if int(g) not in taken]
+                labels[i] = free[0] if free else int(order[0])
+        for i in np.flatnonzero(~pieces.embedded):
+            near = [int(j) for j in embedded if pieces.chunk[j] == pieces.chunk[i]
+                    and not pieces.overlaps(i, j)]
+            if near:
+                j = min(near, key=lambda j: max(pieces.first[i] - pieces.end[j],
+                                                pieces.first[j] - pieces.end[i]))
+                labels[i] = labels[j]
         return labels
 
     def _turns(self, active: np.ndarray, grid: activity.FrameGrid, uri: str,
@@ -219,14 +252,3 @@ class Diarizer:
         order = sorted(used, key=lambda s: int(np.argmax(active[:, s])))
         names = [f"SPEAKER_{i:02d}" for i in range(len(order))]
         return activity.to_turns(active[:, order], grid, uri, names, duration)
-
-
-def distinct_best(similarity: np.ndarray) -> list[int]:
-    """(n, K) similarities of n speakers of one chunk -> the cluster of each, all distinct
-    when K >= n, with the largest total similarity (n <= 3: every choice is tried)."""
-    n, k = similarity.shape
-    if k < n:
-        return similarity.argmax(axis=1).tolist()
-    best = max(itertools.permutations(range(k), n),
-               key=lambda p: sum(similarity[i, p[i]] for i in range(n)))
-    return list(best)
