@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the platform
         f"the MLX engine needs the 'mlx' package ({exc}); install it with: pip install 'mlx[cpu]'"
     ) from None
 
+from engines.mlx_segmentation import SEGMENTATION_OPS  # noqa: E402 - needs mlx imported
 from engines.mlx_sequence import SEQUENCE_OPS  # noqa: E402 - needs mlx imported
 
 
@@ -94,6 +95,10 @@ def _sequence_op(engine: MLXEngine, op, values, lengths) -> mx.array:
     return SEQUENCE_OPS[type(op)](op, values, engine.weights)
 
 
+def _segmentation_op(engine: MLXEngine, op, values, lengths) -> mx.array:
+    return SEGMENTATION_OPS[type(op)](op, values, engine.weights)
+
+
 _APPLY = {
     ToImage: _to_image,
     Conv2d: _conv2d,
@@ -102,6 +107,7 @@ _APPLY = {
     Mask: _mask,
     ToFrames: _to_frames,
     **dict.fromkeys(SEQUENCE_OPS, _sequence_op),
+    **dict.fromkeys(SEGMENTATION_OPS, _segmentation_op),
     TimeMean: _time_mean,  # (SEQUENCE_OPS's, but over the valid steps of a padded batch)
 }
 SUPPORTED_OPS: frozenset[type] = frozenset(_APPLY)  # graph op types this engine runs
@@ -122,14 +128,16 @@ class MLXEngine(TrunkEngine):
             raise EngineError(f"MLX engine: unsupported op(s) {', '.join(missing)}")
         tensors = weights.tensors()
         names = [n for op in self.ops for n in (getattr(op, "weight", None),
-                                                 getattr(op, "bias", None)) if n]
+                                                 getattr(op, "bias", None),
+                                                 *(op.weight_names() if hasattr(op, "weight_names")
+                                                   else ())) if n]
         self.weights = {k: mx.array(tensors[k], dtype=mx.float32) for k in names}
         mx.eval(self.weights)
         self._drops = _drops_after(self.ops)
         self.strides = graph.strides()
 
     def encode(self, features: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-        """(B, T, n_mels) features -> (B, T', D) frames."""
+        """(B, T, n_mels) features, or (B, N) samples for a waveform graph -> (B, T', D)."""
         values = {INPUT: mx.array(np.asarray(features, dtype=np.float32))}
         valid = None if lengths is None else mx.array(np.asarray(lengths, dtype=np.int32))
         for index, op in enumerate(self.ops):

@@ -156,8 +156,12 @@ def test_uem_limits_the_scored_region():
 
 
 def test_a_speakers_own_overlapping_turns_count_once():
+    # (pyannote.metrics counts A twice at 4-6: 12 s of speech, 2 s missed; X twice: 2 s
+    # false alarm)
     score = score_recording(turns(A=[(0, 6), (4, 10)]), turns(X=[(0, 10)]))
     assert score.speech == 10 and score.der == 0
+    score = score_recording(turns(A=[(0, 10)]), turns(X=[(0, 6), (4, 10)]))
+    assert score.false_alarm == 0 and score.der == 0
 
 
 def test_no_reference_speech_in_the_scored_region():
@@ -396,6 +400,25 @@ def test_command_warns_about_unmatched_recordings(tmp_path):
     assert result.stderr.splitlines() == [
         "audio: warning: b is in the hypothesis but not in the reference: ignored",
         "audio: warning: a is in the reference but not in the hypothesis: scored as all missed"]
+
+
+@pytest.mark.shared
+def test_command_scores_the_ami_reference_against_itself_as_perfect(shared_dir):
+    folder = shared_dir.joinpath(*AMI)
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    reference = folder / "reference.rttm"
+    result = run_audio("eval-diarization", reference, reference, "--uem",
+                       folder / "reference.uem", "--json")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["file"] for r in records] == [f"trn{i:02d}" for i in range(10)] + [None]
+    for record in records:
+        for convention in ("full", "fair"):
+            scores = record[convention]
+            assert scores["der"] == scores["jer"] == 0
+            assert scores["ref_speakers"] == scores["hyp_speakers"] > 0
+    assert records[-1]["fair"]["speech"] < records[-1]["full"]["speech"]
 
 
 @pytest.mark.parametrize("case", ["missing", "malformed", "bad uem", "uem lacks", "empty"])

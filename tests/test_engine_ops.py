@@ -24,12 +24,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from platforms import MLX_PLATFORM, NO_MLX_REASON
+from pyannet_reference import instance_norm, log_softmax, lstm, max_pool
 
 from engines import graph as graph_module
+from engines.errors import EngineError
 from engines.graph import (
     FRAMES,
     INPUT,
+    LSTM,
     OUTPUT,
+    Abs,
     Add,
     Affine,
     AttentivePool,
@@ -40,9 +44,13 @@ from engines.graph import (
     FreqStridedConv2d,
     Graph,
     ImageToSequence,
+    InstanceNorm,
     L2Normalize,
+    LeakyRelu,
     Linear,
+    LogSoftmax,
     Mask,
+    MaxPool1d,
     Mul,
     Relu,
     SequenceToFrames,
@@ -51,6 +59,7 @@ from engines.graph import (
     TimeMean,
     ToFrames,
     ToImage,
+    Waveform,
 )
 from engines.head import HEAD_OPS
 from engines.model import ModelConfig, Weights
@@ -72,6 +81,9 @@ def graph_op_types() -> list[type]:
 
 OP_TYPES = graph_op_types()
 TRUNK_OP_TYPES = [t for t in OP_TYPES if t not in HEAD_OPS]
+# The segmentation network's ops (engines/segmentation.py): ONNX and MLX run them; the Core ML
+# export does not, and must refuse them with a clear error (checked below), not crash.
+NOT_IN_CORE_ML = {Waveform, InstanceNorm, Abs, MaxPool1d, LeakyRelu, LSTM, LogSoftmax}
 
 
 # ---------------------------------------------------------------- numpy references
@@ -145,6 +157,7 @@ class Case:
     lengths: tuple[int, ...] = (FRAMES_IN,)  # input frames to run (a batch of 2 each)
     ragged: tuple[int, int] | None = None  # lengths of a zero-padded batch, instead
     scale: float = 1.0  # of the random input
+    waveform: bool = False  # INPUT is (B, N) samples (the first bin of the random features)
 
 
 def rng_for(name: str) -> np.random.Generator:
@@ -164,6 +177,16 @@ def sequence_case(body: Callable[[Graph, str], str], reference, tensors=None, **
     def build(g: Graph) -> None:
         seq = g.add(ImageToSequence(g.add(ToImage(INPUT, "image")), "seq"))
         g.add(SequenceToFrames(body(g, seq), FRAMES))
+
+    return Case(build, reference, tensors or {}, **kw)
+
+
+def frames_case(make: Callable[[str, str], object], reference, tensors=None, **kw) -> Case:
+    """features -> ToImage -> ImageToSequence -> SequenceToFrames -> the op `make(x, FRAMES)`
+    on frames; the reference maps (T, F)."""
+    def build(g: Graph) -> None:
+        seq = g.add(ImageToSequence(g.add(ToImage(INPUT, "image")), "seq"))
+        g.add(make(g.add(SequenceToFrames(seq, "seq.frames")), FRAMES))
 
     return Case(build, reference, tensors or {}, **kw)
 
@@ -246,6 +269,46 @@ def affine_tensors() -> dict[str, np.ndarray]:
 
 
 AFFINE = affine_tensors()
+
+
+# ---- the segmentation network's ops
+
+
+def lstm_case(layers: int, bidirectional: bool, hidden: int = 3) -> Case:
+    op = LSTM("x", FRAMES, "rnn", layers, bidirectional)
+    t, width = {}, BINS
+    for layer in range(layers):
+        for d in op.directions():
+            for part, cols in zip(LSTM.PARTS, (width, hidden, None, None), strict=True):
+                shape = (4 * hidden, cols) if cols else (4 * hidden,)
+                t[f"rnn.{part}_l{layer}{d}"] = kernel(f"{part}{layer}{d}", shape)
+        width = hidden * len(op.directions())
+    return frames_case(lambda x, out: LSTM(x, out, "rnn", layers, bidirectional),
+                       lambda x: lstm(x, t, "rnn", layers, op.directions()), t,
+                       lengths=(1, 9, 17))
+
+
+NORM = {"n.w": rng_for("nw").uniform(0.5, 2, BINS).astype(np.float32),
+        "n.b": kernel("nb", (BINS,))}
+CLASSES = {"cls.w": kernel("clsw", (4, BINS)), "cls.b": kernel("clsb", (4,))}
+
+
+def classifier_case() -> Case:
+    """Linear (in the trunk, on frames) -> LogSoftmax."""
+    def build(g: Graph) -> None:
+        seq = g.add(ImageToSequence(g.add(ToImage(INPUT, "image")), "seq"))
+        x = g.add(Linear(g.add(SequenceToFrames(seq, "seq.frames")), "cls", "cls.w", "cls.b"))
+        g.add(LogSoftmax(x, FRAMES))
+
+    return Case(build, lambda x: log_softmax(x @ CLASSES["cls.w"].T + CLASSES["cls.b"]),
+                CLASSES, scale=10.0)
+
+
+def waveform_case() -> Case:
+    def build(g: Graph) -> None:
+        g.add(SequenceToFrames(g.add(Waveform(INPUT, "wave")), FRAMES))
+
+    return Case(build, lambda x: x[:, None], waveform=True, lengths=(1, 9, 400))
 CONTEXT_EDGES = (2, 3, 4, 5, 8, 11)  # across the edges of 4-step segments
 
 CASES: dict[type, dict[str, Case]] = {
@@ -284,6 +347,23 @@ CASES: dict[type, dict[str, Case]] = {
     Mul: {"x_times_relu_x": sequence_case(
         lambda g, x: g.add(Mul(x, g.add(Relu(x, "relu")), "prod")), lambda x: x * relu(x))},
     SequenceToFrames: {"identity": sequence_case(lambda g, x: x, lambda x: x)},
+    Waveform: {"samples": waveform_case()},
+    InstanceNorm: {"per_channel": sequence_case(
+        lambda g, x: g.add(InstanceNorm(x, "norm", "n.w", "n.b")),
+        lambda x: instance_norm(x.T, NORM["n.w"], NORM["n.b"]).T, NORM, lengths=(2, 9, 40),
+        scale=5.0)},
+    Abs: {"abs": sequence_case(lambda g, x: g.add(Abs(x, "abs")), np.abs)},
+    MaxPool1d: {"k3_stride3": sequence_case(lambda g, x: g.add(MaxPool1d(x, "pool", 3, 3)),
+                                            lambda x: max_pool(x.T, 3, 3).T, lengths=(3, 9, 11)),
+                "k3_stride2": sequence_case(lambda g, x: g.add(MaxPool1d(x, "pool", 3, 2)),
+                                            lambda x: max_pool(x.T, 3, 2).T, lengths=(4, 9))},
+    LeakyRelu: {"slope_0.01": sequence_case(lambda g, x: g.add(LeakyRelu(x, "leaky")),
+                                            lambda x: np.where(x > 0, x, 0.01 * x)),
+                "slope_0.2": sequence_case(lambda g, x: g.add(LeakyRelu(x, "leaky", 0.2)),
+                                           lambda x: np.where(x > 0, x, 0.2 * x))},
+    LSTM: {"two_layers_bidirectional": lstm_case(2, True),
+           "one_layer_forward": lstm_case(1, False)},
+    LogSoftmax: {"after_linear": classifier_case()},
     TimeMean: {"times_x": sequence_case(lambda g, x: g.add(Mul(x, g.add(TimeMean(x, "mean")),
                                                                "scaled")),
                                         lambda x: x * x.mean(axis=0), lengths=(2, 9)),
@@ -390,6 +470,11 @@ def features(frames: int, scale: float = 1.0, batch: int = 2, seed: int = 0) -> 
     return (rng.standard_normal((batch, frames, BINS)) * scale).astype(np.float32)
 
 
+def clip(x: np.ndarray, case: Case) -> np.ndarray:
+    """The input a case's graph reads: the features, or (B, N) samples for a waveform one."""
+    return np.ascontiguousarray(x[..., 0]) if case.waveform else x
+
+
 # ---------------------------------------------------------------- tests
 
 
@@ -404,11 +489,16 @@ def test_every_op_class_is_in_the_op_union():
 def test_op_through_engine(op_type, variant, engine, tmp_path):
     if variant is None:
         pytest.fail(f"no test case for {op_type.__name__}: add one to CASES in {__name__}")
-    assert op_type in supported_ops(engine), f"{engine} does not declare {op_type.__name__}"
     case = CASES[op_type][variant]
-    probe = case.reference(features(FRAMES_IN, batch=1)[0].astype(np.float64))
+    probe = case.reference(clip(features(FRAMES_IN, batch=1), case)[0].astype(np.float64))
     graph, tensors = with_head(case.build, probe.shape[1], case.tensors)
     assert op_type in {type(op) for op in graph.trunk_ops()}
+    if engine == "coreml" and op_type in NOT_IN_CORE_ML:
+        assert op_type not in supported_ops(engine)
+        with pytest.raises(EngineError, match=f"unsupported op.*{op_type.__name__}"):
+            make_engine(engine, graph, tensors, tmp_path)
+        return
+    assert op_type in supported_ops(engine), f"{engine} does not declare {op_type.__name__}"
     runner = make_engine(engine, graph, tensors, tmp_path)
     if case.ragged is not None:
         lengths = np.array(case.ragged)
@@ -422,7 +512,7 @@ def test_op_through_engine(op_type, variant, engine, tmp_path):
                                        err_msg=f"{engine} {op_type.__name__} clip of {n}")
         return
     for frames in case.lengths:
-        x = features(frames, case.scale)
+        x = clip(features(frames, case.scale), case)
         got = runner.encode(x)
         assert got.shape[0] == 2
         for row in range(2):

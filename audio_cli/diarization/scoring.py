@@ -19,9 +19,11 @@ pyannote.metrics):
   error is 1 - |r and h| / |r or h| (times in the scored region), an unpaired one's is 1. A
   recording's JER is the mean over its reference speakers; the total is the mean over all
   reference speakers of all recordings. (pyannote.metrics pairs speakers for JER with DER's
-  mapping instead, which can give a higher JER when the two mappings differ.)
-- A speaker's own overlapping turns count once (the union of its turns); turns of zero
-  length are ignored, collars included.
+  mapping instead, which can give a higher JER when the two mappings differ.) JER is taken
+  over the same scored region as DER, collar included, as pyannote.metrics does; dscore
+  scores JER without a collar, which is the "full" JER here.
+- A speaker's own overlapping turns count once (the union of its turns; pyannote.metrics
+  counts such a speaker twice there); turns of zero length are ignored, collars included.
 - Totals add times over recordings (not a mean of rates). A recording without reference
   speech has DER 0 without any hypothesis speech and 1 (100 %) with some, as md-eval via
   dscore and pyannote.metrics report it; its JER is 0 or 1 in the same way (dscore).
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -98,11 +100,8 @@ class Score:
         return 1.0 if self.hyp_speakers else 0.0
 
     def __add__(self, other: Score) -> Score:
-        return Score(self.speech + other.speech, self.missed + other.missed,
-                     self.false_alarm + other.false_alarm, self.confusion + other.confusion,
-                     self.speaker_errors + other.speaker_errors,
-                     self.ref_speakers + other.ref_speakers,
-                     self.hyp_speakers + other.hyp_speakers, self.files + other.files)
+        return Score(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+                        for f in fields(Score)})
 
 
 @dataclass(frozen=True)

@@ -20,20 +20,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from audio_cli.models.segmentation import resolve_segmentation
-from engines import resolve_engine_name
+from engines import create_engine, resolve_engine_name
 from engines.errors import InputAudioError, UsageError
 from engines.model import WEIGHTS_FILE, ModelConfig, Weights, build_graph, tensor_shapes
 from engines.segmentation import FrameTiming, frame_timing, powerset_classes
 
-ENGINE = "onnx"  # the one engine that runs the segmentation graph
-BATCH = 32  # chunks per engine run (bounds memory: ~60 MB of activations per 10 s chunk)
+ENGINES = ("onnx", "mlx")  # the engines that run the segmentation graph; "auto" is onnx:
+# MLX steps its LSTM one frame at a time (about 2 s a chunk on a CPU, ONNX Runtime 0.06 s)
+# Chunks per engine run. Batches save nothing on a CPU (ONNX, 1 thread: 0.066 s a 10 s chunk
+# alone, 0.069 s in batches of 8) and cost memory (peak RSS 95 MB for 1, 177 MB for 8, 459 MB
+# for 32), so 8 bounds it.
+BATCH = 8
 
 
 @dataclass
 class Segmenter:
     """A loaded segmentation model (see the module docstring)."""
 
-    engine: object  # engines.onnx_engine.ONNXEngine
+    engine: object  # an engines TrunkEngine (ONNXEngine or MLXEngine)
     config: ModelConfig
     timing: FrameTiming  # in samples
     directory: str = ""
@@ -128,16 +132,14 @@ def open_segmenter(model: str | None = None, engine: str = "onnx",
                    threads: int | None = None) -> Segmenter:
     """Load a segmentation model (None: pyannote segmentation-3.0, fetched and converted on
     first use; or a local pytorch_model.bin or converted folder: resolve_segmentation)."""
-    name = resolve_engine_name(engine)
-    if engine != "auto" and name != ENGINE:
-        raise UsageError(f"the segmentation model runs with the onnx engine only "
+    name = "onnx" if engine == "auto" else resolve_engine_name(engine)
+    if name not in ENGINES:
+        raise UsageError(f"the segmentation model runs with --engine {' or '.join(ENGINES)} "
                          f"(not {engine})")
     directory = resolve_segmentation(model)
     config = ModelConfig.load(directory)
     weights = Weights(directory / WEIGHTS_FILE)
     graph = build_graph(config)
-    from engines.onnx_engine import ONNXEngine
-
-    runner = ONNXEngine(config, weights, threads=threads, graph=graph)
+    runner = create_engine(name, config, weights, threads=threads, graph=graph)
     timing = frame_timing(graph, tensor_shapes(directory / WEIGHTS_FILE))
     return Segmenter(runner, config, timing, str(directory))

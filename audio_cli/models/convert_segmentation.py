@@ -60,23 +60,35 @@ def looks_like_segmentation(tensors: dict[str, np.ndarray]) -> bool:
     return REQUIRED <= tensors.keys()
 
 
+def _rounded(function, x: np.ndarray) -> np.ndarray:
+    """A float32 function value correctly rounded: evaluated in float64 on the float32 args."""
+    return function(x.astype(np.float64)).astype(np.float32)
+
+
 def sinc_filters(t, sample_rate: float) -> np.ndarray:
     """ParamSincFB's filters [2 * bands, taps]: for each band, the windowed cosine (even)
-    filter, then, after all of them, the sine (odd) ones; computed in float64 from the
-    checkpoint's low_hz_, band_hz_ and its stored half window `window_` and half time axis
-    `n_` (2 pi t / sample_rate for t = -half .. -1)."""
-    low = MIN_LOW_HZ + np.abs(t[f"{SINC}.low_hz_"].astype(np.float64))  # (bands, 1)
-    high = np.clip(low + MIN_BAND_HZ + np.abs(t[f"{SINC}.band_hz_"].astype(np.float64)),
-                   MIN_LOW_HZ, sample_rate / 2)
-    window = t[f"{SINC}.window_"].astype(np.float64)[None, :]  # (1, half)
-    n = t[f"{SINC}.n_"].astype(np.float64).reshape(1, -1)  # (1, half)
+    filter, then, after all of them, the sine (odd) ones; from the checkpoint's low_hz_,
+    band_hz_ and its stored half window `window_` and half time axis `n_` (2 pi t /
+    sample_rate for t = -half .. -1).
+
+    In float32, in the order torch computes them on each forward pass, with sin and cos
+    correctly rounded: the taps near the centre divide a difference of two sines of ~400 rad
+    by ~2e-4, so the last bit of each sine shows. All in float64 moved pyannote's lowest
+    log-probabilities (about -14) by up to 2e-3 on real speech; this, by about 1e-4.
+    """
+    f32 = np.float32
+    low = f32(MIN_LOW_HZ) + np.abs(t[f"{SINC}.low_hz_"].astype(f32))  # (bands, 1)
+    high = np.clip(low + f32(MIN_BAND_HZ) + np.abs(t[f"{SINC}.band_hz_"].astype(f32)),
+                   f32(MIN_LOW_HZ), f32(sample_rate / 2))
+    window = t[f"{SINC}.window_"].astype(f32)[None, :]  # (1, half)
+    n = t[f"{SINC}.n_"].astype(f32).reshape(1, -1)  # (1, half)
     band = high - low  # (bands, 1)
-    ft_low, ft_high = low @ n, high @ n
-    cos_left = (np.sin(ft_high) - np.sin(ft_low)) / (n / 2) * window
-    sin_left = (np.cos(ft_low) - np.cos(ft_high)) / (n / 2) * window
-    cos = np.concatenate([cos_left, 2 * band, cos_left[:, ::-1]], axis=1)
+    ft_low, ft_high = low * n, high * n  # torch's (bands, 1) @ (1, half): outer products
+    cos_left = (_rounded(np.sin, ft_high) - _rounded(np.sin, ft_low)) / (n / f32(2)) * window
+    sin_left = (_rounded(np.cos, ft_low) - _rounded(np.cos, ft_high)) / (n / f32(2)) * window
+    cos = np.concatenate([cos_left, f32(2) * band, cos_left[:, ::-1]], axis=1)
     sin = np.concatenate([sin_left, np.zeros_like(band), -sin_left[:, ::-1]], axis=1)
-    return np.concatenate([cos, sin], axis=0) / np.concatenate([2 * band, 2 * band], axis=0)
+    return np.concatenate([cos / (f32(2) * band), sin / (f32(2) * band)], axis=0)
 
 
 def _count(t, pattern: str) -> int:

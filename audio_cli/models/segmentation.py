@@ -34,8 +34,8 @@ CHECKPOINT_SHA256 = "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b17
 UNGATED_REPOS = ("tensorlake/segmentation-3.0", "ivrit-ai/pyannote-segmentation-3.0")
 HUB_FILES = [CHECKPOINT_FILE, "*.md", "LICENSE*"]
 CACHE_KIND = "models"
-HINT = (f"pass a local copy of {DEFAULT_SEGMENTATION}'s {CHECKPOINT_FILE} "
-        f"(SHA-256 {CHECKPOINT_SHA256[:16]}...) or a converted model folder instead")
+HINT = (f"pass --segmentation PATH, a local copy of {DEFAULT_SEGMENTATION}'s "
+        f"{CHECKPOINT_FILE} (SHA-256 {CHECKPOINT_SHA256[:16]}...) or a converted model folder")
 
 
 def _cached(digest: str) -> Path:

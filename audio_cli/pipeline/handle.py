@@ -11,10 +11,16 @@ from pathlib import Path
 from audio_cli.frontend.fbank import min_samples
 from audio_cli.models.registry import display_name, resolve_model
 from engines import build_graph
-from engines.errors import UsageError
+from engines.errors import ModelError, UsageError
 from engines.files import model_digests
 from engines.graph import Graph
-from engines.model import WEIGHTS_FILE, ModelConfig, Weights, check_weights
+from engines.model import (
+    SEGMENTATION_MODEL_TYPE,
+    WEIGHTS_FILE,
+    ModelConfig,
+    Weights,
+    check_weights,
+)
 
 
 @dataclass
@@ -81,5 +87,8 @@ def open_model(model: str, engine: str = "auto") -> ModelHandle:
     refused first (before any download)."""
     source, directory = resolve_model(model, engine)
     config = ModelConfig.load(directory)  # checked against the schema
+    if config.model_type == SEGMENTATION_MODEL_TYPE:
+        raise ModelError(f"{model}: a speaker-segmentation model (pyannote), not a "
+                         "speaker-embedding model; it is for diarization's segmentation")
     check_weights(config, directory)  # ... and against the weights' final layer
     return ModelHandle(display_name(model), directory, config, source)
