@@ -5,12 +5,15 @@ published pipeline):
 1. 10 s chunks every `step` seconds (the last one padded with zeros); the model gives, for
    each chunk, up to 3 local speakers' activity per frame (~17 ms) and so the number of
    speakers per frame, overlap included.
-2. One embedding per (chunk, local speaker), from the samples where that speaker alone is
-   active, or, with less than CLEAN_SECONDS of those, from all its active samples; local
-   speakers with less than MIN_EMBED_SECONDS get none.
+2. Each local speaker is cut into pieces where it pauses for SPLIT_PAUSE or more (the
+   model often gives two people who take turns with a pause between them the same local
+   speaker). One embedding per piece, from the samples where that speaker alone is active,
+   or, with less than CLEAN_SECONDS of those, from all its active samples; pieces with
+   less than MIN_EMBED_SECONDS get none.
 3. The embeddings with at least TRAIN_SECONDS of clean speech are clustered
-   (clustering.py); every embedded local speaker is then given the closest cluster
-   centroid, the local speakers of one chunk distinct clusters (they are different people).
+   (clustering.py); every embedded piece then takes the closest cluster centroid (pieces
+   of one chunk speaking at the same time distinct ones: they are different people), and
+   a piece without one the label of its nearest embedded neighbour in the chunk.
 4. Each global speaker's activity is the mean over the chunks covering a frame
    (overlap-add); the number of speakers per frame is the rounded mean of the chunks'
    counts, and that many best-scoring speakers are active in the frame, so overlapping
@@ -101,7 +104,7 @@ class Diarizer:
         if options.segmentation != NO_SEGMENTATION:
             from audio_cli.diarization.segmentation import open_segmenter
 
-            seg_engine = "onnx" if options.engine in ("auto", "mlx", "coreml") else options.engine
+            seg_engine = "onnx" if options.engine == "coreml" else options.engine
             self.segmenter = open_segmenter(options.segmentation, engine=seg_engine,
                                             threads=options.threads)
 
