@@ -31,6 +31,7 @@ AHC_THRESHOLD_LONG = 0.6
 # PRUNE_MIN entries), as the p-pruning of 3D-Speaker's spectral clustering does.
 PRUNE_KEEP = 0.2
 PRUNE_MIN = 6
+MIN_CLUSTER_SHARE = 0.05  # AHC: smaller clusters (in items) join the nearest larger one
 MAX_AUTOMATIC = 20  # spectral: eigengaps looked at for the automatic count
 KMEANS_RESTARTS = 8
 KMEANS_ITERATIONS = 100
@@ -152,7 +153,24 @@ def agglomerative(x: np.ndarray, low: int, high: int, threshold: float) -> np.nd
     parent = np.arange(n)
     for kept, absorbed, _ in merges[:n - k]:
         parent[parent == absorbed] = kept
-    return parent
+    return absorb_small(x, parent, low)
+
+
+def absorb_small(x: np.ndarray, labels: np.ndarray, low: int) -> np.ndarray:
+    """Move the members of clusters smaller than MIN_CLUSTER_SHARE of the items (at least
+    2) to the most similar larger cluster, as long as `low` clusters remain: a cluster of
+    one or two embeddings is mostly a noisy or mixed piece of speech, not a new speaker
+    (pyannote.audio's agglomerative clustering has a minimum cluster size for this)."""
+    names, sizes = np.unique(labels, return_counts=True)
+    smallest = max(2, int(np.ceil(MIN_CLUSTER_SHARE * len(x))))
+    large = names[sizes >= smallest]
+    if len(large) < max(low, 1) or len(large) == len(names):
+        return labels
+    centres = np.stack([normalise(x[labels == g]).mean(axis=0) for g in large])
+    out = labels.copy()
+    small = ~np.isin(labels, large)
+    out[small] = large[np.argmax(x[small] @ centres.T, axis=1)]
+    return out
 
 
 # ---------------------------------------------------------------- spectral
