@@ -174,7 +174,7 @@ def test_missing_input_fails_the_others_go_on(conversation, campplus_dir, tmp_pa
 def test_exclusive_never_overlaps(shared_dir, campplus_dir, segmentation):
     """A real meeting excerpt with overlapping speech: overlapping turns without
     --exclusive, none with it."""
-    meeting = shared_dir / "data/diarization/ami-debug-train/trn00.wav"
+    meeting = shared_dir / "data/diarization/ami-debug-train/trn08.wav"
     runs = {}
     for flag in ([], ["--exclusive"]):
         result = run_audio("diarize", meeting, "--model", campplus_dir, "--segmentation",
