@@ -1,7 +1,7 @@
 """Accuracy and speed of `audio diarize` on folders of recordings with reference RTTM.
 
     python -m bench.diarize DIR [DIR ...] --model CAMPPLUS [--segmentation S] \
-        [--clustering ahc spectral] [--paths seg vad] [--step 2.0] [--threshold T]
+        [--clustering auto ahc spectral] [--paths seg vad] [--step 2.0] [--threshold T]
 
 Each DIR holds *.wav (or *.flac) recordings and `reference.rttm` (uri = the file's stem),
 optionally `reference.uem`: ../shared/data/diarization/ami-debug-train/, or the simulated
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--model", required=True)
     parser.add_argument("--segmentation", default=None)
-    parser.add_argument("--clustering", nargs="+", default=["ahc", "spectral"])
+    parser.add_argument("--clustering", nargs="+", default=["auto", "ahc", "spectral"])
     parser.add_argument("--paths", nargs="+", default=["seg", "vad"], choices=["seg", "vad"])
     parser.add_argument("--step", type=float, default=STEP)
     parser.add_argument("--threshold", type=float, default=None,

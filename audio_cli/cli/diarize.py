@@ -64,7 +64,8 @@ def diarize(
         "several speak).")] = False,
     clustering: Annotated[str, typer.Option(
         "--clustering", metavar="METHOD",
-        help="ahc (agglomerative, calibrated threshold) or spectral (eigengap).")] = "ahc",
+        help="auto (spectral from 60 embeddings on, else ahc), ahc (agglomerative, "
+        "calibrated threshold) or spectral (eigengap).")] = "auto",
     output: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE",
         help="Also write all turns to a new .rttm, .jsonl or .parquet file.")] = None,

@@ -1,7 +1,7 @@
 """Group speaker embeddings into speakers: agglomerative (average linkage on cosine
-similarity, stopped at a calibrated threshold) or spectral (eigengap on a pruned cosine
-affinity, then k-means), both with an automatic number of clusters that `SpeakerCount`
-bounds, or an exact one.
+similarity, stopped at a calibrated threshold), spectral (eigengap on a pruned cosine
+affinity, then k-means) or `auto` (spectral given enough embeddings, else agglomerative),
+all with an automatic number of clusters that `SpeakerCount` bounds, or an exact one.
 
 Both are written with numpy only (the project does not depend on scipy or scikit-learn).
 Labels are renumbered 0, 1, ... in order of first appearance, so the same grouping always
@@ -16,7 +16,12 @@ import numpy as np
 
 from engines.errors import UsageError
 
-METHODS = ("ahc", "spectral")
+METHODS = ("auto", "ahc", "spectral")
+# `auto`: spectral clustering from this many embeddings on, agglomerative below. The
+# eigengap needs enough points per speaker for the pruned affinity to show its blocks: on
+# the 30 s AMI excerpts (10-30 embeddings) spectral gave DER 43 % against AHC's 31 %, on the
+# 2-5 min simulated conversations (150-400) the exact speaker count in 10/10 against 5/10.
+SPECTRAL_MIN_ITEMS = 60
 # Average-linkage merges stop below this cosine similarity. Measured with CAM++
 # (campplus-zh-en-common) on 4 LibriSpeech test-other readers: 1.5 s windows of one reader
 # score 0.37 at the 5th percentile (3 s windows: 0.58), of two readers 0.25 at the 95th
@@ -86,7 +91,7 @@ def renumber(labels: np.ndarray) -> np.ndarray:
     return np.array([mapping.setdefault(int(x), len(mapping)) for x in labels], dtype=np.int64)
 
 
-def cluster(vectors: np.ndarray, count: SpeakerCount = SpeakerCount(), method: str = "ahc",
+def cluster(vectors: np.ndarray, count: SpeakerCount = SpeakerCount(), method: str = "auto",
             threshold: float = AHC_THRESHOLD) -> np.ndarray:
     """(N, dim) embeddings -> (N,) labels 0..K-1 (K within `count`)."""
     if method not in METHODS:
@@ -97,6 +102,8 @@ def cluster(vectors: np.ndarray, count: SpeakerCount = SpeakerCount(), method: s
     low, high = count.bounds(len(x))
     if len(x) == 1:
         return np.zeros(1, dtype=np.int64)
+    if method == "auto":
+        method = "spectral" if len(x) >= SPECTRAL_MIN_ITEMS else "ahc"
     if method == "ahc":
         return renumber(agglomerative(x, low, high, threshold))
     return renumber(spectral(x, low, high))

@@ -69,7 +69,7 @@ class DiarizeOptions:
     segmentation: str | None = None
     count: SpeakerCount = field(default_factory=SpeakerCount)
     exclusive: bool = False
-    clustering: str = "ahc"
+    clustering: str = "auto"
     threshold: float | None = None  # AHC's: AHC_THRESHOLD_LONG, or AHC_THRESHOLD for VAD
     step: float = STEP
 
