@@ -164,12 +164,12 @@ def agglomerative(x: np.ndarray, low: int, high: int, threshold: float) -> np.nd
 
 
 def absorb_small(x: np.ndarray, labels: np.ndarray, low: int) -> np.ndarray:
-    """Move the members of clusters smaller than MIN_CLUSTER_SHARE of the items (at least
-    2) to the most similar larger cluster, as long as `low` clusters remain: a cluster of
+    """Move the members of clusters smaller than MIN_CLUSTER_SHARE of the items to the
+    most similar larger cluster, as long as `low` clusters remain: a cluster of
     one or two embeddings is mostly a noisy or mixed piece of speech, not a new speaker
     (pyannote.audio's agglomerative clustering has a minimum cluster size for this)."""
     names, sizes = np.unique(labels, return_counts=True)
-    smallest = max(2, int(np.ceil(MIN_CLUSTER_SHARE * len(x))))
+    smallest = int(np.ceil(MIN_CLUSTER_SHARE * len(x)))  # 1 (none absorbed) up to 20 items
     large = names[sizes >= smallest]
     if len(large) < max(low, 1) or len(large) == len(names):
         return labels
