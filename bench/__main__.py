@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch_rows import section_batch
+from .bulk_load import section_bulk
 from .common import CONVENTION, FULL, OUT_DIR, QUICK, ROOT, Plan, load_average, log
 from .end_to_end import section_end_to_end
 from .int8 import CAMPPLUS, section_int8
@@ -210,7 +211,7 @@ def run(plan: Plan, only: str, store_sizes: tuple[int, ...]) -> str:
             "c": lambda: section_corpus(onnx, engine_opts, plan.corpus_limit, notes),
             "d": lambda: section_memory(model_dir, onnx_path, engine_opts, tmp),
             "e": lambda: section_batch(onnx, model_dir, plan, tmp, notes),
-            "f": lambda: section_store(store_sizes, log),
+            "f": lambda: section_store(store_sizes, log) + [""] + section_bulk(store_sizes),
             "g": lambda: section_end_to_end(model_dir, plan, tmp, notes),
             "h": lambda: section_int8([str(CAMPPLUS), str(model_dir)], notes),
             "i": lambda: section_ray(model_dir, plan, tmp, notes),

@@ -35,3 +35,10 @@ class EngineError(AudioCliError):
     """The inference engine is unavailable here or failed."""
 
     kind = "engine"
+
+
+class DiskError(AudioCliError):
+    """Writing (or reading) a file failed for the file system's reason: no space left, over
+    quota, an I/O error, a read-only file system, no permission."""
+
+    kind = "disk"

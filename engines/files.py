@@ -3,6 +3,7 @@ in one step), hashed, and the cache folders for files derived from a model's wei
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -11,11 +12,41 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engines.errors import DiskError
+
 HASH_BLOCK = 1 << 20  # bytes read at a time while hashing
 
 
 class TargetExists(FileExistsError):
     """The target appeared (or was there) and replacing it was not asked for."""
+
+
+# OSError numbers that are the file system's condition, not a bug: no space left, over quota,
+# a failing device, a read-only file system, no permission.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES,
+                         errno.EPERM})
+
+
+def disk_error(exc: OSError, path: os.PathLike | str | None = None) -> DiskError | None:
+    """A one-line DiskError (`PATH: no space left on device`) for an OSError of DISK_ERRNOS,
+    naming `path` (else the file the error names); None for any other error."""
+    if exc.errno not in DISK_ERRNOS:
+        return None
+    where = path if path is not None else exc.filename
+    reason = os.strerror(exc.errno).lower()
+    return DiskError(f"{where}: {reason}" if where is not None else reason)
+
+
+@contextmanager
+def disk_errors(path: os.PathLike | str) -> Iterator[None]:
+    """Turn an OSError of DISK_ERRNOS raised inside into a DiskError naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        error = disk_error(exc, path)
+        if error is None:
+            raise
+        raise error from None
 
 
 def _umask() -> int:

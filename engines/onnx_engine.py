@@ -13,7 +13,9 @@ time, so it is built only when a ragged batch first needs it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -87,9 +89,10 @@ class ONNXEngine(TrunkEngine):
 
     def __init__(self, config: ModelConfig, weights: Weights, threads: int | None = None,
                  cache_dir: Path | None = None, graph: Graph | None = None,
-                 precision: str = "float32", calibration=None):
+                 precision: str = "float32", calibration=None, log: TextIO | None = None):
         graph = build_graph(config) if graph is None else graph
         super().__init__(graph, weights)
+        self._log = sys.stderr if log is None else log  # says what a first int8 build does
         self._ort = _import_onnxruntime()
         self.config = config
         self._weights = weights
@@ -179,6 +182,10 @@ class ONNXEngine(TrunkEngine):
             if float_path is None:
                 raise EngineError("int8: no writable cache directory for the float32 model "
                                   "it is built from")
+            # tens of seconds for a full-size model: said, as the Core ML export says its own
+            print(f"onnx: building the int8 network (first use): quantizing the model and "
+                  f"calibrating it on {calibration.description}; cached for later runs",
+                  file=self._log, flush=True)
             data = quantize_trunk(float_path, calibration)
             path = _store(self._candidates, name, data)
             session = self._open(str(path) if path is not None else data)

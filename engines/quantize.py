@@ -27,6 +27,7 @@ class Calibration:
     identity: str  # changes whenever the features would
     features: Callable[[], Iterable[np.ndarray]]  # (T, n_mels) clips after CMN
     default: bool = False  # the shipped set: yields to a set `audio quantize` recorded
+    description: str = "the calibration set"  # what the features come from, for messages
 
 
 def identity_of(files: list[Path]) -> str:

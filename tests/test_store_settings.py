@@ -199,7 +199,8 @@ def test_index_records_vad_and_precision_and_refuses_mixing_vad(model, tmp_path)
     code, out, err = audio("index", SPEECH[2], *common, "--vad", "--precision", "int8", "--json")
     assert code == 0, err
     assert json.loads(out)["added"] == 1
-    assert len(err) == 1 and err[0].startswith(
+    assert len(err) == 2 and err[0].startswith("onnx: building the int8 network (first use)")
+    assert err[1].startswith(
         f"audio: warning: the store's recordings of {model} are float32, these int8;")
     assert rows(db, "recordings") == [(1, "float32")] * 2 + [(1, "int8")]
 

@@ -11,7 +11,7 @@ import typer
 
 from audio_cli.cli import messages
 from audio_cli.cli.options import ModelOpt, ThreadsOpt
-from audio_cli.models.registry import DEFAULT_MODEL
+from audio_cli.pipeline.options import default_model
 from engines.errors import UsageError
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
@@ -36,7 +36,7 @@ def convert(
 @app.command("export-coreml")
 def export_coreml_command(
     out: Annotated[Path, typer.Argument(metavar="PATH", help="New .mlpackage path to write.")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     precision: Annotated[str, typer.Option(metavar="float32|float16|int8",
                                            help="Precision: float16 computes the feature maps in "
                                            "float16; int8 also stores convolution weights as "
@@ -49,7 +49,7 @@ def export_coreml_command(
     check_precision(precision)
     if out.exists() or out.is_symlink():  # a usage error, as for --output, before any work
         raise UsageError(f"{out} exists; not overwriting it")
-    handle = open_model(model, "coreml")
+    handle = open_model(model or default_model(), "coreml")
     config = handle.config
     if not config.model_id:
         config = dataclasses.replace(config, model_id=handle.source)
@@ -59,7 +59,7 @@ def export_coreml_command(
 
 @app.command("quantize")
 def quantize(
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     calibration: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Your own recordings (searched recursively) to set the int8 "
         "activation ranges with (default: eight LibriSpeech utterances shipped with audio)")
@@ -71,7 +71,7 @@ def quantize(
     from audio_cli.pipeline.handle import open_model
     from audio_cli.pipeline.speaker import SpeakerEmbedder
 
-    handle = open_model(model, "onnx")
+    handle = open_model(model or default_model(), "onnx")
     # the folder named even for the shipped set, so that a recorded choice is not reused
     speaker = SpeakerEmbedder(handle, "onnx", threads, "int8",
                               calibration_dir=calibration or CALIBRATION_DIR)

@@ -80,7 +80,8 @@ class EmbedBatch:
             raise ModelError(f"{options.model} on node {os.uname().nodename} has other weights "
                              f"than on the driver ({model.digest}, not {digest})")
         model.name = name
-        self.speaker = SpeakerEmbedder(model, options.engine, options.threads, options.precision)
+        self.speaker = SpeakerEmbedder(model, options.engine, options.threads, options.precision,
+                                       max_duration=options.max_duration)
         self.options, self.digest, self.windows = options, digest, windows
 
     def __call__(self, batch):

@@ -8,6 +8,8 @@
 4      model problem: unknown model, weights not found or offline, bad checkpoint
 5      engine problem: the engine cannot run on this machine or failed
 6      store problem: --db is not an audio store, is corrupt, or is from a newer version
+7      disk problem: writing an output or the store failed (no space left, over quota, I/O
+       error, read-only file system, no permission), said with the file's path
 =====  ===========================================================
 
 `compare` and `identify` answer with 0 and 1, so every error of theirs exits 2 (`Failed`).
@@ -52,9 +54,11 @@ EXIT_INPUT = 3
 EXIT_MODEL = 4
 EXIT_ENGINE = 5
 EXIT_STORE = 6
+EXIT_DISK = 7
 
 EXIT_STATUS = {"internal": EXIT_INTERNAL, "usage": EXIT_USAGE, "input": EXIT_INPUT,
-               "model": EXIT_MODEL, "engine": EXIT_ENGINE, "store": EXIT_STORE}
+               "model": EXIT_MODEL, "engine": EXIT_ENGINE, "store": EXIT_STORE,
+               "disk": EXIT_DISK}
 
 
 class Failed(Exception):

@@ -65,11 +65,15 @@ def _expand_path(path: str) -> list[InputItem]:
         return [InputItem(path)]
     found = walk_audio(path)
     if not found:
-        kinds = ", ".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS))
-        return [InputItem(path, InputAudioError(f"{path}: no audio files in this directory "
-                                                f"(looked for {kinds})"))]
+        return [InputItem(path, no_audio_files(path))]
     return [InputItem(e.path) if e.problem is None else
             InputItem(e.path, InputAudioError(e.message)) for e in found]
+
+
+def no_audio_files(directory: str) -> InputAudioError:
+    """The failed input of a directory without audio files."""
+    kinds = ", ".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS))
+    return InputAudioError(f"{directory}: no audio files in this directory (looked for {kinds})")
 
 
 def _expand_list(list_path: str) -> list[InputItem]:

@@ -32,6 +32,7 @@ from audio_cli.cli.errors import (
 )
 from audio_cli.cli.signals import catch_signals, interrupted, received
 from engines.errors import AudioCliError
+from engines.files import disk_error
 
 APP_HELP = "Speaker embeddings (WeSpeaker ResNet34-LM, CAM++) from the command line."
 # Commands defined in other modules: name -> module holding a Typer `app` that defines it.
@@ -169,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - last resort: one line unless debugging
         if received:  # a signal inside an import surfaces as another error (RuntimeError)
             _stopped()
+        disk = disk_error(exc) if isinstance(exc, OSError) else None
+        if disk is not None:  # a full disk or failing device where no writer named its file
+            _fail(str(disk), status_of(disk))
         if os.environ.get(DEBUG_ENV):
             raise
         _fail(internal_message(exc), EXIT_INTERNAL)

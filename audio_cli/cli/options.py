@@ -1,6 +1,9 @@
 """The options commands share, declared once: checks run while the command line is parsed
 (before any file or model is touched), and the embedding options that every command that
-embeds takes, handed to it as one `EmbedOptions` value (`@embedding_options`)."""
+embeds takes, handed to it as one `EmbedOptions` value (`@embedding_options`).
+
+Seconds options are checked against one sample at 16 kHz as well as their range. The default
+model is $AUDIO_MODEL, else the built-in one (resolved by pipeline.options.default_model)."""
 
 from __future__ import annotations
 
@@ -16,10 +19,19 @@ import typer
 
 from audio_cli.cli import messages
 from audio_cli.models.registry import DEFAULT_MODEL, display_name
-from audio_cli.pipeline.options import DEFAULT_MIN_DURATION, PRECISIONS, EmbedOptions
+from audio_cli.pipeline.options import (
+    DEFAULT_MAX_DURATION,
+    DEFAULT_MIN_DURATION,
+    MAX_DURATION_ENV,
+    MODEL_ENV,
+    PRECISIONS,
+    EmbedOptions,
+)
 from engines.errors import InputAudioError, UsageError
 
 MAX_SECONDS = 86400.0  # a day: the longest window, hop or minimum duration accepted
+ONE_SAMPLE = 1 / 16000  # seconds: one sample at 16 kHz, the rate every model's front-end uses;
+#                         the shortest window, hop or duration that means anything
 
 
 # ---------------------------------------------------------------- checks
@@ -30,16 +42,26 @@ def _bad(value, rule: str):
 
 
 def positive_seconds(value: float | None) -> float | None:
-    """--window, --hop: a finite number of seconds above 0 and at most a day."""
-    if value is not None and not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
-        _bad(value, f"must be a number of seconds above 0 and at most {MAX_SECONDS:g}")
+    """--window, --hop: a finite number of seconds, at least one sample and at most a day."""
+    if value is not None and not (math.isfinite(value) and ONE_SAMPLE <= value <= MAX_SECONDS):
+        _bad(value, f"must be a number of seconds from one sample ({ONE_SAMPLE:g}) to "
+             f"{MAX_SECONDS:g}")
     return value
 
 
 def min_seconds(value: float) -> float:
-    """--min-duration: a finite number of seconds from 0 to a day."""
+    """--min-duration: a finite number of seconds up to a day: 0, or at least one sample."""
     if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
         _bad(value, f"must be a number of seconds from 0 to {MAX_SECONDS:g}")
+    if 0 < value < ONE_SAMPLE:
+        _bad(value, f"is less than one sample ({ONE_SAMPLE:g} s); use 0 for no minimum")
+    return value
+
+
+def max_seconds(value: float) -> float:
+    """--max-duration: a finite number of seconds, at least one sample."""
+    if not (math.isfinite(value) and value >= ONE_SAMPLE):
+        _bad(value, f"must be a finite number of seconds, at least one sample ({ONE_SAMPLE:g})")
     return value
 
 
@@ -108,8 +130,8 @@ def check_inputs_exist(paths: list[str]) -> None:
 
 # ---------------------------------------------------------------- declarations
 
-ModelOpt = Annotated[str, typer.Option(
-    "--model", metavar="MODEL", show_default=display_name(DEFAULT_MODEL),
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", metavar="MODEL", show_default=f"${MODEL_ENV}, else {display_name(DEFAULT_MODEL)}",
     help="Hub repo id, known name, local model directory or NeMo .nemo file.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", metavar="ENGINE", callback=engine,
@@ -123,6 +145,10 @@ PrecisionOpt = Annotated[str, typer.Option(
 MinDurOpt = Annotated[float, typer.Option(
     "--min-duration", metavar="SECONDS", callback=min_seconds,
     help="Refuse audio shorter than this many seconds (of speech, with --vad).")]
+MaxDurOpt = Annotated[float, typer.Option(
+    "--max-duration", metavar="SECONDS", callback=max_seconds, envvar=MAX_DURATION_ENV,
+    show_envvar=True, help="Refuse recordings longer than this many seconds (from the header, "
+    "before decoding; a stream as soon as it passes that length).")]
 VadOpt = Annotated[bool, typer.Option(
     "--vad/--no-vad", help="Embed only the speech that voice-activity detection (Silero VAD) "
     "finds, as one utterance; --no-vad embeds every sample.")]
@@ -134,18 +160,21 @@ DbOpt = Annotated[Path | None, typer.Option(
     help="Store file (default: $AUDIO_DB, else audio/store.sqlite3 in the user's data "
     "directory).")]
 
-# The embedding options: (parameter, type, default). Their defaults are EmbedOptions'.
-_EMBEDDING = (("model", ModelOpt, EmbedOptions.model), ("engine", EngineOpt, EmbedOptions.engine),
+# The embedding options: (parameter, type, default). Their defaults are EmbedOptions'; the
+# model's is None here, so that EmbedOptions resolves it ($AUDIO_MODEL, else the built-in).
+_EMBEDDING = (("model", ModelOpt, None), ("engine", EngineOpt, EmbedOptions.engine),
               ("threads", ThreadsOpt, EmbedOptions.threads),
               ("precision", PrecisionOpt, EmbedOptions.precision),
               ("min_duration", MinDurOpt, DEFAULT_MIN_DURATION),
+              ("max_duration", MaxDurOpt, DEFAULT_MAX_DURATION),
               ("vad", VadOpt, EmbedOptions.vad))
 EMBEDDING_NAMES = tuple(name for name, _, _ in _EMBEDDING)
 
 
 def embedding_options(command):
     """Give a command the embedding options (--model, --engine, --threads, --precision,
-    --min-duration, --vad); it receives them as one `options: EmbedOptions` parameter."""
+    --min-duration, --max-duration, --vad); it receives them as one `options: EmbedOptions`
+    parameter (without --model, EmbedOptions' default model: $AUDIO_MODEL or the built-in)."""
     signature = inspect.signature(command)
     hints = typing.get_type_hints(command, include_extras=True)
     kept = [p.replace(annotation=hints.get(p.name, p.annotation))
@@ -155,8 +184,13 @@ def embedding_options(command):
 
     @functools.wraps(command)
     def run(**values):
-        options = EmbedOptions(**{name: values.pop(name) for name in EMBEDDING_NAMES})
-        return command(**values, options=options)
+        given = {name: values.pop(name) for name in EMBEDDING_NAMES}
+        if given["model"] is None:
+            del given["model"]
+        if given["min_duration"] > given["max_duration"]:
+            raise UsageError(f"--min-duration {given['min_duration']:g} s is more than "
+                             f"--max-duration {given['max_duration']:g} s")
+        return command(**values, options=EmbedOptions(**given))
 
     run.__signature__ = signature.replace(parameters=[*kept, *added])
     run.__annotations__ = {p.name: p.annotation for p in [*kept, *added]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Annotated
@@ -20,7 +21,7 @@ from audio_cli.cli.options import (
     cosine,
     embedding_options,
 )
-from audio_cli.cli.store import embed_all, load, made
+from audio_cli.cli.store import check_store_model, embed_all, load, made, store_model
 from audio_cli.pipeline.options import EmbedOptions
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
@@ -40,6 +41,7 @@ def _text(hits) -> str:
 @app.command("search")
 @embedding_options
 def search(
+    ctx: typer.Context,
     queries: Annotated[list[str], typer.Argument(
         metavar="FILE...", help="Recordings of the voices to look for: files, folders "
         "(recursive), @LIST files naming them, or - (stdin). One file: its results; more: "
@@ -68,9 +70,12 @@ def search(
         items = []
     else:
         items = expand_inputs(queries)
+    model, expected = store_model(ctx, options.model, db, "recordings")
+    options = dataclasses.replace(options, model=model)
     with Store(db, readonly=True) as store:
         speaker = load(options)
         identity = speaker.model
+        check_store_model(identity, expected, db)
         warn_query(store, "recordings", identity.digest, identity.name, made(options))
         failures = []
         if single:

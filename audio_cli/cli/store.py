@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,9 +23,8 @@ from audio_cli.cli.options import (
     refuse,
 )
 from audio_cli.frontend.inputs import STDIN
-from audio_cli.models.registry import DEFAULT_MODEL
-from audio_cli.pipeline.options import EmbedOptions
-from engines.errors import AudioCliError, InputAudioError, UsageError
+from audio_cli.pipeline.options import EmbedOptions, default_model
+from engines.errors import AudioCliError, InputAudioError, ModelError, UsageError
 
 if TYPE_CHECKING:
     from audio_cli.pipeline.handle import ModelHandle
@@ -59,6 +59,46 @@ def load(options: EmbedOptions) -> SpeakerEmbedder:
     from audio_cli.pipeline.speaker import SpeakerEmbedder
 
     return SpeakerEmbedder.from_options(options)
+
+
+def model_typed(ctx: typer.Context) -> bool:
+    """True if --model was typed on the command line (not a default, nor an environment
+    variable): the one test of the store-model rule (`store_model`)."""
+    source = ctx.get_parameter_source("model")
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def store_model(ctx: typer.Context, model: str, db: Path | None, kind: str
+                ) -> tuple[str, str | None]:
+    """The model a store command runs: --model when typed; else the store's model when its
+    `kind` vectors ("exemplars" or "recordings") are of exactly one model; else `model`, the
+    default the options hold (AUDIO_MODEL, else the built-in one). Returns (model, the
+    weights digest the store expects of it, or None). A store of several models that lacks
+    the default is a one-line UsageError listing them."""
+    from audio_cli.models.registry import display_name
+    from audio_cli.store.db import Store, default_db_path
+
+    path = db if db is not None else default_db_path()
+    if model_typed(ctx) or not path.exists():
+        return model, None
+    with Store(path, readonly=True) as store:
+        held = store.models_of(kind)
+    if len(held) == 1:
+        return held[0]
+    if held and display_name(model) not in {name for name, _ in held}:
+        raise UsageError(f"{path}: its {kind} are of {len(held)} models "
+                         f"({', '.join(name for name, _ in held)}); pass --model")
+    return model, None
+
+
+def check_store_model(identity: ModelHandle, expected: str | None, db: Path | None) -> None:
+    """ModelError if the store's model (`store_model`) found here is other weights."""
+    if expected is not None and identity.digest != expected:
+        from audio_cli.store.db import default_db_path
+
+        raise ModelError(f"{db if db is not None else default_db_path()}: holds vectors of "
+                         f"{identity.name} with weights {expected}; {identity.name} here has "
+                         f"weights {identity.digest}; pass --model")
 
 
 def made(options: EmbedOptions):
@@ -133,6 +173,7 @@ def compare(
 @app.command("enroll")
 @embedding_options
 def enroll(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Speaker name.")],
     files: Annotated[list[str], typer.Argument(metavar="FILE...",
                                                help="Recordings of this speaker.")],
@@ -147,9 +188,12 @@ def enroll(
 
     check_name(name)
     check_inputs_exist(files)
+    model, expected = store_model(ctx, options.model, db, "exemplars")
+    options = dataclasses.replace(options, model=model)
     with Store(db) as store:
         speaker = load(options)
         identity = speaker.model
+        check_store_model(identity, expected, db)
         warn(check_enroll(store, identity, made(options)))
         sources = [f if f == STDIN else str(Path(f).expanduser().absolute()) for f in files]
         results = embed_all(speaker, sources, options)
@@ -164,6 +208,7 @@ def enroll(
 @app.command("identify")
 @embedding_options
 def identify(
+    ctx: typer.Context,
     file: Annotated[str, typer.Argument(metavar="FILE", help="Recording of an unknown speaker.")],
     options: EmbedOptions,
     top: TopOpt = 1,
@@ -180,9 +225,12 @@ def identify(
 
     with answers(EXIT_USAGE):
         check_inputs_exist([file])
+        model, expected = store_model(ctx, options.model, db, "exemplars")
+        options = dataclasses.replace(options, model=model)
         with Store(db, readonly=True) as store:
             speaker = load(options)
             identity = speaker.model
+            check_store_model(identity, expected, db)
             warn_query(store, "exemplars", identity.digest, identity.name, made(options))
             chosen = _threshold(threshold, store.path, identity)
             (query,) = embed_all(speaker, [file], options)
@@ -211,15 +259,18 @@ def identify(
 
 @app.command("calibrate")
 def calibrate(
-    db: DbOpt = None, model: ModelOpt = DEFAULT_MODEL, json_output: JsonOpt = False,
+    ctx: typer.Context,
+    db: DbOpt = None, model: ModelOpt = None, json_output: JsonOpt = False,
 ) -> None:
     """Store the equal-error threshold measured on pairs of enrolled exemplars."""
     from audio_cli.pipeline.handle import open_model
     from audio_cli.store.db import Store
     from audio_cli.store.speakers import calibrate as calibrate_store
 
+    model, expected = store_model(ctx, model or default_model(), db, "exemplars")
     with Store(db, create=False) as store:
         identity = open_model(model)  # the model's identity: no engine is built
+        check_store_model(identity, expected, db)
         result = {**calibrate_store(store, identity), "model_digest": identity.digest}
     same, different = result["same_pairs"], result["different_pairs"]
     if same < MIN_SAME_PAIRS or different < MIN_DIFFERENT_PAIRS:
@@ -295,16 +346,16 @@ def speakers_import(file: Annotated[Path, typer.Argument(
     from audio_cli.store.db import Store
     from audio_cli.store.transfer import import_speakers
 
-    with Store(db) as store:
+    with Store(db) as store:  # a failed run into a new store leaves none behind
         result = import_speakers(store, file)
-    for refusal in result["refused"]:
-        messages.error(refusal)
-    result = {**result, "refused": len(result["refused"])}
-    _emit(result, json_output, f"{plural(result['speakers'], 'speaker')}, "
-          f"{plural(result['exemplars_added'], 'exemplar')} added"
-          + (f", {result['refused']} refused (bad vectors)" if result["refused"] else ""))
-    if result["refused"]:
-        raise typer.Exit(EXIT_INPUT)
+        for refusal in result["refused"]:
+            messages.error(refusal)
+        result = {**result, "refused": len(result["refused"])}
+        _emit(result, json_output, f"{plural(result['speakers'], 'speaker')}, "
+              f"{plural(result['exemplars_added'], 'exemplar')} added"
+              + (f", {result['refused']} refused (bad vectors)" if result["refused"] else ""))
+        if result["refused"]:
+            raise typer.Exit(EXIT_INPUT)
 
 
 @app.command("index")
@@ -331,27 +382,57 @@ def index(
     if source is not None:
         refuse(ctx, ("engine", "threads", "precision", "min_duration", "vad"),
                "not with --from, whose rows say how each vector was made")
-        return _index_from(source, prune, db, options.model, json_output)
-    with Store(db) as store:
+        model, expected = store_model(ctx, options.model, db, "recordings")
+        return _index_from(source, prune, db, (model, expected), json_output)
+    paths, empty = _folders_without_audio(paths, prune)
+    if not paths:  # nothing to index: no store is opened, no model loaded
+        for failure in empty:
+            messages.error(failure.message)
+        _emit({"found": 0, "added": 0, "updated": 0, "unchanged": 0, "pruned": 0,
+               "failed": [{"file": f.file, "error": f.message} for f in empty]}, json_output,
+              f"0 found: 0 added, 0 updated, 0 unchanged, 0 pruned, {len(empty)} failed")
+        raise typer.Exit(EXIT_INPUT)
+    model, expected = store_model(ctx, options.model, db, "recordings")
+    options = dataclasses.replace(options, model=model)
+    with Store(db) as store:  # a failed run into a new store leaves none behind
         speaker = load(options)
         identity = speaker.model
+        check_store_model(identity, expected, db)
         report = index_paths(store, speaker, paths, options, prune, stderr_progress("indexing"))
-    for failure in report.failures:
-        messages.error(failure.message)
-    document = {"found": report.found, "added": report.added, "updated": report.updated,
-                "unchanged": report.unchanged, "pruned": report.pruned,
-                "failed": [{"file": f.file, "error": f.message} for f in report.failures],
-                "model": identity.name, "model_digest": identity.digest}
-    _emit(document, json_output, f"{report.found} found: {report.added} added, {report.updated}"
-          f" updated, {report.unchanged} unchanged, {report.pruned} pruned, "
-          f"{len(report.failures)} failed")
-    if report.failures:
-        raise typer.Exit(combined_status(f.error for f in report.failures))
+        report.failures[:0] = empty
+        for failure in report.failures:
+            messages.error(failure.message)
+        document = {"found": report.found, "added": report.added, "updated": report.updated,
+                    "unchanged": report.unchanged, "pruned": report.pruned,
+                    "failed": [{"file": f.file, "error": f.message} for f in report.failures],
+                    "model": identity.name, "model_digest": identity.digest}
+        _emit(document, json_output, f"{report.found} found: {report.added} added, "
+              f"{report.updated} updated, {report.unchanged} unchanged, {report.pruned} "
+              f"pruned, {len(report.failures)} failed")
+        if report.failures:
+            raise typer.Exit(combined_status(f.error for f in report.failures))
 
 
-def _index_from(source: Path, prune: bool, db: Path | None, model: str,
+def _folders_without_audio(paths: list[str], prune: bool) -> tuple[list[str], list]:
+    """The paths to index, and a failed input for each folder without audio files, as
+    embed-speaker reports it. With --prune such a folder is indexed: its files may be gone."""
+    import os
+
+    from audio_cli.cli.inputs import no_audio_files
+    from audio_cli.frontend.folders import has_audio_names
+    from audio_cli.pipeline.results import InputFailure
+
+    if prune:
+        return paths, []
+    empty = [p for p in paths if os.path.isdir(p) and not has_audio_names(p)]
+    return ([p for p in paths if p not in empty],
+            [InputFailure(p, no_audio_files(p)) for p in empty])
+
+
+def _index_from(source: Path, prune: bool, db: Path | None, model: tuple[str, str | None],
                 json_output: bool) -> None:
-    """`index --from`: bulk-load an embed-speaker Parquet output (store/bulk.py)."""
+    """`index --from`: bulk-load an embed-speaker Parquet output (store/bulk.py); `model`:
+    the model and the digest the store expects of it (`store_model`)."""
     from audio_cli.pipeline.handle import open_model
     from audio_cli.pipeline.parquet import require_pyarrow
     from audio_cli.store.bulk import index_parquet
@@ -362,19 +443,21 @@ def _index_from(source: Path, prune: bool, db: Path | None, model: str,
         raise UsageError("--prune works with PATH..., not with --from")
     if not source.exists():
         raise UsageError(f"--from {source}: no such file or folder")
-    with Store(db) as store:
-        identity = open_model(model)  # the model's identity: no engine is built
+    with Store(db) as store:  # a failed run into a new store leaves none behind
+        identity = open_model(model[0])  # the model's identity: no engine is built
+        check_store_model(identity, model[1], db)
         report = index_parquet(store, identity, source)
-    for path in report.refused:
-        messages.error(f"{source}: the row of {path} holds a non-finite or zero vector; "
-                       "refused")
-    document = {"rows": report.rows, "added": report.added, "updated": report.updated,
-                "unchanged": report.unchanged, "errors_skipped": report.errors,
-                "skipped": report.skipped, "refused": len(report.refused),
-                "model": identity.name, "model_digest": identity.digest}
-    _emit(document, json_output, f"{plural(report.rows, 'row')}: {report.added} added, "
-          f"{report.updated} updated, {report.unchanged} unchanged, {report.errors} error rows "
-          f"skipped" + (f", {report.skipped} without a file or vector" if report.skipped else "")
-          + (f", {len(report.refused)} refused (bad vectors)" if report.refused else ""))
-    if report.refused:
-        raise typer.Exit(EXIT_INPUT)
+        for path in report.refused:
+            messages.error(f"{source}: the row of {path} holds a non-finite or zero vector; "
+                           "refused")
+        document = {"rows": report.rows, "added": report.added, "updated": report.updated,
+                    "unchanged": report.unchanged, "errors_skipped": report.errors,
+                    "skipped": report.skipped, "refused": len(report.refused),
+                    "model": identity.name, "model_digest": identity.digest}
+        _emit(document, json_output, f"{plural(report.rows, 'row')}: {report.added} added, "
+              f"{report.updated} updated, {report.unchanged} unchanged, {report.errors} error "
+              "rows skipped"
+              + (f", {report.skipped} without a file or vector" if report.skipped else "")
+              + (f", {len(report.refused)} refused (bad vectors)" if report.refused else ""))
+        if report.refused:
+            raise typer.Exit(EXIT_INPUT)

@@ -3,8 +3,9 @@ atomically.
 
 Every file is written under a temporary name beside its destination and moved into place
 only at the end, so an interrupted run leaves nothing behind; an existing file is never
-replaced unless `force` is set. Failed inputs appear only in .jsonl and .parquet (as error
-records/rows).
+replaced unless `force` is set. A write the file system refuses (no space left, an I/O
+error, ...) is one line naming the output (engines.files.disk_errors). Failed inputs appear
+only in .jsonl and .parquet (as error records/rows).
 
 Layouts (also in docs/cli.md):
 - .npz, whole files: key = the path as given (`stdin` for -), value = (dim,) float32 vector;
@@ -29,7 +30,7 @@ import numpy as np
 from audio_cli.cli.outcomes import Outcome, json_lines
 from audio_cli.cli.signals import signals_held
 from engines.errors import UsageError
-from engines.files import TargetExists, publish, scratch_file
+from engines.files import TargetExists, disk_errors, publish, scratch_file
 
 FORMATS = (".npz", ".npy", ".jsonl", ".parquet")
 SIDECAR_SUFFIX = ".paths.txt"
@@ -85,6 +86,10 @@ class OutputFile:
     def start(self) -> None:
         """Open the scratch file(s) a streamed format is written to (call inside the block
         whose clean-up calls `discard()`)."""
+        with disk_errors(self.path):
+            self._start()
+
+    def _start(self) -> None:
         kind = self.path.suffix.lower()
         if kind == ".jsonl":
             self._jsonl = open(self._temp(self.path), "w", encoding="utf-8")  # noqa: SIM115
@@ -102,6 +107,10 @@ class OutputFile:
 
     def add(self, outcome: Outcome) -> None:
         """Record one input's outcome."""
+        with disk_errors(self.path):
+            self._add(outcome)
+
+    def _add(self, outcome: Outcome) -> None:
         if self._jsonl is not None:
             self._jsonl.write(json_lines(outcome, self.model, self.engine, self.digest))
         if self._parquet is not None:
@@ -140,6 +149,10 @@ class OutputFile:
 
     def commit(self) -> None:
         """Finish the temporary files and move them into place."""
+        with disk_errors(self.path):
+            self._commit()
+
+    def _commit(self) -> None:
         if self._jsonl is not None:
             self._jsonl.close()
         if self._npz is not None:

@@ -25,6 +25,7 @@ import numpy as np
 from audio_cli.frontend.checks import (
     check_duration,
     check_finite,
+    check_max_duration,
     check_peak,
     check_rate,
     warn,
@@ -52,6 +53,8 @@ class Audio:
     source_rate: int  # Hz, of the file
     channels: int  # of the file, before the downmix
     source: str
+    source_spread: float | None = None  # largest minus smallest mono sample before
+    #                                     resampling (None: take the samples')
 
     @property
     def duration(self) -> float:
@@ -60,9 +63,12 @@ class Audio:
 
 
 def check_usable(audio: Audio, min_duration: float) -> None:
-    """Refuse audio that is too short or digitally silent."""
+    """Refuse audio that is too short, digitally silent or a constant level. The level is
+    judged before resampling where known: a resampled constant ripples at its ends."""
     check_duration(audio.source, audio.duration, min_duration)
-    check_peak(audio.source, float(np.max(np.abs(audio.samples))))
+    spread = audio.source_spread
+    check_peak(audio.source, float(np.max(np.abs(audio.samples))),
+               float(np.ptp(audio.samples)) if spread is None else spread)
 
 
 def downmix(data: np.ndarray) -> np.ndarray:
@@ -82,9 +88,10 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     return resampled.astype(np.float32)
 
 
-def load_audio(source: str | os.PathLike, sample_rate: int = 16000) -> Audio:
+def load_audio(source: str | os.PathLike, sample_rate: int = 16000,
+               max_duration: float | None = None) -> Audio:
     """Read a file (or `-` for stdin), downmix to mono and resample to `sample_rate`."""
-    return open_audio(source, sample_rate).read_audio()
+    return open_audio(source, sample_rate, max_duration).read_audio()
 
 
 def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000,
@@ -102,8 +109,10 @@ def from_samples(samples: np.ndarray, sample_rate: int, target_rate: int = 16000
     if sample_rate <= 0:
         raise InputAudioError(f"{name}: sample rate must be positive, got {sample_rate}")
     check_rate(name, int(sample_rate), target_rate)
-    samples = resample(downmix(data), int(sample_rate), target_rate)
-    return Audio(samples, target_rate, int(sample_rate), data.shape[1], name)
+    mono = downmix(data)
+    samples = resample(mono, int(sample_rate), target_rate)
+    return Audio(samples, target_rate, int(sample_rate), data.shape[1], name,
+                 float(np.ptp(mono)))
 
 
 def resampled_length(frames: int, source_rate: int, target_rate: int) -> int:
@@ -127,6 +136,8 @@ class AudioSource:
     source_frames: int  # frames in the file, from its header
     sample_rate: int  # Hz, of the samples `blocks()` yields
     _input: str | bytes | StreamCopy = field(repr=False)  # a path, bytes, or a stream's copy
+    _levels: list = field(default_factory=list, repr=False, compare=False)  # [low, high] of
+    #                                 the mono source samples, once a pass has read them all
 
     @property
     def num_samples(self) -> int:
@@ -137,6 +148,12 @@ class AudioSource:
     def duration(self) -> float:
         """Length in seconds."""
         return self.num_samples / self.sample_rate
+
+    @property
+    def spread(self) -> float | None:
+        """Largest minus smallest mono sample before resampling, once a pass has decoded
+        every sample (None before): 0 for a constant level (frontend.checks.check_peak)."""
+        return self._levels[1] - self._levels[0] if self._levels else None
 
     def blocks(self, block_samples: int = BLOCK_SAMPLES) -> Iterator[np.ndarray]:
         """Mono float32 blocks of `block_samples` at `sample_rate` (the last may be shorter).
@@ -159,8 +176,9 @@ class AudioSource:
 
     def read_audio(self) -> Audio:
         """All samples as decoded Audio, with where they came from."""
-        return Audio(self.read_all(), self.sample_rate, self.source_rate, self.channels,
-                     self.name)
+        samples = self.read_all()
+        return Audio(samples, self.sample_rate, self.source_rate, self.channels, self.name,
+                     self.spread)
 
     def _pieces(self) -> Iterator[np.ndarray]:
         """Resampled mono pieces of whatever length soxr returns for each decoded read."""
@@ -171,6 +189,8 @@ class AudioSource:
             resampler = soxr.ResampleStream(self.source_rate, self.sample_rate, 1,
                                             dtype="float32", quality=RESAMPLE_QUALITY)
         produced, remaining = 0, self.source_frames
+        low, high = np.inf, -np.inf  # of the source's mono samples, before resampling (a
+        #                              resampled constant ripples at its ends)
         with open_sndfile(self._input, self.name) as handle:
             while remaining > 0:
                 data = read_frames(handle, min(DECODE_FRAMES, remaining), self.name)
@@ -182,6 +202,10 @@ class AudioSource:
                 remaining -= data.shape[0]
                 check_finite(data, self.name)
                 piece = downmix(data)
+                if len(piece):
+                    low, high = min(low, float(piece.min())), max(high, float(piece.max()))
+                if remaining == 0:
+                    self._levels[:] = [low, high]
                 if resampler is not None:
                     piece = resampler.resample_chunk(piece, last=remaining == 0)
                 produced += len(piece)
@@ -192,13 +216,16 @@ class AudioSource:
                                f"expected {self.num_samples}")
 
 
-def open_audio(source: str | os.PathLike, sample_rate: int = 16000) -> AudioSource:
+def open_audio(source: str | os.PathLike, sample_rate: int = 16000,
+               max_duration: float | None = None) -> AudioSource:
     """Check a path (or `-` for stdin) and read its header; nothing is decoded yet. Warns when
-    the header declares more audio than is present (that is used) or the rate is too low."""
+    the header declares more audio than is present (that is used) or the rate is below the
+    model's; refuses a rate no speech front-end can use and, from the header, a recording
+    longer than `max_duration` seconds (a stream: as soon as its copy passes that length)."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     name = source_name(source)
-    data = open_input(source)
+    data = open_input(source, max_duration)
     try:
         with open_sndfile(data, name) as handle:
             rate = int(handle.samplerate)
@@ -211,6 +238,7 @@ def open_audio(source: str | os.PathLike, sample_rate: int = 16000) -> AudioSour
             warn(f"{name}: truncated: header says {declared / rate:.2f} s, "
                  f"{frames / rate:.2f} s present")
         check_rate(name, rate, int(sample_rate))
+        check_max_duration(name, frames / rate, max_duration)
     except BaseException:
         if isinstance(data, StreamCopy):  # refused: the scratch copy goes now, not when
             data.close()  #                 the traceback is dropped

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,20 +50,29 @@ def file_problem(path: str | os.PathLike) -> str | None:
     return f"not a regular file ({kind})"
 
 
-def walk_audio(directory: str | os.PathLike) -> list[FolderEntry]:
-    """Audio-named entries (AUDIO_EXTENSIONS, any case) under `directory`, recursively, sorted
-    by path components; hidden files and folders (`.name`) below it are skipped. Entries that
-    are not regular files carry their problem and must not be opened."""
-    found: list[tuple[tuple[str, ...], FolderEntry]] = []
+def _audio_entries(directory: str | os.PathLike) -> Iterator[tuple[tuple[str, ...], FolderEntry]]:
+    """Audio-named entries under `directory` as the walk meets them, with their path parts."""
     for root, dirs, files in os.walk(directory):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if name.startswith(".") or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
                 continue
             path = os.path.join(root, name)
-            found.append((Path(os.path.relpath(path, directory)).parts,
-                          FolderEntry(path, file_problem(path))))
+            yield (Path(os.path.relpath(path, directory)).parts,
+                   FolderEntry(path, file_problem(path)))
+
+
+def walk_audio(directory: str | os.PathLike) -> list[FolderEntry]:
+    """Audio-named entries (AUDIO_EXTENSIONS, any case) under `directory`, recursively, sorted
+    by path components; hidden files and folders (`.name`) below it are skipped. Entries that
+    are not regular files carry their problem and must not be opened."""
+    found = list(_audio_entries(directory))
     return [entry for _, entry in sorted(found, key=lambda pair: pair[0])]
+
+
+def has_audio_names(directory: str | os.PathLike) -> bool:
+    """Whether `walk_audio(directory)` finds anything (the walk stops at the first entry)."""
+    return next(_audio_entries(directory), None) is not None
 
 
 def find_audio_files(directory: str | os.PathLike) -> list[str]:

@@ -6,7 +6,8 @@ copied once, STREAM_BLOCK bytes at a time, to a scratch file in the temporary fo
 which the decoder then reads like any file; nothing holds the stream whole in memory. The
 scratch file has no name (removed as soon as it is created), so it vanishes when the input is
 done, when the run fails or is stopped, even when the process is killed. The copy stops with an
-InputAudioError when the stream passes MAX_STREAM_BYTES ($AUDIO_MAX_STREAM_BYTES), when the
+InputAudioError when the stream passes MAX_STREAM_BYTES ($AUDIO_MAX_STREAM_BYTES), or the
+bytes its first block's header gives for the maximum duration (`stream_bytes_for`), when the
 scratch folder runs short of space, or when its first block starts like no audio format
 (/dev/zero, /dev/urandom). A terminal is refused: reading it would wait silently. Decoding is
 `frontend/audio.py`.
@@ -41,16 +42,18 @@ def source_name(source: str | os.PathLike) -> str:
     return "stdin" if str(source) == STDIN else str(source)
 
 
-def open_input(source: str | os.PathLike) -> str | StreamCopy:
+def open_input(source: str | os.PathLike, max_duration: float | None = None
+               ) -> str | StreamCopy:
     """Check the path names a readable, non-empty file (-> the path); `-`, a pipe, a FIFO, a
-    device or a socket is copied to a scratch file (-> a StreamCopy). A terminal is a
-    UsageError: reading it would wait silently."""
+    device or a socket is copied to a scratch file (-> a StreamCopy), up to what
+    `max_duration` seconds can take. A terminal is a UsageError: reading it would wait
+    silently."""
     if str(source) == STDIN:
         if sys.stdin is None:
             raise InputAudioError("stdin: not available (closed)")
         if sys.stdin.isatty():
             raise UsageError(f"stdin is a terminal, not audio; {STDIN_HINT}")
-        return copy_stream(sys.stdin.buffer, "stdin")
+        return copy_stream(sys.stdin.buffer, "stdin", max_duration)
     path = Path(source)
     if not path.exists():
         raise InputAudioError(f"{path}: no such file")
@@ -69,7 +72,7 @@ def open_input(source: str | os.PathLike) -> str | StreamCopy:
         with open(path, "rb") as stream:
             if stream.isatty():
                 raise UsageError(f"{path} is a terminal, not audio; {STDIN_HINT}")
-            return copy_stream(stream, str(path))
+            return copy_stream(stream, str(path), max_duration)
     except OSError as exc:
         raise InputAudioError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
@@ -159,6 +162,32 @@ def _mpeg_frame(head: bytes) -> bool:
         and (head[2] >> 4) != 15 and ((head[2] >> 2) & 3) != 3
 
 
+# Bytes a sample takes in each uncompressed encoding libsndfile names. Compressed audio (the
+# formats of COMPRESSED, or another encoding: ADPCM...) takes fewer than COMPRESSED_BOUND: FLAC's
+# worst case, verbatim frames of 24-bit audio, is 3 bytes a sample and the frame headers
+# (libsndfile names FLAC's encoding by its bit depth, PCM_16 or PCM_24).
+SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3,
+                "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+COMPRESSED = ("FLAC", "OGG", "MP3", "MPEG")
+COMPRESSED_BOUND = 4
+
+
+def stream_bytes_for(head: bytes, seconds: float) -> int | None:
+    """At most how many bytes a stream starting with `head` takes for `seconds` of audio: its
+    header's rate, channels and encoding, plus `head` for the header itself; None when
+    libsndfile cannot read the header from `head` alone."""
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(io.BytesIO(head)) as info:
+            rate, channels = info.samplerate, info.channels
+            packed = info.format in COMPRESSED or info.subtype not in SAMPLE_BYTES
+            width = COMPRESSED_BOUND if packed else SAMPLE_BYTES[info.subtype]
+    except (RuntimeError, TypeError, ValueError):  # LibsndfileError is a RuntimeError
+        return None
+    return len(head) + int(seconds * rate * channels * width) + width * channels
+
+
 def looks_like_audio(head: bytes) -> bool:
     """Whether the first bytes of a stream can be audio libsndfile reads: a known magic number
     or MPEG frame, else libsndfile itself opens them. All zeros or random bytes cannot."""
@@ -173,11 +202,13 @@ def looks_like_audio(head: bytes) -> bool:
     return True
 
 
-def copy_stream(stream, name: str) -> StreamCopy:
+def copy_stream(stream, name: str, max_duration: float | None = None) -> StreamCopy:
     """Copy an unseekable input to a nameless scratch file, a block at a time; none is an
-    error, and so are more than the limit, a scratch folder short of space, and a first block
-    that is clearly not audio (checked only when the stream goes on past it)."""
+    error, and so are more than the limit, more bytes than `max_duration` seconds of audio
+    take in the encoding its header names, a scratch folder short of space, and a first
+    block that is clearly not audio (checked only when the stream goes on past it)."""
     limit = max_stream_bytes()
+    longest = None  # bytes of max_duration seconds, from the first block's header
     folder = tempfile.gettempdir()
     try:
         handle = tempfile.TemporaryFile(dir=folder)  # no name: removed by the file system
@@ -187,9 +218,17 @@ def copy_stream(stream, name: str) -> StreamCopy:
     try:
         size = 0
         while block := stream.read(STREAM_BLOCK):
-            if size == 0 and len(block) == STREAM_BLOCK and not looks_like_audio(block):
-                raise InputAudioError(f"{name}: not audio (its first {size_text(len(block))} start "
-                                      "like no format libsndfile reads)")
+            if size == 0 and len(block) == STREAM_BLOCK:
+                if not looks_like_audio(block):
+                    raise InputAudioError(f"{name}: not audio (its first "
+                                          f"{size_text(len(block))} start like no format "
+                                          "libsndfile reads)")
+                if max_duration is not None:
+                    longest = stream_bytes_for(block, max_duration)
+            if longest is not None and size + len(block) > longest:
+                raise InputAudioError(
+                    f"{name}: longer than {max_duration:g} s (--max-duration); stopped reading "
+                    f"after {size_text(size + len(block))}")
             if size + len(block) > limit:
                 raise InputAudioError(
                     f"{name}: more than {size_text(limit)} of input (the limit for a stream; "

@@ -224,7 +224,7 @@ def embed_streamed(speaker, stream: AudioSource, min_duration: float) -> np.ndar
     frontend = speaker.config.frontend
     check_duration(stream.name, stream.duration, min_duration)
     stats = log_mel_stats(stream, frontend)
-    check_peak(stream.name, stats.peak)
+    check_peak(stream.name, stats.peak, getattr(stream, "spread", None))
     plan = speaker.inference.plan(stats.frames)
     spans = feature_spans(stream, frontend, [(c.start, c.stop) for c in plan],
                           stats.mean if frontend.cmn else None)
@@ -238,7 +238,8 @@ def _prepare(speaker, source: str | os.PathLike, min_duration: float, vad: bool 
     start = time.perf_counter()
     pending = _Pending(str(source))
     try:
-        pending.stream = stream = open_audio(source, speaker.config.sample_rate)
+        pending.stream = stream = open_audio(source, speaker.config.sample_rate,
+                                             speaker.max_duration)
         if vad:
             from audio_cli.frontend.vad import detect_source
 

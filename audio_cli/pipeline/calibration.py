@@ -33,4 +33,8 @@ def calibration(frontend: FrontendConfig, folder: Path | None = None) -> Calibra
             yield fbank(load_audio(path, frontend.sample_rate).samples, frontend)
 
     front = hashlib.sha256(repr(frontend).encode()).hexdigest()[:6]
-    return Calibration(f"{identity_of(files)}-{front}", features, default=default)
+    shipped = Path(folder).resolve() == CALIBRATION_DIR.resolve()
+    where = "the shipped LibriSpeech set" if shipped else str(folder)
+    description = f"{len(files)} recording{'s' if len(files) != 1 else ''} ({where})"
+    return Calibration(f"{identity_of(files)}-{front}", features, default=default,
+                       description=description)

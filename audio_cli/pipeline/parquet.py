@@ -100,18 +100,30 @@ class ParquetRows:
         self.writer.close()
 
 
-def open_rows(path: Path, columns: tuple[str, ...] = COLUMNS):
-    """The Parquet file or folder at `path` as an Arrow table of `columns`; a one-line
-    UsageError for something that is not an embedding file of this tool."""
+def open_dataset(path: Path, columns: tuple[str, ...] = COLUMNS):
+    """The Parquet file or folder at `path` as a pyarrow dataset (read by the caller, whole or
+    a batch at a time); a one-line UsageError for something that is not an embedding file of
+    this tool."""
     require_pyarrow()
     import pyarrow.dataset as ds
 
     try:
         data = ds.dataset(str(path), format="parquet")
-        missing = [c for c in columns if c not in data.schema.names]
-        if missing:
-            raise UsageError(f"{path}: not an embedding file of audio (no column "
-                             f"{', '.join(missing)})")
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise UsageError(f"{path}: cannot read it as Parquet ({str(exc).splitlines()[0]})"
+                         ) from None
+    missing = [c for c in columns if c not in data.schema.names]
+    if missing:
+        raise UsageError(f"{path}: not an embedding file of audio (no column "
+                         f"{', '.join(missing)})")
+    return data
+
+
+def open_rows(path: Path, columns: tuple[str, ...] = COLUMNS):
+    """The Parquet file or folder at `path` as an Arrow table of `columns`; a one-line
+    UsageError for something that is not an embedding file of this tool."""
+    data = open_dataset(path, columns)
+    try:
         return data.to_table(columns=list(columns))
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise UsageError(f"{path}: cannot read it as Parquet ({str(exc).splitlines()[0]})"
@@ -124,6 +136,10 @@ def dimension_of(table) -> int:
 
 
 def vectors_of(table) -> np.ndarray:
-    """The (rows, dim) float32 matrix of a table whose embeddings are all present."""
-    flat = table.column("embedding").combine_chunks().flatten()  # honours slices' offsets
+    """The (rows, dim) float32 matrix of a table (or record batch) whose embeddings are all
+    present."""
+    column = table.column("embedding")
+    if hasattr(column, "combine_chunks"):  # a table's column; a batch's is one array
+        column = column.combine_chunks()
+    flat = column.flatten()  # honours slices' offsets
     return np.asarray(flat, dtype=np.float32).reshape(len(table), dimension_of(table))

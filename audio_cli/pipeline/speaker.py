@@ -15,7 +15,11 @@ from audio_cli.frontend.fbank import fbank
 from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.batching import Inference, one_blas_thread
 from audio_cli.pipeline.handle import ModelHandle, open_model
-from audio_cli.pipeline.options import DEFAULT_MIN_DURATION, EmbedOptions
+from audio_cli.pipeline.options import (
+    DEFAULT_MAX_DURATION,
+    DEFAULT_MIN_DURATION,
+    EmbedOptions,
+)
 from audio_cli.pipeline.results import EmbeddingResult, InputFailure, WindowEmbedding
 from engines.errors import InputAudioError, UsageError
 
@@ -47,9 +51,11 @@ class SpeakerEmbedder:
     """A speaker-embedding model (ResNet34-LM, CAM++, NeMo's) loaded on one engine."""
 
     def __init__(self, model: ModelHandle, engine: str = "auto", threads: int | None = None,
-                 precision: str = "float32", calibration_dir: Path | None = None):
+                 precision: str = "float32", calibration_dir: Path | None = None, *,
+                 max_duration: float | None = DEFAULT_MAX_DURATION):
         from engines import create_engine
 
+        self.max_duration = max_duration  # seconds: longer inputs are refused (None: no limit)
         self.model = model
         self.config = model.config
         self.model_id = model.name
@@ -80,7 +86,8 @@ class SpeakerEmbedder:
         checked against the network before the engine is built."""
         model = open_model(options.model, options.engine)
         model.check_min_duration(options.min_duration)
-        return cls(model, options.engine, options.threads, options.precision)
+        return cls(model, options.engine, options.threads, options.precision,
+                   max_duration=options.max_duration)
 
     load_from_hub = from_pretrained  # the name of earlier releases
 
@@ -187,7 +194,7 @@ class SpeakerEmbedder:
             return windows.embed_audio_windows(self, audio, window, hop, min_duration, vad)
         from audio_cli.frontend.audio import open_audio
 
-        source = open_audio(audio, self.config.sample_rate)
+        source = open_audio(audio, self.config.sample_rate, self.max_duration)
         return windows.embed_source_windows(self, source, window, hop, min_duration, vad)
 
 

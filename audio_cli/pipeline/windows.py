@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from audio_cli.frontend.audio import Audio, AudioSource
-from audio_cli.frontend.checks import SILENCE_PEAK, check_duration, check_peak
+from audio_cli.frontend.audio import Audio, AudioSource, check_usable
+from audio_cli.frontend.checks import SILENCE_PEAK, check_duration, check_level, check_peak
 from audio_cli.frontend.fbank import fbank
 from audio_cli.pipeline.batching import one_blas_thread
 from audio_cli.pipeline.results import WindowEmbedding
@@ -62,9 +62,10 @@ def embed_audio_windows(speaker, audio: Audio, window: float, hop: float,
                         min_duration: float, vad: bool) -> list[WindowEmbedding]:
     """The windows of decoded audio (pipeline.speaker.WeSpeaker.embed_windows)."""
     speaker.check_min_duration(min_duration)
-    check_duration(audio.source, audio.duration, min_duration)
-    if not vad:  # with it, the detector says "no speech found" of silence, as of noise
-        check_peak(audio.source, float(np.max(np.abs(audio.samples))))
+    if vad:  # the detector says "no speech found" of silence, as of noise
+        check_duration(audio.source, audio.duration, min_duration)
+    else:  # and of digital silence, a constant level
+        check_usable(audio, min_duration)
     regions = None
     if vad:
         from audio_cli.frontend.vad import find_speech, no_speech
@@ -98,9 +99,12 @@ def embed_source_windows(speaker, source: AudioSource, window: float, hop: float
             if peak >= SILENCE_PEAK:
                 break
         check_peak(source.name, peak)
-    return list(_windows(speaker, source.blocks(READ_BLOCK), source.num_samples,
-                         source.sample_rate, source.name, window=window, hop=hop,
-                         min_duration=min_duration, regions=regions))
+    found = list(_windows(speaker, source.blocks(READ_BLOCK), source.num_samples,
+                          source.sample_rate, source.name, window=window, hop=hop,
+                          min_duration=min_duration, regions=regions))
+    if not vad:  # a constant level: known once the windows' pass has read every sample
+        check_level(source.name, source.spread)
+    return found
 
 
 def _windows(speaker, blocks: Iterable[np.ndarray], num_samples: int, rate: int, name: str, *,

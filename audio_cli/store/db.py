@@ -8,7 +8,9 @@ transactions: a killed process loses at most the transaction it was in.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sqlite3
 import sys
 import warnings
@@ -19,13 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.errors import AudioCliError
+from engines.errors import AudioCliError, DiskError
 
 DB_ENV = "AUDIO_DB"
 DB_FILE = "store.sqlite3"
 APPLICATION_ID = 0x41554443  # "AUDC": marks the file as an audio store
 BUSY_TIMEOUT_S = 60.0
 SQLITE_HEADER = b"SQLite format 3\x00"
+# Files SQLite keeps beside a store (WAL mode and rollback journal).
+SIDE_FILES = ("-wal", "-shm", "-journal")
+# SQLite's primary result codes for a full disk and a failed read or write
+# (https://www.sqlite.org/rescode.html): the user's condition, said like an OSError's.
+SQLITE_DISK_ERRORS = {13: errno.ENOSPC, 10: errno.EIO}
+NEARLY_FULL = 1 << 20  # bytes: an I/O error with less free than this is the full disk
 
 # Trigger bodies keeping vector_settings (schema 3) in step with a table's rows.
 _SETTINGS_ADD = """INSERT INTO vector_settings (kind, model_id, vad, precision, rows)
@@ -198,6 +206,15 @@ def unpack(blob: bytes, dim: int) -> np.ndarray:
     return vector
 
 
+def _nearly_full(folder: Path) -> bool:
+    """True if the file system of `folder` has less than NEARLY_FULL bytes free for us."""
+    try:
+        st = os.statvfs(folder)
+    except (AttributeError, OSError):  # no statvfs (Windows)
+        return False
+    return st.f_bavail * st.f_frsize < NEARLY_FULL
+
+
 def _check_file(path: Path) -> None:
     """Refuse a path that is not a (possibly empty) SQLite file, before SQLite touches it."""
     if path.is_dir():
@@ -226,13 +243,26 @@ class Store:
         self.path = Path(path).expanduser() if path is not None else default_db_path()
         self.readonly = readonly
         _check_file(self.path)
-        if not self.path.exists():
+        # A store this command creates: removed again if the command fails before it holds
+        # anything (`discard_if_new`), so a failed run leaves no empty store behind.
+        self.created = not self.path.exists()
+        self._folders_before = {p for p in self._beside() if p.exists()}
+        if self.created:
             if readonly or not create:
                 raise StoreError(f"{self.path}: no such store (enroll or index something first)")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"{self.path.parent}: cannot create ({exc.strerror})") from None
+        try:
+            self._open()
+        except BaseException:
+            self.discard_if_new()
+            raise
+
+    def _open(self) -> None:
+        readonly = self.readonly
+        self.conn = None
         self.conn = self._connect("mode=ro") if readonly else self._connect()
         if readonly and not self._readable():
             # A WAL store whose -shm file is missing in a folder that cannot be written:
@@ -277,13 +307,51 @@ class Store:
 
     def close(self) -> None:
         """Close the connection (a WAL checkpoint happens when the last one closes)."""
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard_if_new()
+
+    def _beside(self) -> list[Path]:
+        """The files and folder a store keeps beside its file (SQLite's, vector files)."""
+        return [*(self.path.with_name(self.path.name + s) for s in SIDE_FILES),
+                self.path.with_name(self.path.name + ".vectors")]
+
+    def _holds_nothing(self) -> bool:
+        """True if no speaker, exemplar or recording is in the store (or it cannot be read)."""
+        try:
+            return not self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM speakers) OR EXISTS (SELECT 1 FROM recordings)"
+            ).fetchone()[0]
+        except (sqlite3.Error, AttributeError):  # no tables yet, a broken file, no connection
+            return True
+
+    def discard_if_new(self) -> None:
+        """Close; and if this command created the store and it still holds nothing (a command
+        that failed before committing anything), remove it with its side files, so a failed
+        command leaves no new store behind. A store that existed before is never removed: its
+        open transaction was rolled back by `write()`."""
+        empty = self.created and self._holds_nothing()
         self.close()
+        if not empty:
+            return
+        for path in [self.path, *self._beside()]:
+            if path in self._folders_before:
+                continue
+            try:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError:
+                pass  # best effort: the failure itself has been said
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -291,6 +359,15 @@ class Store:
             yield
         except sqlite3.DatabaseError as exc:
             message = str(exc)
+            code = SQLITE_DISK_ERRORS.get(getattr(exc, "sqlite_errorcode", -1) & 0xFF)
+            if code is None:  # Pythons before 3.11 do not give the result code
+                code = {"database or disk is full": errno.ENOSPC,
+                        "disk I/O error": errno.EIO}.get(message)
+            if code == errno.EIO and _nearly_full(self.path.parent):
+                code = errno.ENOSPC  # SQLite says I/O error when its -shm cannot grow
+            if code is not None:
+                raise DiskError(f"{self.path}: {os.strerror(code).lower()}; the unfinished "
+                                "change was rolled back") from None
             if "malformed" in message or "not a database" in message:
                 message = f"the store is corrupt ({message}); left untouched"
             elif "readonly" in message or "unable to open" in message:
@@ -330,10 +407,13 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk or I/O error can end the
+                # transaction: https://www.sqlite.org/lang_transaction.html).
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -368,3 +448,13 @@ class Store:
         """The id of the models row for this digest, or None if the store never saw it."""
         row = conn.execute("SELECT id FROM models WHERE digest = ?", (digest,)).fetchone()
         return None if row is None else int(row[0])
+
+    def models_of(self, kind: str) -> list[tuple[str, str]]:
+        """(name, weights digest) of every model with vectors in `kind` ("exemplars" or
+        "recordings"), by name."""
+        if kind not in ("exemplars", "recordings"):
+            raise ValueError(kind)
+        with self.read() as conn:
+            return [(str(n), str(d)) for n, d in conn.execute(
+                f"SELECT name, digest FROM models AS m WHERE EXISTS (SELECT 1 FROM {kind} "
+                "WHERE model_id = m.id) ORDER BY name, digest")]

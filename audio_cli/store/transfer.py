@@ -11,7 +11,7 @@ from audio_cli.store.checks import vector_problem
 from audio_cli.store.db import Store, now, pack, unpack
 from audio_cli.store.speakers import check_name
 from engines.errors import UsageError
-from engines.files import TargetExists, write_new
+from engines.files import TargetExists, disk_errors, write_new
 
 EXPORT_FORMAT = "audio-speakers"
 EXPORT_VERSION = 1
@@ -56,7 +56,8 @@ def _has_settings(conn) -> bool:
 def _write_new(out: Path, text: str) -> None:
     """Write a complete file, linked into place only if nothing is there yet."""
     try:
-        write_new(out, text)
+        with disk_errors(out):  # a full disk: one line naming the file; nothing half-written
+            write_new(out, text)
     except TargetExists:
         raise UsageError(f"{out} exists; not overwriting it") from None
 
@@ -77,7 +78,9 @@ def _load_document(path: Path) -> dict:
 
 def import_speakers(store: Store, path: Path) -> dict:
     """Merge an export into the store in one transaction (same name = same speaker). An
-    exemplar without `vad`/`precision` (an older export) is recorded as not known / float32."""
+    exemplar without `vad`/`precision` (an older export) is recorded as not known / float32.
+    A speaker is created only with at least one exemplar that goes in (or if the export lists
+    none for it): one whose every exemplar is refused is not added."""
     document = _load_document(path)
     try:
         models = {m["digest"]: m for m in document["models"]}
@@ -90,28 +93,32 @@ def import_speakers(store: Store, path: Path) -> dict:
     with store.write() as conn:
         model_ids: dict[str, int] = {}
         for name, created, exemplars in speakers:
-            sid = store.speaker_row(conn, name, created)
+            sid = store.speaker_row(conn, name, created) if not exemplars else None
             for ex in exemplars:
                 try:
                     model = models[ex["model"]]
-                    if ex["model"] not in model_ids:
-                        model_ids[ex["model"]] = store.model_row(
-                            conn, model["name"], model["digest"], int(model["dim"]),
-                            json.dumps(model["frontend"], sort_keys=True))
                     vector = np.asarray(ex["vector"], dtype=np.float32)
                     vad, precision = ex.get("vad"), ex.get("precision", "float32")
                     if vad not in (None, True, False) or precision not in ("float32", "int8"):
                         raise ValueError(f"vad {vad!r}, precision {precision!r}")
-                    row = (sid, model_ids[ex["model"]], str(ex["engine"]), str(ex["source"]),
-                           float(ex["duration"]), str(ex["created"]), pack(vector),
-                           None if vad is None else int(vad), precision)
+                    values = (str(ex["engine"]), str(ex["source"]), float(ex["duration"]),
+                              str(ex["created"]), pack(vector),
+                              None if vad is None else int(vad), precision)
+                    dim = int(model["dim"])
                 except (KeyError, TypeError, ValueError) as exc:
                     raise UsageError(f"{path}: malformed exemplar of {name!r} ({exc})") from None
-                problem = vector_problem(vector, int(model["dim"]))
+                problem = vector_problem(vector, dim)
                 if problem is not None:  # refused; the good exemplars still go in
                     refused.append(f"{path}: an exemplar of {name!r} ({ex['source']}) holds "
                                    f"{problem}; refused")
                     continue
+                if ex["model"] not in model_ids:
+                    model_ids[ex["model"]] = store.model_row(
+                        conn, model["name"], model["digest"], dim,
+                        json.dumps(model["frontend"], sort_keys=True))
+                if sid is None:
+                    sid = store.speaker_row(conn, name, created)
+                row = (sid, model_ids[ex["model"]], *values)
                 added += conn.execute(
                     "INSERT OR IGNORE INTO exemplars (speaker_id, model_id, engine, source, "
                     "duration, created, vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "

@@ -32,6 +32,7 @@ MAGIC = b"AUDVEC1\n"
 HEADER_BYTES = 4096
 MAX_SEGMENTS = 8  # more than this many in a chain and the next sync merges them into one
 IN_CHUNK = 500  # ids per `IN (...)` query
+STREAM_ROWS = 8192  # rows copied at a time from SQLite into a new segment
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Vectors:
     log: int  # vector_log's last seq when this view was read (0 without the table)
     hi: int = 0  # the chain's highest recording id (0 without one)
     dirty: set[int] = field(default_factory=set)  # ids logged since the chain was written
+    tail_rows: int = 0  # rows beyond the chain counted but not read (sync streams them)
 
 
 @dataclass
@@ -168,8 +170,10 @@ def from_sqlite(conn: sqlite3.Connection, model: int, dim: int, log: int) -> Vec
 
 
 def _from_chain(conn: sqlite3.Connection, segments: list[Segment], model: int, dim: int,
-                log: int) -> Vectors | None:
-    """The chain's vectors brought up to date from SQLite, or None if they do not add up."""
+                log: int, tail: bool = True) -> Vectors | None:
+    """The chain's vectors brought up to date from SQLite, or None if they do not add up.
+    Without `tail`, the rows beyond the chain are counted, not read (view.parts ends with an
+    empty part; `tail_rows` says how many there are)."""
     since = min(s.log for s in segments)
     hi = segments[-1].hi
     if since > log:  # the files saw changes this store never had: another store's files
@@ -183,16 +187,27 @@ def _from_chain(conn: sqlite3.Connection, segments: list[Segment], model: int, d
         parts.append(Part(s.ids, s.matrix, keep))
     redone = _by_ids(conn, model, sorted(i for i in dirty if i <= hi), dim)
     # `+model_id`: walk the rowids past `hi`, not the (model_id, path) index.
-    tail = _rows(conn, "SELECT id, vector FROM recordings WHERE id > ? AND +model_id = ?",
-                 [hi, model], dim)
-    parts += [Part(*redone), Part(*tail)]
-    rows = sum(len(p.ids) if p.keep is None else int(p.keep.sum()) for p in parts)
+    if tail:
+        rest = _rows(conn, "SELECT id, vector FROM recordings WHERE id > ? AND +model_id = ?",
+                     [hi, model], dim)
+        beyond = 0
+    else:
+        rest = (np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
+        beyond = _tail_rows(conn, model, hi)
+    parts += [Part(*redone), Part(*rest)]
+    rows = sum(len(p.ids) if p.keep is None else int(p.keep.sum()) for p in parts) + beyond
     count = conn.execute("SELECT rows FROM vector_counts WHERE model_id = ?",
                          (model,)).fetchone()
     if count is None or rows != count[0]:
         return None
     return Vectors(parts=parts, source="file", rows=rows, dim=dim, model=model, log=log, hi=hi,
-                   dirty=dirty)
+                   dirty=dirty, tail_rows=beyond)
+
+
+def _tail_rows(conn: sqlite3.Connection, model: int, hi: int) -> int:
+    """How many of the model's recordings have an id above `hi` (beyond a chain)."""
+    return int(conn.execute("SELECT count(*) FROM recordings WHERE id > ? AND +model_id = ?",
+                            (hi, model)).fetchone()[0])
 
 
 def open_vectors(conn: sqlite3.Connection, store: Store, digest: str, dim: int, model: int
@@ -214,15 +229,62 @@ def _write_segment(store: Store, digest: str, seq: int, token: str, *, lo: int, 
     target = folder(store) / f"{digest}-{seq:08d}.vec"
     meta = {"token": token, "digest": digest, "dim": int(matrix.shape[1]), "seq": seq,
             "lo": lo, "hi": hi, "log": log, "rows": len(ids)}
-    head = MAGIC + json.dumps(meta).encode()
     scratch = scratch_file(target)
     try:
         with open(scratch, "wb") as handle:
-            handle.write(head + b" " * (HEADER_BYTES - len(head) - 1) + b"\n")
+            handle.write(_header(meta))
             handle.write(np.ascontiguousarray(ids, dtype="<i8").tobytes())
             for start in range(0, len(matrix), 65536):
                 handle.write(np.ascontiguousarray(matrix[start:start + 65536],
                                                   dtype="<f4").tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        publish(scratch, target, replace=False)
+    except FileExistsError:
+        return None
+    finally:
+        scratch.unlink(missing_ok=True)
+    return target
+
+
+def _header(meta: dict) -> bytes:
+    head = MAGIC + json.dumps(meta).encode()
+    return head + b" " * (HEADER_BYTES - len(head) - 1) + b"\n"
+
+
+def _stream_segment(conn: sqlite3.Connection, store: Store, digest: str, seq: int,
+                    token: str, *, lo: int, log: int, model: int, rows: int,
+                    dim: int) -> Path | None:
+    """Publish one segment of the model's recordings with ids above `lo`, copied from SQLite
+    a block at a time (memory does not grow with the rows); None if the rows are not `rows`
+    (SQLite changed under a caller outside a transaction) or another process published that
+    name first."""
+    target = folder(store) / f"{digest}-{seq:08d}.vec"
+    scratch = scratch_file(target)
+    vectors_at = HEADER_BYTES + 8 * rows
+    written, hi = 0, lo
+    try:
+        with open(scratch, "wb") as handle:
+            cursor = conn.execute("SELECT id, vector FROM recordings WHERE id > ? AND "
+                                  "+model_id = ? ORDER BY id", (lo, model))
+            while block := cursor.fetchmany(STREAM_ROWS):
+                if written + len(block) > rows:
+                    return None
+                ids = np.fromiter((r[0] for r in block), dtype="<i8", count=len(block))
+                matrix = b"".join(r[1] for r in block)
+                if len(matrix) != len(block) * 4 * dim:
+                    from engines.errors import UsageError
+                    raise UsageError(f"stored vectors do not have {dim} values")
+                handle.seek(HEADER_BYTES + 8 * written)
+                handle.write(ids.tobytes())
+                handle.seek(vectors_at + 4 * dim * written)
+                handle.write(matrix)
+                written, hi = written + len(block), int(ids[-1])
+            if written != rows:
+                return None
+            handle.seek(0)
+            handle.write(_header({"token": token, "digest": digest, "dim": dim, "seq": seq,
+                                  "lo": lo, "hi": hi, "log": log, "rows": rows}))
             handle.flush()
             os.fsync(handle.fileno())
         publish(scratch, target, replace=False)
@@ -254,6 +316,10 @@ def sync(store: Store, digest: str, dim: int) -> Vectors | None:
             return None
         token, log = state
         segments = chain(store, token, digest, dim)
+        streamed = _stream(conn, store, digest, dim, model=model, state=state,
+                           segments=segments)
+        if streamed is not None:
+            return streamed
         view = _from_chain(conn, segments, model, dim, log) if segments else None
         if view is None:
             view, segments = from_sqlite(conn, model, dim, log), []
@@ -278,6 +344,39 @@ def sync(store: Store, digest: str, dim: int) -> Vectors | None:
                     _remove_older(store, digest, seq)
         except OSError:
             return None
+    return view
+
+
+def _stream(conn: sqlite3.Connection, store: Store, digest: str, dim: int, *, model: int,
+            state: tuple[str, int], segments: list[Segment]) -> Vectors | None:
+    """The two common cases of `sync`, copied from SQLite a block at a time instead of read
+    into memory (a bulk load of 10^6 rows would otherwise hold them all): no chain yet (a new
+    store: one base segment of everything), or new rows beyond an unchanged chain with room
+    for one more segment. None for the other cases (changed rows, a merge), which `sync` does
+    in memory, or when the files cannot be written."""
+    token, log = state
+    view = _from_chain(conn, segments, model, dim, log, tail=False) if segments else None
+    if segments and (view is None or view.dirty or not view.tail_rows
+                     or len(segments) >= MAX_SEGMENTS):
+        return None
+    lo = view.hi if view is not None else 0
+    rows = view.tail_rows if view is not None else _tail_rows(conn, model, 0)
+    seq = max([s for s, _ in _files(store, digest)], default=0) + 1
+    try:
+        folder(store).mkdir(exist_ok=True)
+        path = _stream_segment(conn, store, digest, seq, token, lo=lo, log=log, model=model,
+                               rows=rows, dim=dim)
+    except OSError:
+        return None
+    written = path and _read_segment(path, token, digest, dim)
+    if not written:
+        return None
+    if view is None:  # a new base: older files of this model are replaced
+        _remove_older(store, digest, seq)
+        return Vectors(parts=[Part(written.ids, written.matrix)], source="file", rows=rows,
+                       dim=dim, model=model, log=log, hi=written.hi)
+    view.parts[-1] = Part(written.ids, written.matrix)
+    view.hi, view.tail_rows = written.hi, 0
     return view
 
 
