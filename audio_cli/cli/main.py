@@ -49,6 +49,7 @@ LAZY_COMMANDS = {
     "index": "audio_cli.cli.store",
     "search": "audio_cli.cli.search",
     "eval": "audio_cli.cli.eval",
+    "diarize": "audio_cli.cli.diarize",
     "eval-diarization": "audio_cli.cli.eval_diarization",
 }
 

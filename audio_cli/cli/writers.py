@@ -43,12 +43,13 @@ def destinations(path: Path) -> list[Path]:
     return [path]
 
 
-def check_output(path: str, force: bool) -> Path:
-    """Refuse, before any work, an unknown format, a missing folder or an existing file."""
+def check_output(path: str, force: bool, formats: tuple[str, ...] = FORMATS) -> Path:
+    """Refuse, before any work, an unknown format (not in `formats`), a missing folder or
+    an existing file."""
     out = Path(path)
-    if out.suffix.lower() not in FORMATS:
+    if out.suffix.lower() not in formats:
         raise UsageError(f"--output {path}: unknown format (use a name ending in "
-                         f"{', '.join(FORMATS)})")
+                         f"{', '.join(formats)})")
     if not out.parent.is_dir():
         raise UsageError(f"--output {path}: the folder {out.parent} does not exist")
     if out.suffix.lower() == ".parquet":

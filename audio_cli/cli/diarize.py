@@ -1,0 +1,215 @@
+"""`audio diarize`: who spoke when in each recording; a table of turns per file, JSON Lines
+(--json) and/or one --output file (.rttm, .jsonl, .parquet) for all inputs, written at the
+end, atomically (never over an existing file without --force)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TextIO
+
+import typer
+
+from audio_cli.cli import messages
+from audio_cli.cli.options import EngineOpt, JsonOpt, ModelOpt, ThreadsOpt
+from audio_cli.cli.outcomes import Outcome, Reporter, run
+from audio_cli.diarization.activity import overlapped
+from audio_cli.diarization.turns import Turn, rttm_line
+from audio_cli.frontend.inputs import STDIN, source_name
+from audio_cli.models.registry import DEFAULT_MODEL
+from engines.errors import EngineError, InputAudioError
+
+if TYPE_CHECKING:
+    from audio_cli.diarization.pipeline import Diarizer
+
+# Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
+app = typer.Typer()
+
+FORMATS = (".rttm", ".jsonl", ".parquet")
+
+
+@dataclass(frozen=True)
+class Diarized(Outcome):
+    """An input's outcome with its turns (None for a failed input)."""
+
+    turns: list[Turn] | None = None
+
+
+class Collected(list):
+    """The outcomes of a run, kept for the --output file written at its end."""
+
+    add = list.append
+
+
+@app.command("diarize")
+def diarize(
+    files: Annotated[list[str], typer.Argument(
+        help="Audio files, directories (searched recursively), @LIST files or - for stdin.",
+        metavar="INPUT...", show_default=False)],
+    model: ModelOpt = DEFAULT_MODEL,
+    segmentation: Annotated[str | None, typer.Option(
+        "--segmentation", metavar="MODEL|none",
+        help="Segmentation model (pyannote segmentation-3.0: a local folder or file); none: "
+        "voice-activity detection and windows only (no overlapping speech).")] = None,
+    speakers: Annotated[int | None, typer.Option(
+        "--speakers", metavar="N", min=1, help="Exactly N speakers.")] = None,
+    min_speakers: Annotated[int | None, typer.Option(
+        "--min-speakers", metavar="A", min=1, help="At least A speakers.")] = None,
+    max_speakers: Annotated[int | None, typer.Option(
+        "--max-speakers", metavar="B", min=1, help="At most B speakers.")] = None,
+    exclusive: Annotated[bool, typer.Option(
+        "--exclusive", help="At most one speaker at any time (the most likely one where "
+        "several speak).")] = False,
+    clustering: Annotated[str, typer.Option(
+        "--clustering", metavar="METHOD",
+        help="auto (spectral from 60 embeddings on, else ahc), ahc (agglomerative, "
+        "calibrated threshold) or spectral (eigengap).")] = "auto",
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Also write all turns to a new .rttm, .jsonl or .parquet file.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")
+                     ] = False,
+    json_output: JsonOpt = False,
+    threads: ThreadsOpt = None,
+    engine: EngineOpt = "auto",
+) -> None:
+    """Who spoke when: speaker turns of each recording, overlapping speech included."""
+    from audio_cli.cli.inputs import expand_inputs, mark_missing
+    from audio_cli.diarization.clustering import METHODS, SpeakerCount
+    from audio_cli.diarization.pipeline import DiarizeOptions, Diarizer
+    from engines.errors import UsageError
+
+    count = SpeakerCount.of(speakers, min_speakers, max_speakers)
+    if clustering not in METHODS:
+        raise UsageError(f"--clustering {clustering}: choose one of {', '.join(METHODS)}")
+    out_path = None
+    if output:
+        from audio_cli.cli.writers import check_output
+
+        out_path = check_output(output, force, FORMATS)
+    items = mark_missing(expand_inputs(files))
+    options = DiarizeOptions(model=model, engine=engine, threads=threads,
+                             segmentation=segmentation, count=count, exclusive=exclusive,
+                             clustering=clustering)
+    diarizer = None
+    if any(item.error is None for item in items):  # a model only for something to read
+        diarizer = Diarizer(options)
+    done = Collected()
+    progress = sys.stderr.isatty() and not (json_output and sys.stdout.isatty())
+    reporter = Reporter(len(items), progress and len(items) > 1)
+    sink = StdoutSink(json_output)
+    with messages.warnings_through(reporter.line):
+        status = run(outcomes(diarizer, items, reporter), [sink, done], reporter)
+    if out_path is not None:
+        write_output(out_path, done, force)
+    raise typer.Exit(status)
+
+
+class StdoutSink:
+    """The turns of each input on stdout as it finishes: a table, or JSON Lines."""
+
+    def __init__(self, json_output: bool):
+        self.json_output = json_output
+        self.first = True
+
+    def add(self, outcome: Outcome) -> None:
+        if self.json_output:
+            sys.stdout.write(json_records(outcome))
+        elif outcome.error is None:
+            if not self.first:
+                sys.stdout.write("\n")
+            render_table(outcome, sys.stdout)
+            self.first = False
+        sys.stdout.flush()
+
+
+def outcomes(diarizer: Diarizer | None, items, reporter: Reporter):
+    """One Outcome (with `turns`) per input, in order; a file without speech warns."""
+    from audio_cli.frontend.audio import load_audio
+
+    for item in items:
+        name = source_name(item.path)
+        if item.error is not None:
+            yield Diarized(name, error=item.error)
+            continue
+        try:
+            audio = load_audio(item.path, diarizer.sample_rate)
+            turns = diarizer.diarize(audio, uri_of(item.path))
+        except (InputAudioError, EngineError) as exc:
+            yield Diarized(name, error=exc)
+            continue
+        if not turns:
+            messages.warning(f"{name}: no speech found; no turns", reporter.line)
+        yield Diarized(name, turns=turns)
+
+
+def uri_of(path: str) -> str:
+    """The recording's name in RTTM: the file's stem (`stdin` for -)."""
+    return "stdin" if path == STDIN else Path(path).stem
+
+
+def render_table(outcome: Outcome, stream: TextIO) -> None:
+    """`FILE: N speakers` then one `start end speaker` row per turn."""
+    turns = outcome.turns
+    count = len({t.speaker for t in turns})
+    stream.write(f"{outcome.file}: {messages.plural(count, 'speaker')}, "
+                 f"{messages.plural(len(turns), 'turn')}\n")
+    if not turns:
+        return
+    rows = [("start", "end", "speaker")] + [(f"{t.start:.2f}", f"{t.end:.2f}", t.speaker)
+                                           for t in turns]
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    for start, end, speaker in rows:
+        stream.write(f"{start:>{width[0]}}  {end:>{width[1]}}  {speaker}\n")
+
+
+def records(outcome: Outcome) -> list[dict]:
+    """The JSON records of an input: one per turn (file, start, end, speaker, overlap), or
+    its error."""
+    if outcome.error is not None:
+        return [{"file": outcome.file, "error": outcome.message}]
+    flags = overlapped(outcome.turns)
+    return [{"file": outcome.file, "start": t.start, "end": t.end, "speaker": t.speaker,
+             "overlap": flag} for t, flag in zip(outcome.turns, flags, strict=True)]
+
+
+def json_records(outcome: Outcome) -> str:
+    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records(outcome))
+
+
+def write_output(path: Path, done: list[Outcome], force: bool) -> None:
+    """All inputs' turns to one new file (atomically; --force replaces)."""
+    from engines.errors import UsageError
+    from engines.files import TargetExists, publish, scratch_file, write_new
+
+    kind = path.suffix.lower()
+    turns = sum(len(o.turns) for o in done if o.error is None)
+    try:
+        if kind == ".rttm":
+            write_new(path, "".join(rttm_line(t) for o in done if o.error is None
+                                    for t in o.turns), replace=force)
+        elif kind == ".jsonl":
+            write_new(path, "".join(json_records(o) for o in done), replace=force)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            rows = [r for o in done for r in records(o)]
+            table = pa.table({name: [r.get(name) for r in rows] for name in
+                              ("file", "start", "end", "speaker", "overlap", "error")},
+                             schema=pa.schema([("file", pa.string()), ("start", pa.float64()),
+                                               ("end", pa.float64()), ("speaker", pa.string()),
+                                               ("overlap", pa.bool_()),
+                                               ("error", pa.string())]))
+            scratch = scratch_file(path)
+            try:
+                pq.write_table(table, scratch)
+                publish(scratch, path, force)
+            finally:
+                scratch.unlink(missing_ok=True)
+    except TargetExists:
+        raise UsageError(f"--output: {path} appeared during the run; not overwriting it "
+                         "(pass --force)") from None
+    messages.note(f"wrote {messages.plural(turns, 'turn')} to {path}")

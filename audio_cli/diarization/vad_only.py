@@ -1,0 +1,72 @@
+"""Diarization without the segmentation model (`--segmentation none`): Silero VAD finds the
+speech (frontend/vad.py), windows of WINDOW seconds every HOP seconds inside each speech
+region are embedded and clustered, and every 10 ms frame of speech takes the label of the
+window whose centre is nearest. One speaker at a time: overlapping speech is not found.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audio_cli.diarization import activity
+from audio_cli.diarization.clustering import AHC_THRESHOLD, cluster
+from audio_cli.diarization.turns import Turn
+from audio_cli.frontend.audio import Audio
+from audio_cli.frontend.fbank import fbank
+from audio_cli.frontend.vad import find_speech
+from audio_cli.pipeline.batching import one_blas_thread
+
+WINDOW = 1.5  # seconds of speech per embedding
+HOP = 0.75  # seconds between window starts
+MIN_WINDOW = 0.5  # a region shorter than this gets no window of its own
+GRID = activity.FrameGrid(0.01, 0.01)  # the output's frames
+
+
+def windows(regions: list[tuple[int, int]], rate: int) -> list[tuple[int, int]]:
+    """[start, end) sample ranges of the windows inside the speech regions: WINDOW long every
+    HOP, the last ending at the region's end; a shorter region is one window."""
+    size, hop = int(WINDOW * rate), int(HOP * rate)
+    out = []
+    for s, e in regions:
+        if e - s < MIN_WINDOW * rate:
+            continue
+        if e - s <= size:
+            out.append((s, e))
+            continue
+        starts = list(range(s, e - size + 1, hop))
+        if starts[-1] + size < e:
+            starts.append(e - size)
+        out += [(a, a + size) for a in starts]
+    return out
+
+
+def diarize_vad(diarizer, audio: Audio, uri: str) -> list[Turn]:
+    """The turns of decoded audio by the VAD-only path (see the module docstring)."""
+    rate = audio.sample_rate
+    regions = find_speech(audio.samples, rate, audio.source)
+    if not regions:
+        return []
+    bounds = windows(regions, rate)
+    total = int(np.ceil(audio.duration / GRID.step))
+    speech = np.zeros(total, dtype=bool)
+    for s, e in regions:
+        speech[int(s / rate / GRID.step):int(np.ceil(e / rate / GRID.step))] = True
+    if not bounds:  # only very short bursts: one speaker
+        return activity.to_turns(speech[:, None], GRID, uri, ["SPEAKER_00"], audio.duration)
+    speaker = diarizer.speaker
+    with one_blas_thread():
+        clips = [fbank(audio.samples[s:e], speaker.config.frontend) for s, e in bounds]
+    vectors = np.concatenate([speaker.embed_features(clips[i:i + 32])
+                              for i in range(0, len(clips), 32)])
+    options = diarizer.options
+    labels = cluster(vectors, options.count, options.clustering,
+                     options.threshold or AHC_THRESHOLD)
+    centres = np.array([(s + e) / 2 / rate for s, e in bounds])
+    frame_times = GRID.centre(np.arange(total))
+    nearest = np.abs(frame_times[:, None] - centres[None, :]).argmin(axis=1)
+    k = int(labels.max()) + 1
+    active = np.zeros((total, k), dtype=bool)
+    active[np.arange(total), labels[nearest]] = True
+    active &= speech[:, None]
+    names = [f"SPEAKER_{i:02d}" for i in range(k)]
+    return activity.to_turns(active, GRID, uri, names, audio.duration)
