@@ -104,3 +104,21 @@ def test_eval_skips_a_fifo_in_a_speaker_folder(small_model_dir, tmp_path):
     assert error_lines(proc.stderr) == [
         f"audio: error: {data / 'spk0' / '2.wav'}: not a regular file (a FIFO); skipped"]
     assert json.loads(proc.stdout)["files"] == 4
+
+
+def test_diarize_skips_a_fifo_in_a_folder(folder, small_model_dir):
+    os.mkfifo(folder / "b.wav")
+    proc = run_audio_process("diarize", folder, "--model", small_model_dir, "--segmentation",
+                             "none", "--json", timeout=TIMEOUT)
+    assert proc.returncode == 3, proc.stderr
+    assert error_lines(proc.stderr)[0] == (
+        f"audio: error: {folder / 'b.wav'}: not a regular file (a FIFO); skipped")
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {r["file"] for r in records if "error" in r} == {str(folder / "b.wav")}
+
+
+def test_diarize_refuses_a_recording_over_max_duration(folder, small_model_dir):
+    result = run_audio("diarize", folder / "a.wav", "--model", small_model_dir,
+                       "--segmentation", "none", "--max-duration", "1")
+    assert result.returncode == 3
+    assert "too long (1.50 s); at most 1 s is accepted (--max-duration)" in result.stderr

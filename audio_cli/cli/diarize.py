@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 
 from audio_cli.cli import messages
-from audio_cli.cli.options import EngineOpt, JsonOpt, ModelOpt, ThreadsOpt
+from audio_cli.cli.options import EngineOpt, JsonOpt, MaxDurOpt, ModelOpt, ThreadsOpt
 from audio_cli.cli.outcomes import Outcome, Reporter, run
 from audio_cli.diarization.activity import overlapped
 from audio_cli.diarization.turns import Turn, rttm_line
 from audio_cli.frontend.inputs import STDIN, source_name
-from audio_cli.models.registry import DEFAULT_MODEL
+from audio_cli.pipeline.options import DEFAULT_MAX_DURATION, default_model
 from engines.errors import EngineError, InputAudioError
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def diarize(
     files: Annotated[list[str], typer.Argument(
         help="Audio files, directories (searched recursively), @LIST files or - for stdin.",
         metavar="INPUT...", show_default=False)],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     segmentation: Annotated[str | None, typer.Option(
         "--segmentation", metavar="MODEL|none",
         help="Segmentation model (pyannote segmentation-3.0: a local folder or file); none: "
@@ -74,6 +74,7 @@ def diarize(
     json_output: JsonOpt = False,
     threads: ThreadsOpt = None,
     engine: EngineOpt = "auto",
+    max_duration: MaxDurOpt = DEFAULT_MAX_DURATION,
 ) -> None:
     """Who spoke when: speaker turns of each recording, overlapping speech included."""
     from audio_cli.cli.inputs import expand_inputs, mark_missing
@@ -90,7 +91,7 @@ def diarize(
 
         out_path = check_output(output, force, FORMATS)
     items = mark_missing(expand_inputs(files))
-    options = DiarizeOptions(model=model, engine=engine, threads=threads,
+    options = DiarizeOptions(model=model or default_model(), engine=engine, threads=threads,
                              segmentation=segmentation, count=count, exclusive=exclusive,
                              clustering=clustering)
     diarizer = None
@@ -101,7 +102,7 @@ def diarize(
     reporter = Reporter(len(items), progress and len(items) > 1)
     sink = StdoutSink(json_output)
     with messages.warnings_through(reporter.line):
-        status = run(outcomes(diarizer, items, reporter), [sink, done], reporter)
+        status = run(outcomes(diarizer, items, reporter, max_duration), [sink, done], reporter)
     if out_path is not None:
         write_output(out_path, done, force)
     raise typer.Exit(status)
@@ -125,8 +126,9 @@ class StdoutSink:
         sys.stdout.flush()
 
 
-def outcomes(diarizer: Diarizer | None, items, reporter: Reporter):
-    """One Outcome (with `turns`) per input, in order; a file without speech warns."""
+def outcomes(diarizer: Diarizer | None, items, reporter: Reporter, max_duration: float):
+    """One Outcome (with `turns`) per input, in order; a file without speech warns, one
+    longer than `max_duration` seconds fails."""
     from audio_cli.frontend.audio import load_audio
 
     for item in items:
@@ -135,7 +137,7 @@ def outcomes(diarizer: Diarizer | None, items, reporter: Reporter):
             yield Diarized(name, error=item.error)
             continue
         try:
-            audio = load_audio(item.path, diarizer.sample_rate)
+            audio = load_audio(item.path, diarizer.sample_rate, max_duration)
             turns = diarizer.diarize(audio, uri_of(item.path))
         except (InputAudioError, EngineError) as exc:
             yield Diarized(name, error=exc)
