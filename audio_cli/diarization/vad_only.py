@@ -15,6 +15,7 @@ from audio_cli.frontend.audio import Audio
 from audio_cli.frontend.fbank import fbank
 from audio_cli.frontend.vad import find_speech
 from audio_cli.pipeline.batching import one_blas_thread
+from audio_cli.pipeline.windows import window_bounds
 
 WINDOW = 1.5  # seconds of speech per embedding
 HOP = 0.75  # seconds between window starts
@@ -23,21 +24,22 @@ GRID = activity.FrameGrid(0.01, 0.01)  # the output's frames
 
 
 def windows(regions: list[tuple[int, int]], rate: int) -> list[tuple[int, int]]:
-    """[start, end) sample ranges of the windows inside the speech regions: WINDOW long every
-    HOP, the last ending at the region's end; a shorter region is one window."""
-    size, hop = int(WINDOW * rate), int(HOP * rate)
-    out = []
-    for s, e in regions:
-        if e - s < MIN_WINDOW * rate:
-            continue
-        if e - s <= size:
-            out.append((s, e))
-            continue
-        starts = list(range(s, e - size + 1, hop))
-        if starts[-1] + size < e:
-            starts.append(e - size)
-        out += [(a, a + size) for a in starts]
-    return out
+    """[start, end) sample ranges of the windows inside the speech regions, as --window cuts
+    a recording (pipeline.windows.window_bounds: WINDOW long every HOP, the last ending at
+    the region's end, a shorter region one window); a region under MIN_WINDOW gets none."""
+    return [(s + a, s + b) for s, e in regions if e - s >= MIN_WINDOW * rate
+            for a, b in window_bounds(e - s, rate, WINDOW, HOP)]
+
+
+def nearest(times: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the centre nearest to each time (the first on a tie); `centres` ascending.
+    Memory grows with the times and the centres, not with their product."""
+    right = np.clip(np.searchsorted(centres, times, side="left"), 1, len(centres) - 1)
+    left = right - 1
+    if len(centres) == 1:
+        return np.zeros(len(times), dtype=np.int64)
+    closer_left = np.abs(times - centres[left]) <= np.abs(centres[right] - times)
+    return np.where(closer_left, left, right)
 
 
 def diarize_vad(diarizer, audio: Audio, uri: str) -> list[Turn]:
@@ -63,10 +65,10 @@ def diarize_vad(diarizer, audio: Audio, uri: str) -> list[Turn]:
                      options.threshold or AHC_THRESHOLD)
     centres = np.array([(s + e) / 2 / rate for s, e in bounds])
     frame_times = GRID.centre(np.arange(total))
-    nearest = np.abs(frame_times[:, None] - centres[None, :]).argmin(axis=1)
+    closest = nearest(frame_times, centres)
     k = int(labels.max()) + 1
     active = np.zeros((total, k), dtype=bool)
-    active[np.arange(total), labels[nearest]] = True
+    active[np.arange(total), labels[closest]] = True
     active &= speech[:, None]
     names = [f"SPEAKER_{i:02d}" for i in range(k)]
     return activity.to_turns(active, GRID, uri, names, audio.duration)
