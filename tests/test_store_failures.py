@@ -204,6 +204,21 @@ def test_an_output_the_disk_refuses_is_one_line_exit_7_and_nothing_written(
     assert list(tmp_path.iterdir()) == []  # no output, no scratch file
 
 
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_diarize_output_the_disk_refuses_is_one_line_exit_7(env, tmp_path, monkeypatch,
+                                                              code):
+    def refuse(self, *args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    out = tmp_path / "turns.rttm"
+    proc = run_audio("diarize", env["files"][0], "--model", env["model"], "--segmentation",
+                     "none", "-o", out)
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"audio: error: {out}: {os.strerror(code).lower()}"
+    assert list(tmp_path.iterdir()) == []  # no output, no scratch file
+
+
 def test_an_export_the_disk_refuses_is_one_line_exit_7(env, tmp_path, monkeypatch):
     db = tmp_path / "s.db"
     assert run_audio("enroll", "ann", env["files"][0], "--model", env["model"],

@@ -182,35 +182,37 @@ def json_records(outcome: Outcome) -> str:
 
 
 def write_output(path: Path, done: list[Outcome], force: bool) -> None:
-    """All inputs' turns to one new file (atomically; --force replaces)."""
+    """All inputs' turns to one new file (atomically; --force replaces). A full or failing
+    disk is one line naming the file (engines.files.disk_errors), as for embed-speaker."""
     from engines.errors import UsageError
-    from engines.files import TargetExists, publish, scratch_file, write_new
+    from engines.files import TargetExists, disk_errors, publish, scratch_file, write_new
 
     kind = path.suffix.lower()
     turns = sum(len(o.turns) for o in done if o.error is None)
     try:
-        if kind == ".rttm":
-            write_new(path, "".join(rttm_line(t) for o in done if o.error is None
-                                    for t in o.turns), replace=force)
-        elif kind == ".jsonl":
-            write_new(path, "".join(json_records(o) for o in done), replace=force)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        with disk_errors(path):
+            if kind == ".rttm":
+                write_new(path, "".join(rttm_line(t) for o in done if o.error is None
+                                        for t in o.turns), replace=force)
+            elif kind == ".jsonl":
+                write_new(path, "".join(json_records(o) for o in done), replace=force)
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            rows = [r for o in done for r in records(o)]
-            table = pa.table({name: [r.get(name) for r in rows] for name in
-                              ("file", "start", "end", "speaker", "overlap", "error")},
-                             schema=pa.schema([("file", pa.string()), ("start", pa.float64()),
-                                               ("end", pa.float64()), ("speaker", pa.string()),
-                                               ("overlap", pa.bool_()),
-                                               ("error", pa.string())]))
-            scratch = scratch_file(path)
-            try:
-                pq.write_table(table, scratch)
-                publish(scratch, path, force)
-            finally:
-                scratch.unlink(missing_ok=True)
+                rows = [r for o in done for r in records(o)]
+                table = pa.table({name: [r.get(name) for r in rows] for name in
+                                  ("file", "start", "end", "speaker", "overlap", "error")},
+                                 schema=pa.schema([("file", pa.string()), ("start", pa.float64()),
+                                                   ("end", pa.float64()), ("speaker", pa.string()),
+                                                   ("overlap", pa.bool_()),
+                                                   ("error", pa.string())]))
+                scratch = scratch_file(path)
+                try:
+                    pq.write_table(table, scratch)
+                    publish(scratch, path, force)
+                finally:
+                    scratch.unlink(missing_ok=True)
     except TargetExists:
         raise UsageError(f"--output: {path} appeared during the run; not overwriting it "
                          "(pass --force)") from None
