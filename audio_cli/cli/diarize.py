@@ -160,12 +160,10 @@ def render_table(outcome: Outcome, stream: TextIO) -> None:
                  f"{messages.plural(len(turns), 'turn')}\n")
     if not turns:
         return
-    rows = [("start", "end", "speaker")] + [(f"{t.start:.2f}", f"{t.end:.2f}", t.speaker)
-                                           for t in turns]
-    width = [max(len(r[i]) for r in rows) for i in range(2)]
-    for start, end, speaker in rows:
-        stream.write(f"{start:>{width[0]}}  {end:>{width[1]}}  {speaker}\n")
+    from audio_cli.cli.table import aligned
 
+    stream.write(aligned([("start", "end", "speaker"),
+                          *((f"{t.start:.2f}", f"{t.end:.2f}", t.speaker) for t in turns)], "rr"))
 
 def records(outcome: Outcome) -> list[dict]:
     """The JSON records of an input: one per turn (file, start, end, speaker, overlap), or

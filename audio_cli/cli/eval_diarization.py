@@ -93,6 +93,7 @@ def render(files: list[FileScores], stream: TextIO) -> None:
     """One table per convention: a row per recording, the total, and the mean of per-file DER.
 
     Plain text: the file column first, padded; numbers right-aligned."""
+    from audio_cli.cli.table import aligned
     from audio_cli.diarization.scoring import CONVENTIONS, mean_der, total
 
     for index, convention in enumerate(CONVENTIONS):
@@ -101,12 +102,7 @@ def render(files: list[FileScores], stream: TextIO) -> None:
         stream.write(f"{convention.name}: {convention.description}\n")
         rows = [HEADER, *(_row(f.uri, f.scores[convention.name]) for f in files),
                 _row("total", total(files, convention.name))]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
-        for row in rows:
-            cells = [row[0].ljust(widths[0]),
-                     *(cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1], strict=True)),
-                     row[-1]]
-            stream.write("  ".join(cells).rstrip() + "\n")
+        stream.write(aligned(rows, "l" + "r" * (len(HEADER) - 2)))
         mean = mean_der(files, convention.name)
         if mean is not None:
             stream.write(f"mean of per-file DER: {100 * mean:.2f} %\n")

@@ -1,4 +1,6 @@
-"""`embed-speaker`'s table of every input (or window), printed when the run ends."""
+"""Plain-text tables: `aligned` lines up rows of cells for every command that prints a
+table; `TableSink` is embed-speaker's table of every input (or window), printed when the run
+ends."""
 
 from __future__ import annotations
 
@@ -7,6 +9,19 @@ from typing import TextIO
 import numpy as np
 
 TABLE_PREVIEW = 3  # values per row in the many-input table
+
+
+def aligned(rows: list[tuple[str, ...]], align: str) -> str:
+    """Rows of cells as lines of text. Column i, for each letter of `align` (one per column
+    but the last), is padded to its widest cell: on the left for "r" (numbers), on the right
+    for "l". The last cell is written as it is, so a path or a name of any length is never
+    cut and a row is one line; two spaces between cells, no trailing spaces."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(align))]
+    return "".join(
+        "  ".join([*(cell.rjust(w) if side == "r" else cell.ljust(w)
+                     for cell, w, side in zip(row, widths, align, strict=False)),
+                   row[-1]]).rstrip() + "\n"
+        for row in rows)
 
 
 class TableSink:
@@ -43,13 +58,8 @@ class TableSink:
         """Print the table."""
         header = (*(("start", "end") if self.windows else ("duration",)), "L2 norm",
                   f"first {TABLE_PREVIEW}", "status", "file")
-        rows = [header, *self.rows]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
         numbers = len(header) - 3  # right-aligned columns: times/duration and the norm
-        for row in rows:
-            cells = [cell.rjust(w) if i < numbers else cell.ljust(w)
-                     for i, (cell, w) in enumerate(zip(row, widths, strict=False))]
-            stream.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+        stream.write(aligned([header, *self.rows], "r" * numbers + "l" * 2))
 
 
 def _vector_cells(v: np.ndarray) -> tuple[str, str]:
