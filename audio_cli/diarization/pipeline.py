@@ -39,8 +39,8 @@ from audio_cli.diarization.clustering import (
 from audio_cli.diarization.turns import Turn
 from audio_cli.frontend.audio import Audio
 from audio_cli.frontend.fbank import fbank
-from audio_cli.models.registry import DEFAULT_MODEL
 from audio_cli.pipeline.batching import one_blas_thread
+from audio_cli.pipeline.options import default_model
 
 NO_SEGMENTATION = "none"
 # Chunk step: pyannote 3.1 steps 1 s (10 % of the 10 s window). Each step costs one
@@ -63,7 +63,7 @@ class DiarizeOptions:
     """How to diarize: the embedding model and engine, the segmentation model (None: the
     default; "none": the VAD-only path), the number of speakers, the clustering."""
 
-    model: str = DEFAULT_MODEL
+    model: str = field(default_factory=default_model)  # $AUDIO_MODEL, else the built-in
     engine: str = "auto"
     threads: int | None = None
     segmentation: str | None = None
