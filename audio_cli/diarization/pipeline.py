@@ -47,7 +47,8 @@ NO_SEGMENTATION = "none"
 # segmentation chunk and ~2 embeddings; measured on the AMI excerpts and the simulated
 # conversations (docs/diarize.md) a 2 s step loses little accuracy for about half the time.
 STEP = 2.0
-CHUNKS_PER_BATCH = 16  # segmentation chunks run together
+CHUNKS_PER_BATCH = 16  # chunks copied out (the last zero-padded) per call of the segmenter,
+#                       which runs them segmentation.BATCH at a time
 EMBED_BATCH = 32  # embeddings run together
 MIN_EMBED_SECONDS = 0.5  # a local speaker with less active speech gets no embedding
 CLEAN_SECONDS = 1.0  # embed only the speaker's clean (non-overlapped) speech if this long
