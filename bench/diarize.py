@@ -52,7 +52,7 @@ def evaluate(diarizer: Diarizer, folder: Path, label: str) -> dict:
         uri = path.stem
         audio = load_audio(path, diarizer.sample_rate)
         start = time.perf_counter()
-        hyp = diarizer.diarize(audio, uri)
+        hyp = diarizer.diarize(audio, uri).turns
         elapsed += time.perf_counter() - start
         audio_seconds += audio.duration
         ref = reference.get(uri, [])

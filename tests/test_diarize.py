@@ -185,3 +185,32 @@ def test_exclusive_never_overlaps(shared_dir, campplus_dir, segmentation):
     ordered = sorted(runs[True], key=lambda t: t["start"])
     assert ordered and not any(t["overlap"] for t in ordered)
     assert all(a["end"] <= b["start"] for a, b in zip(ordered, ordered[1:], strict=False))
+
+
+@pytest.mark.parametrize("path_kind", ["segmentation", "vad"])
+def test_each_speaker_vector_is_nearest_to_its_readers_own_voice(conversation, campplus_dir,
+                                                                 request, path_kind, shared_dir):
+    """Diarization.vectors: one unit vector per speaker label in the turns, closer to an
+    embedding of that reader's other utterance (not in the conversation) than to the other
+    reader's."""
+    from audio_cli.diarization.pipeline import DiarizeOptions, Diarizer
+    from audio_cli.frontend.audio import load_audio
+
+    path, placed = conversation
+    model = request.getfixturevalue("segmentation") if path_kind == "segmentation" else "none"
+    diarizer = Diarizer(DiarizeOptions(model=str(campplus_dir), engine="onnx",
+                                       segmentation=model))
+    result = diarizer.diarize(load_audio(path, diarizer.sample_rate), "talk")
+    assert set(result.vectors) == {t.speaker for t in result.turns}
+    assert len(result.vectors) == 2
+    for vector in result.vectors.values():
+        assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-6)
+    folder = shared_dir / SPEECH
+    own = {reader: diarizer.speaker.embed(folder / reader / f"{name}.flac")
+           for reader, name in (("1688", "1688-142285-0000"), ("3080", "3080-5032-0002"))}
+    turns = [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in result.turns]
+    for start, end, reader in placed:
+        time = talk_time(turns, start + TOLERANCE, end - TOLERANCE)
+        label = max(time, key=time.get)
+        other = next(r for r in own if r != reader)
+        assert result.vectors[label] @ own[reader] > result.vectors[label] @ own[other]

@@ -138,7 +138,7 @@ def outcomes(diarizer: Diarizer | None, items, reporter: Reporter, max_duration:
             continue
         try:
             audio = load_audio(item.path, diarizer.sample_rate, max_duration)
-            turns = diarizer.diarize(audio, uri_of(item.path))
+            turns = diarizer.diarize(audio, uri_of(item.path)).turns
         except (InputAudioError, EngineError) as exc:
             yield Diarized(name, error=exc)
             continue

@@ -104,6 +104,17 @@ def to_turns(active: np.ndarray, grid: FrameGrid, uri: str, names: list[str],
     return sorted(turns, key=lambda t: (t.start, t.end, t.speaker))
 
 
+def speaker_order(active: np.ndarray) -> list[int]:
+    """The columns of (T, S) activity that are ever active, in order of first activity: the
+    order in which speakers are named SPEAKER_00, SPEAKER_01, ..."""
+    used = [s for s in range(active.shape[1]) if active[:, s].any()]
+    return sorted(used, key=lambda s: int(np.argmax(active[:, s])))
+
+
+def speaker_names(count: int) -> list[str]:
+    return [f"SPEAKER_{i:02d}" for i in range(count)]
+
+
 def overlapped(turns: list[Turn]) -> list[bool]:
     """For each turn (one recording's), whether another speaker talks during part of it."""
     flags = []

@@ -1,4 +1,5 @@
-"""Who spoke when in one recording: `Diarizer(options).diarize(audio)` -> speaker turns.
+"""Who spoke when in one recording: `Diarizer(options).diarize(audio, uri)` -> a Diarization
+(result.py): speaker turns and each speaker's mean vector.
 
 With the segmentation model (pyannote segmentation-3.0; the shape of pyannote.audio 3.1's
 published pipeline):
@@ -36,7 +37,7 @@ from audio_cli.diarization.clustering import (
     cluster,
     normalise,
 )
-from audio_cli.diarization.turns import Turn
+from audio_cli.diarization.result import Diarization, label_means, labelled
 from audio_cli.frontend.audio import Audio
 from audio_cli.frontend.fbank import fbank
 from audio_cli.pipeline.batching import one_blas_thread
@@ -113,9 +114,9 @@ class Diarizer:
     def sample_rate(self) -> int:
         return self.speaker.config.sample_rate
 
-    def diarize(self, audio: Audio, uri: str) -> list[Turn]:
-        """The turns of decoded audio (at `sample_rate`), labelled SPEAKER_00, ...;
-        none without speech."""
+    def diarize(self, audio: Audio, uri: str) -> Diarization:
+        """The turns of decoded audio (at `sample_rate`), labelled SPEAKER_00, ..., and
+        each speaker's mean vector; no turns without speech."""
         if self.segmenter is None:
             from audio_cli.diarization.vad_only import diarize_vad
 
@@ -124,7 +125,7 @@ class Diarizer:
 
     # ------------------------------------------------------------ segmentation path
 
-    def _diarize_segmented(self, audio: Audio, uri: str) -> list[Turn]:
+    def _diarize_segmented(self, audio: Audio, uri: str) -> Diarization:
         seg = self.segmenter
         samples = audio.samples
         size = seg.chunk_samples
@@ -140,7 +141,7 @@ class Diarizer:
         count = np.rint(activity.overlap_add(local.sum(axis=2, keepdims=True), offsets,
                                              total)[:, 0]).astype(np.int64)
         if not count.any():
-            return []
+            return Diarization([])
         pieces = self._pieces(samples, starts, local, grid)
         labels = self._assign(pieces)
         speakers = int(labels.max()) + 1 if len(labels) else 0
@@ -153,7 +154,10 @@ class Diarizer:
         active = activity.top_speakers(score, count)
         if self.options.exclusive:
             active = activity.exclusive(active, score)
-        return self._turns(active, grid, uri, audio.duration)
+        embedded = pieces.embedded & (labels >= 0)
+        means = label_means(pieces.vectors[embedded[pieces.embedded]], labels[embedded],
+                            speakers)
+        return labelled(active, grid, uri, audio.duration, means)
 
     def _segment(self, samples: np.ndarray, starts: list[int]) -> np.ndarray:
         seg = self.segmenter
@@ -249,10 +253,3 @@ class Diarizer:
                                                 pieces.first[j] - pieces.end[i]))
                 labels[i] = labels[j]
         return labels
-
-    def _turns(self, active: np.ndarray, grid: activity.FrameGrid, uri: str,
-               duration: float) -> list[Turn]:
-        used = [s for s in range(active.shape[1]) if active[:, s].any()]
-        order = sorted(used, key=lambda s: int(np.argmax(active[:, s])))
-        names = [f"SPEAKER_{i:02d}" for i in range(len(order))]
-        return activity.to_turns(active[:, order], grid, uri, names, duration)

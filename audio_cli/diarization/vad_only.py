@@ -10,7 +10,7 @@ import numpy as np
 
 from audio_cli.diarization import activity
 from audio_cli.diarization.clustering import AHC_THRESHOLD, cluster
-from audio_cli.diarization.turns import Turn
+from audio_cli.diarization.result import Diarization, label_means, labelled
 from audio_cli.frontend.audio import Audio
 from audio_cli.frontend.fbank import fbank
 from audio_cli.frontend.vad import find_speech
@@ -42,19 +42,19 @@ def nearest(times: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.where(closer_left, left, right)
 
 
-def diarize_vad(diarizer, audio: Audio, uri: str) -> list[Turn]:
+def diarize_vad(diarizer, audio: Audio, uri: str) -> Diarization:
     """The turns of decoded audio by the VAD-only path (see the module docstring)."""
     rate = audio.sample_rate
     regions = find_speech(audio.samples, rate, audio.source)
     if not regions:
-        return []
+        return Diarization([])
     bounds = windows(regions, rate)
     total = int(np.ceil(audio.duration / GRID.step))
     speech = np.zeros(total, dtype=bool)
     for s, e in regions:
         speech[int(s / rate / GRID.step):int(np.ceil(e / rate / GRID.step))] = True
     if not bounds:  # only very short bursts: one speaker
-        return activity.to_turns(speech[:, None], GRID, uri, ["SPEAKER_00"], audio.duration)
+        return labelled(speech[:, None], GRID, uri, audio.duration, np.zeros((0, 0)))
     speaker = diarizer.speaker
     with one_blas_thread():
         clips = [fbank(audio.samples[s:e], speaker.config.frontend) for s, e in bounds]
@@ -70,5 +70,4 @@ def diarize_vad(diarizer, audio: Audio, uri: str) -> list[Turn]:
     active = np.zeros((total, k), dtype=bool)
     active[np.arange(total), labels[closest]] = True
     active &= speech[:, None]
-    names = [f"SPEAKER_{i:02d}" for i in range(k)]
-    return activity.to_turns(active, GRID, uri, names, audio.duration)
+    return labelled(active, GRID, uri, audio.duration, label_means(vectors, labels, k))
