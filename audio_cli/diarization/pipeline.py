@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from audio_cli.diarization import activity
+from audio_cli.diarization.bounded import cluster_bounded
+from audio_cli.diarization.chunks import OverlapAdd, chunk_batches, chunk_starts
 from audio_cli.diarization.clustering import (
     AHC_THRESHOLD_LONG,
     SpeakerCount,
     centroids,
-    cluster,
     normalise,
 )
 from audio_cli.diarization.result import Diarization, label_means, labelled
@@ -51,6 +52,8 @@ STEP = 2.0
 CHUNKS_PER_BATCH = 16  # chunks copied out (the last zero-padded) per call of the segmenter,
 #                       which runs them segmentation.BATCH at a time
 EMBED_BATCH = 32  # embeddings run together
+STREAM_BLOCK = 1 << 18  # samples decoded at a time (16 s at 16 kHz) by diarize_source
+FRAMES_PER_BLOCK = 1 << 16  # frames whose speakers are picked at once (bounds the sort)
 MIN_EMBED_SECONDS = 0.5  # a local speaker with less active speech gets no embedding
 CLEAN_SECONDS = 1.0  # embed only the speaker's clean (non-overlapped) speech if this long
 TRAIN_SECONDS = 2.0  # embeddings from this much clean speech are clustered; others assigned
@@ -121,95 +124,84 @@ class Diarizer:
             from audio_cli.diarization.vad_only import diarize_vad
 
             return diarize_vad(self, audio, uri)
-        return self._diarize_segmented(audio, uri)
+        return self._diarize_segmented([audio.samples], len(audio.samples), uri)
 
     # ------------------------------------------------------------ segmentation path
 
-    def _diarize_segmented(self, audio: Audio, uri: str) -> Diarization:
+    def diarize_source(self, source, uri: str, progress=None) -> Diarization:
+        """`diarize` of an opened AudioSource (frontend.audio.open_audio): with the
+        segmentation model its samples are decoded, segmented and embedded block by block,
+        never all at once; `progress(done, total)` is called as chunks are done."""
+        if self.segmenter is None:
+            return self.diarize(source.read_audio(), uri)
+        if source.sample_rate != self.segmenter.sample_rate:
+            raise ValueError(f"{source.name}: opened at {source.sample_rate} Hz, the "
+                             f"segmentation model reads {self.segmenter.sample_rate} Hz")
+        return self._diarize_segmented(source.blocks(STREAM_BLOCK), source.num_samples, uri,
+                                       progress)
+
+    def _diarize_segmented(self, blocks, num_samples: int, uri: str,
+                           progress=None) -> Diarization:
         seg = self.segmenter
-        samples = audio.samples
-        size = seg.chunk_samples
+        duration = num_samples / seg.sample_rate
         step = max(1, int(round(self.options.step * seg.sample_rate)))
-        starts = list(range(0, max(len(samples) - size, 0) + step, step))
-        if starts[-1] + size < len(samples):
-            starts.append(starts[-1] + step)
-        local = self._segment(samples, starts)  # (C, F, 3) 0/1
+        starts = chunk_starts(num_samples, seg.chunk_samples, step)
         grid = activity.FrameGrid(seg.frame_step, seg.frame_duration,
                                   float(seg.frame_start(0)))
         offsets = np.array([int(round(s / seg.sample_rate / grid.step)) for s in starts])
-        total = int(np.ceil(audio.duration / grid.step))
-        count = np.rint(activity.overlap_add(local.sum(axis=2, keepdims=True), offsets,
-                                             total)[:, 0]).astype(np.int64)
+        total = int(np.ceil(duration / grid.step))
+        builder = PieceBuilder(self, grid)
+        local = []
+        for first, batch, lengths in chunk_batches(blocks, starts, seg.chunk_samples,
+                                                   CHUNKS_PER_BATCH):
+            local.append(self._segment(batch))
+            builder.cut(first, batch, lengths, local[-1])
+            if progress is not None:
+                progress(first + len(batch), len(starts))
+        local = np.concatenate(local)  # (C, F, 3) uint8
+        counts = OverlapAdd(total, 1, local.shape[1])
+        for c, offset in enumerate(offsets):
+            counts.add(offset, local[c].sum(axis=1, keepdims=True, dtype=np.float32))
+        count = np.rint(counts.mean()[:, 0]).astype(np.int64)
         if not count.any():
             return Diarization([])
-        pieces = self._pieces(samples, starts, local, grid)
+        pieces = builder.finish()
         labels = self._assign(pieces)
         speakers = int(labels.max()) + 1 if len(labels) else 0
-        per_chunk = np.zeros((len(starts), local.shape[1], max(speakers, 1)))
-        for i in np.flatnonzero(labels >= 0):
-            c, k, g = pieces.chunk[i], pieces.local[i], labels[i]
-            f0, f1 = pieces.first[i], pieces.end[i]
-            per_chunk[c, f0:f1, g] = np.maximum(per_chunk[c, f0:f1, g], local[c, f0:f1, k])
-        score = activity.overlap_add(per_chunk, offsets, total)
-        active = activity.top_speakers(score, count)
+        score = self._stitch(pieces, labels, local, offsets, total, max(speakers, 1))
+        active = np.concatenate([activity.top_speakers(score[a:a + FRAMES_PER_BLOCK],
+                                                       count[a:a + FRAMES_PER_BLOCK])
+                                 for a in range(0, total, FRAMES_PER_BLOCK)])
         if self.options.exclusive:
             active = activity.exclusive(active, score)
         embedded = pieces.embedded & (labels >= 0)
         means = label_means(pieces.vectors[embedded[pieces.embedded]], labels[embedded],
                             speakers)
-        return labelled(active, grid, uri, audio.duration, means)
+        return labelled(active, grid, uri, duration, means)
 
-    def _segment(self, samples: np.ndarray, starts: list[int]) -> np.ndarray:
+    @staticmethod
+    def _stitch(pieces: Pieces, labels: np.ndarray, local: np.ndarray, offsets: np.ndarray,
+                total: int, speakers: int) -> np.ndarray:
+        """(total, speakers) float32: each global speaker's activity, the mean over the
+        chunks covering a frame of its local speakers' (the larger where two local speakers
+        of one chunk took the same label), added up one chunk at a time."""
+        score = OverlapAdd(total, speakers, local.shape[1])
+        bounds = np.searchsorted(pieces.chunk, np.arange(len(local) + 1))  # pieces by chunk
+        for c, offset in enumerate(offsets):
+            values = np.zeros((local.shape[1], speakers), dtype=np.float32)
+            for i in range(bounds[c], bounds[c + 1]):
+                g = labels[i]
+                if g >= 0:
+                    f0, f1, k = pieces.first[i], pieces.end[i], pieces.local[i]
+                    np.maximum(values[f0:f1, g], local[c, f0:f1, k], out=values[f0:f1, g])
+            score.add(offset, values)
+        return score.mean()
+
+    def _segment(self, batch: np.ndarray) -> np.ndarray:
+        """(B, chunk_samples) float32 chunks -> (B, F, 3) uint8 local speakers' activity."""
         seg = self.segmenter
-        size = seg.chunk_samples
-        out = []
-        for first in range(0, len(starts), CHUNKS_PER_BATCH):
-            batch = np.zeros((len(starts[first:first + CHUNKS_PER_BATCH]), size), np.float32)
-            for row, s in enumerate(starts[first:first + CHUNKS_PER_BATCH]):
-                piece = samples[s:s + size]
-                batch[row, :len(piece)] = piece
-            out.append(np.asarray(seg.speakers(seg.frames(batch)), dtype=np.float64))
-        return np.concatenate(out)
+        return seg.speakers(seg.frames(batch)).astype(np.uint8)
 
-    def _pieces(self, samples: np.ndarray, starts: list[int], local: np.ndarray,
-                grid: activity.FrameGrid) -> Pieces:
-        """Cut every local speaker into pieces and embed those with MIN_EMBED_SECONDS of
-        speech: from their clean speech if it lasts CLEAN_SECONDS, else all of it."""
-        rate = self.segmenter.sample_rate
-        size = self.segmenter.chunk_samples
-        # sample of a chunk -> the frame whose centre is nearest
-        index = np.clip(grid.nearest(np.arange(size) / rate), 0, local.shape[1] - 1)
-        overlap = local.sum(axis=2) > 1  # (C, F)
-        pause = max(1, int(round(SPLIT_PAUSE / grid.step)))
-        rows, clips = [], []
-        for c, s in enumerate(starts):
-            chunk = samples[s:s + size]
-            idx = index[:len(chunk)]
-            for k in range(local.shape[2]):
-                for f0, f1 in activity.runs(local[c, :, k] > 0, pause):
-                    active = np.zeros(local.shape[1], dtype=bool)
-                    active[f0:f1] = local[c, f0:f1, k] > 0
-                    clean = active & ~overlap[c]
-                    clean_seconds = float(clean.sum() * grid.step)
-                    mask = (clean if clean_seconds >= CLEAN_SECONDS else active)[idx]
-                    features = None
-                    if mask.sum() >= MIN_EMBED_SECONDS * rate:
-                        with one_blas_thread():
-                            features = fbank(chunk[mask], self.speaker.config.frontend)
-                        if len(features) < self.speaker.min_frames:
-                            features = None
-                    rows.append((c, k, f0, f1, clean_seconds, features is not None))
-                    if features is not None:
-                        clips.append(features)
-        vectors = [self.speaker.embed_features(clips[i:i + EMBED_BATCH])
-                   for i in range(0, len(clips), EMBED_BATCH)]
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 6
-        return Pieces(*(np.array(col, dtype=kind) for col, kind in
-                        zip(columns[:5], (np.int64, np.int64, np.int64, np.int64, np.float64),
-                            strict=True)),
-                      np.concatenate(vectors) if vectors else
-                      np.zeros((0, self.speaker.model.dim)),
-                      np.array(columns[5], dtype=bool))
 
     def _assign(self, pieces: Pieces) -> np.ndarray:
         """(N,) global label of each piece, -1 for none.
@@ -231,8 +223,8 @@ class Diarizer:
         if train.sum() < 2:
             train[:] = True
         threshold = self.options.threshold or AHC_THRESHOLD_LONG
-        found = cluster(pieces.vectors[train], self.options.count, self.options.clustering,
-                        threshold)
+        found = cluster_bounded(pieces.vectors[train], self.options.count,
+                                self.options.clustering, threshold)
         similarity = normalise(pieces.vectors) @ centroids(pieces.vectors[train], found).T
         vector_of = {int(piece): row for row, piece in enumerate(embedded)}
         for c in np.unique(pieces.chunk[embedded]):
@@ -253,3 +245,69 @@ class Diarizer:
                                                 pieces.first[j] - pieces.end[i]))
                 labels[i] = labels[j]
         return labels
+
+
+class PieceBuilder:
+    """Pieces (see Pieces) gathered chunk batch by chunk batch, embedded EMBED_BATCH at a
+    time as they come, so only their vectors are kept."""
+
+    def __init__(self, diarizer: Diarizer, grid: activity.FrameGrid):
+        seg = diarizer.segmenter
+        self.speaker = diarizer.speaker
+        self.grid = grid
+        self.rate = seg.sample_rate
+        frames = seg.num_frames()
+        # sample of a chunk -> the frame whose centre is nearest
+        self.index = np.clip(grid.nearest(np.arange(seg.chunk_samples) / self.rate), 0,
+                             frames - 1)
+        self.pause = max(1, int(round(SPLIT_PAUSE / grid.step)))
+        self.rows: list[tuple] = []
+        self.clips: list[np.ndarray] = []
+        self.vectors: list[np.ndarray] = []
+
+    def cut(self, first: int, batch: np.ndarray, lengths: np.ndarray, local: np.ndarray
+            ) -> None:
+        """Cut every local speaker of a batch of chunks (chunk `first` on) into pieces and
+        embed those with MIN_EMBED_SECONDS of speech: from their clean speech if it lasts
+        CLEAN_SECONDS, else all of it."""
+        step = self.grid.step
+        overlap = local.sum(axis=2) > 1  # (B, F)
+        for row in range(len(batch)):
+            chunk = batch[row, :lengths[row]]
+            idx = self.index[:len(chunk)]
+            for k in range(local.shape[2]):
+                speaking = local[row, :, k] > 0
+                for f0, f1 in activity.runs(speaking, self.pause):
+                    active = np.zeros(local.shape[1], dtype=bool)
+                    active[f0:f1] = speaking[f0:f1]
+                    clean = active & ~overlap[row]
+                    clean_seconds = float(clean.sum() * step)
+                    mask = (clean if clean_seconds >= CLEAN_SECONDS else active)[idx]
+                    features = None
+                    if mask.sum() >= MIN_EMBED_SECONDS * self.rate:
+                        with one_blas_thread():
+                            features = fbank(chunk[mask], self.speaker.config.frontend)
+                        if len(features) < self.speaker.min_frames:
+                            features = None
+                    self.rows.append((first + row, k, f0, f1, clean_seconds,
+                                      features is not None))
+                    if features is not None:
+                        self.clips.append(features)
+        if len(self.clips) >= EMBED_BATCH:
+            self._embed()
+
+    def _embed(self) -> None:
+        for i in range(0, len(self.clips), EMBED_BATCH):
+            vectors = self.speaker.embed_features(self.clips[i:i + EMBED_BATCH])
+            self.vectors.append(np.asarray(vectors, dtype=np.float32))
+        self.clips = []
+
+    def finish(self) -> Pieces:
+        self._embed()
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * 6
+        return Pieces(*(np.array(col, dtype=kind) for col, kind in
+                        zip(columns[:5], (np.int64, np.int64, np.int64, np.int64, np.float64),
+                            strict=True)),
+                      np.concatenate(self.vectors) if self.vectors else
+                      np.zeros((0, self.speaker.model.dim), dtype=np.float32),
+                      np.array(columns[5], dtype=bool))
