@@ -9,8 +9,10 @@ conversations of bench/conversations.py. For every (path, clustering) pair it di
 file and prints DER "full" (no collar, overlap scored) and "fair" (0.25 s collar each side
 of reference boundaries, overlap scored), per file and total (time-weighted), the number of
 speakers found against the reference's, and the real-time factor (diarization time over
-audio time, models loaded beforehand). The model may be a model folder or 3D-Speaker's
-CAM++ checkpoint (converted once to a temporary folder).
+audio time, models loaded beforehand) with the process's CPU time over audio time (user +
+system, all threads: comparable between runs on a busy machine, unlike wall time). The
+model may be a model folder or 3D-Speaker's CAM++ checkpoint (converted once to a temporary
+folder).
 
 DER comes from audio_cli.diarization.scoring (`audio eval-diarization`).
 """
@@ -46,14 +48,15 @@ def evaluate(diarizer: Diarizer, folder: Path, label: str) -> dict:
     uem_path = folder / "reference.uem"
     uems = read_uem(uem_path) if uem_path.exists() else {}
     rows, totals = [], {"full": [0.0, 0.0], "fair": [0.0, 0.0]}
-    audio_seconds = elapsed = 0.0
+    audio_seconds = elapsed = cpu = 0.0
     exact = 0
     for path in files_of(folder):
         uri = path.stem
         audio = load_audio(path, diarizer.sample_rate)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         hyp = diarizer.diarize(audio, uri).turns
         elapsed += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
         audio_seconds += audio.duration
         ref = reference.get(uri, [])
         row = {"file": uri}
@@ -69,7 +72,7 @@ def evaluate(diarizer: Diarizer, folder: Path, label: str) -> dict:
               f"speakers {row['speakers'][0]}/{row['speakers'][1]}", file=sys.stderr)
     return {"rows": rows, "full": totals["full"][0] / totals["full"][1],
             "fair": totals["fair"][0] / totals["fair"][1], "exact": exact,
-            "files": len(rows), "rtf": elapsed / audio_seconds}
+            "files": len(rows), "rtf": elapsed / audio_seconds, "cpu": cpu / audio_seconds}
 
 
 def model_folder(model: str, scratch: Path) -> str:
@@ -97,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         base = DiarizeOptions(model=model, engine="onnx", threads=args.threads,
                               segmentation=args.segmentation, step=args.step,
                               threshold=args.threshold)
-        print("| data | path | clustering | DER full | DER fair | speakers exact | RTF |")
-        print("|---|---|---|---|---|---|---|")
+        print("| data | path | clustering | step (s) | DER full | DER fair | speakers exact | "
+              "RTF | CPU s / audio s |")
+        print("|---|---|---|---|---|---|---|---|---|")
         per_file = []
         for path in args.paths:
             options = replace(base, segmentation="none") if path == "vad" else base
@@ -108,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
                 for folder in args.folders:
                     label = f"{folder.name} {path} {method}"
                     result = evaluate(diarizer, folder, label)
-                    print(f"| {folder.name} | {path} | {method} | {result['full']:.1%} | "
-                          f"{result['fair']:.1%} | {result['exact']}/{result['files']} | "
-                          f"{result['rtf']:.3f} |", flush=True)
+                    print(f"| {folder.name} | {path} | {method} | {args.step:g} | "
+                          f"{result['full']:.1%} | {result['fair']:.1%} | "
+                          f"{result['exact']}/{result['files']} | {result['rtf']:.3f} | "
+                          f"{result['cpu']:.3f} |", flush=True)
                     per_file.append((label, result["rows"]))
         print()
         for label, rows in per_file:

@@ -1,25 +1,30 @@
-"""Diarization peers on the same files as `audio diarize`: senko 0.2.2, run from its own
-environment (a benchmark peer, not a dependency of this project).
+"""Diarization side by side on the same files: this project (`audio diarize`'s pipeline) and
+senko 0.2.2, run from its own environment (a benchmark peer, not a dependency of this project).
 
-    python -m bench.diarize_peers [--senko-python /work/senko-env/bin/python]
+    python -m bench.diarize_peers [--systems audio senko]
+        [--senko-python /work/senko-env/bin/python] [--model CAMPPLUS]
+        [--segmentation pytorch_model.bin] [--threads 2] [--step S]
         [--set NAME=DIR ...] [--out bench/out/diarize-peers] [--limit N]
 
 A set is a folder with `<uri>.wav` files, `reference.rttm` and `reference.uem` (the layout of
 ../shared/data/diarization/ami-debug-train and of bench/conversations.py's output). Default
 sets: `ami` (the ten shared AMI excerpts) and `sim` (bench/out/conversations, when built).
 
-For each set, one senko process (bench/senko_driver.py, in senko's environment) diarizes every
-file: its start-up (process start, imports, building and warming up senko's Diarizer: what a
-user waits for before the first file) is timed apart from each file's processing, whose sum
-over the audio length is the real-time factor. The hypothesis RTTMs are scored by this
-project's `audio eval-diarization` (or, with --scorer pyannote, by pyannote.metrics through
-bench/der_pyannote.py in senko's environment) in two conventions, overlap scored in both:
-DER "full" (no collar) and "fair" (0.25 s each side of a reference boundary; pyannote.metrics'
-collar=0.5), per file and in total (time-weighted: summed errors over summed
-reference speech), and the number of speakers found against the reference.
+For each set and system, one process diarizes every file: senko's bench/senko_driver.py in
+senko's environment, this project's bench/diarize_driver.py in this one (the same events).
+Its start-up (process start, imports, building the diarizer with its models, for senko also
+its warm-up: what a user waits for before the first file) is timed apart from each file's
+processing, whose sum over the audio length is the real-time factor; the process's peak RSS
+is its own ru_maxrss. Throughput ratio = senko's processing seconds / ours on the same
+files. The hypothesis RTTMs are scored by this project's `audio eval-diarization` (or, with
+--scorer pyannote, by pyannote.metrics through bench/der_pyannote.py in senko's
+environment) in two conventions, overlap scored in both: DER "full" (no collar) and "fair"
+(0.25 s each side of a reference boundary; pyannote.metrics' collar=0.5), per file and in
+total (time-weighted: summed errors over summed reference speech), and the number of
+speakers found against the reference.
 
-Writes OUT/<set>/ (hyp/<uri>.rttm, senko.rttm, events.jsonl, der.jsonl) and the report
-OUT/diarize-peers.md (also printed on stdout; progress on stderr).
+Writes OUT/<system>/<set>/ (hyp/<uri>.rttm, hypothesis.rttm, events.jsonl, der.jsonl) and
+the report OUT/diarize-peers.md (also printed on stdout; progress on stderr).
 
 The AMI excerpts: AMI Meeting Corpus (AMI Consortium; Carletta et al., 2005), CC BY 4.0, as
 packaged by pyannote.audio's tests (MIT). The simulated conversations: LibriSpeech (c) 2014
@@ -42,6 +47,11 @@ from .common import OUT_DIR, ROOT, cli_command, load_average, log
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "senko_driver.py"
+SYSTEMS = ("audio", "senko")
+CAMPPLUS = ROOT.parent / "shared" / "models" / "campplus-zh-en-common" / \
+    "campplus_cn_en_common.pt"
+SEGMENTATION = ROOT.parent / "shared" / "models" / "pyannote-segmentation-3.0" / \
+    "pytorch_model.bin"
 SCORER = HERE / "der_pyannote.py"
 SENKO_PYTHON = Path("/work/senko-env/bin/python")
 SCORERS = {"audio": "`audio eval-diarization`", "pyannote": "pyannote.metrics"}
@@ -59,6 +69,7 @@ ATTRIBUTION = [
 
 @dataclass(frozen=True)
 class SetResult:
+    system: str  # "audio" (this project) or "senko"
     name: str
     folder: Path
     files: list[dict]  # driver events, one per file, with "ref_speakers" and scores added
@@ -76,20 +87,33 @@ def uris(folder: Path, limit: int | None) -> list[str]:
     return found[:limit] if limit is not None else found
 
 
-def run_senko(python: Path, folder: Path, names: list[str], out: Path) -> tuple[float, float]:
-    """senko over the set's files; (start wall clock, whole process seconds)."""
-    events = out / "events.jsonl"
-    events.unlink(missing_ok=True)
-    command = [str(python), str(DRIVER), str(events), str(out / "hyp"),
-               *[str(folder / f"{uri}.wav") for uri in names]]
+def driver_command(system: str, wavs: list[Path], out: Path,
+                   options: argparse.Namespace) -> list[str]:
+    """The process that diarizes `wavs` into out/hyp, appending to out/events.jsonl."""
+    events, hyp = str(out / "events.jsonl"), str(out / "hyp")
+    if system == "senko":
+        return [str(options.senko_python), str(DRIVER), events, hyp, *map(str, wavs)]
+    command = [sys.executable, "-m", "bench.diarize_driver", events, hyp,
+               "--model", str(options.model)]
+    for flag, value in (("--segmentation", options.segmentation),
+                        ("--threads", options.threads), ("--step", options.step)):
+        if value is not None:
+            command += [flag, str(value)]
+    return command + [*map(str, wavs)]
+
+
+def run_driver(system: str, command: list[str], out: Path) -> tuple[float, float]:
+    """One driver process; (start wall clock, whole process seconds)."""
+    (out / "events.jsonl").unlink(missing_ok=True)
     started = time.time()
     clock = time.perf_counter()
-    with open(out / "senko.stderr", "wb") as err:
-        proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=err)
+    with open(out / f"{system}.stderr", "wb") as err:
+        proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
     wall = time.perf_counter() - clock
     if proc.returncode != 0:
-        tail = (out / "senko.stderr").read_text(errors="replace").strip().splitlines()[-3:]
-        raise SystemExit(f"diarize_peers: senko failed ({proc.returncode}): {' | '.join(tail)}")
+        tail = (out / f"{system}.stderr").read_text(errors="replace").strip().splitlines()[-3:]
+        raise SystemExit(f"diarize_peers: {system} failed ({proc.returncode}): "
+                         f"{' | '.join(tail)}")
     return started, wall
 
 
@@ -119,12 +143,13 @@ def reference_speakers(folder: Path, names: list[str]) -> dict[str, int]:
     return {uri: len({t.speaker for t in reference.get(uri, [])}) for uri in names}
 
 
-def measure_set(name: str, folder: Path, python: Path, out_root: Path,
+def measure_set(system: str, name: str, folder: Path, out_root: Path,
                 options: argparse.Namespace) -> SetResult:
+    python = options.senko_python
     names = uris(folder, options.limit)
     if not names:
         raise SystemExit(f"diarize_peers: {folder}: no <uri>.wav named in reference.uem")
-    out = out_root / name
+    out = out_root / system / name
     (out / "hyp").mkdir(parents=True, exist_ok=True)
     if options.score_only:
         try:
@@ -132,17 +157,18 @@ def measure_set(name: str, folder: Path, python: Path, out_root: Path,
         except (OSError, ValueError):
             raise SystemExit(f"diarize_peers: {out}/run.json: no earlier run to score") from None
         started, wall, names = run["started"], run["wall"], run["uris"]
-        log(f"{name}: scoring senko's earlier run on {len(names)} files")
+        log(f"{name}: scoring {system}'s earlier run on {len(names)} files")
     else:
-        log(f"{name}: senko on {len(names)} files of {folder}")
-        started, wall = run_senko(python, folder, names, out)
+        log(f"{name}: {system} on {len(names)} files of {folder}")
+        command = driver_command(system, [folder / f"{uri}.wav" for uri in names], out, options)
+        started, wall = run_driver(system, command, out)
         (out / "run.json").write_text(json.dumps({"started": started, "wall": wall,
                                                   "uris": names}) + "\n")
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     ready = next(e for e in events if e["event"] == "ready")
     done = next(e for e in events if e["event"] == "done")
     files = [e for e in events if e["event"] == "file"]
-    hypothesis = out / "senko.rttm"
+    hypothesis = out / "hypothesis.rttm"
     hypothesis.write_text("".join((out / "hyp" / f"{uri}.rttm").read_text() for uri in names))
     # the reference and UEM restricted to the files run (--limit)
     keep = set(names)
@@ -158,8 +184,8 @@ def measure_set(name: str, folder: Path, python: Path, out_root: Path,
     counts = reference_speakers(folder, names)
     for f in files:
         f.update(by_uri[f["uri"]], ref_speakers=counts[f["uri"]])
-    return SetResult(name, folder, files, by_uri["TOTAL"], ready["wall"] - started, ready,
-                     done, wall)
+    return SetResult(system, name, folder, files, by_uri["TOTAL"], ready["wall"] - started,
+                     ready, done, wall)
 
 
 def pct(value: float) -> str:
@@ -167,9 +193,10 @@ def pct(value: float) -> str:
 
 
 def set_table(result: SetResult) -> list[str]:
-    lines = [f"### {result.name}: {result.folder}", "",
-             "| file | length (s) | speech (s) | speakers ref / senko | DER full | missed | "
-             "false alarm | confusion | DER fair | senko (s) | RTF |",
+    who = "this project" if result.system == "audio" else result.system
+    lines = [f"### {result.name}, {who}: {result.folder}", "",
+             "| file | length (s) | speech (s) | speakers ref / found | DER full | missed | "
+             "false alarm | confusion | DER fair | diarize (s) | RTF |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in result.files:
         full, fair = f["full"], f["fair"]
@@ -189,10 +216,10 @@ def set_table(result: SetResult) -> list[str]:
         f"**{pct(full['der'])}** | {pct(full['missed'] / full['total'])} | "
         f"{pct(full['false_alarm'] / full['total'])} | {pct(full['confusion'] / full['total'])} "
         f"| **{pct(fair['der'])}** | {busy:.1f} | {busy / audio:.3f} |", "",
-        f"- start-up: {result.startup:.1f} s (process start to a warmed-up Diarizer; imports "
-        f"{result.ready.get('import_s', 0):.1f} s, Diarizer with warm-up "
-        f"{result.ready.get('diarizer_s', 0):.1f} s); torch threads "
-        f"{result.ready.get('torch_threads')}",
+        f"- start-up: {result.startup:.1f} s (process start to a ready Diarizer; imports "
+        f"{result.ready.get('import_s', 0):.1f} s, Diarizer "
+        f"{result.ready.get('diarizer_s', 0):.1f} s); threads "
+        f"{result.ready.get('torch_threads', result.ready.get('threads'))}",
         f"- real-time factor: {busy / audio:.3f} (processing only), "
         f"{(busy + result.startup) / audio:.3f} with the start-up; whole process "
         f"{result.wall:.1f} s; peak RSS {result.done['peak_rss_kib'] / 1024 / 1024:.2f} GiB",
@@ -201,8 +228,33 @@ def set_table(result: SetResult) -> list[str]:
     return lines
 
 
+def summary(results: list[SetResult]) -> list[str]:
+    """One row per (set, system), and senko's processing time over ours on each set."""
+    lines = ["| set | system | files | audio (s) | start-up (s) | RTF | RTF with start-up | "
+             "peak RSS | DER full | DER fair | speakers exact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    busy: dict[tuple[str, str], float] = {}
+    for r in results:
+        audio = sum(f["audio_s"] for f in r.files)
+        busy[r.name, r.system] = sum(f["seconds"] for f in r.files)
+        right = sum(f["ref_speakers"] == f["speakers"] for f in r.files)
+        seconds = busy[r.name, r.system]
+        lines.append(
+            f"| {r.name} | {'this project' if r.system == 'audio' else r.system} | "
+            f"{len(r.files)} | {audio:.0f} | {r.startup:.1f} | {seconds / audio:.4f} | "
+            f"{(seconds + r.startup) / audio:.4f} | "
+            f"{r.done['peak_rss_kib'] / 1024 / 1024:.2f} GiB | {pct(r.total['full']['der'])} | "
+            f"{pct(r.total['fair']['der'])} | {right}/{len(r.files)} |")
+    lines.append("")
+    for name in dict.fromkeys(r.name for r in results):
+        if (name, "audio") in busy and (name, "senko") in busy:
+            lines.append(f"- {name}: throughput, this project / senko (processing, start-up "
+                         f"apart): {busy[name, 'senko'] / busy[name, 'audio']:.2f}x")
+    return lines + [""]
+
+
 def report(results: list[SetResult], load_start: str, argv: list[str], scorer: str) -> str:
-    lines = ["# Diarization peers: senko 0.2.2", "",
+    lines = ["# Diarization side by side: this project and senko 0.2.2", "",
              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
              f"- load average (1/5/15 min) at the start: {load_start}; at the end: "
              f"{load_average()}",
@@ -211,8 +263,9 @@ def report(results: list[SetResult], load_start: str, argv: list[str], scorer: s
              "each side of reference boundaries (pyannote.metrics collar=0.5). Total = "
              "time-weighted (errors summed over files / reference speech summed). Speech = "
              "reference speech (overlap counted per speaker). Missed, false alarm and "
-             "confusion are shares of the reference speech (full). RTF = senko's `diarize` "
-             "seconds / audio seconds; the start-up is apart.", ""]
+             "confusion are shares of the reference speech (full). RTF = the seconds of each "
+             "file's `diarize` call (decoding included) / audio seconds; the start-up is "
+             "apart.", "", *summary(results)]
     for result in results:
         lines += set_table(result)
     lines += ["## Attribution", "", *[f"- {a}" for a in ATTRIBUTION], ""]
@@ -223,8 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench.diarize_peers",
                                      description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--senko-python", type=Path, default=SENKO_PYTHON,
                         help="python of senko's environment (with pyannote.metrics)")
+    parser.add_argument("--model", default=str(CAMPPLUS),
+                        help="this project's embedding model (folder or CAM++ checkpoint)")
+    parser.add_argument("--segmentation", default=str(SEGMENTATION))
+    parser.add_argument("--threads", type=int, default=2, help="this project's threads")
+    parser.add_argument("--step", type=float, default=None, help="this project's chunk step")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=DIR",
                         help="a folder of WAVs with reference.rttm/.uem (default: ami, sim)")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "diarize-peers")
@@ -235,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--score-only", action="store_true",
                         help="score and report the last run's hypotheses in OUT again, no senko")
     args = parser.parse_args(argv)
-    if not args.senko_python.is_file():
+    if "senko" in args.systems and not args.senko_python.is_file():
         parser.error(f"{args.senko_python}: no such python (CONTRIBUTING.md, Diarization data "
                      "and peers: how to build senko's environment)")
     if any("=" not in s for s in args.set):
@@ -243,8 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     sets = [tuple(s.split("=", 1)) for s in args.set] if args.set else \
         [("ami", str(AMI))] + ([("sim", str(SIM))] if (SIM / "reference.uem").is_file() else [])
     load_start = load_average()
-    results = [measure_set(name, Path(folder), args.senko_python, args.out, args)
-               for name, folder in sets]
+    args.out.mkdir(parents=True, exist_ok=True)
+    if "audio" in args.systems and not args.score_only:
+        from .diarize import model_folder
+
+        args.model = model_folder(args.model, args.out)
+    results = [measure_set(system, name, Path(folder), args.out, args)
+               for name, folder in sets for system in args.systems]
     text = report(results, load_start, argv, args.scorer)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-diarize-peers.md"

