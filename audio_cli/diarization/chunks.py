@@ -6,7 +6,7 @@ samples nor every chunk's values need to be in memory at once.
 decoder's blocks) into chunks of `size` samples every `step`, keeping only the samples that
 a chunk still to come reads. `OverlapAdd` is the mean over the chunks covering each frame
 of values placed at each chunk's frame offset (float32: the values are small counts and
-scores), filled one chunk at a time.
+scores), filled one chunk at a time, on a stretch of frames at a time if need be.
 """
 
 from __future__ import annotations
@@ -61,25 +61,24 @@ def chunk_batches(blocks: Iterable[np.ndarray], starts: list[int], size: int, ba
 
 
 class OverlapAdd:
-    """The mean over chunks of per-chunk (F, width) frame values placed at frame offsets on
-    a grid of `total` frames; frames no chunk covers are 0."""
+    """The mean over chunks of per-chunk (F, width) frame values placed at frame offsets,
+    on the frames [first, last) of the recording's grid (a chunk's values outside them are
+    left out); frames no chunk covers are 0."""
 
-    def __init__(self, total: int, width: int, frames: int):
-        self.total = total
-        self.summed = np.zeros((total + frames, width), dtype=np.float32)
-        self.covered = np.zeros(total + frames, dtype=np.float32)
+    def __init__(self, first: int, last: int, width: int):
+        self.first = first
+        self.summed = np.zeros((max(last - first, 0), width), dtype=np.float32)
+        self.covered = np.zeros(len(self.summed), dtype=np.float32)
 
     def add(self, offset: int, values: np.ndarray) -> None:
-        """Add one chunk's (F, width) values from frame `offset` on."""
-        end = offset + len(values)
-        if end > len(self.summed):  # a chunk starting past the grid (padding only)
-            grow = end - len(self.summed)
-            self.summed = np.concatenate([self.summed, np.zeros((grow, self.summed.shape[1]),
-                                                                 dtype=np.float32)])
-            self.covered = np.concatenate([self.covered, np.zeros(grow, dtype=np.float32)])
-        self.summed[offset:end] += values
-        self.covered[offset:end] += 1
+        """Add one chunk's (F, width) values, the first at frame `offset`."""
+        low = max(offset, self.first)
+        high = min(offset + len(values), self.first + len(self.summed))
+        if low < high:
+            self.summed[low - self.first:high - self.first] += values[low - offset:
+                                                                       high - offset]
+            self.covered[low - self.first:high - self.first] += 1
 
     def mean(self) -> np.ndarray:
-        """(total, width) float32."""
-        return self.summed[:self.total] / np.maximum(self.covered[:self.total], 1)[:, None]
+        """(last - first, width) float32."""
+        return self.summed / np.maximum(self.covered, 1)[:, None]

@@ -159,43 +159,43 @@ class Diarizer:
             if progress is not None:
                 progress(first + len(batch), len(starts))
         local = np.concatenate(local)  # (C, F, 3) uint8
-        counts = OverlapAdd(total, 1, local.shape[1])
+        counts = OverlapAdd(0, total, 1)
         for c, offset in enumerate(offsets):
             counts.add(offset, local[c].sum(axis=1, keepdims=True, dtype=np.float32))
-        count = np.rint(counts.mean()[:, 0]).astype(np.int64)
+        count = np.rint(counts.mean()[:, 0]).astype(np.int8)
+        del counts
         if not count.any():
             return Diarization([])
         pieces = builder.finish()
         labels = self._assign(pieces)
         speakers = int(labels.max()) + 1 if len(labels) else 0
-        score = self._stitch(pieces, labels, local, offsets, total, max(speakers, 1))
-        active = np.concatenate([activity.top_speakers(score[a:a + FRAMES_PER_BLOCK],
-                                                       count[a:a + FRAMES_PER_BLOCK])
-                                 for a in range(0, total, FRAMES_PER_BLOCK)])
-        if self.options.exclusive:
-            active = activity.exclusive(active, score)
+        active = self._stitch(Stitch(pieces, labels, local, offsets), count, max(speakers, 1))
         embedded = pieces.embedded & (labels >= 0)
         means = label_means(pieces.vectors[embedded[pieces.embedded]], labels[embedded],
                             speakers)
         return labelled(active, grid, uri, duration, means)
 
-    @staticmethod
-    def _stitch(pieces: Pieces, labels: np.ndarray, local: np.ndarray, offsets: np.ndarray,
-                total: int, speakers: int) -> np.ndarray:
-        """(total, speakers) float32: each global speaker's activity, the mean over the
-        chunks covering a frame of its local speakers' (the larger where two local speakers
-        of one chunk took the same label), added up one chunk at a time."""
-        score = OverlapAdd(total, speakers, local.shape[1])
-        bounds = np.searchsorted(pieces.chunk, np.arange(len(local) + 1))  # pieces by chunk
-        for c, offset in enumerate(offsets):
-            values = np.zeros((local.shape[1], speakers), dtype=np.float32)
-            for i in range(bounds[c], bounds[c + 1]):
-                g = labels[i]
-                if g >= 0:
-                    f0, f1, k = pieces.first[i], pieces.end[i], pieces.local[i]
-                    np.maximum(values[f0:f1, g], local[c, f0:f1, k], out=values[f0:f1, g])
-            score.add(offset, values)
-        return score.mean()
+    def _stitch(self, stitch: Stitch, count: np.ndarray, speakers: int) -> np.ndarray:
+        """(total, speakers) bool activity, FRAMES_PER_BLOCK frames at a time: each global
+        speaker's score is the mean over the chunks covering a frame of its local speakers'
+        activity (the larger where two local speakers of one chunk took the same label),
+        and the frame's `count` best-scoring speakers are active (only the most likely with
+        --exclusive)."""
+        total = len(count)
+        frames = stitch.local.shape[1]
+        active = np.zeros((total, speakers), dtype=bool)
+        for first in range(0, total, FRAMES_PER_BLOCK):
+            last = min(first + FRAMES_PER_BLOCK, total)
+            score = OverlapAdd(first, last, speakers)
+            near = (stitch.offsets < last) & (stitch.offsets + frames > first)
+            for c in np.flatnonzero(near):
+                score.add(int(stitch.offsets[c]), stitch.values(int(c), speakers))
+            mean = score.mean()
+            block = activity.top_speakers(mean, count[first:last])
+            if self.options.exclusive:
+                block = activity.exclusive(block, mean)
+            active[first:last] = block
+        return active
 
     def _segment(self, batch: np.ndarray) -> np.ndarray:
         """(B, chunk_samples) float32 chunks -> (B, F, 3) uint8 local speakers' activity."""
@@ -245,6 +245,32 @@ class Diarizer:
                                                 pieces.first[j] - pieces.end[i]))
                 labels[i] = labels[j]
         return labels
+
+
+@dataclass
+class Stitch:
+    """What the per-chunk scores of the global speakers are made from."""
+
+    pieces: Pieces
+    labels: np.ndarray  # (N,) global speaker of each piece, -1 for none
+    local: np.ndarray  # (C, F, 3) uint8 local speakers' activity
+    offsets: np.ndarray  # (C,) first frame of each chunk on the recording's grid
+
+    def __post_init__(self) -> None:
+        # pieces are in chunk order: those of chunk c are bounds[c]:bounds[c + 1]
+        self.bounds = np.searchsorted(self.pieces.chunk, np.arange(len(self.local) + 1))
+
+    def values(self, c: int, speakers: int) -> np.ndarray:
+        """(F, speakers) float32: chunk c's activity of each global speaker."""
+        p = self.pieces
+        values = np.zeros((self.local.shape[1], speakers), dtype=np.float32)
+        for i in range(self.bounds[c], self.bounds[c + 1]):
+            g = self.labels[i]
+            if g >= 0:
+                f0, f1 = p.first[i], p.end[i]
+                np.maximum(values[f0:f1, g], self.local[c, f0:f1, p.local[i]],
+                           out=values[f0:f1, g])
+        return values
 
 
 class PieceBuilder:
