@@ -45,10 +45,12 @@ from audio_cli.pipeline.batching import one_blas_thread
 from audio_cli.pipeline.options import default_model
 
 NO_SEGMENTATION = "none"
-# Chunk step: pyannote 3.1 steps 1 s (10 % of the 10 s window). Each step costs one
-# segmentation chunk and ~2 embeddings; measured on the AMI excerpts and the simulated
-# conversations (docs/diarize.md) a 2 s step loses little accuracy for about half the time.
-STEP = 2.0
+# Chunk step: pyannote 3.1 steps 1 s (10 % of the window). Each step costs one
+# segmentation chunk and ~3 embeddings (most of the time); measured with
+# bench/diarize.py (CAM++, 1 thread, CPU seconds per audio second), a 4 s step against 2 s:
+# AMI excerpts DER full/fair 30.8/18.8 % against 30.7/18.6 %, simulated conversations
+# per file within a point, at about half the CPU time (docs/diarize.md).
+STEP = 4.0
 CHUNKS_PER_BATCH = 16  # chunks copied out (the last zero-padded) per call of the segmenter,
 #                       which runs them segmentation.BATCH at a time
 EMBED_BATCH = 32  # embeddings run together

@@ -1,0 +1,86 @@
+"""Diarizing long recordings in bounded memory: chunks cut from decoded blocks of any size,
+per-chunk values added back a stretch of frames at a time, clustering bounded in size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audio_cli.diarization.bounded import cluster_bounded, sample
+from audio_cli.diarization.chunks import OverlapAdd, chunk_batches, chunk_starts
+from audio_cli.diarization.clustering import SpeakerCount, cluster
+
+
+@pytest.mark.parametrize("block", [1, 7, 1000, 10**6])
+def test_chunks_from_blocks_are_the_recordings_samples(block):
+    rng = np.random.default_rng(0)
+    signal = rng.standard_normal(2345).astype(np.float32)
+    size, step = 500, 200
+    starts = chunk_starts(len(signal), size, step)
+    assert starts[0] == 0 and starts[-1] + size >= len(signal) > starts[-2] + size
+    blocks = (signal[i:i + block] for i in range(0, len(signal), block))
+    seen = []
+    for first, batch, lengths in chunk_batches(blocks, starts, size, 3):
+        for row in range(len(batch)):
+            start = starts[first + row]
+            expected = signal[start:start + size]
+            assert lengths[row] == len(expected)
+            assert np.array_equal(batch[row, :len(expected)], expected)
+            assert not batch[row, len(expected):].any()  # zeros past the end
+            seen.append(first + row)
+    assert seen == list(range(len(starts)))
+
+
+def test_a_recording_shorter_than_a_chunk_is_one_padded_chunk():
+    starts = chunk_starts(120, 500, 200)
+    assert starts == [0]
+    (first, batch, lengths), = chunk_batches([np.ones(120, np.float32)], starts, 500, 4)
+    assert first == 0 and lengths.tolist() == [120] and batch.sum() == 120
+
+
+def test_overlap_add_on_stretches_equals_the_whole_grids():
+    rng = np.random.default_rng(1)
+    frames, total = 7, 30
+    offsets = np.array([0, 3, 6, 9, 12, 15, 18, 21, 24])
+    values = rng.random((len(offsets), frames, 2)).astype(np.float32)
+    whole = OverlapAdd(0, total, 2)
+    for offset, v in zip(offsets, values, strict=True):
+        whole.add(int(offset), v)
+    # by hand: the mean over the chunks covering each frame
+    summed, covered = np.zeros((total + frames, 2)), np.zeros(total + frames)
+    for offset, v in zip(offsets, values, strict=True):
+        summed[offset:offset + frames] += v
+        covered[offset:offset + frames] += 1
+    expected = (summed / np.maximum(covered, 1)[:, None])[:total]
+    assert np.allclose(whole.mean(), expected, atol=1e-6)
+    parts = []
+    for first in range(0, total, 4):
+        part = OverlapAdd(first, min(first + 4, total), 2)
+        for offset, v in zip(offsets, values, strict=True):
+            part.add(int(offset), v)
+        parts.append(part.mean())
+    assert np.array_equal(np.concatenate(parts), whole.mean())
+
+
+def test_sample_is_bounded_and_spread():
+    assert sample(10, 20).tolist() == list(range(10))
+    chosen = sample(10_000, 100)
+    assert len(chosen) == 100 and chosen[0] == 0 and chosen[-1] == 9999
+    assert np.all(np.diff(chosen) >= 99)
+
+
+def test_bounded_clustering_labels_every_vector_as_its_group():
+    rng = np.random.default_rng(2)
+    centres = np.eye(3, 16) * 6  # three orthogonal directions
+    groups = rng.integers(0, 3, 900)
+    vectors = (centres[groups] + rng.standard_normal((900, 16))).astype(np.float32)
+    labels = cluster_bounded(vectors, SpeakerCount(), "ahc", 0.3, most=120)
+    assert len(set(labels.tolist())) == 3
+    for g in range(3):  # one label per group, a different one for each
+        assert len(set(labels[groups == g].tolist())) == 1
+    chosen = sample(900, 120)
+    assert np.array_equal(labels[chosen], cluster(vectors[chosen], SpeakerCount(), "ahc",
+                                                  0.3))
+    small = vectors[:50]
+    assert np.array_equal(cluster_bounded(small, SpeakerCount(), "auto", 0.3, most=120),
+                          cluster(small, SpeakerCount(), "auto", 0.3))
