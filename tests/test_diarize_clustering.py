@@ -137,3 +137,10 @@ def test_groups_with_near_identical_means_are_one_speaker():
         assert same_partition(cluster(x, SpeakerCount(low=4), method, threshold=0.9), groups4)
     x, _, groups4 = split_speaker(0.3)
     assert same_partition(cluster(x, method="ahc", threshold=0.9), groups4)
+
+
+def test_speaker_count_rounds_up_from_0_3():
+    """k speakers where the mean expected count exceeds k - 1 + 0.3: quiet speech (0.4) and
+    half-heard overlap (1.4) count, which rounding to the nearest integer dropped."""
+    expected = np.array([0.0, 0.29, 0.31, 0.4, 0.6, 1.0, 1.29, 1.31, 1.4, 2.0, 2.5])
+    assert activity.speaker_count(expected).tolist() == [0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 3]

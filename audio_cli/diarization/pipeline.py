@@ -133,13 +133,13 @@ class Diarizer:
         starts = list(range(0, max(len(samples) - size, 0) + step, step))
         if starts[-1] + size < len(samples):
             starts.append(starts[-1] + step)
-        local = self._segment(samples, starts)  # (C, F, 3) 0/1
+        local, expected = self._segment(samples, starts)  # (C, F, 3) 0/1, (C, F)
         grid = activity.FrameGrid(seg.frame_step, seg.frame_duration,
                                   float(seg.frame_start(0)))
         offsets = np.array([int(round(s / seg.sample_rate / grid.step)) for s in starts])
         total = int(np.ceil(audio.duration / grid.step))
-        count = np.rint(activity.overlap_add(local.sum(axis=2, keepdims=True), offsets,
-                                             total)[:, 0]).astype(np.int64)
+        count = activity.speaker_count(
+            activity.overlap_add(expected[:, :, None], offsets, total)[:, 0])
         if not count.any():
             return Diarization([])
         pieces = self._pieces(samples, starts, local, grid)
@@ -162,14 +162,16 @@ class Diarizer:
     def _segment(self, samples: np.ndarray, starts: list[int]) -> np.ndarray:
         seg = self.segmenter
         size = seg.chunk_samples
-        out = []
+        local, expected = [], []
         for first in range(0, len(starts), CHUNKS_PER_BATCH):
             batch = np.zeros((len(starts[first:first + CHUNKS_PER_BATCH]), size), np.float32)
             for row, s in enumerate(starts[first:first + CHUNKS_PER_BATCH]):
                 piece = samples[s:s + size]
                 batch[row, :len(piece)] = piece
-            out.append(np.asarray(seg.speakers(seg.frames(batch)), dtype=np.float64))
-        return np.concatenate(out)
+            log_probs = seg.frames(batch)
+            local.append(np.asarray(seg.speakers(log_probs), dtype=np.float64))
+            expected.append(seg.expected_speakers(log_probs))
+        return np.concatenate(local), np.concatenate(expected)
 
     def _pieces(self, samples: np.ndarray, starts: list[int], local: np.ndarray,
                 grid: activity.FrameGrid) -> Pieces:
