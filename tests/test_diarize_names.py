@@ -149,6 +149,38 @@ def test_speakers_of_another_model_are_never_compared(small, tmp_path):
     one_error(proc, 4, str(small["two"]))
 
 
+def test_the_stores_calibrated_threshold_is_the_one_used(small, tmp_path):
+    from audio_cli.pipeline.handle import open_model
+    from audio_cli.store.db import Store
+    from audio_cli.store.naming import Namer
+    from audio_cli.store.settings import Made
+
+    db = tmp_path / "s.db"
+    for name, files in zip(("ann", "bob", "cy"), small["speakers"], strict=False):
+        assert run_audio("enroll", name, *files, "--model", small["one"],
+                         "--db", db).returncode == 0
+    proc = run_audio("calibrate", "--db", db, "--json")
+    assert proc.returncode == 0, proc.stderr
+    stored = json.loads(proc.stdout)["threshold"]
+    with Store(db, readonly=True) as store:
+        namer = Namer(store, open_model(str(small["one"])), Made(vad=False))
+    assert (namer.threshold.value, namer.threshold.origin) == (stored, "store")
+    assert sorted(namer.enrolled) == ["ann", "bob", "cy"]
+
+
+def test_exemplars_enrolled_without_vad_draw_one_warning(small, tmp_path):
+    from audio_cli.pipeline.handle import open_model
+    from audio_cli.store.db import Store
+    from audio_cli.store.naming import Namer
+    from audio_cli.store.settings import Made
+
+    db = tmp_path / "s.db"
+    assert run_audio("enroll", "ann", *small["speakers"][0][:2], "--model", small["one"],
+                     "--db", db).returncode == 0
+    with Store(db, readonly=True) as store, pytest.warns(UserWarning, match="without --vad"):
+        Namer(store, open_model(str(small["one"])), Made(vad=True))
+
+
 # -- end to end: real speech, the real CAM++ weights ---------------------------------------
 
 # A conversation of three readers taking turns (1688 M, 3080 F, 2033 M); 1688 and 3080 are
