@@ -149,6 +149,19 @@ def test_speakers_of_another_model_are_never_compared(small, tmp_path):
     one_error(proc, 4, str(small["two"]))
 
 
+def test_speakers_enrolled_only_with_another_model_are_left_out_with_a_note(small, tmp_path):
+    db = tmp_path / "s.db"
+    for name, model, files in (("ann", "one", small["speakers"][0][:2]),
+                               ("bob", "two", small["speakers"][1][:2])):
+        assert run_audio("enroll", name, *files, "--model", small[model],
+                         "--db", db).returncode == 0
+    proc = run_audio("diarize", small["talk"], "--model", small["one"], "--segmentation",
+                     "none", "--db", db, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "bob has no exemplar" in proc.stderr and "ann" not in proc.stderr
+    assert all(json.loads(line)["speaker"] != "bob" for line in proc.stdout.splitlines())
+
+
 def test_the_stores_calibrated_threshold_is_the_one_used(small, tmp_path):
     from audio_cli.pipeline.handle import open_model
     from audio_cli.store.db import Store

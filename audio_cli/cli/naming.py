@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from audio_cli.cli import messages
 from audio_cli.cli.options import db_folder
 
 if TYPE_CHECKING:
@@ -26,7 +25,7 @@ def store_namer(ctx: typer.Context, model: str, db: Path) -> tuple[str, Namer]:
     """The model to diarize with and the Namer of the store `db`, checked before any
     recording is read: StoreError (no such store, not a store, no speakers enrolled),
     ModelError (the store's weights differ, no speaker enrolled with this model)."""
-    from audio_cli.cli.store import check_store_model, store_model
+    from audio_cli.cli.store import check_store_model, note_skipped, store_model
     from audio_cli.pipeline.handle import open_model
     from audio_cli.store.db import Store
     from audio_cli.store.naming import Namer
@@ -41,6 +40,5 @@ def store_namer(ctx: typer.Context, model: str, db: Path) -> tuple[str, Namer]:
         # diarization embeds speech only (segmentation or voice-activity detection) and
         # runs the network at float32: exemplars enrolled with --vad are made alike
         namer = Namer(store, identity, Made(vad=True))
-    for name in namer.skipped:
-        messages.note(f"note: {name} has no exemplar of {identity.name}; not considered")
+    note_skipped(namer.skipped, identity)
     return model, namer
