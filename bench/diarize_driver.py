@@ -8,9 +8,9 @@ environment).
 Appends one JSON object a line to EVENTS: {"event": "ready", "wall": ...} once the package
 is imported and the Diarizer built (both models loaded: what a user waits for before the
 first file), then one {"event": "file", ...} per input with the wall and CPU seconds of
-opening and diarizing it (`Diarizer.diarize_source`: decoding included, as for senko), the
-audio length and the speakers found, and last {"event": "done", "peak_rss_kib": ...}. Each
-file's turns go to OUT_DIR/<stem>.rttm.
+opening and diarizing it (`Diarizer.diarize` of an AudioSource: decoding included, as for
+senko), the audio length and the speakers found, and last {"event": "done",
+"peak_rss_kib": ...}. Each file's turns go to OUT_DIR/<stem>.rttm.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         uri = os.path.splitext(os.path.basename(path))[0]
         start, cpu = time.perf_counter(), time.process_time()
         source = open_audio(path, diarizer.sample_rate, max_duration=None)
-        turns = diarizer.diarize_source(source, uri).turns
+        turns = diarizer.diarize(source, uri).turns
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         with open(os.path.join(args.out_dir, f"{uri}.rttm"), "w", encoding="utf-8") as handle:
             handle.write("".join(rttm_line(t) for t in turns))

@@ -214,3 +214,35 @@ def test_each_speaker_vector_is_nearest_to_its_readers_own_voice(conversation, c
         label = max(time, key=time.get)
         other = next(r for r in own if r != reader)
         assert result.vectors[label] @ own[reader] > result.vectors[label] @ own[other]
+
+
+def test_overlap_is_found_where_the_test_placed_it(shared_dir, campplus_dir, segmentation,
+                                                   tmp_path):
+    """Two readers, the second starting 2.5 s before the first has finished (mixed at the
+    same level): inside that stretch both labels speak most of the time, flagged as overlap;
+    where one reads alone, two labels at once for little of the time."""
+    folder = shared_dir / SPEECH
+    a, _ = sf.read(folder / "1688" / "1688-142285-0006.flac", dtype="float32")
+    b, _ = sf.read(folder / "3080" / "3080-5032-0001.flac", dtype="float32")
+    rate, both = 16000, int(2.5 * 16000)
+    mix = np.zeros(len(a) + len(b) - both, np.float32)
+    mix[:len(a)] += a / np.sqrt(np.mean(a ** 2))
+    mix[len(a) - both:] += b / np.sqrt(np.mean(b ** 2))
+    path = write_wav(tmp_path / "overlap.wav", 0.05 * mix)
+    result = run_audio("diarize", path, "--model", campplus_dir, "--segmentation", segmentation,
+                       "--json")
+    assert result.returncode == 0, result.stderr
+    turns = turns_of(result.stdout)
+    assert len({t["speaker"] for t in turns}) == 2
+
+    def two_at_once(start: float, end: float) -> float:
+        """Seconds inside [start, end) during which two labels speak."""
+        grid = np.arange(start, end, 0.01)
+        speaking = [sum(t["start"] <= x < t["end"] for t in turns) for x in grid]
+        return sum(n >= 2 for n in speaking) * 0.01
+
+    start, end = (len(a) - both) / rate, len(a) / rate
+    assert two_at_once(start + 0.3, end - 0.3) >= 0.5 * (end - start - 0.6)
+    assert any(t["overlap"] and t["start"] < end and start < t["end"] for t in turns)
+    assert two_at_once(1.0, start - 0.5) <= 0.1 * (start - 1.5)
+    assert two_at_once(end + 0.5, len(mix) / rate - 0.5) <= 0.1 * (len(mix) / rate - end - 1.0)

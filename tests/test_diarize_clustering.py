@@ -106,3 +106,41 @@ def test_runs_become_turns_with_short_gaps_filled():
     assert [(t.start, t.end) for t in turns] == [(0.2, 1.1), (2.0, 2.5)]
     merged = activity.to_turns(active, grid, "u", ["A"], 3.0, min_gap=1.0)
     assert [(t.start, t.end) for t in merged] == [(0.2, 2.5)]
+
+
+def split_speaker(similarity: float, seed: int = 1):
+    """Three speakers' vectors whose first speaker comes as two groups whose centres have
+    cosine `similarity` (one voice in two conditions); labels 0, 0, 1, 2 per group."""
+    rng = np.random.default_rng(seed)
+    dim = 64
+    base = rng.standard_normal((3, dim))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    side = rng.standard_normal(dim)
+    side -= (side @ base[0]) * base[0]
+    side /= np.linalg.norm(side)
+    angle = np.arccos(similarity) / 2
+    centres = [np.cos(angle) * base[0] + np.sin(angle) * side,
+               np.cos(angle) * base[0] - np.sin(angle) * side, base[1], base[2]]
+    x = np.concatenate([c + rng.standard_normal((15, dim)) * 0.05 / np.sqrt(dim)
+                        for c in centres])
+    return x, np.repeat([0, 0, 1, 2], 15), np.repeat([0, 1, 2, 3], 15)
+
+
+def test_groups_with_near_identical_means_are_one_speaker():
+    """Four tight groups (so each method sees four), two of them one voice (means at cosine
+    0.85): the automatic count merges them into three speakers; groups at cosine 0.3 stay
+    apart, and so do near ones when the count is exact or at least 4."""
+    x, speakers, groups4 = split_speaker(0.85)
+    for method in ("ahc", "spectral"):
+        assert same_partition(cluster(x, method=method, threshold=0.9), speakers)
+        assert same_partition(cluster(x, SpeakerCount(exact=4), method), groups4)
+        assert same_partition(cluster(x, SpeakerCount(low=4), method, threshold=0.9), groups4)
+    x, _, groups4 = split_speaker(0.3)
+    assert same_partition(cluster(x, method="ahc", threshold=0.9), groups4)
+
+
+def test_speaker_count_rounds_up_from_0_3():
+    """k speakers where the mean expected count exceeds k - 1 + 0.3: quiet speech (0.4) and
+    half-heard overlap (1.4) count, which rounding to the nearest integer dropped."""
+    expected = np.array([0.0, 0.29, 0.31, 0.4, 0.6, 1.0, 1.29, 1.31, 1.4, 2.0, 2.5])
+    assert activity.speaker_count(expected).tolist() == [0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 3]

@@ -17,6 +17,7 @@ from pyannet_reference import pyannet
 from torchzip import write_torch_zip
 
 from audio_cli.diarization.segmentation import (
+    expected_speakers,
     open_segmenter,
     powerset_matrix,
     powerset_to_speakers,
@@ -81,6 +82,17 @@ def test_onnx_matches_pyannote_on_real_speech(real_segmenter, shared_dir):
 
 
 @pytest.mark.shared
+def test_expected_speakers_weighs_each_class_by_its_size():
+    """Class order {}, {1}, {2}, {3}, {1,2}, {1,3}, {2,3}: a frame sure of silence expects
+    0, sure of one speaker 1, of two 2; half silence and half {1,3} expects 1."""
+    probs = np.array([[1, 0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1, 0],
+                      [0.5, 0, 0, 0, 0, 0.5, 0], [0.2, 0.3, 0, 0.1, 0.4, 0, 0]])
+    with np.errstate(divide="ignore"):
+        got = expected_speakers(np.log(probs)[None])
+    assert got.shape == (1, 5)
+    assert got[0] == pytest.approx([0.0, 1.0, 2.0, 1.0, 0.3 + 0.1 + 0.8])
+
+
 def test_frame_timing_is_pyannotes(real_segmenter):
     facts = json.loads((FIXTURES / "pyannote.json").read_text(encoding="utf-8"))
     s = real_segmenter

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 
 from audio_cli.cli import messages
+from audio_cli.cli.naming import NamesDbOpt
 from audio_cli.cli.options import EngineOpt, JsonOpt, MaxDurOpt, ModelOpt, ThreadsOpt
 from audio_cli.cli.outcomes import Outcome, Reporter, run
 from audio_cli.diarization.activity import overlapped
@@ -36,6 +36,7 @@ class Diarized(Outcome):
     """An input's outcome with its turns (None for a failed input)."""
 
     turns: list[Turn] | None = None
+    scores: dict[str, float | None] | None = None  # with --db: each label's match score
 
 
 class Collected(list):
@@ -46,6 +47,7 @@ class Collected(list):
 
 @app.command("diarize")
 def diarize(
+    ctx: typer.Context,
     files: Annotated[list[str], typer.Argument(
         help="Audio files, directories (searched recursively), @LIST files or - for stdin.",
         metavar="INPUT...", show_default=False)],
@@ -73,6 +75,7 @@ def diarize(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")
                      ] = False,
     json_output: JsonOpt = False,
+    db: NamesDbOpt = None,
     threads: ThreadsOpt = None,
     engine: EngineOpt = "auto",
     max_duration: MaxDurOpt = DEFAULT_MAX_DURATION,
@@ -92,19 +95,34 @@ def diarize(
 
         out_path = check_output(output, force, FORMATS)
     items = mark_missing(expand_inputs(files))
+    namer = None
+    if db is not None:  # named speakers: the store's model and rules (cli/naming.py)
+        from audio_cli.cli.naming import store_namer
+
+        model, namer = store_namer(ctx, model or default_model(), db)
     options = DiarizeOptions(model=model or default_model(), engine=engine, threads=threads,
                              segmentation=segmentation, count=count, exclusive=exclusive,
                              clustering=clustering)
     diarizer = None
+    progress = sys.stderr.isatty() and not (json_output and sys.stdout.isatty())
+    bar = ChunkBar() if progress and len(items) == 1 else None  # one (long) input's chunks
     if any(item.error is None for item in items):  # a model only for something to read
         diarizer = Diarizer(options)
+        diarizer.progress = bar
+        if namer is not None:
+            from audio_cli.store.naming import NamedDiarizer
+
+            diarizer = NamedDiarizer(diarizer, namer)
     done = Collected()
-    progress = sys.stderr.isatty() and not (json_output and sys.stdout.isatty())
     reporter = Reporter(len(items), progress and len(items) > 1)
     sink = StdoutSink(json_output)
     with messages.warnings_through(reporter.line):
-        status = run(outcomes(diarizer, items, reporter, max_duration,
-                              progress and len(items) == 1), [sink, done], reporter)
+        try:
+            status = run(outcomes(diarizer, items, reporter, max_duration), [sink, done],
+                         reporter)
+        finally:
+            if bar is not None:
+                bar.close()
     if out_path is not None:
         write_output(out_path, done, force)
     raise typer.Exit(status)
@@ -128,11 +146,9 @@ class StdoutSink:
         sys.stdout.flush()
 
 
-def outcomes(diarizer: Diarizer | None, items, reporter: Reporter, max_duration: float,
-             chunk_bar: bool = False):
-    """One Outcome (with `turns`) per input, in order; a file without speech warns, one
-    longer than `max_duration` seconds fails. With `chunk_bar`, a progress bar of the
-    file's chunks on stderr (for one long input; several have the run's bar)."""
+def outcomes(diarizer: Diarizer | None, items, reporter: Reporter, max_duration: float):
+    """One Outcome (with `turns`) per input, in order, each decoded as it is diarized; a
+    file without speech warns, one longer than `max_duration` seconds fails."""
     from audio_cli.frontend.audio import open_audio
 
     for item in items:
@@ -142,36 +158,45 @@ def outcomes(diarizer: Diarizer | None, items, reporter: Reporter, max_duration:
             continue
         try:
             source = open_audio(item.path, diarizer.sample_rate, max_duration)
-            with chunk_progress(chunk_bar) as update:
-                turns = diarizer.diarize_source(source, uri_of(item.path), update).turns
+            result = diarizer.diarize(source, uri_of(item.path))
         except (InputAudioError, EngineError) as exc:
             yield Diarized(name, error=exc)
             continue
-        if not turns:
+        if not result.turns:
             messages.warning(f"{name}: no speech found; no turns", reporter.line)
-        yield Diarized(name, turns=turns)
+        yield Diarized(name, turns=result.turns, scores=result.scores)
 
 
-@contextmanager
-def chunk_progress(show: bool):
-    """A callback `update(done, total)` drawing a transient bar of chunks on stderr, or None."""
-    if not show:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+class ChunkBar:
+    """A transient progress bar of one recording's chunks on stderr, drawn from the first
+    call `bar(done, total)` (Diarizer.progress) until `close()`."""
 
-    with Progress(TextColumn("diarizing"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-                  redirect_stdout=False, redirect_stderr=False) as bar:
-        task = bar.add_task("diarizing", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    def __init__(self) -> None:
+        self._progress = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(TextColumn("diarizing"), BarColumn(),
+                                      MofNCompleteColumn(), TimeRemainingColumn(),
+                                      console=Console(stderr=True), transient=True,
+                                      redirect_stdout=False, redirect_stderr=False)
+            self._task = self._progress.add_task("diarizing", total=total)
+            self._progress.start()
+        self._progress.update(self._task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
 
 def uri_of(path: str) -> str:
@@ -193,13 +218,17 @@ def render_table(outcome: Outcome, stream: TextIO) -> None:
                           *((f"{t.start:.2f}", f"{t.end:.2f}", t.speaker) for t in turns)], "rr"))
 
 def records(outcome: Outcome) -> list[dict]:
-    """The JSON records of an input: one per turn (file, start, end, speaker, overlap), or
-    its error."""
+    """The JSON records of an input: one per turn (file, start, end, speaker, overlap; with
+    --db the score of the speaker's match, null for one left anonymous), or its error."""
     if outcome.error is not None:
         return [{"file": outcome.file, "error": outcome.message}]
     flags = overlapped(outcome.turns)
-    return [{"file": outcome.file, "start": t.start, "end": t.end, "speaker": t.speaker,
+    rows = [{"file": outcome.file, "start": t.start, "end": t.end, "speaker": t.speaker,
              "overlap": flag} for t, flag in zip(outcome.turns, flags, strict=True)]
+    if outcome.scores is not None:
+        for row in rows:
+            row["score"] = outcome.scores.get(row["speaker"])
+    return rows
 
 
 def json_records(outcome: Outcome) -> str:
@@ -226,12 +255,13 @@ def write_output(path: Path, done: list[Outcome], force: bool) -> None:
                 import pyarrow.parquet as pq
 
                 rows = [r for o in done for r in records(o)]
-                table = pa.table({name: [r.get(name) for r in rows] for name in
-                                  ("file", "start", "end", "speaker", "overlap", "error")},
-                                 schema=pa.schema([("file", pa.string()), ("start", pa.float64()),
-                                                   ("end", pa.float64()), ("speaker", pa.string()),
-                                                   ("overlap", pa.bool_()),
-                                                   ("error", pa.string())]))
+                schema = pa.schema([("file", pa.string()), ("start", pa.float64()),
+                                    ("end", pa.float64()), ("speaker", pa.string()),
+                                    ("overlap", pa.bool_()), ("error", pa.string())])
+                if any(o.scores is not None for o in done):  # --db: the match scores
+                    schema = schema.insert(5, pa.field("score", pa.float64()))
+                table = pa.table({name: [r.get(name) for r in rows] for name in schema.names},
+                                 schema=schema)
                 scratch = scratch_file(path)
                 try:
                     pq.write_table(table, scratch)

@@ -101,6 +101,13 @@ def check_store_model(identity: ModelHandle, expected: str | None, db: Path | No
                          f"weights {identity.digest}; pass --model")
 
 
+def note_skipped(names: list[str], identity: ModelHandle) -> None:
+    """Say which enrolled speakers a query left out: none of their exemplars is of this
+    model (identify, diarize --db)."""
+    for name in names:
+        messages.note(f"note: {name} has no exemplar of {identity.name}; not considered")
+
+
 def made(options: EmbedOptions):
     """How this run's vectors are made, as the store records it (store.settings.Made)."""
     from audio_cli.store.settings import Made
@@ -235,8 +242,7 @@ def identify(
             chosen = _threshold(threshold, store.path, identity)
             (query,) = embed_all(speaker, [file], options)
             result = identify_speaker(store, identity, query.embedding, scoring)
-        for name in result.skipped:
-            messages.note(f"note: {name} has no exemplar of {identity.name}; not considered")
+        note_skipped(result.skipped, identity)
         best = result.ranked[0]
         margin = best.score - result.ranked[1].score if len(result.ranked) > 1 else None
         known = best.score >= chosen.value

@@ -39,7 +39,7 @@ from audio_cli.diarization.clustering import (
     normalise,
 )
 from audio_cli.diarization.result import Diarization, label_means, labelled
-from audio_cli.frontend.audio import Audio
+from audio_cli.frontend.audio import Audio, AudioSource
 from audio_cli.frontend.fbank import fbank
 from audio_cli.pipeline.batching import one_blas_thread
 from audio_cli.pipeline.options import default_model
@@ -54,7 +54,7 @@ STEP = 4.0
 CHUNKS_PER_BATCH = 16  # chunks copied out (the last zero-padded) per call of the segmenter,
 #                       which runs them segmentation.BATCH at a time
 EMBED_BATCH = 32  # embeddings run together
-STREAM_BLOCK = 1 << 18  # samples decoded at a time (16 s at 16 kHz) by diarize_source
+STREAM_BLOCK = 1 << 18  # samples decoded at a time (16 s at 16 kHz) from an AudioSource
 FRAMES_PER_BLOCK = 1 << 16  # frames whose speakers are picked at once (bounds the sort)
 MIN_EMBED_SECONDS = 0.5  # a local speaker with less active speech gets no embedding
 CLEAN_SECONDS = 1.0  # embed only the speaker's clean (non-overlapped) speech if this long
@@ -105,6 +105,7 @@ class Diarizer:
         from audio_cli.pipeline.speaker import SpeakerEmbedder
 
         self.options = options
+        self.progress = None  # called (chunks done, chunks) while diarizing: a progress bar
         self.speaker = speaker or SpeakerEmbedder.from_pretrained(
             options.model, engine=options.engine, threads=options.threads)
         self.segmenter = None
@@ -119,31 +120,28 @@ class Diarizer:
     def sample_rate(self) -> int:
         return self.speaker.config.sample_rate
 
-    def diarize(self, audio: Audio, uri: str) -> Diarization:
-        """The turns of decoded audio (at `sample_rate`), labelled SPEAKER_00, ..., and
-        each speaker's mean vector; no turns without speech."""
+    def diarize(self, audio: Audio | AudioSource, uri: str) -> Diarization:
+        """The turns of decoded audio (at `sample_rate`), or of an opened AudioSource
+        (frontend.audio.open_audio), labelled SPEAKER_00, ..., and each speaker's mean
+        vector; no turns without speech. With the segmentation model a source's samples
+        are decoded, segmented and embedded block by block, never all at once, and
+        `self.progress(chunks done, chunks)`, when set, is called as they are done."""
         if self.segmenter is None:
             from audio_cli.diarization.vad_only import diarize_vad
 
+            if not isinstance(audio, Audio):
+                audio = audio.read_audio()
             return diarize_vad(self, audio, uri)
-        return self._diarize_segmented([audio.samples], len(audio.samples), uri)
+        if isinstance(audio, Audio):
+            return self._diarize_segmented([audio.samples], len(audio.samples), uri)
+        if audio.sample_rate != self.segmenter.sample_rate:
+            raise ValueError(f"{audio.name}: opened at {audio.sample_rate} Hz, the "
+                             f"segmentation model reads {self.segmenter.sample_rate} Hz")
+        return self._diarize_segmented(audio.blocks(STREAM_BLOCK), audio.num_samples, uri)
 
     # ------------------------------------------------------------ segmentation path
 
-    def diarize_source(self, source, uri: str, progress=None) -> Diarization:
-        """`diarize` of an opened AudioSource (frontend.audio.open_audio): with the
-        segmentation model its samples are decoded, segmented and embedded block by block,
-        never all at once; `progress(done, total)` is called as chunks are done."""
-        if self.segmenter is None:
-            return self.diarize(source.read_audio(), uri)
-        if source.sample_rate != self.segmenter.sample_rate:
-            raise ValueError(f"{source.name}: opened at {source.sample_rate} Hz, the "
-                             f"segmentation model reads {self.segmenter.sample_rate} Hz")
-        return self._diarize_segmented(source.blocks(STREAM_BLOCK), source.num_samples, uri,
-                                       progress)
-
-    def _diarize_segmented(self, blocks, num_samples: int, uri: str,
-                           progress=None) -> Diarization:
+    def _diarize_segmented(self, blocks, num_samples: int, uri: str) -> Diarization:
         seg = self.segmenter
         duration = num_samples / seg.sample_rate
         step = max(1, int(round(self.options.step * seg.sample_rate)))
@@ -153,18 +151,21 @@ class Diarizer:
         offsets = np.array([int(round(s / seg.sample_rate / grid.step)) for s in starts])
         total = int(np.ceil(duration / grid.step))
         builder = PieceBuilder(self, grid)
-        local = []
+        local, expected = [], []
         for first, batch, lengths in chunk_batches(blocks, starts, seg.chunk_samples,
                                                    CHUNKS_PER_BATCH):
-            local.append(self._segment(batch))
-            builder.cut(first, batch, lengths, local[-1])
-            if progress is not None:
-                progress(first + len(batch), len(starts))
+            activities, speaking = self._segment(batch)
+            local.append(activities)
+            expected.append(speaking)
+            builder.cut(first, batch, lengths, activities)
+            if self.progress is not None:
+                self.progress(first + len(batch), len(starts))
         local = np.concatenate(local)  # (C, F, 3) uint8
         counts = OverlapAdd(0, total, 1)
         for c, offset in enumerate(offsets):
-            counts.add(offset, local[c].sum(axis=1, keepdims=True, dtype=np.float32))
-        count = np.rint(counts.mean()[:, 0]).astype(np.int8)
+            counts.add(offset, expected[c // CHUNKS_PER_BATCH][c % CHUNKS_PER_BATCH, :, None])
+        del expected
+        count = activity.speaker_count(counts.mean()[:, 0]).astype(np.int8)
         del counts
         if not count.any():
             return Diarization([])
@@ -199,11 +200,12 @@ class Diarizer:
             active[first:last] = block
         return active
 
-    def _segment(self, batch: np.ndarray) -> np.ndarray:
-        """(B, chunk_samples) float32 chunks -> (B, F, 3) uint8 local speakers' activity."""
+    def _segment(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, chunk_samples) float32 chunks -> (B, F, 3) uint8 local speakers' activity and
+        (B, F) float32 expected number of speakers."""
         seg = self.segmenter
-        return seg.speakers(seg.frames(batch)).astype(np.uint8)
-
+        log_probs = seg.frames(batch)
+        return seg.speakers(log_probs).astype(np.uint8), seg.expected_speakers(log_probs)
 
     def _assign(self, pieces: Pieces) -> np.ndarray:
         """(N,) global label of each piece, -1 for none.

@@ -20,6 +20,9 @@ class Diarization:
 
     turns: list[Turn]
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    # Set when the speakers were named from a store (store/naming.py): each label's score
+    # against the enrolled speaker whose name it took, None for a label left anonymous.
+    scores: dict[str, float | None] | None = None
 
 
 def labelled(active: np.ndarray, grid: activity.FrameGrid, uri: str, duration: float,

@@ -105,6 +105,10 @@ class Segmenter:
         """`powerset_to_speakers` with this model's speakers."""
         return powerset_to_speakers(log_probs, self.max_speakers, self.speakers_per_frame)
 
+    def expected_speakers(self, log_probs: np.ndarray) -> np.ndarray:
+        """`expected_speakers` with this model's speakers."""
+        return expected_speakers(log_probs, self.max_speakers, self.speakers_per_frame)
+
 
 def powerset_matrix(speakers: int = 3, at_once: int = 2) -> np.ndarray:
     """(classes, speakers) 0/1: the local speakers active in each powerset class, in
@@ -126,6 +130,14 @@ def powerset_to_speakers(log_probs: np.ndarray, speakers: int = 3,
         raise UsageError(f"{scores.shape[-1]} classes are not the powerset of {speakers} "
                          f"speakers {at_once} at a time ({len(matrix)})")
     return matrix[np.argmax(scores, axis=-1)]
+
+
+def expected_speakers(log_probs: np.ndarray, speakers: int = 3, at_once: int = 2
+                      ) -> np.ndarray:
+    """(B, F, classes) log-probabilities -> (B, F) float32: the expected number of speakers
+    in each frame, the sum over powerset classes of probability x speakers in the class."""
+    sizes = powerset_matrix(speakers, at_once).sum(axis=1)
+    return (np.exp(np.asarray(log_probs, dtype=np.float32)) @ sizes).astype(np.float32)
 
 
 def open_segmenter(model: str | None = None, engine: str = "onnx",
