@@ -1,0 +1,108 @@
+"""Unit vectors to 2-D points that keep neighbours near: t-SNE on a bounded set of landmarks,
+every other vector placed among its nearest landmarks (numpy only).
+
+- t-SNE (van der Maaten and Hinton, "Visualizing Data using t-SNE", JMLR 2008): Gaussian
+  neighbour probabilities at a fixed perplexity, Student-t similarities in 2-D, gradient
+  descent with momentum and early exaggeration (12 for the first 125 of 500 steps), a learning
+  rate of n / 12 (Belkina et al., Nature Communications 2019) and a PCA start (Kobak and
+  Linderman, Nature Biotechnology 2021), so the same vectors give the same picture.
+- The exact t-SNE costs n^2 per step, so it runs on at most LANDMARKS vectors (the first
+  `preferred` ones, then an even random draw of the others, fixed seed). Each other vector
+  goes to the mean position of its K nearest landmarks (cosine), weighted by each landmark's
+  own Gaussian kernel from the perplexity search: its time grows linearly with n.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LANDMARKS = 1000
+PERPLEXITY = 30.0
+K = 10
+STEPS, EARLY_STEPS, EXAGGERATION = 500, 125, 12.0
+SEED = 0
+CHUNK = 8192  # rows of vectors against the landmarks at a time
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    x = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _betas(distances: np.ndarray, perplexity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise Gaussian precisions giving each row's neighbour distribution the wanted
+    perplexity (bisection on log beta, every row at once); (P rows, betas). The diagonal
+    of `distances` is ignored."""
+    n = distances.shape[0]
+    target = np.log(perplexity)
+    off = ~np.eye(n, dtype=bool)
+    d = distances - np.where(off, distances, np.inf).min(axis=1, keepdims=True)
+    d[~off] = 0.0  # scale-free exponents (same P); the diagonal is masked out below
+    lo, hi = np.full(n, -20.0), np.full(n, 20.0)  # log beta
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        beta = np.exp(mid)[:, None]
+        p = np.exp(-d * beta) * off
+        total = p.sum(axis=1, keepdims=True)
+        p /= total
+        entropy = np.log(total[:, 0]) + beta[:, 0] * (p * d).sum(axis=1)
+        high = entropy > target  # too flat: sharpen (raise beta)
+        lo = np.where(high, mid, lo)
+        hi = np.where(high, hi, mid)
+    return p, np.exp((lo + hi) / 2)
+
+
+def tsne(x: np.ndarray, perplexity: float = PERPLEXITY) -> tuple[np.ndarray, np.ndarray]:
+    """Exact t-SNE of unit rows `x` (n, d); (positions (n, 2), each row's Gaussian beta)."""
+    n = x.shape[0]
+    if n < 3:
+        return np.column_stack([np.arange(n, dtype=np.float64), np.zeros(n)]), np.ones(n)
+    distances = np.maximum(2.0 - 2.0 * (x @ x.T), 0.0)  # squared, for unit rows
+    p, betas = _betas(distances, min(perplexity, (n - 1) / 3))
+    p = ((p + p.T) / (2 * n)).astype(np.float32)  # float32 steps: half the time of float64
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    y = centred @ vt[:2].T
+    y = (y / max(y[:, 0].std(), 1e-12) * 1e-4).astype(np.float32)
+    rate = max(n / EXAGGERATION, 50.0)
+    step = np.zeros_like(y)
+    for i in range(STEPS):
+        early = i < EARLY_STEPS
+        sq = (y * y).sum(axis=1)
+        w = 1.0 / (1.0 + np.maximum(sq[:, None] + sq[None, :] - 2.0 * (y @ y.T), 0.0))
+        np.fill_diagonal(w, 0.0)
+        q = w / w.sum()
+        m = ((EXAGGERATION if early else 1.0) * p - q) * w
+        gradient = 4.0 * (m.sum(axis=1)[:, None] * y - m @ y)
+        step = (0.5 if early else 0.8) * step - rate * gradient
+        y = y + step
+        y -= y.mean(axis=0)
+    return y.astype(np.float64), betas
+
+
+def project(vectors: np.ndarray, preferred: int = 0) -> np.ndarray:
+    """(n, 2) positions of (n, d) vectors (compared by cosine). The first `preferred` rows
+    (enrolled exemplars, say) are landmarks before any other."""
+    x = unit(vectors)
+    n = x.shape[0]
+    if n <= LANDMARKS:
+        return tsne(x)[0]
+    rng = np.random.default_rng(SEED)
+    first = np.arange(min(preferred, LANDMARKS))
+    rest = np.arange(len(first), n)
+    chosen = np.concatenate([first, np.sort(rng.choice(rest, LANDMARKS - len(first),
+                                                       replace=False))])
+    anchors, betas = tsne(x[chosen])
+    positions = np.empty((n, 2))
+    positions[chosen] = anchors
+    others = np.setdiff1d(np.arange(n), chosen)
+    for lo in range(0, len(others), CHUNK):
+        rows = others[lo:lo + CHUNK]
+        distances = np.maximum(2.0 - 2.0 * (x[rows] @ x[chosen].T), 0.0)
+        near = np.argpartition(distances, K, axis=1)[:, :K]
+        d = np.take_along_axis(distances, near, axis=1)
+        weights = np.exp(-(d - d.min(axis=1, keepdims=True)) * betas[near])
+        weights /= weights.sum(axis=1, keepdims=True)
+        positions[rows] = np.einsum("rk,rkc->rc", weights, anchors[near])
+    return positions
