@@ -253,14 +253,16 @@ def test_timeline_has_a_lane_per_speaker_with_bars_at_the_turns_and_overlaps_sha
 
 def test_timeline_with_a_reference_shows_its_lanes_and_the_der_in_the_title(tmp_path):
     reference = [Turn("talk", 0.0, 10.0, "A")]
-    hypothesis = [Turn("talk", 0.0, 5.0, "X"), Turn("talk", 5.0, 10.0, "Y")]
+    hypothesis = [Turn("talk", 0.0, 6.0, "X"), Turn("talk", 6.0, 10.0, "Y")]
     path = tmp_path / "t.png"
     figure = timeline.timeline(hypothesis, path, reference)
     assert path.read_bytes().startswith(b"\x89PNG")
-    # X maps to A (5 s shared), Y's 5 s are confusion: DER 5 / 10
-    assert "DER 50.0%" in figure.axes[0].get_title()
+    # X maps to A (6 s shared), Y's 4 s are confusion: DER 4 / 10
+    assert "DER 40.0%" in figure.axes[0].get_title()
     (lane,) = artist(figure, "reference:A", "collections")
     assert bars(lane) == [(0.0, 10.0)]
+    (x_lane,) = artist(figure, "system:X", "collections")
+    assert np.array_equal(lane.get_facecolor(), x_lane.get_facecolor())  # A drawn as X
     axes = figure.axes[0]
     top_down = sorted(zip(axes.get_yticks(), [t.get_text() for t in axes.get_yticklabels()],
                           strict=True), reverse=True)

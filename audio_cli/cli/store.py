@@ -388,7 +388,7 @@ def speakers_map(
         chosen = _threshold(threshold, store.path, identity)
         title = (f"{store.path.name}: {plural(len(set(points.names)), 'speaker')} enrolled "
                  f"({plural(len(points.names), 'exemplar')}), "
-                 f"{plural(len(points.paths), 'recording')}; {identity.name}")
+                 f"{plural(len(points.paths), 'recording')}; {Path(identity.name).name}")
     labels = identified(points, chosen.value)
     save(map_figure(voice_map(points, labels, title)), path, force)
     messages.note(f"wrote the map to {path}")

@@ -71,10 +71,12 @@ def _metadata(path: Path) -> dict:
 
 
 def colours(count: int) -> list:
-    """`count` distinct colours: tab10, then tab20, then a sampled hsv wheel."""
+    """`count` distinct colours, none of them grey (grey means unknown or reference): tab10,
+    then tab20 (their greys left out), then a sampled hsv wheel."""
     plt = pyplot()
-    if count <= 10:
-        return [plt.get_cmap("tab10")(i) for i in range(count)]
-    if count <= 20:
-        return [plt.get_cmap("tab20")(i) for i in range(count)]
+    for name, greys in (("tab10", {7}), ("tab20", {14, 15})):
+        palette = [plt.get_cmap(name)(i) for i in range(len(plt.get_cmap(name).colors))
+                   if i not in greys]
+        if count <= len(palette):
+            return palette[:count]
     return [plt.get_cmap("hsv")(i / count) for i in range(count)]

@@ -1,6 +1,7 @@
 """`audio diarize --plot`: who spoke when as one lane per speaker on a time axis, overlapping
-speech shaded; with a reference, its lanes above the system's and the DER in the title
-(diarization/scoring.py, the full convention: no collar, overlap scored)."""
+speech shaded; with a reference, its lanes above the system's, each in the colour of the
+system speaker DER's mapping pairs it with, and the DER in the title (diarization/scoring.py,
+the full convention: no collar, overlap scored)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio_cli.diarization.scoring import FULL, Intervals, merged, score_recording
+from audio_cli.diarization.scoring import (
+    FULL,
+    Intervals,
+    merged,
+    overlap_pairs,
+    score_recording,
+    scored_region,
+    speaker_times,
+)
 from audio_cli.diarization.turns import Turn
 from audio_cli.plots.figure import colours, pyplot, save
 
@@ -33,6 +42,7 @@ class Timeline:
     overlaps: Intervals
     der: float | None
     title: str
+    mapped: dict[str, str]  # reference speaker -> the system speaker DER pairs it with
 
 
 def lanes(turns: Sequence[Turn], group: str) -> list[Lane]:
@@ -68,17 +78,22 @@ def timeline_data(turns: Sequence[Turn], reference: Sequence[Turn] | None = None
     uri = turns[0].uri if turns else (reference[0].uri if reference else "")
     speakers = len({t.speaker for t in turns})
     heading = title or f"{uri}: {speakers} speaker{'s' if speakers != 1 else ''}"
-    der = None
+    der, mapped = None, {}
     shown = lanes(turns, SYSTEM)
     if reference is not None:
         der = score_recording(reference, turns, None, FULL).der
         heading += f", DER {der:.1%} (no collar, overlap scored)"
         shown = lanes(reference, REFERENCE) + shown
-    return Timeline(shown, overlaps(turns), der, heading)
+        times = speaker_times(reference, turns, scored_region(reference, turns, None, 0.0))
+        shared = times.shared
+        mapped = {times.ref_speakers[r]: times.hyp_speakers[h]
+                  for r, h in overlap_pairs(times) if shared[r, h] > 0}
+    return Timeline(shown, overlaps(turns), der, heading, mapped)
 
 
 def timeline_figure(data: Timeline):
-    """Draw a Timeline: lanes top to bottom, reference first. Returns the Figure."""
+    """Draw a Timeline: lanes top to bottom, reference first; a reference speaker in the
+    colour of the system speaker DER maps it to (grey: none). Returns the Figure."""
     plt = pyplot()
     count = len(data.lanes)
     figure, axes = plt.subplots(figsize=(11, 1.2 + 0.42 * max(count, 1)))
@@ -86,7 +101,8 @@ def timeline_figure(data: Timeline):
     palette = dict(zip([lane.name for lane in system], colours(len(system)), strict=True))
     rows = list(range(count - 1, -1, -1))  # the first lane on top
     for row, lane in zip(rows, data.lanes, strict=True):
-        colour = palette.get(lane.name, "0.45") if lane.group == SYSTEM else "0.45"
+        colour = palette.get(lane.name if lane.group == SYSTEM
+                             else data.mapped.get(lane.name, ""), "0.45")
         axes.broken_barh([(start, end - start) for start, end in lane.bars], (row - 0.35, 0.7),
                          facecolors=colour, gid=f"{lane.group}:{lane.name}")
     low = min((row for row, lane in zip(rows, data.lanes, strict=True)
