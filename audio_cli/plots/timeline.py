@@ -109,7 +109,7 @@ def timeline_figure(data: Timeline):
                if lane.group == SYSTEM), default=0)
     for start, end in data.overlaps:
         axes.axvspan(start, end, ymin=0, ymax=(low + len(system)) / max(count, 1),
-                     color="red", alpha=0.12, linewidth=0, gid="overlap")
+                     color="red", alpha=0.15, linewidth=0, zorder=0, gid="overlap")
     axes.set_yticks(rows)
     axes.set_yticklabels([("ref " if lane.group == REFERENCE else "") + lane.name
                           for lane in data.lanes])
