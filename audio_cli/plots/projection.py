@@ -22,7 +22,9 @@ from audio_cli.pipeline.batching import one_blas_thread
 LANDMARKS = 1000
 PERPLEXITY = 30.0  # from 750 points on; fewer points, n / 25 (at least 5): a speaker's dozen
 SMALL_PERPLEXITY = 5.0  # recordings among a hundred stay one group instead of a ring
-K = 10
+K = 3  # nearest landmarks; on 20,000 vectors of 200 speakers, 200 landmarks, the share whose
+# nearest map point is of the same speaker was 36 % with 10, 59 % with 3, 55 % with 1 (one
+# landmark: points sharing it coincide)
 STEPS, EARLY_STEPS, EXAGGERATION = 500, 125, 12.0
 SEED = 0
 CHUNK = 8192  # rows of vectors against the landmarks at a time
@@ -40,7 +42,7 @@ def _betas(distances: np.ndarray, perplexity: float) -> tuple[np.ndarray, np.nda
     Algorithms", JMLR 2014), each row's precision found by bisection on log beta so that
     its distribution has the wanted perplexity; (dense P rows, betas)."""
     n = distances.shape[0]
-    k = min(n - 1, int(3 * perplexity))
+    k = max(1, min(n - 1, int(3 * perplexity)))
     d = distances.copy()
     np.fill_diagonal(d, np.inf)
     near = np.argpartition(d, k - 1, axis=1)[:, :k]
