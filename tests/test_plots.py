@@ -150,6 +150,8 @@ def test_eval_plot_refuses_bad_requests_before_embedding(corpus, tmp_path):
         (["--plot", str(tmp_path / "missing" / "x.png")], "does not exist"),
         (["--compare", str(no_scores)], "goes with --plot"),
         (["--plot", str(tmp_path / "x.png"), "--compare", str(no_scores)], "no trial scores"),
+        (["--plot", str(tmp_path / "x.png"), "--compare", str(tmp_path / "gone.json")],
+         "cannot read"),
         (["--trial-scores"], "goes with --json"),
     ]
     for extra, message in cases:
