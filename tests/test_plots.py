@@ -198,6 +198,15 @@ def test_projection_keeps_each_points_nearest_neighbour_in_its_group(landmarks, 
     assert np.array_equal(positions, projection.project(vectors))  # same data, same picture
 
 
+def test_landmarks_reach_every_group_before_any_gets_a_second(monkeypatch):
+    monkeypatch.setattr(projection, "LANDMARKS", 6)
+    vectors, labels = groups(6, 50, seed=2)
+    chosen = projection.landmarks(projection.unit(vectors), preferred=0)
+    assert sorted(labels[chosen]) == [0, 1, 2, 3, 4, 5]
+    first = projection.landmarks(projection.unit(vectors[::-1]), preferred=2)
+    assert {0, 1} <= set(first.tolist()) and len(set(first.tolist())) == 6
+
+
 def test_speakers_map_draws_one_point_per_vector_named_where_enrolled(tmp_path, drawn):
     model = make_model(tmp_path / "model")
     files = make_speakers(tmp_path / "audio")

@@ -8,7 +8,8 @@ every other vector placed among its nearest landmarks (numpy only).
   n / 12 (Belkina et al., Nature Communications 2019) and a PCA start (Kobak and Linderman,
   Nature Biotechnology 2021), so the same vectors give the same picture.
 - The exact t-SNE costs n^2 per step, so it runs on at most LANDMARKS vectors (the first
-  `preferred` ones, then an even random draw of the others, fixed seed). Each other vector
+  `preferred` ones, then farthest-point sampling from a random pool of the others, fixed
+  seed: each group of voices gets landmarks). Each other vector
   goes to the mean position of its K nearest landmarks (cosine), weighted by each landmark's
   own Gaussian kernel from the perplexity search: its time grows linearly with n.
 """
@@ -22,11 +23,12 @@ from audio_cli.pipeline.batching import one_blas_thread
 LANDMARKS = 1000
 PERPLEXITY = 30.0  # from 750 points on; fewer points, n / 25 (at least 5): a speaker's dozen
 SMALL_PERPLEXITY = 5.0  # recordings among a hundred stay one group instead of a ring
-K = 3  # nearest landmarks; on 20,000 vectors of 200 speakers, 200 landmarks, the share whose
-# nearest map point is of the same speaker was 36 % with 10, 59 % with 3, 55 % with 1 (one
-# landmark: points sharing it coincide)
+K = 3  # nearest landmarks; on 20,000 vectors of 200 speakers with 200 random landmarks, the
+# share whose nearest map point is of the same speaker was 36 % with 10, 59 % with 3, 55 %
+# with 1 (points sharing a landmark coincide); with farthest-point landmarks, 99.9 % with 3
 STEPS, EARLY_STEPS, EXAGGERATION = 500, 125, 12.0
 SEED = 0
+POOL = 5  # landmarks are picked from a random pool of POOL * LANDMARKS vectors
 CHUNK = 8192  # rows of vectors against the landmarks at a time
 
 
@@ -111,15 +113,37 @@ def project(vectors: np.ndarray, preferred: int = 0) -> np.ndarray:
         return _project(unit(vectors), preferred)
 
 
+def landmarks(x: np.ndarray, preferred: int) -> np.ndarray:
+    """LANDMARKS row indices (ascending): the first `preferred` rows, then, from a random pool
+    of POOL * LANDMARKS others (fixed seed), the one least similar to every landmark so far,
+    again and again (farthest-point sampling), so that every group of voices gets landmarks
+    of its own; a random draw left a third of the speakers without one."""
+    n = x.shape[0]
+    first = np.arange(min(preferred, LANDMARKS))
+    rest = np.arange(len(first), n)
+    rng = np.random.default_rng(SEED)
+    pool = np.sort(rng.choice(rest, min(len(rest), POOL * LANDMARKS), replace=False))
+    candidates = x[pool].astype(np.float32)
+    if len(first):
+        nearest = (candidates @ x[first].T.astype(np.float32)).max(axis=1)
+        picked: list[int] = []
+    else:  # start from the pool's first row
+        nearest = candidates @ candidates[0]
+        nearest[0] = np.inf
+        picked = [0]
+    while len(first) + len(picked) < LANDMARKS:
+        best = int(np.argmin(nearest))
+        picked.append(best)
+        np.maximum(nearest, candidates @ candidates[best], out=nearest)
+        nearest[best] = np.inf  # never picked twice, even among identical vectors
+    return np.sort(np.concatenate([first, pool[picked]]))
+
+
 def _project(x: np.ndarray, preferred: int) -> np.ndarray:
     n = x.shape[0]
     if n <= LANDMARKS:
         return tsne(x)[0]
-    rng = np.random.default_rng(SEED)
-    first = np.arange(min(preferred, LANDMARKS))
-    rest = np.arange(len(first), n)
-    chosen = np.concatenate([first, np.sort(rng.choice(rest, LANDMARKS - len(first),
-                                                       replace=False))])
+    chosen = landmarks(x, preferred)
     anchors, betas = tsne(x[chosen])
     positions = np.empty((n, 2))
     positions[chosen] = anchors
