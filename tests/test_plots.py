@@ -263,13 +263,13 @@ def test_timeline_has_a_lane_per_speaker_with_bars_at_the_turns_and_overlaps_sha
 
 
 def test_timeline_with_a_reference_shows_its_lanes_and_the_der_in_the_title(tmp_path):
-    reference = [Turn("talk", 0.0, 10.0, "A")]
+    reference = [Turn("talk", 0.0, 10.0, "A"), Turn("talk", 2.0, 3.0, "B")]
     hypothesis = [Turn("talk", 0.0, 6.0, "X"), Turn("talk", 6.0, 10.0, "Y")]
     path = tmp_path / "t.png"
     figure = timeline.timeline(hypothesis, path, reference)
     assert path.read_bytes().startswith(b"\x89PNG")
-    # X maps to A (6 s shared), Y's 4 s are confusion: DER 4 / 10
-    assert "DER 40.0%" in figure.axes[0].get_title()
+    # X maps to A (6 s shared), Y's 4 s are confusion, B's 1 s is missed: DER 5 / 11
+    assert f"DER {5 / 11:.1%}" in figure.axes[0].get_title()
     (lane,) = artist(figure, "reference:A", "collections")
     assert bars(lane) == [(0.0, 10.0)]
     (x_lane,) = artist(figure, "system:X", "collections")
@@ -277,7 +277,11 @@ def test_timeline_with_a_reference_shows_its_lanes_and_the_der_in_the_title(tmp_
     axes = figure.axes[0]
     top_down = sorted(zip(axes.get_yticks(), [t.get_text() for t in axes.get_yticklabels()],
                           strict=True), reverse=True)
-    assert [name for _, name in top_down] == ["ref A", "X", "Y"]  # reference lanes on top
+    assert [name for _, name in top_down] == ["ref A", "ref B", "X", "Y"]  # reference on top
+    shaded = [(p.get_x(), p.get_x() + p.get_width()) for p in axes.patches
+              if p.get_gid() == "reference_overlap"]
+    assert shaded == [(2.0, 3.0)]  # A and B at once in the reference; none in the system
+    assert not [p for p in axes.patches if p.get_gid() == "overlap"]
 
 
 def test_diarize_plot_draws_the_turns_it_prints(small_model_dir, shared_dir, tmp_path, drawn):

@@ -1,7 +1,8 @@
 """`audio diarize --plot`: who spoke when as one lane per speaker on a time axis, overlapping
-speech shaded; with a reference, its lanes above the system's, each in the colour of the
-system speaker DER's mapping pairs it with, and the DER in the title (diarization/scoring.py,
-the full convention: no collar, overlap scored)."""
+speech shaded (the system's and the reference's, each behind its own lanes); with a
+reference, its lanes above the system's, each in the colour of the system speaker DER's
+mapping pairs it with, and the DER in the title (diarization/scoring.py, the full
+convention: no collar, overlap scored)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class Timeline:
     der: float | None
     title: str
     mapped: dict[str, str]  # reference speaker -> the system speaker DER pairs it with
+    reference_overlaps: Intervals  # where two or more reference speakers speak at once
 
 
 def lanes(turns: Sequence[Turn], group: str) -> list[Lane]:
@@ -88,7 +90,8 @@ def timeline_data(turns: Sequence[Turn], reference: Sequence[Turn] | None = None
         shared = times.shared
         mapped = {times.ref_speakers[r]: times.hyp_speakers[h]
                   for r, h in overlap_pairs(times) if shared[r, h] > 0}
-    return Timeline(shown, overlaps(turns), der, heading, mapped)
+    return Timeline(shown, overlaps(turns), der, heading, mapped,
+                    overlaps(reference) if reference is not None else [])
 
 
 def timeline_figure(data: Timeline):
@@ -105,11 +108,13 @@ def timeline_figure(data: Timeline):
                              else data.mapped.get(lane.name, ""), "0.45")
         axes.broken_barh([(start, end - start) for start, end in lane.bars], (row - 0.35, 0.7),
                          facecolors=colour, gid=f"{lane.group}:{lane.name}")
-    low = min((row for row, lane in zip(rows, data.lanes, strict=True)
-               if lane.group == SYSTEM), default=0)
-    for start, end in data.overlaps:
-        axes.axvspan(start, end, ymin=0, ymax=(low + len(system)) / max(count, 1),
-                     color="red", alpha=0.15, linewidth=0, zorder=0, gid="overlap")
+    # the system's lanes are rows 0 .. len(system) - 1, the reference's above; y from -0.6
+    split = (len(system) - 0.5 + 0.6) / (count + 0.2)  # as a fraction of the axes' height
+    for spans, low, high, gid in ((data.overlaps, 0.0, split, "overlap"),
+                                  (data.reference_overlaps, split, 1.0, "reference_overlap")):
+        for start, end in spans:
+            axes.axvspan(start, end, ymin=low, ymax=high, color="red", alpha=0.15,
+                         linewidth=0, zorder=0, gid=gid)
     axes.set_yticks(rows)
     axes.set_yticklabels([("ref " if lane.group == REFERENCE else "") + lane.name
                           for lane in data.lanes])
@@ -118,7 +123,8 @@ def timeline_figure(data: Timeline):
         axes.axhline(len(system) - 0.5, color="black", linewidth=0.8)
     ends = [end for lane in data.lanes for _, end in lane.bars]
     axes.set_xlim(0, max(ends, default=1.0) * 1.01)
-    axes.set_xlabel("time (s)" + ("; red: overlapping speech" if data.overlaps else ""))
+    shaded = data.overlaps or data.reference_overlaps
+    axes.set_xlabel("time (s)" + ("; red: overlapping speech" if shaded else ""))
     axes.set_title(data.title, fontsize=10)
     axes.grid(True, axis="x", color="0.85", linewidth=0.6)
     return figure
