@@ -1,8 +1,8 @@
 """The package's layout holds: imports point one way, no circles, options travel as one value.
 
 Stages, lowest first: engines (a library of its own), then audio_cli's frontend and models,
-pipeline, evaluation, store, cli. A module may import only from its own stage's lower
-modules (no circles) or from stages below it. Imports inside functions count too.
+pipeline, evaluation and diarization, store, plots, cli. A module may import only from its
+own stage's lower modules (no circles) or from stages below it. Imports inside functions count too.
 
 Modules are cut by what they do, not to a line count: MAX_LINES is only a smell check, far
 above what a module with one job needs. The main path is checked for what it must not
@@ -33,7 +33,8 @@ STAGES = {
     "audio_cli.evaluation": 3,
     "audio_cli.diarization": 3,
     "audio_cli.store": 4,
-    "audio_cli.cli": 5,
+    "audio_cli.plots": 5,  # draws evaluation, diarization and store data; the CLI calls it
+    "audio_cli.cli": 6,
 }
 MAX_LINES = 600  # a smell check, not a budget: cut modules by concern
 MAX_POSITIONAL_ARGS = 6  # more travel as one options value

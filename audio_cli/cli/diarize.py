@@ -72,8 +72,14 @@ def diarize(
     output: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE",
         help="Also write all turns to a new .rttm, .jsonl or .parquet file.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")
-                     ] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing --output (or --plot) file.")] = False,
+    plot: Annotated[str | None, typer.Option(
+        "--plot", metavar="FILE.png|.svg", help="Also draw the timeline of the one INPUT to a "
+        "new picture: a lane per speaker (needs matplotlib).")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", metavar="REF.rttm", help="With --plot: draw the reference turns of the "
+        "INPUT's uri (its file name's stem) beside, with the DER in the title.")] = None,
     json_output: JsonOpt = False,
     db: NamesDbOpt = None,
     threads: ThreadsOpt = None,
@@ -100,6 +106,7 @@ def diarize(
         from audio_cli.cli.naming import store_namer
 
         model, namer = store_namer(ctx, model or default_model(), db)
+    plotting = plot_setup(plot, reference, force, items) if plot or reference else None
     options = DiarizeOptions(model=model or default_model(), engine=engine, threads=threads,
                              segmentation=segmentation, count=count, exclusive=exclusive,
                              clustering=clustering)
@@ -125,7 +132,42 @@ def diarize(
                 bar.close()
     if out_path is not None:
         write_output(out_path, done, force)
+    if plotting is not None and done and done[0].error is None:
+        draw_timeline(done[0].turns, plotting, force)
     raise typer.Exit(status)
+
+
+def plot_setup(plot: str | None, reference: Path | None, force: bool, items
+               ) -> tuple[Path, list[Turn] | None]:
+    """Before any work: the --plot path and the reference turns of the one input's uri."""
+    from audio_cli.plots.figure import check_plot_path
+    from engines.errors import UsageError
+
+    if plot is None:
+        raise UsageError("--reference goes with --plot")
+    if len(items) != 1:
+        raise UsageError(f"--plot draws one recording; {messages.plural(len(items), 'input')} "
+                         "given (run once per file)")
+    path = check_plot_path(plot, force)
+    if reference is None:
+        return path, None
+    from audio_cli.diarization.turns import read_rttm
+
+    uri = uri_of(items[0].path)
+    turns = read_rttm(reference)
+    if uri not in turns:
+        raise UsageError(f"--reference {reference}: no turns of {uri} (it has "
+                         f"{', '.join(sorted(turns)[:5]) or 'none'})")
+    return path, turns[uri]
+
+
+def draw_timeline(turns: list[Turn], plotting: tuple[Path, list[Turn] | None], force: bool
+                  ) -> None:
+    from audio_cli.plots.timeline import timeline
+
+    path, reference = plotting
+    timeline(turns, path, reference, force=force)
+    messages.note(f"wrote the timeline to {path}")
 
 
 class StdoutSink:

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import numpy as np
 import typer
 
 from audio_cli.cli import messages
 from audio_cli.cli.options import JsonOpt, embedding_options
+from audio_cli.evaluation.metrics import Trials
 from audio_cli.evaluation.run import EvalReport
 from audio_cli.pipeline.options import EmbedOptions
 
@@ -36,6 +38,17 @@ def eval_command(
                                   "non-target trial.")
     ] = None,
     json_output: JsonOpt = False,
+    trial_scores: Annotated[bool, typer.Option(
+        "--trial-scores", help="With --json: also every trial's score (target_scores, "
+        "nontarget_scores), for a later --compare.")] = False,
+    plot: Annotated[str | None, typer.Option(
+        "--plot", metavar="FILE.png|.svg", help="Also draw the DET curve and the score "
+        "histograms to a new picture (needs matplotlib).")] = None,
+    compare: Annotated[list[Path] | None, typer.Option(
+        "--compare", metavar="RUN.json", help="With --plot: also draw the curve of an earlier "
+        "`audio eval --json --trial-scores` run (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --plot file.")
+                     ] = False,
 ) -> None:
     """Score every same- and different-speaker pair: trials, EER, minDCF, mean scores."""
     from audio_cli.cli.errors import combined_status
@@ -43,7 +56,17 @@ def eval_command(
     from audio_cli.evaluation.datasets import check_unique, load_dataset, load_impostors
     from audio_cli.evaluation.run import check_trials, run_evaluation
     from audio_cli.pipeline.speaker import SpeakerEmbedder
+    from engines.errors import UsageError
 
+    if trial_scores and not json_output:
+        raise UsageError("--trial-scores goes with --json")
+    if compare and plot is None:
+        raise UsageError("--compare goes with --plot")
+    earlier = [load_run(path) for path in compare or ()]
+    if plot is not None:
+        from audio_cli.plots.figure import check_plot_path
+
+        plot_path = check_plot_path(plot, force)
     data = load_dataset(dataset)
     skipped = list(data.skipped)  # not regular files (FIFOs, dangling links...): never opened
     extra = load_impostors(impostors, skipped) if impostors is not None else []
@@ -59,11 +82,24 @@ def eval_command(
     finally:
         reporter.close()
     if json_output:
-        sys.stdout.write(report_to_json(report, speaker.model.digest) + "\n")
+        document = report_to_dict(report, speaker.model.digest)
+        document.update(precision=options.precision, vad=options.vad)
+        if trial_scores:
+            document.update(target_scores=report.trials.target.tolist(),
+                            nontarget_scores=report.trials.nontarget.tolist())
+        sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
     else:
         from rich.console import Console
 
         render_report(report, Console())
+    if plot is not None:
+        from audio_cli.plots.det import det_figure, det_run
+        from audio_cli.plots.figure import save
+
+        label = run_label(report.model, options.precision, options.vad)
+        runs = [det_run(label, report.trials), *(det_run(*run) for run in earlier)]
+        save(det_figure(runs), plot_path, force)
+        messages.note(f"wrote the DET curve{'s' if len(runs) > 1 else ''} to {plot_path}")
     if report.failures:
         sys.stdout.flush()
         total = report.files + report.impostor_files
@@ -80,6 +116,33 @@ def _outcome(failure):
     if failure is None:
         return Outcome("")
     return Outcome(failure.file, error=failure.error)
+
+
+def run_label(model: str, precision: str, vad: bool) -> str:
+    """How a run is named on a plot: its model (a folder by its name), precision and VAD."""
+    return f"{Path(model).name or model} {precision}" + (" + VAD" if vad else "")
+
+
+def load_run(path: Path) -> tuple[str, Trials]:
+    """(label, trials) of an earlier `audio eval --json --trial-scores` output; a UsageError
+    for a file that is not one."""
+    from engines.errors import UsageError
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8").strip().splitlines()[0])
+        target = np.asarray(document["target_scores"], dtype=np.float64)
+        nontarget = np.asarray(document["nontarget_scores"], dtype=np.float64)
+        label = run_label(document["model"], document.get("precision", "float32"),
+                          bool(document.get("vad", False)))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--compare {path}: cannot read it ({exc.strerror or exc})") from None
+    except (ValueError, IndexError, TypeError, KeyError, AttributeError):
+        raise UsageError(f"--compare {path}: not the output of `audio eval --json "
+                         "--trial-scores` (no trial scores in it)") from None
+    if (target.ndim != 1 or nontarget.ndim != 1 or not target.size or not nontarget.size
+            or not np.isfinite(target).all() or not np.isfinite(nontarget).all()):
+        raise UsageError(f"--compare {path}: its trial scores are empty or not finite")
+    return label, Trials(target, nontarget)
 
 
 def _finite(value: float) -> float | None:
@@ -113,11 +176,6 @@ def report_to_dict(report: EvalReport, digest: str = "") -> dict:
         "engine": report.engine,
         "elapsed": round(report.elapsed, 3),
     }
-
-
-def report_to_json(report: EvalReport, digest: str = "") -> str:
-    """One line of JSON for a report."""
-    return json.dumps(report_to_dict(report, digest), separators=(",", ":"))
 
 
 def render_report(report: EvalReport, console: Console) -> None:

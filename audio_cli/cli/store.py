@@ -45,7 +45,8 @@ TopOpt = Annotated[int, typer.Option(metavar="N", min=1, help="Show this many ca
 MIN_SAME_PAIRS = 50
 MIN_DIFFERENT_PAIRS = 100
 
-speakers_app = typer.Typer(help="List, remove, rename, export or import enrolled speakers.",
+speakers_app = typer.Typer(help="List, remove, rename, export, import or map enrolled "
+                           "speakers.",
                            no_args_is_help=True)
 app.add_typer(speakers_app, name="speakers")
 
@@ -362,6 +363,49 @@ def speakers_import(file: Annotated[Path, typer.Argument(
               + (f", {result['refused']} refused (bad vectors)" if result["refused"] else ""))
         if result["refused"]:
             raise typer.Exit(EXIT_INPUT)
+
+
+@speakers_app.command("map")
+def speakers_map(
+    ctx: typer.Context,
+    plot: Annotated[str, typer.Option(
+        "--plot", metavar="FILE.png|.svg", help="The new picture to write (needs matplotlib).")],
+    db: DbOpt = None, model: ModelOpt = None, threshold: ThresholdOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --plot file.")
+                     ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Draw every exemplar and indexed recording as a point (neighbours stay near), coloured
+    by speaker: the speaker enrolled, or the one a recording is identified as."""
+    from audio_cli.pipeline.handle import open_model
+    from audio_cli.plots.figure import check_plot_path, save
+    from audio_cli.plots.voices import map_figure, voice_map
+    from audio_cli.store.db import Store
+    from audio_cli.store.points import identified, model_points
+
+    path = check_plot_path(plot, force)
+    model, expected = store_model(ctx, model or default_model(), db, "recordings")
+    if expected is None:
+        model, expected = store_model(ctx, model, db, "exemplars")
+    with Store(db, create=False, readonly=True) as store:
+        identity = open_model(model)  # the model's identity: no engine is built
+        check_store_model(identity, expected, db)
+        points = model_points(store, identity)
+        chosen = _threshold(threshold, store.path, identity)
+        title = (f"{store.path.name}: {plural(len(set(points.names)), 'speaker')} enrolled "
+                 f"({plural(len(points.names), 'exemplar')}), "
+                 f"{plural(len(points.paths), 'recording')}; {Path(identity.name).name}")
+    labels = identified(points, chosen.value)
+    save(map_figure(voice_map(points, labels, title)), path, force)
+    messages.note(f"wrote the map to {path}")
+    _emit({"plot": str(path), "exemplars": len(points.names), "recordings": len(points.paths),
+           "speakers": len(set(points.names)),
+           "identified": sum(label is not None for label in labels),
+           "threshold": chosen.value, "threshold_origin": chosen.origin,
+           "model": identity.name, "model_digest": identity.digest}, json_output,
+          f"{path}: {plural(len(points.names), 'exemplar')}, "
+          f"{plural(len(points.paths), 'recording')} "
+          f"({sum(label is not None for label in labels)} identified)")
 
 
 @app.command("index")

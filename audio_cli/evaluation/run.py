@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from audio_cli.evaluation.datasets import Dataset
-from audio_cli.evaluation.metrics import Metrics, evaluate, trial_counts, trial_scores
+from audio_cli.evaluation.metrics import Metrics, Trials, evaluate, trial_counts, trial_scores
 from audio_cli.pipeline.options import EmbedOptions
 from audio_cli.pipeline.results import InputFailure
 from audio_cli.pipeline.speaker import SpeakerEmbedder
@@ -30,6 +30,7 @@ class EvalReport:
     model: str
     engine: str
     elapsed: float  # seconds spent decoding and embedding
+    trials: Trials  # every trial's score (what the metrics were computed from)
 
 
 def check_trials(labels: list[str], impostors: int, after: str = "") -> None:
@@ -81,4 +82,4 @@ def run_evaluation(speaker: SpeakerEmbedder, dataset: Dataset, impostors: list[P
     return EvalReport(metrics=evaluate(trials), dataset=dataset,
                       speakers=len(set(kept_labels)), files=n, impostor_files=len(impostors),
                       failures=failures, model=speaker.model_id, engine=speaker.engine_name,
-                      elapsed=elapsed)
+                      elapsed=elapsed, trials=trials)
