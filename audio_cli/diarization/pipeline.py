@@ -12,13 +12,18 @@ published pipeline):
    or, with less than CLEAN_SECONDS of those, from all its active samples; pieces with
    less than MIN_EMBED_SECONDS get none.
 3. The embeddings with at least TRAIN_SECONDS of clean speech are clustered
-   (clustering.py); every embedded piece then takes the closest cluster centroid (pieces
-   of one chunk speaking at the same time distinct ones: they are different people), and
-   a piece without one the label of its nearest embedded neighbour in the chunk.
+   (clustering.py; at most bounded.MAX_CLUSTERED of them, evenly spread, the others
+   taking their nearest centroid); every embedded piece then takes the closest cluster
+   centroid (pieces of one chunk speaking at the same time distinct ones: they are
+   different people), and a piece without one the label of its nearest embedded neighbour
+   in the chunk.
 4. Each global speaker's activity is the mean over the chunks covering a frame
    (overlap-add); the number of speakers per frame is the rounded mean of the chunks'
    counts, and that many best-scoring speakers are active in the frame, so overlapping
    speech gives two turns at once.
+Steps 1-2 run chunk batch by chunk batch as an AudioSource is decoded (chunks.py), step 4
+a stretch of frames at a time: memory grows with the recording's length only by small
+per-chunk arrays (uint8 activity, float32 counts and vectors).
 
 Without it (`segmentation="none"`) see vad_only.py: Silero VAD, sliding windows, no overlap.
 """
