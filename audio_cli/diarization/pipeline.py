@@ -54,7 +54,7 @@ NO_SEGMENTATION = "none"
 # segmentation chunk and ~3 embeddings (most of the time); measured with
 # bench/diarize.py (CAM++, 1 thread, CPU seconds per audio second), a 4 s step against 2 s:
 # AMI excerpts DER full/fair 30.8/18.8 % against 30.7/18.6 %, simulated conversations
-# per file within a point, at about half the CPU time (docs/diarize.md).
+# 0.4/0.5 points higher per file on average, at about half the CPU time (docs/diarize.md).
 STEP = 4.0
 CHUNKS_PER_BATCH = 16  # chunks copied out (the last zero-padded) per call of the segmenter,
 #                       which runs them segmentation.BATCH at a time
