@@ -84,3 +84,40 @@ def test_bounded_clustering_labels_every_vector_as_its_group():
     small = vectors[:50]
     assert np.array_equal(cluster_bounded(small, SpeakerCount(), "auto", 0.3, most=120),
                           cluster(small, SpeakerCount(), "auto", 0.3))
+
+
+def test_a_streamed_file_gives_the_turns_of_its_decoded_samples(shared_dir, small_model_dir,
+                                                                 tmp_path, monkeypatch):
+    """Diarizer.diarize of an opened file (decoded block by block; here in blocks shorter
+    than a chunk, frames picked 500 at a time) gives what it gives for the whole decoded
+    recording: 44.1 kHz stereo, so the blocks are resampled as they come."""
+    import soundfile as sf
+
+    from audio_cli.diarization import pipeline
+    from audio_cli.diarization.pipeline import DiarizeOptions, Diarizer
+    from audio_cli.frontend.audio import load_audio, open_audio
+
+    checkpoint = shared_dir / "models/pyannote-segmentation-3.0/pytorch_model.bin"
+    if not checkpoint.is_file():
+        pytest.skip(f"{checkpoint} is not present")
+    folder = shared_dir / "data/speech/librispeech-test-other-10x10"
+    clips = [sf.read(path, dtype="float32")[0] for reader in ("1688", "3080")
+             for path in sorted((folder / reader).glob("*.flac"))[:3]]
+    mono = np.concatenate([c for clip in clips for c in (clip, np.zeros(8000, np.float32))])
+    import soxr
+
+    wide = soxr.resample(mono, 16000, 44100).astype(np.float32)
+    path = tmp_path / "talk.wav"
+    sf.write(str(path), np.stack([wide, 0.5 * wide], axis=1), 44100, subtype="FLOAT")
+    diarizer = Diarizer(DiarizeOptions(model=str(small_model_dir), engine="onnx",
+                                       segmentation=str(checkpoint), threads=1))
+    whole = diarizer.diarize(load_audio(path, diarizer.sample_rate), "talk")
+    monkeypatch.setattr(pipeline, "STREAM_BLOCK", 30_000)
+    monkeypatch.setattr(pipeline, "FRAMES_PER_BLOCK", 500)
+    seen = []
+    diarizer.progress = lambda done, total: seen.append((done, total))
+    streamed = diarizer.diarize(open_audio(path, diarizer.sample_rate), "talk")
+    assert whole.turns and streamed.turns == whole.turns
+    assert set(streamed.vectors) == set(whole.vectors)
+    total = seen[-1][1]
+    assert seen[-1][0] == total and [d for d, _ in seen] == sorted(d for d, _ in seen)
