@@ -242,7 +242,7 @@ def write_output(path: Path, done: list[Outcome], force: bool) -> None:
     """All inputs' turns to one new file (atomically; --force replaces). A full or failing
     disk is one line naming the file (engines.files.disk_errors), as for embed-speaker."""
     from engines.errors import UsageError
-    from engines.files import TargetExists, disk_errors, publish, scratch_file, write_new
+    from engines.files import TargetExists, disk_errors, new_file, write_new
 
     kind = path.suffix.lower()
     turns = sum(len(o.turns) for o in done if o.error is None)
@@ -265,12 +265,8 @@ def write_output(path: Path, done: list[Outcome], force: bool) -> None:
                     schema = schema.insert(5, pa.field("score", pa.float64()))
                 table = pa.table({name: [r.get(name) for r in rows] for name in schema.names},
                                  schema=schema)
-                scratch = scratch_file(path)
-                try:
-                    pq.write_table(table, scratch)
-                    publish(scratch, path, force)
-                finally:
-                    scratch.unlink(missing_ok=True)
+                with new_file(path, force) as draft:
+                    pq.write_table(table, draft.path)
     except TargetExists:
         raise UsageError(f"--output: {path} appeared during the run; not overwriting it "
                          "(pass --force)") from None
