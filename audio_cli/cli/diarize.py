@@ -131,7 +131,7 @@ def diarize(
             if bar is not None:
                 bar.close()
     if out_path is not None:
-        write_output(out_path, done, force)
+        write_output(out_path, done, force, named=namer is not None)
     if plotting is not None and done and done[0].error is None:
         draw_timeline(done[0].turns, plotting, force)
     raise typer.Exit(status)
@@ -277,11 +277,12 @@ def json_records(outcome: Outcome) -> str:
     return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records(outcome))
 
 
-def write_output(path: Path, done: list[Outcome], force: bool) -> None:
+def write_output(path: Path, done: list[Outcome], force: bool, named: bool = False) -> None:
     """All inputs' turns to one new file (atomically; --force replaces). A full or failing
-    disk is one line naming the file (engines.files.disk_errors), as for embed-speaker."""
+    disk is one line naming the file (engines.files.disk_errors), as for embed-speaker.
+    `named` (--db): Parquet has a `score` column, even when every input failed."""
     from engines.errors import UsageError
-    from engines.files import TargetExists, disk_errors, publish, scratch_file, write_new
+    from engines.files import TargetExists, disk_errors, new_file, write_new
 
     kind = path.suffix.lower()
     turns = sum(len(o.turns) for o in done if o.error is None)
@@ -300,16 +301,12 @@ def write_output(path: Path, done: list[Outcome], force: bool) -> None:
                 schema = pa.schema([("file", pa.string()), ("start", pa.float64()),
                                     ("end", pa.float64()), ("speaker", pa.string()),
                                     ("overlap", pa.bool_()), ("error", pa.string())])
-                if any(o.scores is not None for o in done):  # --db: the match scores
+                if named:  # --db: the match scores
                     schema = schema.insert(5, pa.field("score", pa.float64()))
                 table = pa.table({name: [r.get(name) for r in rows] for name in schema.names},
                                  schema=schema)
-                scratch = scratch_file(path)
-                try:
-                    pq.write_table(table, scratch)
-                    publish(scratch, path, force)
-                finally:
-                    scratch.unlink(missing_ok=True)
+                with new_file(path, force) as draft:
+                    pq.write_table(table, draft.path)
     except TargetExists:
         raise UsageError(f"--output: {path} appeared during the run; not overwriting it "
                          "(pass --force)") from None
