@@ -4,6 +4,7 @@ end, atomically (never over an existing file without --force)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -85,6 +86,9 @@ def diarize(
     threads: ThreadsOpt = None,
     engine: EngineOpt = "auto",
     max_duration: MaxDurOpt = DEFAULT_MAX_DURATION,
+    ray: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", help="Run on Ray (local, auto or ray://HOST:PORT) into --output "
+        "DIR.parquet, a folder of shards, one input per task; a rerun resumes.")] = None,
 ) -> None:
     """Who spoke when: speaker turns of each recording, overlapping speech included."""
     from audio_cli.cli.inputs import expand_inputs, mark_missing
@@ -95,6 +99,17 @@ def diarize(
     count = SpeakerCount.of(speakers, min_speakers, max_speakers)
     if clustering not in METHODS:
         raise UsageError(f"--clustering {clustering}: choose one of {', '.join(METHODS)}")
+    options = DiarizeOptions(model=model or default_model(), engine=engine, threads=threads,
+                             segmentation=segmentation, count=count, exclusive=exclusive,
+                             clustering=clustering)
+    if ray is not None:  # the whole run on a Ray cluster (cli/diarize_ray.py)
+        from audio_cli.cli.diarize_ray import diarize_on_ray
+
+        if db is not None or plot or reference:
+            raise UsageError("--ray writes the turns to --output only; --db, --plot and "
+                             "--reference are not available with it")
+        raise typer.Exit(diarize_on_ray(ray, files, options, output=output, force=force,
+                                        json_output=json_output, max_duration=max_duration))
     out_path = None
     if output:
         from audio_cli.cli.writers import check_output
@@ -105,11 +120,9 @@ def diarize(
     if db is not None:  # named speakers: the store's model and rules (cli/naming.py)
         from audio_cli.cli.naming import store_namer
 
-        model, namer = store_namer(ctx, model or default_model(), db)
+        model, namer = store_namer(ctx, options.model, db)
+        options = dataclasses.replace(options, model=model)  # the store's model
     plotting = plot_setup(plot, reference, force, items) if plot or reference else None
-    options = DiarizeOptions(model=model or default_model(), engine=engine, threads=threads,
-                             segmentation=segmentation, count=count, exclusive=exclusive,
-                             clustering=clustering)
     diarizer = None
     if any(item.error is None for item in items):  # a model only for something to read
         diarizer = Diarizer(options)
@@ -119,7 +132,7 @@ def diarize(
             diarizer = NamedDiarizer(diarizer, namer)
     done = Collected()
     progress = sys.stderr.isatty() and not (json_output and sys.stdout.isatty())
-    reporter = Reporter(len(items), progress and len(items) > 1)
+    reporter = Reporter(len(items), progress and len(items) > 1, "diarizing")
     sink = StdoutSink(json_output)
     with messages.warnings_through(reporter.line):
         status = run(outcomes(diarizer, items, reporter, max_duration), [sink, done], reporter)
@@ -254,17 +267,11 @@ def write_output(path: Path, done: list[Outcome], force: bool) -> None:
             elif kind == ".jsonl":
                 write_new(path, "".join(json_records(o) for o in done), replace=force)
             else:
-                import pyarrow as pa
                 import pyarrow.parquet as pq
 
                 rows = [r for o in done for r in records(o)]
-                schema = pa.schema([("file", pa.string()), ("start", pa.float64()),
-                                    ("end", pa.float64()), ("speaker", pa.string()),
-                                    ("overlap", pa.bool_()), ("error", pa.string())])
-                if any(o.scores is not None for o in done):  # --db: the match scores
-                    schema = schema.insert(5, pa.field("score", pa.float64()))
-                table = pa.table({name: [r.get(name) for r in rows] for name in schema.names},
-                                 schema=schema)
+                scores = any(o.scores is not None for o in done)  # --db: the match scores
+                table = turn_table(rows, turn_schema(scores))
                 scratch = scratch_file(path)
                 try:
                     pq.write_table(table, scratch)
@@ -275,3 +282,30 @@ def write_output(path: Path, done: list[Outcome], force: bool) -> None:
         raise UsageError(f"--output: {path} appeared during the run; not overwriting it "
                          "(pass --force)") from None
     messages.note(f"wrote {messages.plural(turns, 'turn')} to {path}")
+
+
+RAY_KEYS = ("size", "mtime_ns", "settings")  # columns of --ray rows (cli/diarize_ray.py)
+
+
+def turn_schema(scores: bool = False, keys: bool = False):
+    """The Arrow schema of turn rows: file, start, end, speaker, overlap, [score with --db],
+    error; with `keys` (--ray) also the file's size and mtime_ns and the settings digest."""
+    import pyarrow as pa
+
+    schema = pa.schema([("file", pa.string()), ("start", pa.float64()), ("end", pa.float64()),
+                        ("speaker", pa.string()), ("overlap", pa.bool_()),
+                        ("error", pa.string())])
+    if scores:
+        schema = schema.insert(5, pa.field("score", pa.float64()))
+    if keys:
+        for name, kind in zip(RAY_KEYS, (pa.int64(), pa.int64(), pa.string()), strict=True):
+            schema = schema.append(pa.field(name, kind))
+    return schema
+
+
+def turn_table(rows: list[dict], schema):
+    """Rows (`records`' dicts) as an Arrow table of `schema` (a missing column is null)."""
+    import pyarrow as pa
+
+    return pa.table({name: [r.get(name) for r in rows] for name in schema.names},
+                    schema=schema)
