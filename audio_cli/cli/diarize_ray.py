@@ -65,24 +65,24 @@ class DiarizeBatch(RayBatch):
         self.settings, self.max_duration = settings, max_duration
 
     def outcomes(self, items):
-        from audio_cli.cli.diarize import outcomes
         from audio_cli.cli.outcomes import Reporter
+        from audio_cli.cli.turn_rows import outcomes
 
         return outcomes(self.diarizer, items, Reporter(len(items), False), self.max_duration)
 
     def rows(self, outcome, path: str, key: tuple) -> list[dict]:
-        return turn_rows(outcome, path, key, self.settings)
+        return ray_rows(outcome, path, key, self.settings)
 
     def table(self, rows: list[dict]):
-        from audio_cli.cli.diarize import turn_schema, turn_table
+        from audio_cli.cli.turn_rows import turn_schema, turn_table
 
         return turn_table(rows, turn_schema(keys=True))
 
 
-def turn_rows(outcome, path: str, key: tuple, settings: str) -> list[dict]:
+def ray_rows(outcome, path: str, key: tuple, settings: str) -> list[dict]:
     """An input's --ray rows: its turns (one null turn without speech) or its error, with
     the path as given and the resume keys."""
-    from audio_cli.cli.diarize import records
+    from audio_cli.cli.turn_rows import records
 
     size, mtime = key
     rows = records(outcome) or [{}]
@@ -96,7 +96,7 @@ def diarize_on_ray(address: str, files: list[str], options: DiarizeOptions, *,
     """Run `diarize` on Ray into a folder of Parquet shards; returns the exit status."""
 
     def prepare() -> RayJob:
-        from audio_cli.cli.diarize import turn_schema, turn_table
+        from audio_cli.cli.turn_rows import turn_schema, turn_table
         from audio_cli.pipeline.handle import open_model
 
         model = open_model(options.model, options.engine)  # on the driver: no engine built
@@ -110,13 +110,13 @@ def diarize_on_ray(address: str, files: list[str], options: DiarizeOptions, *,
                                    segmentation=segmentation, threads=threads)
 
         def failures(outcomes: list):
-            return turn_table([row for o in outcomes for row in turn_rows(
+            return turn_table([row for o in outcomes for row in ray_rows(
                 o, o.file, (None, None), settings)], turn_schema(keys=True))
 
-        return RayJob("diarize", DiarizeBatch, {
+        return RayJob(verb="diarize", actor=DiarizeBatch, arguments={
             "options": sent, "digests": digests, "settings": settings,
-            "max_duration": max_duration}, settings, turn_schema(keys=True), KEYS, failures,
-            threads, FILES_PER_TASK)
+            "max_duration": max_duration}, digest=settings, schema=turn_schema(keys=True),
+            keys=KEYS, failures=failures, threads=threads, batch_files=FILES_PER_TASK)
 
     return run_on_ray(address, files, prepare, output=output, force=force,
                       json_output=json_output)

@@ -214,11 +214,11 @@ def embed_on_ray(address: str, files: list[str], options: EmbedOptions, *, outpu
             return to_table([row for o in outcomes for row in outcome_rows(
                 o, name, options.engine, digest, (None, None))], dim)
 
-        return RayJob("embed", EmbedBatch, {
+        return RayJob(verb="embed", actor=EmbedBatch, arguments={
             "options": dataclasses.replace(options, model=model_spec(options.model),
                                            threads=threads),
-            "name": name, "digest": digest, "windows": windows}, digest, schema(dim),
-            shards.EMBEDDINGS, failures, threads)
+            "name": name, "digest": digest, "windows": windows}, digest=digest,
+            schema=schema(dim), keys=shards.EMBEDDINGS, failures=failures, threads=threads)
 
     return run_on_ray(address, files, prepare, output=output, force=force,
                       json_output=json_output)
