@@ -1,12 +1,14 @@
-"""`embed-speaker --ray ADDRESS --output DIR.parquet`: the same embedding code on a Ray cluster.
+"""`--ray ADDRESS --output DIR.parquet`: a command's one-machine code on a Ray cluster
+(embed-speaker here; diarize in cli/diarize_ray.py, through the same `run_on_ray`).
 
 The driver (this process) lists the inputs, reads what an earlier run already wrote
 (cli/shards.py), and hands Ray Data the rest, sorted by file size so that a batch holds
-recordings of similar length. Actors (`EmbedBatch`, a callable class for `map_batches`) each
-load the model once, with onnxruntime on as many threads as the actor has CPUs, and decode and
-embed their batches with the one-machine code (cli/embed.py `outcomes`). A failed input comes
-back as an error row. The driver writes the rows it receives into Parquet shards, published
-one at a time, so a killed run loses at most the shard being written and a rerun resumes.
+recordings of similar length. Actors (a `RayBatch` subclass, a callable class for
+`map_batches`) each load the models once, with onnxruntime on as many threads as the actor has
+CPUs, and decode and process their batches with the one-machine code (embed-speaker:
+cli/outcomes.py `outcomes`). A failed input comes back as an error row. The driver writes the
+rows it receives into Parquet shards, published one at a time, so a killed run loses at most
+the shard being written and a rerun resumes.
 
 Input paths must name the same files on every node (a shared file system).
 Ray is an optional extra: `pip install 'audio-speaker[ray]'`.
