@@ -90,19 +90,41 @@ def publish(scratch: Path, target: Path, replace: bool) -> None:
     scratch.unlink()
 
 
+class Draft:
+    """The scratch file `new_file` hands out: write to `path`; `abandon()` keeps the block's
+    end from publishing it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+
+@contextmanager
+def new_file(target: Path, replace: bool = False, mode: int | None = None
+             ) -> Iterator[Draft]:
+    """A scratch file beside `target`, published to `target` (see `publish` for `replace`)
+    when the block ends normally and was not abandoned; removed in every other case."""
+    draft = Draft(scratch_file(target, mode))
+    try:
+        yield draft
+        if not draft.abandoned:
+            publish(draft.path, target, replace)
+    finally:
+        draft.path.unlink(missing_ok=True)
+
+
 def write_new(target: Path, data: bytes | str, replace: bool = False,
               mode: int | None = None) -> None:
     """Write a whole file via a scratch file; see `publish` for `replace`."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = scratch_file(target, mode)
-    try:
+    with new_file(target, replace, mode) as draft:
         if isinstance(data, str):
-            scratch.write_text(data, encoding="utf-8")
+            draft.path.write_text(data, encoding="utf-8")
         else:
-            scratch.write_bytes(data)
-        publish(scratch, target, replace)
-    finally:
-        scratch.unlink(missing_ok=True)
+            draft.path.write_bytes(data)
 
 
 def hash_file(sha, path: Path) -> None:

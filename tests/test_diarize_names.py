@@ -308,3 +308,19 @@ def test_enrolled_readers_are_named_without_segmentation_and_the_stores_model(
     rows = pa.read_table(table).to_pylist()
     assert [(r["speaker"], r["score"]) for r in rows] == [(t["speaker"], t["score"])
                                                           for t in turns]
+
+
+def test_parquet_has_the_score_column_with_db_even_when_every_input_failed(small, tmp_path):
+    """--db --output X.parquet: the `score` column is there whatever the inputs gave, so
+    tables written by several runs have one schema."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    db = tmp_path / "s.db"
+    assert run_audio("enroll", "ann", *small["speakers"][0][:2], "--model", small["one"],
+                     "--db", db).returncode == 0
+    table = tmp_path / "turns.parquet"
+    proc = run_audio("diarize", tmp_path / "missing.wav", "--model", small["one"], "--db", db,
+                     "--segmentation", "none", "--output", table)
+    assert proc.returncode == 3, proc.stderr
+    written = pq.read_table(table)
+    assert "score" in written.column_names
+    assert written.column("error").to_pylist()[0].endswith("no such file")

@@ -122,7 +122,7 @@ def diarize(
     with messages.warnings_through(reporter.line):
         status = run(outcomes(diarizer, items, reporter, max_duration), [sink, done], reporter)
     if out_path is not None:
-        write_output(out_path, done, force)
+        write_output(out_path, done, force, named=namer is not None)
     if plotting is not None and done and done[0].error is None:
         draw_timeline(done[0].turns, plotting, force)
     raise typer.Exit(status)
@@ -192,11 +192,12 @@ def render_table(outcome: Outcome, stream: TextIO) -> None:
     stream.write(aligned([("start", "end", "speaker"),
                           *((f"{t.start:.2f}", f"{t.end:.2f}", t.speaker) for t in turns)], "rr"))
 
-def write_output(path: Path, done: list[Outcome], force: bool) -> None:
+def write_output(path: Path, done: list[Outcome], force: bool, named: bool = False) -> None:
     """All inputs' turns to one new file (atomically; --force replaces). A full or failing
-    disk is one line naming the file (engines.files.disk_errors), as for embed-speaker."""
+    disk is one line naming the file (engines.files.disk_errors), as for embed-speaker.
+    `named` (--db): Parquet has a `score` column, even when every input failed."""
     from engines.errors import UsageError
-    from engines.files import TargetExists, disk_errors, publish, scratch_file, write_new
+    from engines.files import TargetExists, disk_errors, new_file, write_new
 
     kind = path.suffix.lower()
     turns = sum(len(o.turns) for o in done if o.error is None)
@@ -211,14 +212,9 @@ def write_output(path: Path, done: list[Outcome], force: bool) -> None:
                 import pyarrow.parquet as pq
 
                 rows = [r for o in done for r in records(o)]
-                scores = any(o.scores is not None for o in done)  # --db: the match scores
-                table = turn_table(rows, turn_schema(scores))
-                scratch = scratch_file(path)
-                try:
-                    pq.write_table(table, scratch)
-                    publish(scratch, path, force)
-                finally:
-                    scratch.unlink(missing_ok=True)
+                table = turn_table(rows, turn_schema(named))  # --db: the match scores
+                with new_file(path, force) as draft:
+                    pq.write_table(table, draft.path)
     except TargetExists:
         raise UsageError(f"--output: {path} appeared during the run; not overwriting it "
                          "(pass --force)") from None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from audio_cli.cli.signals import signals_held
 from engines.errors import UsageError
-from engines.files import publish, scratch_file
+from engines.files import new_file, publish, scratch_file
 
 SHARD_ROWS = 20000  # rows in one shard at most (AUDIO_RAY_SHARD_ROWS overrides it)
 ROWS_ENV = "AUDIO_RAY_SHARD_ROWS"
@@ -134,12 +134,8 @@ def _rewrite(shard: Path, keep: list[bool]) -> None:
         shard.unlink()
         return
     table = pq.read_table(shard).filter(pa.array(keep))
-    scratch = scratch_file(shard)
-    try:
-        pq.write_table(table, scratch, compression="zstd")
-        publish(scratch, shard, replace=True)
-    finally:
-        scratch.unlink(missing_ok=True)
+    with new_file(shard, replace=True) as draft:
+        pq.write_table(table, draft.path, compression="zstd")
 
 
 class ShardWriter:

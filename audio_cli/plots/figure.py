@@ -46,18 +46,14 @@ def check_plot_path(path: str | Path, force: bool) -> Path:
 def save(figure, path: Path, force: bool = False) -> None:
     """Write `figure` to `path` (format from its suffix) through a scratch file, then close
     it. Raises UsageError if the file appeared meanwhile and `force` is not set."""
-    from engines.files import TargetExists, disk_errors, publish, scratch_file
+    from engines.files import TargetExists, disk_errors, new_file
 
     plt = pyplot()
     try:
         with disk_errors(path):
-            scratch = scratch_file(path)
-            try:
-                figure.savefig(scratch, format=path.suffix.lower()[1:], dpi=DPI,
+            with new_file(path, force) as draft:
+                figure.savefig(draft.path, format=path.suffix.lower()[1:], dpi=DPI,
                                bbox_inches="tight", metadata=_metadata(path))
-                publish(scratch, path, force)
-            finally:
-                scratch.unlink(missing_ok=True)
     except TargetExists:
         raise UsageError(f"--plot: {path} appeared during the run; not overwriting it "
                          "(pass --force)") from None

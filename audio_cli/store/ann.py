@@ -21,7 +21,7 @@ import numpy as np
 from audio_cli.store.db import Store
 from audio_cli.store.vectors import Part, Vectors, folder
 from engines.errors import UsageError
-from engines.files import publish, scratch_file
+from engines.files import new_file
 
 MIN_ROWS_ENV = "AUDIO_ANN_MIN_ROWS"
 # Exact search up to this many vectors of a model (~150 ms a query at 10^6, 256-dim);
@@ -145,12 +145,8 @@ def update(conn: sqlite3.Connection, store: Store, token: str, digest: str, view
                       np.asarray(p.matrix[start:start + ADD_BLOCK], dtype=np.float32))
     hi = max(view.hi, _top(view))
     target = folder(store) / f"{digest}.{token[:8]}.{hi}.{view.log}.usearch"
-    scratch = scratch_file(target)
-    try:
-        index.save(str(scratch))
-        publish(scratch, target, replace=True)
-    finally:
-        scratch.unlink(missing_ok=True)
+    with new_file(target, replace=True) as draft:
+        index.save(str(draft.path))
     for name in os.listdir(folder(store)):
         path = folder(store) / name
         if name.startswith(digest + ".") and name.endswith(".usearch") and path != target:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from audio_cli.store.db import Store
-from engines.files import publish, scratch_file
+from engines.files import new_file
 
 MAGIC = b"AUDVEC1\n"
 HEADER_BYTES = 4096
@@ -229,22 +229,22 @@ def _write_segment(store: Store, digest: str, seq: int, token: str, *, lo: int, 
     target = folder(store) / f"{digest}-{seq:08d}.vec"
     meta = {"token": token, "digest": digest, "dim": int(matrix.shape[1]), "seq": seq,
             "lo": lo, "hi": hi, "log": log, "rows": len(ids)}
-    scratch = scratch_file(target)
     try:
-        with open(scratch, "wb") as handle:
+        with new_file(target) as draft, open(draft.path, "wb") as handle:
             handle.write(_header(meta))
             handle.write(np.ascontiguousarray(ids, dtype="<i8").tobytes())
             for start in range(0, len(matrix), 65536):
                 handle.write(np.ascontiguousarray(matrix[start:start + 65536],
                                                   dtype="<f4").tobytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        publish(scratch, target, replace=False)
+            _sync(handle)
     except FileExistsError:
         return None
-    finally:
-        scratch.unlink(missing_ok=True)
     return target
+
+
+def _sync(handle) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def _header(meta: dict) -> bytes:
@@ -260,15 +260,15 @@ def _stream_segment(conn: sqlite3.Connection, store: Store, digest: str, seq: in
     (SQLite changed under a caller outside a transaction) or another process published that
     name first."""
     target = folder(store) / f"{digest}-{seq:08d}.vec"
-    scratch = scratch_file(target)
     vectors_at = HEADER_BYTES + 8 * rows
     written, hi = 0, lo
     try:
-        with open(scratch, "wb") as handle:
+        with new_file(target) as draft, open(draft.path, "wb") as handle:
             cursor = conn.execute("SELECT id, vector FROM recordings WHERE id > ? AND "
                                   "+model_id = ? ORDER BY id", (lo, model))
             while block := cursor.fetchmany(STREAM_ROWS):
                 if written + len(block) > rows:
+                    draft.abandon()
                     return None
                 ids = np.fromiter((r[0] for r in block), dtype="<i8", count=len(block))
                 matrix = b"".join(r[1] for r in block)
@@ -281,17 +281,14 @@ def _stream_segment(conn: sqlite3.Connection, store: Store, digest: str, seq: in
                 handle.write(matrix)
                 written, hi = written + len(block), int(ids[-1])
             if written != rows:
+                draft.abandon()
                 return None
             handle.seek(0)
             handle.write(_header({"token": token, "digest": digest, "dim": dim, "seq": seq,
                                   "lo": lo, "hi": hi, "log": log, "rows": rows}))
-            handle.flush()
-            os.fsync(handle.fileno())
-        publish(scratch, target, replace=False)
+            _sync(handle)
     except FileExistsError:
         return None
-    finally:
-        scratch.unlink(missing_ok=True)
     return target
 
 
