@@ -1,6 +1,7 @@
 """`audio diarize`: who spoke when in each recording; a table of turns per file, JSON Lines
 (--json) and/or one --output file (.rttm, .jsonl, .parquet) for all inputs, written at the
-end, atomically (never over an existing file without --force)."""
+end, atomically (never over an existing file without --force). With --ray the run goes to a
+Ray cluster instead (cli/diarize_ray.py); the per-input outcomes and rows: cli/turn_rows.py."""
 
 from __future__ import annotations
 
