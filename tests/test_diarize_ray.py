@@ -107,3 +107,23 @@ def test_a_killed_run_resumes_to_the_one_machine_turns(ray_address, talks, campp
     assert line.startswith(f"audio: error: --output {out}: holds turns made with other "
                            "models or options")
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
+
+
+def test_a_folder_of_embeddings_is_refused_before_ray_starts(small_model_dir, tmp_path):
+    """Shards of another kind (embed-speaker's rows: a one-machine Parquet file is one) are
+    refused in one line, left as they were."""
+    from signals import voiced
+
+    clip = write_wav(tmp_path / "c.wav", voiced(2.0, seed=1))
+    out = tmp_path / "out.parquet"
+    out.mkdir()
+    shard = out / "part-0.parquet"
+    made = run_audio("embed-speaker", clip, clip, "--model", small_model_dir, "-o", shard)
+    assert made.returncode == 0, made.stderr
+    before = shard.read_bytes()
+    proc = run_audio("diarize", clip, "--model", small_model_dir, "--segmentation", "none",
+                     "--ray", "local", "-o", out)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"audio: error: {shard}: not a diarize --ray shard of audio (no column file, settings)"]
+    assert [p.name for p in out.iterdir()] == ["part-0.parquet"] and shard.read_bytes() == before

@@ -21,7 +21,7 @@ from audio_cli.diarization.pipeline import NO_SEGMENTATION, DiarizeOptions
 
 KEYS = shards.Keys(path="file", identity="settings",
                    what="turns made with other models or options (settings",
-                   kind="a diarize --ray folder")
+                   kind="a diarize --ray shard")
 FILES_PER_TASK = 1  # a recording can be hours long: one per actor call
 
 
