@@ -87,8 +87,8 @@ def test_enroll_and_identify_warn_of_an_earlier_rule(model, tmp_path):
     assert warnings_of(err) == [
         f"audio: warning: some of the store's exemplars of {model} were made with an earlier "
         "voice-activity rule (version 1, which dropped quiet onsets and endings), this enroll "
-        "uses version 2; scores across them differ slightly: enroll the speakers' files again "
-        "with --vad (after `audio speakers remove`) to update them"]
+        "uses version 2; scores across them differ slightly: remove the speakers (audio "
+        "speakers remove NAME) and enroll their files again with --vad to update them"]
     assert column(db, "exemplars") == [1, 2]
 
 

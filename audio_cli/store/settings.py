@@ -81,17 +81,17 @@ def recorded(conn: sqlite3.Connection, kind: str, model_id: int | None) -> Recor
 
 
 def rule_warning(store: Recorded, kind: str, model_name: str, made: Made,
-                 update: str) -> str | None:
+                 command: str) -> str | None:
     """A warning when `made` uses the current VAD rule and the store holds vectors of an
-    earlier one (None otherwise); `update` says how to replace them."""
+    earlier one (None otherwise), saying how to replace them."""
     older = store.older_rules()
     if not made.vad or not older:
         return None
     versions = ", ".join(str(v) for v in sorted(older))
     return (f"some of the store's {kind} of {model_name} were made with an earlier "
             f"voice-activity rule (version {versions}, which dropped quiet onsets and "
-            f"endings), this {update.split()[0]} uses version {RULE_VERSION}; scores across "
-            f"them differ slightly: {update}")
+            f"endings), this {command} uses version {RULE_VERSION}; scores across "
+            f"them differ slightly: {UPDATE[kind]}")
 
 
 def check_adding(conn: sqlite3.Connection, kind: str, model_id: int, model_name: str,
@@ -104,7 +104,7 @@ def check_adding(conn: sqlite3.Connection, kind: str, model_id: int, model_name:
             f"the store's {kind} of {model_name} were made {store.vad_text()}, this {command} "
             f"runs {vad_flag(made.vad)}; vectors with and without voice-activity detection "
             f"are not mixed: {command} {vad_flag(store_vad(store))}, or use another --db")
-    said = [rule_warning(store, kind, model_name, made, UPDATE[kind])]
+    said = [rule_warning(store, kind, model_name, made, command)]
     if store.precision and made.precision not in store.precision:
         said.append(f"the store's {kind} of {model_name} are {store.precision_text()}, these "
                     f"{made.precision}; int8 and float32 vectors of one model agree to about "
@@ -114,8 +114,8 @@ def check_adding(conn: sqlite3.Connection, kind: str, model_id: int, model_name:
 
 
 # How a store's vectors of an earlier VAD rule are replaced, per table.
-UPDATE = {"exemplars": "enroll the speakers' files again with --vad (after `audio speakers "
-                       "remove`) to update them",
+UPDATE = {"exemplars": "remove the speakers (audio speakers remove NAME) and enroll their "
+                       "files again with --vad to update them",
           "recordings": "index the files again with --vad to update them (it re-embeds them)"}
 
 
