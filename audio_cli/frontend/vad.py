@@ -174,12 +174,12 @@ def _check_rate(rate: int, name: str) -> None:
                           f"the model's front-end runs at {rate} Hz")
 
 
-def find_speech(samples: np.ndarray, rate: int = SAMPLE_RATE, name: str = "<samples>"
-                ) -> Regions:
+def find_speech(samples: np.ndarray, rate: int = SAMPLE_RATE, name: str = "<samples>",
+                rule: Rule = RULE) -> Regions:
     """Speech regions of in-memory samples at 16 kHz."""
     _check_rate(rate, name)
     probs = Detector().probabilities(iter([np.asarray(samples, dtype=np.float32)]))
-    return speech_regions(probs, len(samples), rate)
+    return speech_regions(probs, len(samples), rate, rule)
 
 
 def total(regions: Regions) -> int:
