@@ -176,8 +176,8 @@ def sweep() -> dict[str, Rule]:
     """The grid the shipped rule was chosen from."""
     rules = {"silero": SILERO_RULE}
     for on, off in ((0.5, 0.35), (0.4, 0.25), (0.3, 0.15)):
-        for silence in (0.1, 0.3, 0.6):
-            for pad in (0.03, 0.1, 0.2, 0.3):
+        for silence in (0.1, 0.5, 1.0):
+            for pad in (0.03, 0.2, 0.3, 0.4, 0.5, 0.6):
                 rule = replace(SILERO_RULE, threshold=on, neg_threshold=off,
                                min_silence=silence, pad=pad)
                 rules[rule_text(rule)] = rule
