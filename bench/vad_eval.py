@@ -6,7 +6,8 @@ DATASET holds one sub-folder per speaker (the shared test-other, or a padded cop
 bench/vad_padding.py), IMPOSTORS one file per speaker (train-clean, padded the same way). Every
 file is embedded once per rule: `none` embeds every sample (`--no-vad`), `silero` only the
 regions of Silero's own default rule (what `--vad` used before), `shipped` those of the rule
-`--vad` uses now (audio_cli.frontend.vad.RULE). The regions come from the frame
+`--vad` uses now (audio_cli.frontend.vad.RULE, found by find_speech as `--vad` finds them,
+digital silence trimmed from their ends). The `silero` regions come from the frame
 probabilities bench/vad_kept.py computes (cached with `--cache`), the vectors from the same
 front-end and network as `audio eval --vad`. Printed: EER, minDCF (p = 0.01), mean target
 and non-target cosine over every pair (as `audio eval DATASET --impostors IMPOSTORS`).
@@ -22,7 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from audio_cli.frontend.audio import Audio
-from audio_cli.frontend.vad import RULE, SILERO_RULE, cut, speech_regions
+from audio_cli.frontend.vad import RULE, SILERO_RULE, cut, find_speech, speech_regions
 
 from .vad_kept import RATE, _files, load
 
@@ -42,7 +43,10 @@ def vectors(speaker, folder: Path, cache: Path | None, rules: list[str]) -> dict
         x, _ = sf.read(str(folder / rel), dtype="float32")
         for name in rules:
             rule = RULES[name]
-            y = x if rule is None else cut(x, speech_regions(probs, int(n), RATE, rule))
+            if rule is RULE:  # what --vad does: the detector again, digital silence trimmed
+                y = cut(x, find_speech(x))
+            else:
+                y = x if rule is None else cut(x, speech_regions(probs, int(n), RATE, rule))
             out[name].append(speaker.embed_audio(Audio(y, RATE, RATE, 1, rel)).embedding)
     return {name: np.stack(v) for name, v in out.items()}, [Path(f).parts[0] for f in files]
 

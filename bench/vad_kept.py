@@ -20,7 +20,9 @@ probabilities are computed once (kept in `--cache` as one .npz per folder); a ru
   the whole folder.
 
 `--sweep` prints these for a grid of rules (the measurements the chosen rule was picked
-from); without it, for the Silero defaults and the shipped rule.
+from); without it, for the Silero defaults and the shipped rule. The regions are those of
+speech_regions, before `--vad` cuts digital silence from their ends (vad.Scan.trim), which
+only removes more of a zero padding.
 """
 
 from __future__ import annotations

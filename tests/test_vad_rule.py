@@ -112,3 +112,20 @@ def test_every_word_of_a_short_utterance_is_kept(short_utterance, background):
     # while the padding stays out: at most 0.5 s and a quarter second (the detector lags) a side
     assert mask[: before - PAD - RATE // 4].sum() == 0
     assert mask[before + len(x) + PAD + RATE // 4:].sum() == 0
+    if background == "silence":  # and never a sample of digital silence at a region's ends
+        for s, e in found:
+            assert y[s] != 0 and y[e - 1] != 0
+
+
+def test_padding_stops_at_digital_silence():
+    """Scan.trim: frames of exact zeros at a region's ends are cut, to the sample."""
+    x = np.zeros(20 * FRAME, dtype=np.float32)
+    x[5 * FRAME + 100: 9 * FRAME + 7] = 0.1  # sound from frame 5 (offset 100) to frame 9
+    x[12 * FRAME + 3] = 0.2  # one sample in frame 12
+    nonzero = [np.flatnonzero(x[i * FRAME:(i + 1) * FRAME]) for i in range(20)]
+    scan = vad.Scan(np.zeros(20), np.array([n[0] if len(n) else -1 for n in nonzero]),
+                    np.array([n[-1] if len(n) else -1 for n in nonzero]))
+    assert scan.trim([(FRAME, 15 * FRAME)]) == [(5 * FRAME + 100, 12 * FRAME + 4)]
+    assert scan.trim([(6 * FRAME, 7 * FRAME)]) == [(6 * FRAME, 7 * FRAME)]  # all sound
+    assert scan.trim([(13 * FRAME, 19 * FRAME), (0, 3 * FRAME)]) == []  # all zeros
+    assert scan.trim([(9 * FRAME + 10, 12 * FRAME + 2)]) == []  # zeros between the sounds

@@ -104,10 +104,15 @@ class Detector:
     def probabilities(self, blocks: Iterator[np.ndarray]) -> np.ndarray:
         """(ceil(N / FRAME_SAMPLES),) float32 probabilities of N samples given in blocks;
         the last frame is completed with zeros."""
+        return self.scan(blocks).probs
+
+    def scan(self, blocks: Iterator[np.ndarray]) -> Scan:
+        """The probabilities of N samples given in blocks, and where each frame's sound is."""
         state = np.zeros((2, 1, 128), dtype=np.float32)
         context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
         rate = np.array(SAMPLE_RATE, dtype=np.int64)
         out: list[float] = []
+        sound: list[tuple[int, int]] = []
         rest = np.zeros(0, dtype=np.float32)
         for block in _padded(blocks):
             data = np.concatenate([rest, block]) if len(rest) else block
@@ -119,9 +124,47 @@ class Detector:
                 prob, state = self._session.run(
                     None, {"input": frame[None], "state": state, "sr": rate})
                 out.append(float(prob[0, 0]))
+                nonzero = np.flatnonzero(data[start:start + FRAME_SAMPLES])
+                sound.append((nonzero[0], nonzero[-1]) if len(nonzero) else (-1, -1))
             context = data[whole - CONTEXT_SAMPLES:whole] if whole else context
             rest = data[whole:]
-        return np.asarray(out, dtype=np.float32)
+        first, last = np.asarray(sound, dtype=np.int64).reshape(-1, 2).T
+        return Scan(np.asarray(out, dtype=np.float32), first, last)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A detector's pass: per frame, the speech probability and the offsets of its first
+    and last sample that is not digital silence (exactly 0; -1 if there is none)."""
+
+    probs: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+
+    def trim(self, regions: Regions) -> Regions:
+        """The regions without the digital silence at their two ends (a region of nothing
+        else is dropped). Padding reaches into quiet speech, never into exact zeros: a
+        recording's gated or padded silence would otherwise be embedded (on the shared
+        test-other set padded with zeros, CAM++'s EER was 0.084 % with it, 0.010 % without)."""
+        out: Regions = []
+        for s, e in regions:
+            frame = s // FRAME_SAMPLES
+            while s < e:
+                if self.first[frame] >= 0 and frame * FRAME_SAMPLES + self.last[frame] >= s:
+                    s = max(s, frame * FRAME_SAMPLES + int(self.first[frame]))
+                    break
+                frame += 1
+                s = max(s, frame * FRAME_SAMPLES)
+            frame = (e - 1) // FRAME_SAMPLES
+            while e > s:
+                if self.first[frame] >= 0 and frame * FRAME_SAMPLES + self.first[frame] < e:
+                    e = min(e, frame * FRAME_SAMPLES + int(self.last[frame]) + 1)
+                    break
+                e = min(e, frame * FRAME_SAMPLES)
+                frame -= 1
+            if s < e:
+                out.append((s, e))
+        return out
 
 
 def _padded(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -178,8 +221,8 @@ def find_speech(samples: np.ndarray, rate: int = SAMPLE_RATE, name: str = "<samp
                 rule: Rule = RULE) -> Regions:
     """Speech regions of in-memory samples at 16 kHz."""
     _check_rate(rate, name)
-    probs = Detector().probabilities(iter([np.asarray(samples, dtype=np.float32)]))
-    return speech_regions(probs, len(samples), rate, rule)
+    scan = Detector().scan(iter([np.asarray(samples, dtype=np.float32)]))
+    return scan.trim(speech_regions(scan.probs, len(samples), rate, rule))
 
 
 def total(regions: Regions) -> int:
@@ -291,8 +334,8 @@ class SpeechSource:
 def detect_regions(source: AudioSource) -> Regions:
     """The speech regions of a source, the detector run over it block by block."""
     _check_rate(source.sample_rate, source.name)
-    probs = Detector().probabilities(source.blocks(READ_FRAMES * FRAME_SAMPLES))
-    return speech_regions(probs, source.num_samples, source.sample_rate)
+    scan = Detector().scan(source.blocks(READ_FRAMES * FRAME_SAMPLES))
+    return scan.trim(speech_regions(scan.probs, source.num_samples, source.sample_rate))
 
 
 def detect_source(source: AudioSource, min_duration: float) -> SpeechSource:
