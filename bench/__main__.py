@@ -39,13 +39,14 @@ from .sections import section_cold, section_forward, section_memory
 from .store_scaling import section_store
 from .synthetic import write_model
 from .throughput import section_corpus
+from .vad_bench import section_vad
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 # Where the hand-written part of RESULTS.md begins (other measurements, each with its date and
 # conditions); recording a run replaces what is above it and keeps it.
 HAND_MARK = "<!-- other measurements, written by hand: kept when a run is recorded -->"
 ENGINES = ("onnx", "mlx")
-SECTIONS = "abcdefghi"
+SECTIONS = "abcdefghij"
 FULL_MARK = "- mode: full"
 QUICK_MARK = "- mode: QUICK (small model, few repeats; a check of the code, not a result)"
 
@@ -85,6 +86,10 @@ def measures(plan: Plan) -> list[str]:
         "(i) Ray: `embed-speaker --ray` on a local Ray of 2 CPUs (2 actors x 1 thread) "
         f"against one process with --threads 2, on {speech}, both into Parquet; throughput "
         "ratio (target >= 0.8).",
+        "(j) voice-activity detection: the share of each utterance (and of its loud frames) "
+        "that --vad keeps, before and after issue 27's rule, on the test-other and "
+        "train-clean files clean and padded with silence and with noise; CAM++ EER, minDCF and "
+        "mean scores with and without VAD (full runs only).",
     ]
 
 
@@ -215,6 +220,7 @@ def run(plan: Plan, only: str, store_sizes: tuple[int, ...]) -> str:
             "g": lambda: section_end_to_end(model_dir, plan, tmp, notes),
             "h": lambda: section_int8([str(CAMPPLUS), str(model_dir)], notes),
             "i": lambda: section_ray(model_dir, plan, tmp, notes),
+            "j": lambda: section_vad(plan.corpus_limit, tmp, notes),
         }
         for key, section in sections.items():
             if key not in only:
