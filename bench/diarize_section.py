@@ -1,4 +1,4 @@
-"""Section (j) of `python -m bench`: diarization, this project beside senko on the same files
+"""Section (k) of `python -m bench`: diarization, this project beside senko on the same files
 in one run (bench/diarize_peers.py), then this project alone on one hour of conversation
 (and, with `--diarize-hours 4`, the hour played four times: memory over length).
 
@@ -25,20 +25,20 @@ from .diarize_peers import (
     summary,
 )
 
-HEADING = "## (j) Diarization: this project and senko on the same files; one hour and more"
+HEADING = "## (k) Diarization: this project and senko on the same files; one hour and more"
 
 
 def section_diarize(plan: Plan, hours: int, notes: list[str]) -> list[str]:
     lines = [HEADING, ""]
     missing = [p for p in (AMI, CAMPPLUS, SEGMENTATION, SPEECH_DIR) if not p.exists()]
     if missing:
-        reason = f"(j) skipped: {missing[0]} is absent (../shared)"
+        reason = f"(k) skipped: {missing[0]} is absent (../shared)"
         log(reason)
         notes.append(reason)
         return lines + [f"Skipped: {missing[0]} is absent (../shared)."]
     systems = ["audio", "senko"]
     if not SENKO_PYTHON.is_file():
-        reason = (f"(j) senko skipped: no {SENKO_PYTHON} (CONTRIBUTING.md, Diarization data "
+        reason = (f"(k) senko skipped: no {SENKO_PYTHON} (CONTRIBUTING.md, Diarization data "
                   "and peers: how to build senko's environment)")
         log(reason)
         notes.append(reason)

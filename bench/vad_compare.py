@@ -3,7 +3,8 @@
     python -m bench.vad_compare PADDED_DIR [PADDED_DIR ...] [--files N]
 
 For each padded file, every detector gives a speech probability (or decision) per frame; the
-same rule (audio_cli.frontend.vad.speech_regions) turns frames into regions. Scored against
+same rule (audio_cli.frontend.vad.speech_regions, the shipped RULE; bench/RESULTS.md's table
+was made with rule 1, Silero's 30 ms padding) turns frames into regions. Scored against
 padding.csv: "speech kept" is the share of the original utterance inside regions (LibriSpeech
 utterances hold short pauses of their own, so 100 % is not expected), "padding removed" is the
 share of the added padding outside them. "RTF" is detector time / audio time, one thread.

@@ -47,3 +47,18 @@ def campplus_dir(campplus_checkpoint, tmp_path_factory) -> Path:
     from audio_cli.models.convert import convert_checkpoint
 
     return convert_checkpoint(campplus_checkpoint, tmp_path_factory.mktemp("campplus") / "model")
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> str:
+    """One local Ray (2 CPUs) for every test of the session that needs one (starting Ray
+    costs seconds): its address, for CLI runs to join with `--ray auto` and RAY_ADDRESS."""
+    import logging
+
+    ray = pytest.importorskip("ray", reason="Ray (pip install 'audio-speaker[ray]') is not "
+                              "installed")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

@@ -190,7 +190,7 @@ def test_index_from_records_how_the_vectors_were_made(env, written, tmp_path):
         proc = run_audio("embed-speaker", samples, "--model", env["model"], "-o", made[name],
                          *args)
         assert proc.returncode == 0, proc.stderr
-    for name, expected in (("vad", {(1, "float32")}), ("int8", {(0, "int8")})):
+    for name, expected in (("vad", {(2, "float32")}), ("int8", {(0, "int8")})):
         db = tmp_path / f"{name}.db"
         proc = run_audio("index", "--from", made[name], "--model", env["model"], "--db", db)
         assert proc.returncode == 0, proc.stderr

@@ -1,10 +1,10 @@
-"""`embed-speaker --ray`: a real local Ray cluster (started once for the session, 2 CPUs) that
-CLI runs join (`--ray auto` with RAY_ADDRESS); their Parquet shards are compared with the
-one-machine run's Parquet file, and a killed run is rerun to completion."""
+"""`embed-speaker --ray`: a real local Ray cluster (started once for the session, 2 CPUs:
+conftest.py `ray_address`) that CLI runs join (`--ray auto` with RAY_ADDRESS); their Parquet
+shards are compared with the one-machine run's Parquet file, and a killed run is rerun to
+completion."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -25,16 +25,6 @@ pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is not installed")
 
 SPEECH = ("data/speech/librispeech-test-other-10x10",
           "data/speech/librispeech-train-clean-100-251x1")
-
-
-@pytest.fixture(scope="session")
-def ray_address() -> str:
-    """One local Ray for every test here (starting Ray costs seconds): its address."""
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
-                 log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 def audio(*args, address: str, env: dict | None = None) -> tuple[list, dict]:

@@ -188,7 +188,7 @@ def test_index_records_vad_and_precision_and_refuses_mixing_vad(model, tmp_path)
     common = ("--model", model, "--db", db)
     code, out, err = audio("index", SPEECH[0], SPEECH[1], *common, "--vad")
     assert code == 0, err
-    assert rows(db, "recordings") == [(1, "float32")] * 2
+    assert rows(db, "recordings") == [(2, "float32")] * 2
     before = dump(db)
     code, out, err = audio("index", SPEECH[2], *common)
     assert (code, out) == (2, "")
@@ -202,7 +202,7 @@ def test_index_records_vad_and_precision_and_refuses_mixing_vad(model, tmp_path)
     assert len(err) == 2 and err[0].startswith("onnx: building the int8 network (first use)")
     assert err[1].startswith(
         f"audio: warning: the store's recordings of {model} are float32, these int8;")
-    assert rows(db, "recordings") == [(1, "float32")] * 2 + [(1, "int8")]
+    assert rows(db, "recordings") == [(2, "float32")] * 2 + [(2, "int8")]
 
 
 def test_search_warns_when_the_query_is_made_otherwise(model, tmp_path):
@@ -235,7 +235,7 @@ def test_enroll_and_identify_follow_the_same_rules(model, tmp_path):
     assert err == [f"audio: error: the store's exemplars of {model} were made with --vad, "
                    "this enroll runs without --vad; vectors with and without voice-activity "
                    "detection are not mixed: enroll with --vad, or use another --db"]
-    assert rows(db, "exemplars") == [(1, "float32")] * 2
+    assert rows(db, "exemplars") == [(2, "float32")] * 2
     code, out, err = audio("identify", SPEECH[1], *common, "--vad", "--json")
     assert code in (0, 1) and json.loads(out)["candidates"]
     assert not [line for line in err if "warning" in line]
@@ -255,7 +255,7 @@ def test_export_and_import_carry_how_exemplars_were_made(model, tmp_path):
     (exemplar,) = json.loads((tmp_path / "x.json").read_text())["speakers"][0]["exemplars"]
     assert (exemplar["vad"], exemplar["precision"]) == (True, "int8")
     assert audio("speakers", "import", tmp_path / "x.json", "--db", copy)[0] == 0
-    assert rows(copy, "exemplars") == [(1, "int8")]
+    assert rows(copy, "exemplars") == [(2, "int8")]
 
 
 def test_index_checks_again_when_it_writes(small_model_dir, tmp_path):

@@ -1,14 +1,14 @@
 """`audio diarize`: who spoke when in each recording; a table of turns per file, JSON Lines
 (--json) and/or one --output file (.rttm, .jsonl, .parquet) for all inputs, written at the
-end, atomically (never over an existing file without --force)."""
+end, atomically (never over an existing file without --force). With --ray the run goes to a
+Ray cluster instead (cli/diarize_ray.py); the per-input outcomes and rows: cli/turn_rows.py."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import Annotated, TextIO
 
 import typer
 
@@ -16,27 +16,14 @@ from audio_cli.cli import messages
 from audio_cli.cli.naming import NamesDbOpt
 from audio_cli.cli.options import EngineOpt, JsonOpt, MaxDurOpt, ModelOpt, ThreadsOpt
 from audio_cli.cli.outcomes import Outcome, Reporter, run
-from audio_cli.diarization.activity import overlapped
+from audio_cli.cli.turn_rows import json_records, outcomes, records, turn_schema, turn_table, uri_of
 from audio_cli.diarization.turns import Turn, rttm_line
-from audio_cli.frontend.inputs import STDIN, source_name
 from audio_cli.pipeline.options import DEFAULT_MAX_DURATION, default_model
-from engines.errors import EngineError, InputAudioError
-
-if TYPE_CHECKING:
-    from audio_cli.diarization.pipeline import Diarizer
 
 # Registered on the root command by audio_cli.cli.main (LAZY_COMMANDS).
 app = typer.Typer()
 
 FORMATS = (".rttm", ".jsonl", ".parquet")
-
-
-@dataclass(frozen=True)
-class Diarized(Outcome):
-    """An input's outcome with its turns (None for a failed input)."""
-
-    turns: list[Turn] | None = None
-    scores: dict[str, float | None] | None = None  # with --db: each label's match score
 
 
 class Collected(list):
@@ -85,6 +72,9 @@ def diarize(
     threads: ThreadsOpt = None,
     engine: EngineOpt = "auto",
     max_duration: MaxDurOpt = DEFAULT_MAX_DURATION,
+    ray: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", help="Run on Ray (local, auto or ray://HOST:PORT) into --output "
+        "DIR.parquet, a folder of shards, one input per task; a rerun resumes.")] = None,
 ) -> None:
     """Who spoke when: speaker turns of each recording, overlapping speech included."""
     from audio_cli.cli.inputs import expand_inputs, mark_missing
@@ -95,6 +85,17 @@ def diarize(
     count = SpeakerCount.of(speakers, min_speakers, max_speakers)
     if clustering not in METHODS:
         raise UsageError(f"--clustering {clustering}: choose one of {', '.join(METHODS)}")
+    options = DiarizeOptions(model=model or default_model(), engine=engine, threads=threads,
+                             segmentation=segmentation, count=count, exclusive=exclusive,
+                             clustering=clustering)
+    if ray is not None:  # the whole run on a Ray cluster (cli/diarize_ray.py)
+        from audio_cli.cli.diarize_ray import diarize_on_ray
+
+        if db is not None or plot or reference:
+            raise UsageError("--ray writes the turns to --output only; --db, --plot and "
+                             "--reference are not available with it")
+        raise typer.Exit(diarize_on_ray(ray, files, options, output=output, force=force,
+                                        json_output=json_output, max_duration=max_duration))
     out_path = None
     if output:
         from audio_cli.cli.writers import check_output
@@ -105,11 +106,9 @@ def diarize(
     if db is not None:  # named speakers: the store's model and rules (cli/naming.py)
         from audio_cli.cli.naming import store_namer
 
-        model, namer = store_namer(ctx, model or default_model(), db)
+        model, namer = store_namer(ctx, options.model, db)
+        options = dataclasses.replace(options, model=model)  # the store's model
     plotting = plot_setup(plot, reference, force, items) if plot or reference else None
-    options = DiarizeOptions(model=model or default_model(), engine=engine, threads=threads,
-                             segmentation=segmentation, count=count, exclusive=exclusive,
-                             clustering=clustering)
     diarizer = None
     progress = sys.stderr.isatty() and not (json_output and sys.stdout.isatty())
     bar = ChunkBar() if progress and len(items) == 1 else None  # one (long) input's chunks
@@ -121,7 +120,7 @@ def diarize(
 
             diarizer = NamedDiarizer(diarizer, namer)
     done = Collected()
-    reporter = Reporter(len(items), progress and len(items) > 1)
+    reporter = Reporter(len(items), progress and len(items) > 1, "diarizing")
     sink = StdoutSink(json_output)
     with messages.warnings_through(reporter.line):
         try:
@@ -188,27 +187,6 @@ class StdoutSink:
         sys.stdout.flush()
 
 
-def outcomes(diarizer: Diarizer | None, items, reporter: Reporter, max_duration: float):
-    """One Outcome (with `turns`) per input, in order, each decoded as it is diarized; a
-    file without speech warns, one longer than `max_duration` seconds fails."""
-    from audio_cli.frontend.audio import open_audio
-
-    for item in items:
-        name = source_name(item.path)
-        if item.error is not None:
-            yield Diarized(name, error=item.error)
-            continue
-        try:
-            source = open_audio(item.path, diarizer.sample_rate, max_duration)
-            result = diarizer.diarize(source, uri_of(item.path))
-        except (InputAudioError, EngineError) as exc:
-            yield Diarized(name, error=exc)
-            continue
-        if not result.turns:
-            messages.warning(f"{name}: no speech found; no turns", reporter.line)
-        yield Diarized(name, turns=result.turns, scores=result.scores)
-
-
 class ChunkBar:
     """A transient progress bar of one recording's chunks on stderr, drawn from the first
     call `bar(done, total)` (Diarizer.progress) until `close()`."""
@@ -241,11 +219,6 @@ class ChunkBar:
             self._progress = None
 
 
-def uri_of(path: str) -> str:
-    """The recording's name in RTTM: the file's stem (`stdin` for -)."""
-    return "stdin" if path == STDIN else Path(path).stem
-
-
 def render_table(outcome: Outcome, stream: TextIO) -> None:
     """`FILE: N speakers` then one `start end speaker` row per turn."""
     turns = outcome.turns
@@ -258,24 +231,6 @@ def render_table(outcome: Outcome, stream: TextIO) -> None:
 
     stream.write(aligned([("start", "end", "speaker"),
                           *((f"{t.start:.2f}", f"{t.end:.2f}", t.speaker) for t in turns)], "rr"))
-
-def records(outcome: Outcome) -> list[dict]:
-    """The JSON records of an input: one per turn (file, start, end, speaker, overlap; with
-    --db the score of the speaker's match, null for one left anonymous), or its error."""
-    if outcome.error is not None:
-        return [{"file": outcome.file, "error": outcome.message}]
-    flags = overlapped(outcome.turns)
-    rows = [{"file": outcome.file, "start": t.start, "end": t.end, "speaker": t.speaker,
-             "overlap": flag} for t, flag in zip(outcome.turns, flags, strict=True)]
-    if outcome.scores is not None:
-        for row in rows:
-            row["score"] = outcome.scores.get(row["speaker"])
-    return rows
-
-
-def json_records(outcome: Outcome) -> str:
-    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records(outcome))
-
 
 def write_output(path: Path, done: list[Outcome], force: bool, named: bool = False) -> None:
     """All inputs' turns to one new file (atomically; --force replaces). A full or failing
@@ -294,17 +249,10 @@ def write_output(path: Path, done: list[Outcome], force: bool, named: bool = Fal
             elif kind == ".jsonl":
                 write_new(path, "".join(json_records(o) for o in done), replace=force)
             else:
-                import pyarrow as pa
                 import pyarrow.parquet as pq
 
                 rows = [r for o in done for r in records(o)]
-                schema = pa.schema([("file", pa.string()), ("start", pa.float64()),
-                                    ("end", pa.float64()), ("speaker", pa.string()),
-                                    ("overlap", pa.bool_()), ("error", pa.string())])
-                if named:  # --db: the match scores
-                    schema = schema.insert(5, pa.field("score", pa.float64()))
-                table = pa.table({name: [r.get(name) for r in rows] for name in schema.names},
-                                 schema=schema)
+                table = turn_table(rows, turn_schema(named))  # --db: the match scores
                 with new_file(path, force) as draft:
                     pq.write_table(table, draft.path)
     except TargetExists:

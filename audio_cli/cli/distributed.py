@@ -1,12 +1,14 @@
-"""`embed-speaker --ray ADDRESS --output DIR.parquet`: the same embedding code on a Ray cluster.
+"""`--ray ADDRESS --output DIR.parquet`: a command's one-machine code on a Ray cluster
+(embed-speaker here; diarize in cli/diarize_ray.py, through the same `run_on_ray`).
 
 The driver (this process) lists the inputs, reads what an earlier run already wrote
 (cli/shards.py), and hands Ray Data the rest, sorted by file size so that a batch holds
-recordings of similar length. Actors (`EmbedBatch`, a callable class for `map_batches`) each
-load the model once, with onnxruntime on as many threads as the actor has CPUs, and decode and
-embed their batches with the one-machine code (cli/embed.py `outcomes`). A failed input comes
-back as an error row. The driver writes the rows it receives into Parquet shards, published
-one at a time, so a killed run loses at most the shard being written and a rerun resumes.
+recordings of similar length. Actors (a `RayBatch` subclass, a callable class for
+`map_batches`) each load the models once, with onnxruntime on as many threads as the actor has
+CPUs, and decode and process their batches with the one-machine code (embed-speaker:
+cli/outcomes.py `outcomes`). A failed input comes back as an error row. The driver writes the
+rows it receives into Parquet shards, published one at a time, so a killed run loses at most
+the shard being written and a rerun resumes.
 
 Input paths must name the same files on every node (a shared file system).
 Ray is an optional extra: `pip install 'audio-speaker[ray]'`.
@@ -18,9 +20,11 @@ import dataclasses
 import os
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from audio_cli.cli import messages
+from audio_cli.cli import messages, shards
 from audio_cli.cli.errors import EXIT_OK, combined_status
 from audio_cli.pipeline.options import EmbedOptions
 from engines.errors import AudioCliError, EngineError, ModelError, UsageError
@@ -67,37 +71,23 @@ def require_client(address: str | None) -> None:
         raise UsageError(f"--ray {address}: Ray Client is not installed here ({CLIENT_HINT})")
 
 
-class EmbedBatch:
-    """A Ray Data actor: loads the model once, then turns batches of inputs into rows."""
-
-    def __init__(self, options: EmbedOptions, name: str, digest: str,
-                 windows: tuple[float, float] | None):
-        from audio_cli.pipeline.handle import open_model
-        from audio_cli.pipeline.speaker import SpeakerEmbedder
-
-        model = open_model(options.model, options.engine)
-        if model.digest != digest:  # another copy of the model on this node
-            raise ModelError(f"{options.model} on node {os.uname().nodename} has other weights "
-                             f"than on the driver ({model.digest}, not {digest})")
-        model.name = name
-        self.speaker = SpeakerEmbedder(model, options.engine, options.threads, options.precision,
-                                       max_duration=options.max_duration)
-        self.options, self.digest, self.windows = options, digest, windows
+class RayBatch:
+    """A Ray Data actor's base (a callable class for `map_batches`): turns a batch of inputs
+    (columns path as given, file, size, mtime_ns) into an Arrow table of rows, a failed input
+    into its error rows, never a failed job. A subclass loads its models once in `__init__`
+    and gives `outcomes(items)` (one per cli.inputs.InputItem, in order), `rows(outcome,
+    path, key)` (`key`: size, mtime_ns) and `table(rows)`."""
 
     def __call__(self, batch):
         from audio_cli.cli.errors import internal_message
         from audio_cli.cli.inputs import InputItem
-        from audio_cli.cli.outcomes import Outcome, outcomes
-        from audio_cli.cli.writers import outcome_rows
-        from audio_cli.pipeline.parquet import to_table
+        from audio_cli.cli.outcomes import Outcome
 
         given, files = batch.column("path").to_pylist(), batch.column("file").to_pylist()
         sizes, mtimes = batch.column("size").to_pylist(), batch.column("mtime_ns").to_pylist()
-        speaker = self.speaker
 
         def run(indices):
-            items = [InputItem(files[i]) for i in indices]
-            return list(outcomes(speaker, items, self.options, self.windows))
+            return list(self.outcomes([InputItem(files[i]) for i in indices]))
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # input warnings: the row is still written
@@ -114,12 +104,51 @@ class EmbedBatch:
                         results.append(Outcome(files[i], error=error))
         rows, kinds = [], []
         for i, outcome in enumerate(results):
-            for row in outcome_rows(outcome, speaker.model_id, speaker.engine_name,
-                                    self.digest, (sizes[i], mtimes[i])):
-                rows.append({**row, "path": given[i]})
+            for row in self.rows(outcome, given[i], (sizes[i], mtimes[i])):
+                rows.append(row)
                 kinds.append(None if outcome.error is None else outcome.error.kind)
-        table = to_table(rows, speaker.config.embedding_dim)
-        return table.append_column(ERROR_KIND, _strings(kinds))
+        return self.table(rows).append_column(ERROR_KIND, _strings(kinds))
+
+
+class EmbedBatch(RayBatch):
+    """embed-speaker's actor: loads the model once, embeds a batch's inputs."""
+
+    def __init__(self, options: EmbedOptions, name: str, digest: str,
+                 windows: tuple[float, float] | None):
+        from audio_cli.pipeline.handle import open_model
+        from audio_cli.pipeline.speaker import SpeakerEmbedder
+
+        model = open_model(options.model, options.engine)
+        check_digest(options.model, model.digest, digest)
+        model.name = name
+        self.speaker = SpeakerEmbedder(model, options.engine, options.threads, options.precision,
+                                       max_duration=options.max_duration)
+        self.options, self.digest, self.windows = options, digest, windows
+
+    def outcomes(self, items):
+        from audio_cli.cli.outcomes import outcomes
+
+        return outcomes(self.speaker, items, self.options, self.windows)
+
+    def rows(self, outcome, path: str, key: tuple) -> list[dict]:
+        from audio_cli.cli.writers import outcome_rows
+
+        speaker = self.speaker
+        return [{**row, "path": path} for row in outcome_rows(
+            outcome, speaker.model_id, speaker.engine_name, self.digest, key)]
+
+    def table(self, rows: list[dict]):
+        from audio_cli.pipeline.parquet import to_table
+
+        return to_table(rows, self.speaker.config.embedding_dim)
+
+
+def check_digest(model: str, found: str, digest: str) -> None:
+    """On an actor: the model's weights are the driver's (another copy on this node may
+    differ), else a ModelError."""
+    if found != digest:
+        raise ModelError(f"{model} on node {os.uname().nodename} has other weights than on "
+                         f"the driver ({found}, not {digest})")
 
 
 def _strings(values: list):
@@ -153,15 +182,56 @@ def _listing(files: list[str]) -> tuple[list[dict], list]:
     return todo, failed
 
 
+@dataclass(frozen=True)
+class RayJob:
+    """One kind of `--ray` run, made on the driver once the inputs are listed."""
+
+    verb: str  # what is done to an input: "embed", "diarize" (in the notes)
+    actor: type  # a RayBatch subclass, built on each actor from `arguments`
+    arguments: dict
+    digest: str  # the rows' identity: a rerun skips the inputs written with it
+    schema: object  # the rows' Arrow schema
+    keys: shards.Keys  # the rows' key columns (shards.done_inputs)
+    failures: Callable  # [Outcome] of inputs failed on the driver -> their Arrow table
+    threads: int = 1  # per actor
+    batch_files: int = BATCH_FILES  # inputs per actor call
+
+
 def embed_on_ray(address: str, files: list[str], options: EmbedOptions, *, output: str | None,
                  force: bool, windows: tuple[float, float] | None, json_output: bool) -> int:
     """Run `embed-speaker` on Ray into a folder of Parquet shards (`windows`: the checked
     --window and --hop, or None); returns the exit status."""
-    from audio_cli.cli import shards
+
+    def prepare() -> RayJob:
+        from audio_cli.cli.writers import outcome_rows
+        from audio_cli.pipeline.handle import open_model
+        from audio_cli.pipeline.parquet import schema, to_table
+
+        model = open_model(options.model, options.engine)  # on the driver: no engine is built
+        model.check_min_duration(options.min_duration)  # before Ray starts
+        digest, dim, name = model.digest, model.dim, model.name
+        threads = options.threads or 1
+
+        def failures(outcomes: list) -> object:
+            return to_table([row for o in outcomes for row in outcome_rows(
+                o, name, options.engine, digest, (None, None))], dim)
+
+        return RayJob(verb="embed", actor=EmbedBatch, arguments={
+            "options": dataclasses.replace(options, model=model_spec(options.model),
+                                           threads=threads),
+            "name": name, "digest": digest, "windows": windows}, digest=digest,
+            schema=schema(dim), keys=shards.EMBEDDINGS, failures=failures, threads=threads)
+
+    return run_on_ray(address, files, prepare, output=output, force=force,
+                      json_output=json_output)
+
+
+def run_on_ray(address: str, files: list[str], prepare: Callable[[], RayJob], *,
+               output: str | None, force: bool, json_output: bool) -> int:
+    """Run a job on Ray into a folder of Parquet shards: `prepare()` loads what the driver
+    needs (after every usage check, before Ray starts); returns the exit status."""
     from audio_cli.cli.messages import plural
-    from audio_cli.cli.writers import outcome_rows
-    from audio_cli.pipeline.handle import open_model
-    from audio_cli.pipeline.parquet import require_pyarrow, to_table
+    from audio_cli.pipeline.parquet import require_pyarrow
 
     ray_address = check_address(address)
     if output is None or not output.lower().endswith(".parquet"):
@@ -174,32 +244,29 @@ def embed_on_ray(address: str, files: list[str], options: EmbedOptions, *, outpu
     folder = Path(output)
     shards.check_folder(folder)
     todo, failed = _listing(files)
-    model = open_model(options.model, options.engine)  # on the driver: no engine is built
-    model.check_min_duration(options.min_duration)  # before Ray starts
-    digest, dim, name = model.digest, model.dim, model.name
+    job = prepare()
     created = shards.prepare_folder(folder, force)
     wanted = {r["path"]: (r["size"], r["mtime_ns"]) for r in todo}
     wanted.update({i.path: None for i in failed})
-    done = shards.done_inputs(folder, digest, wanted)
+    done = shards.done_inputs(folder, job.digest, wanted, job.keys)
     todo = [r for r in todo if (r["path"], r["size"], r["mtime_ns"]) not in done.keys]
     todo.sort(key=lambda r: r["size"])  # similar durations share a batch
     total = len(todo) + len(failed)
     if done.keys:
         messages.note(f"{plural(len(done.keys), 'input')} already in {folder}; "
-                      f"{plural(total, 'input')} to embed")
+                      f"{plural(total, 'input')} to {job.verb}")
     if not total:
         return EXIT_OK
-    writer = shards.ShardWriter(folder, dim)
-    threads = options.threads or 1
+    writer = shards.ShardWriter(folder, job.schema)
+    threads = job.threads
     errors: list[AudioCliError] = []
     started_here = False
     try:
-        rows = [row for item in failed for row in outcome_rows(
-            _failure(item), name, options.engine, digest, (None, None))]
-        for row in rows:
-            messages.error(row["error"])
+        table = job.failures([_failure(item) for item in failed])
+        for message in table.column("error").to_pylist():
+            messages.error(message)
         errors += [item.error for item in failed]
-        writer.add(to_table(rows, dim))
+        writer.add(table)
         if todo:
             started_here = not ray.is_initialized()
             if started_here:
@@ -210,17 +277,15 @@ def embed_on_ray(address: str, files: list[str], options: EmbedOptions, *, outpu
             cpus = int(ray.cluster_resources().get("CPU", 0))
             if threads > cpus:  # no actor could ever be placed
                 raise UsageError(f"--threads {threads}: the Ray cluster has {cpus} CPUs")
-            actors = max(1, min(cpus // threads, -(-len(todo) // BATCH_FILES)))
+            actors = max(1, min(cpus // threads, -(-len(todo) // job.batch_files)))
             messages.note(f"ray: {plural(len(todo), 'input')} on {plural(actors, 'actor')} x "
                           f"{plural(threads, 'thread')}")
             dataset = ray.data.from_items(todo).map_batches(
-                EmbedBatch, batch_size=BATCH_FILES, batch_format="pyarrow",
+                job.actor, batch_size=job.batch_files, batch_format="pyarrow",
                 num_cpus=threads, compute=ray.data.ActorPoolStrategy(size=actors),
-                fn_constructor_kwargs={
-                    "options": dataclasses.replace(options, model=_model_spec(options.model),
-                                                   threads=threads),
-                    "name": name, "digest": digest, "windows": windows})
+                fn_constructor_kwargs=job.arguments)
             finished, last = len(failed), 0.0
+            path = job.keys.path
             try:
                 for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                     kinds = table.column(ERROR_KIND).to_pylist()
@@ -231,7 +296,7 @@ def embed_on_ray(address: str, files: list[str], options: EmbedOptions, *, outpu
                         if message is not None:
                             messages.error(message)
                             errors.append(_failed(message, kind))
-                    finished += len(set(table.column("path").to_pylist()))
+                    finished += len(set(table.column(path).to_pylist()))
                     if time.monotonic() - last >= PROGRESS_SECONDS or finished == total:
                         last = time.monotonic()
                         messages.note(f"ray: {finished}/{total} inputs")
@@ -260,11 +325,11 @@ def _last_line(exc: Exception) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def _model_spec(model: str) -> str:
-    """What the actors resolve: a local model folder as an absolute path (it must be on a
-    file system every node shares), else the name or hub id (each node fetches it once)."""
+def model_spec(model: str) -> str:
+    """What the actors resolve: a local model folder or file as an absolute path (it must be
+    on a file system every node shares), else the name or hub id (each node fetches it once)."""
     path = Path(model).expanduser()
-    return str(path.absolute()) if path.is_dir() else model
+    return str(path.absolute()) if path.exists() else model
 
 
 def _failed(message: str, kind: str | None) -> AudioCliError:

@@ -93,7 +93,7 @@ def _window_outcomes(speaker: SpeakerEmbedder, items: Iterable[InputItem], optio
 class Reporter:
     """stderr during a run: one `audio: error:` line per failed input, and a progress bar."""
 
-    def __init__(self, total: int, show_progress: bool):
+    def __init__(self, total: int, show_progress: bool, label: str = "embedding"):
         self.failed = 0
         self._progress = None
         if show_progress:
@@ -106,11 +106,11 @@ class Reporter:
                 TimeRemainingColumn,
             )
 
-            columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
+            columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(),
                        TimeRemainingColumn())
             self._progress = Progress(*columns, console=Console(stderr=True), transient=True,
                                       redirect_stdout=False, redirect_stderr=False)
-            self._task = self._progress.add_task("embedding", total=total)
+            self._task = self._progress.add_task(label, total=total)
             self._progress.start()
 
     def outcome(self, outcome: Outcome) -> None:

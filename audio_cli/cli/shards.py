@@ -1,14 +1,15 @@
 """A folder of Parquet shards that a `--ray` run writes and a rerun resumes.
 
 Layout: `DIR.parquet/part-<milliseconds>-<random>.parquet`, each shard a complete Parquet file
-of embedding rows (audio_cli/pipeline/parquet.py), written under a hidden scratch name and
-published in one step, so a shard is either whole or absent. pyarrow, duckdb and pandas read
-the folder as one table and skip the hidden scratch files.
+of rows (embeddings: audio_cli/pipeline/parquet.py; turns: cli/diarize.py), written under a
+hidden scratch name and published in one step, so a shard is either whole or absent. pyarrow,
+duckdb and pandas read the folder as one table and skip the hidden scratch files.
 
-Resuming: an input whose path, size, modification time and model identity match a row already
-in a shard is not embedded again. A row of an input that changed since, or that failed, is
-removed from its shard (the shard is rewritten, atomically) before the run embeds the input
-again, so every input has its rows in exactly one shard. One run writes to a folder at a time.
+Resuming: an input whose path, size, modification time and identity (the model's digest, or
+the diarization settings') match a row already in a shard is not run again. A row of an input
+that changed since, or that failed, is removed from its shard (the shard is rewritten,
+atomically) before the run takes the input again, so every input has its rows in exactly one
+shard. One run writes to a folder at a time.
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ def prepare_folder(folder: Path, force: bool) -> bool:
     return created
 
 
+@dataclass(frozen=True)
+class Keys:
+    """The columns a resumed run reads from the shards: the input's path, its identity (a
+    folder of another identity is refused, saying `what` it holds); size, mtime_ns and error
+    are the same in every kind of row."""
+
+    path: str = "path"
+    identity: str = "model_digest"
+    what: str = "vectors of another model (weights"  # ... {digests}); name a new folder
+    kind: str = "an embedding file"  # what a shard without these columns is not
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.path, "size", "mtime_ns", self.identity, "error")
+
+
+EMBEDDINGS = Keys()
+
+
 @dataclass
 class Done:
     """What the shards already hold: the keys of inputs embedded, shards to rewrite."""
@@ -66,23 +86,24 @@ class Done:
     rows: int = 0
 
 
-def done_inputs(folder: Path, digest: str, wanted: dict[str, tuple[int, int] | None]) -> Done:
-    """The inputs already written with this model. `wanted`: path -> (size, mtime_ns) of
-    this run's inputs (None: cannot be embedded). Rows of these paths that failed or are out
-    of date are removed from their shards here."""
-    from audio_cli.pipeline.parquet import KEY_COLUMNS, open_rows
+def done_inputs(folder: Path, digest: str, wanted: dict[str, tuple[int, int] | None],
+                keys: Keys = EMBEDDINGS) -> Done:
+    """The inputs already written with this identity (`digest`). `wanted`: path ->
+    (size, mtime_ns) of this run's inputs (None: cannot be run). Rows of these paths that
+    failed or are out of date are removed from their shards here."""
+    from audio_cli.pipeline.parquet import open_rows
 
     done = Done()
     for shard in shard_files(folder):
-        table = open_rows(shard, KEY_COLUMNS)
-        digests = {d for d in table.column("model_digest").to_pylist() if d}
+        table = open_rows(shard, keys.columns, keys.kind)
+        digests = {d for d in table.column(keys.identity).to_pylist() if d}
         if digests - {digest}:
-            raise UsageError(f"--output {folder}: holds vectors of another model (weights "
+            raise UsageError(f"--output {folder}: holds {keys.what} "
                              f"{', '.join(sorted(digests - {digest}))}); name a new folder "
                              "or pass --force to replace them")
         keep = []
         for path, size, mtime, error in zip(*(table.column(c).to_pylist() for c in
-                                              ("path", "size", "mtime_ns", "error")),
+                                              (keys.path, "size", "mtime_ns", "error")),
                                             strict=True):
             current = wanted.get(path, "absent")
             stale = current != "absent" and (error is not None or current != (size, mtime))
@@ -121,8 +142,8 @@ class ShardWriter:
     """Rows (Arrow tables) appended to a scratch shard, published every SHARD_ROWS rows or
     SHARD_SECONDS; `discard()` drops the unpublished one (an interrupted run)."""
 
-    def __init__(self, folder: Path, dim: int):
-        self.folder, self.dim = folder, dim
+    def __init__(self, folder: Path, schema):
+        self.folder, self.schema = folder, schema  # the rows' Arrow schema
         self.limit = _positive(os.environ.get(ROWS_ENV), SHARD_ROWS)
         self.shards = 0  # published by this run
         self._writer = self._scratch = self._target = None
@@ -131,13 +152,11 @@ class ShardWriter:
     def _open(self) -> None:
         import pyarrow.parquet as pq
 
-        from audio_cli.pipeline.parquet import schema
-
         name = f"{SHARD_PREFIX}{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}.parquet"
         self._target = self.folder / name
         with signals_held():  # the scratch name is known to discard() before a signal acts
             self._scratch = scratch_file(self._target)
-        self._writer = pq.ParquetWriter(str(self._scratch), schema(self.dim),
+        self._writer = pq.ParquetWriter(str(self._scratch), self.schema,
                                         compression="zstd")
         self._rows, self._opened = 0, time.monotonic()
 

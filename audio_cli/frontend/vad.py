@@ -5,9 +5,9 @@ The detector is Silero VAD v6.2 (MIT licence, silero_vad.LICENSE beside this fil
 this package and runs with onnxruntime on one thread; nothing is downloaded, torch is not
 needed. It gives a speech probability for each 512-sample (32 ms) frame, seeing the 64
 samples before it and carrying a state from frame to frame; `speech_regions` turns the
-probabilities into sample ranges with the rule of Silero's own `get_speech_timestamps`
-(enter at THRESHOLD, leave after MIN_SILENCE below THRESHOLD - 0.15, drop regions under
-MIN_SPEECH, pad by SPEECH_PAD).
+probabilities into sample ranges with a Rule in the manner of Silero's own
+`get_speech_timestamps` (enter at `threshold`, leave after `min_silence` below
+`neg_threshold`, drop regions under `min_speech`, pad by `pad` and join what then meets).
 
 An AudioSource is read in blocks, so an hour of audio needs only its probabilities (31 a
 second) in memory; `SpeechSource` then streams the speech samples of the same source, one
@@ -32,12 +32,30 @@ MODEL_SHA256 = "7ed98ddbad84ccac4cd0aeb3099049280713df825c610a8ed34543318f1b2c49
 SAMPLE_RATE = 16000  # Hz; the only rate the detector takes
 FRAME_SAMPLES = 512  # samples per probability (32 ms)
 CONTEXT_SAMPLES = 64  # samples of the previous frame the model sees with each frame
-THRESHOLD = 0.5  # probability at which speech starts
-NEG_THRESHOLD = THRESHOLD - 0.15  # speech ends after MIN_SILENCE below this
-MIN_SILENCE = 0.1  # seconds below NEG_THRESHOLD that end a region
-MIN_SPEECH = 0.25  # seconds; shorter regions are dropped
-SPEECH_PAD = 0.03  # seconds added on each side of a region
 READ_FRAMES = 256  # frames decoded at a time (8 s)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How frame probabilities become speech regions (all durations in seconds)."""
+
+    threshold: float  # probability at which speech starts (onset)
+    neg_threshold: float  # speech ends after `min_silence` below this (offset)
+    min_silence: float  # time below `neg_threshold` that ends a region
+    min_speech: float  # regions shorter than this (before padding) are dropped
+    pad: float  # added on each side of a region; padded regions that meet are joined
+
+
+# Silero's own get_speech_timestamps defaults: the rule of RULE_VERSION 1.
+SILERO_RULE = Rule(threshold=0.5, neg_threshold=0.35, min_silence=0.1, min_speech=0.25,
+                   pad=0.03)
+# The rule `--vad` uses: Silero's, but 0.5 s of padding on each side. Silero's probability
+# rises a frame or more after a word's quiet onset and falls before its ending, so its own 30 ms
+# padding dropped a fifth of the utterance (bench/vad_kept.py; README, "Voice-activity rule").
+RULE = Rule(threshold=0.5, neg_threshold=0.35, min_silence=0.1, min_speech=0.25, pad=0.5)
+# Which rule made a speech region, recorded with every stored vector made with --vad
+# (store/settings.py): 1 = SILERO_RULE (up to this change), 2 = RULE.
+RULE_VERSION = 2
 
 Regions = list[tuple[int, int]]  # [start, end) sample ranges, sorted, not overlapping
 
@@ -86,10 +104,15 @@ class Detector:
     def probabilities(self, blocks: Iterator[np.ndarray]) -> np.ndarray:
         """(ceil(N / FRAME_SAMPLES),) float32 probabilities of N samples given in blocks;
         the last frame is completed with zeros."""
+        return self.scan(blocks).probs
+
+    def scan(self, blocks: Iterator[np.ndarray]) -> Scan:
+        """The probabilities of N samples given in blocks, and where each frame's sound is."""
         state = np.zeros((2, 1, 128), dtype=np.float32)
         context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
         rate = np.array(SAMPLE_RATE, dtype=np.int64)
         out: list[float] = []
+        sound: list[tuple[int, int]] = []
         rest = np.zeros(0, dtype=np.float32)
         for block in _padded(blocks):
             data = np.concatenate([rest, block]) if len(rest) else block
@@ -101,9 +124,47 @@ class Detector:
                 prob, state = self._session.run(
                     None, {"input": frame[None], "state": state, "sr": rate})
                 out.append(float(prob[0, 0]))
+                nonzero = np.flatnonzero(data[start:start + FRAME_SAMPLES])
+                sound.append((nonzero[0], nonzero[-1]) if len(nonzero) else (-1, -1))
             context = data[whole - CONTEXT_SAMPLES:whole] if whole else context
             rest = data[whole:]
-        return np.asarray(out, dtype=np.float32)
+        first, last = np.asarray(sound, dtype=np.int64).reshape(-1, 2).T
+        return Scan(np.asarray(out, dtype=np.float32), first, last)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A detector's pass: per frame, the speech probability and the offsets of its first
+    and last sample that is not digital silence (exactly 0; -1 if there is none)."""
+
+    probs: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+
+    def trim(self, regions: Regions) -> Regions:
+        """The regions without the digital silence at their two ends (a region of nothing
+        else is dropped). Padding reaches into quiet speech, never into exact zeros: a
+        recording's gated or padded silence would otherwise be embedded (on the shared
+        test-other set padded with zeros, CAM++'s EER was 0.084 % with it, 0.010 % without)."""
+        out: Regions = []
+        for s, e in regions:
+            frame = s // FRAME_SAMPLES
+            while s < e:
+                if self.first[frame] >= 0 and frame * FRAME_SAMPLES + self.last[frame] >= s:
+                    s = max(s, frame * FRAME_SAMPLES + int(self.first[frame]))
+                    break
+                frame += 1
+                s = max(s, frame * FRAME_SAMPLES)
+            frame = (e - 1) // FRAME_SAMPLES
+            while e > s:
+                if self.first[frame] >= 0 and frame * FRAME_SAMPLES + self.first[frame] < e:
+                    e = min(e, frame * FRAME_SAMPLES + int(self.last[frame]) + 1)
+                    break
+                e = min(e, frame * FRAME_SAMPLES)
+                frame -= 1
+            if s < e:
+                out.append((s, e))
+        return out
 
 
 def _padded(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -116,21 +177,22 @@ def _padded(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         yield np.zeros(FRAME_SAMPLES - count % FRAME_SAMPLES, dtype=np.float32)
 
 
-def speech_regions(probs: np.ndarray, num_samples: int, rate: int = SAMPLE_RATE) -> Regions:
+def speech_regions(probs: np.ndarray, num_samples: int, rate: int = SAMPLE_RATE,
+                   rule: Rule = RULE) -> Regions:
     """Sample ranges of speech in a signal of `num_samples`, from its frame probabilities."""
-    min_silence = int(MIN_SILENCE * rate)
-    min_speech = int(MIN_SPEECH * rate)
-    pad = int(SPEECH_PAD * rate)
+    min_silence = int(rule.min_silence * rate)
+    min_speech = int(rule.min_speech * rate)
+    pad = int(rule.pad * rate)
     raw: Regions = []
     start = None  # first sample of the region being followed
-    quiet = None  # first sample of the current stretch below NEG_THRESHOLD inside it
+    quiet = None  # first sample of the current stretch below neg_threshold inside it
     for index, p in enumerate(np.asarray(probs, dtype=np.float64)):
         at = index * FRAME_SAMPLES
-        if p >= THRESHOLD:
+        if p >= rule.threshold:
             quiet = None
             if start is None:
                 start = at
-        elif start is not None and p < NEG_THRESHOLD:
+        elif start is not None and p < rule.neg_threshold:
             quiet = at if quiet is None else quiet
             if at + FRAME_SAMPLES - quiet >= min_silence:
                 raw.append((start, quiet))
@@ -155,12 +217,12 @@ def _check_rate(rate: int, name: str) -> None:
                           f"the model's front-end runs at {rate} Hz")
 
 
-def find_speech(samples: np.ndarray, rate: int = SAMPLE_RATE, name: str = "<samples>"
-                ) -> Regions:
+def find_speech(samples: np.ndarray, rate: int = SAMPLE_RATE, name: str = "<samples>",
+                rule: Rule = RULE) -> Regions:
     """Speech regions of in-memory samples at 16 kHz."""
     _check_rate(rate, name)
-    probs = Detector().probabilities(iter([np.asarray(samples, dtype=np.float32)]))
-    return speech_regions(probs, len(samples), rate)
+    scan = Detector().scan(iter([np.asarray(samples, dtype=np.float32)]))
+    return scan.trim(speech_regions(scan.probs, len(samples), rate, rule))
 
 
 def total(regions: Regions) -> int:
@@ -272,8 +334,8 @@ class SpeechSource:
 def detect_regions(source: AudioSource) -> Regions:
     """The speech regions of a source, the detector run over it block by block."""
     _check_rate(source.sample_rate, source.name)
-    probs = Detector().probabilities(source.blocks(READ_FRAMES * FRAME_SAMPLES))
-    return speech_regions(probs, source.num_samples, source.sample_rate)
+    scan = Detector().scan(source.blocks(READ_FRAMES * FRAME_SAMPLES))
+    return scan.trim(speech_regions(scan.probs, source.num_samples, source.sample_rate))
 
 
 def detect_source(source: AudioSource, min_duration: float) -> SpeechSource:

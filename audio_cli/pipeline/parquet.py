@@ -28,7 +28,6 @@ INSTALL_HINT = "pip install 'audio-speaker[parquet]'"
 ROW_GROUP = 4096  # rows buffered before a row group is written
 COLUMNS = ("path", "size", "mtime_ns", "duration", "start", "end", "speech", "model",
            "model_digest", "engine", "dimension", "embedding", "error")
-KEY_COLUMNS = ("path", "size", "mtime_ns", "model_digest", "error")
 
 
 def require_pyarrow():
@@ -100,7 +99,7 @@ class ParquetRows:
         self.writer.close()
 
 
-def open_dataset(path: Path, columns: tuple[str, ...] = COLUMNS):
+def open_dataset(path: Path, columns: tuple[str, ...] = COLUMNS, kind: str = "an embedding file"):
     """The Parquet file or folder at `path` as a pyarrow dataset (read by the caller, whole or
     a batch at a time); a one-line UsageError for something that is not an embedding file of
     this tool."""
@@ -114,15 +113,15 @@ def open_dataset(path: Path, columns: tuple[str, ...] = COLUMNS):
                          ) from None
     missing = [c for c in columns if c not in data.schema.names]
     if missing:
-        raise UsageError(f"{path}: not an embedding file of audio (no column "
+        raise UsageError(f"{path}: not {kind} of audio (no column "
                          f"{', '.join(missing)})")
     return data
 
 
-def open_rows(path: Path, columns: tuple[str, ...] = COLUMNS):
+def open_rows(path: Path, columns: tuple[str, ...] = COLUMNS, kind: str = "an embedding file"):
     """The Parquet file or folder at `path` as an Arrow table of `columns`; a one-line
     UsageError for something that is not an embedding file of this tool."""
-    data = open_dataset(path, columns)
+    data = open_dataset(path, columns, kind)
     try:
         return data.to_table(columns=list(columns))
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError

@@ -191,7 +191,7 @@ def _load_batch(store: Store, identity: ModelHandle, model: int, batch, created:
                 report.updated += 1
             known[path] = (sizes[i], mtimes[i])  # a path twice: compared with its earlier row
             rows.append((path, sizes[i], mtimes[i], model, engines[i], durations[i], created,
-                         vectors[i].tobytes(), int(made[i].vad), made[i].precision))
+                         vectors[i].tobytes(), made[i].vad_column, made[i].precision))
         conn.executemany(UPSERT_RECORDING, rows)
 
 

@@ -127,7 +127,8 @@ MIGRATIONS: list[list[str]] = [
             UPDATE vector_counts SET rows = rows + 1 WHERE model_id = new.model_id;
             END""",
     ],
-    # How each vector was made: `vad` 1 with voice-activity detection, 0 without, NULL not
+    # How each vector was made: `vad` 0 without voice-activity detection, with it the VAD
+    # rule's version (1 up to issue 27, then frontend.vad.RULE_VERSION), NULL not
     # recorded (exemplars enrolled before schema 3, when enroll already took --vad; index did
     # not, so older recordings are 0); `precision` of the network, float32 before schema 3.
     # vector_settings counts the rows of each (table, model, vad, precision), kept by

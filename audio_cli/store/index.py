@@ -87,10 +87,15 @@ UPSERT_RECORDING = (
     "precision = excluded.precision")
 
 
-def signatures_of(conn: sqlite3.Connection, model: int) -> dict[str, tuple[int, int]]:
-    """path -> (size, mtime_ns) of the model's indexed recordings."""
-    return {p: (s, m) for p, s, m in conn.execute(
-        "SELECT path, size, mtime_ns FROM recordings WHERE model_id = ?", (model,))}
+def signatures_of(conn: sqlite3.Connection, model: int, made: Made | None = None
+                  ) -> dict[str, tuple[int, int]]:
+    """path -> (size, mtime_ns) of the model's indexed recordings; with `made` (VAD), a
+    recording whose vector an earlier VAD rule made gets no signature, so that indexing it
+    again replaces it."""
+    stale = made is not None and made.vad
+    return {p: (-1, -1) if stale and v not in (None, 0, made.vad_column) else (s, m)
+            for p, s, m, v in conn.execute(
+                "SELECT path, size, mtime_ns, vad FROM recordings WHERE model_id = ?", (model,))}
 
 
 def index_paths(store: Store, speaker: SpeakerEmbedder, paths: list[str],
@@ -108,7 +113,7 @@ def index_paths(store: Store, speaker: SpeakerEmbedder, paths: list[str],
         model = store.model_row(conn, identity.name, identity.digest, identity.dim,
                                 identity.frontend)
         warning = check_adding(conn, "recordings", model, identity.name, made, "index")
-        known = signatures_of(conn, model)
+        known = signatures_of(conn, model, made)
     warn(warning)
     todo, signatures = [], {}
     for path in files:
@@ -134,7 +139,7 @@ def index_paths(store: Store, speaker: SpeakerEmbedder, paths: list[str],
                 conn.execute(
                     UPSERT_RECORDING,
                     (r.file, size, mtime, model, r.engine, r.duration, now(),
-                     pack(r.embedding), int(made.vad), made.precision))
+                     pack(r.embedding), made.vad_column, made.precision))
                 if r.file in known:
                     report.updated += 1
                 else:

@@ -73,7 +73,7 @@ def enroll(store: Store, identity: ModelHandle, name: str, results: list[Embeddi
                 "INSERT OR REPLACE INTO exemplars (speaker_id, model_id, engine, source, duration,"
                 " created, vector, vad, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (speaker, model, r.engine, r.file, r.duration, now(), pack(r.embedding),
-                 int(made.vad), made.precision))
+                 made.vad_column, made.precision))
         return conn.execute("SELECT count(*) FROM exemplars WHERE speaker_id = ?",
                             (speaker,)).fetchone()[0]
 

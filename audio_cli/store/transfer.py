@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio_cli.frontend.vad import RULE_VERSION
 from audio_cli.store.checks import vector_problem
 from audio_cli.store.db import Store, now, pack, unpack
 from audio_cli.store.speakers import check_name
@@ -18,8 +19,9 @@ EXPORT_VERSION = 1
 
 
 def export_speakers(store: Store, out: Path) -> dict:
-    """Write every speaker, exemplar (with how it was made: `vad`, null if not recorded, and
-    `precision`) and model identity to a new JSON file (never overwrites)."""
+    """Write every speaker, exemplar (with how it was made: `vad`, null if not recorded, with
+    VAD the rule's version `vad_rule`, and `precision`) and model identity to a new JSON
+    file (never overwrites)."""
     if out.exists():
         raise UsageError(f"{out} exists; not overwriting it")
     with store.read() as conn:
@@ -36,7 +38,8 @@ def export_speakers(store: Store, out: Path) -> dict:
         by_speaker.setdefault(sid, []).append({
             "model": models[mid]["digest"], "engine": engine, "source": source,
             "duration": duration, "created": created,
-            "vad": None if vad is None else bool(vad), "precision": precision,
+            "vad": None if vad is None else bool(vad), **({"vad_rule": vad} if vad else {}),
+            "precision": precision,
             "vector": [float(v) for v in vector]})
     document = {
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported": now(),
@@ -78,7 +81,8 @@ def _load_document(path: Path) -> dict:
 
 def import_speakers(store: Store, path: Path) -> dict:
     """Merge an export into the store in one transaction (same name = same speaker). An
-    exemplar without `vad`/`precision` (an older export) is recorded as not known / float32.
+    exemplar without `vad`/`precision` (an older export) is recorded as not known / float32,
+    one with `vad` but no `vad_rule` as made by VAD rule 1 (the only one before rules).
     A speaker is created only with at least one exemplar that goes in (or if the export lists
     none for it): one whose every exemplar is refused is not added."""
     document = _load_document(path)
@@ -99,11 +103,14 @@ def import_speakers(store: Store, path: Path) -> dict:
                     model = models[ex["model"]]
                     vector = np.asarray(ex["vector"], dtype=np.float32)
                     vad, precision = ex.get("vad"), ex.get("precision", "float32")
-                    if vad not in (None, True, False) or precision not in ("float32", "int8"):
-                        raise ValueError(f"vad {vad!r}, precision {precision!r}")
+                    rule = ex.get("vad_rule", 1) if vad else 0  # exports before rules: 1
+                    if (vad not in (None, True, False) or precision not in ("float32", "int8")
+                            or (vad and rule not in range(1, RULE_VERSION + 1))):
+                        raise ValueError(f"vad {vad!r}, vad_rule {rule!r}, precision "
+                                         f"{precision!r}")
                     values = (str(ex["engine"]), str(ex["source"]), float(ex["duration"]),
                               str(ex["created"]), pack(vector),
-                              None if vad is None else int(vad), precision)
+                              None if vad is None else rule, precision)
                     dim = int(model["dim"])
                 except (KeyError, TypeError, ValueError) as exc:
                     raise UsageError(f"{path}: malformed exemplar of {name!r} ({exc})") from None
