@@ -121,3 +121,24 @@ def test_a_streamed_file_gives_the_turns_of_its_decoded_samples(shared_dir, smal
     assert set(streamed.vectors) == set(whole.vectors)
     total = seen[-1][1]
     assert seen[-1][0] == total and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_a_pieces_label_covers_its_speakers_probability_a_little_beyond_it():
+    """Stitch.values: inside a piece and up to 10 frames each side, the label carries the
+    local speaker's probability (not a 0/1 decision); farther out, nothing; a piece with no
+    label gives nothing."""
+    from audio_cli.diarization.pipeline import Pieces, Stitch
+
+    frames = 100
+    probability = np.zeros((1, frames, 3), dtype=np.float16)
+    probability[0, :, 1] = np.linspace(0.0, 0.99, frames)  # local speaker 1 fades in
+    probability[0, :, 2] = 0.5
+    pieces = Pieces(chunk=np.array([0, 0]), local=np.array([1, 2]), first=np.array([40, 0]),
+                    end=np.array([60, 5]), clean=np.array([2.0, 0.0]),
+                    vectors=np.zeros((1, 4)), embedded=np.array([True, False]))
+    stitch = Stitch(pieces, np.array([1, -1]), probability, np.array([0]))
+    values = stitch.values(0, 2)
+    assert values.shape == (frames, 2)
+    inside = np.arange(30, 70)
+    assert np.allclose(values[inside, 1], probability[0, inside, 1].astype(np.float32))
+    assert not values[:30].any() and not values[70:].any() and not values[:, 0].any()

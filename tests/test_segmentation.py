@@ -21,6 +21,7 @@ from audio_cli.diarization.segmentation import (
     open_segmenter,
     powerset_matrix,
     powerset_to_speakers,
+    speaker_probabilities,
 )
 from audio_cli.models.convert import convert_checkpoint
 from engines.errors import InputAudioError, ModelError, UsageError
@@ -91,6 +92,16 @@ def test_expected_speakers_weighs_each_class_by_its_size():
         got = expected_speakers(np.log(probs)[None])
     assert got.shape == (1, 5)
     assert got[0] == pytest.approx([0.0, 1.0, 2.0, 1.0, 0.3 + 0.1 + 0.8])
+
+
+def test_speaker_probabilities_sum_the_classes_that_hold_each_speaker():
+    """Classes {}, {1}, {2}, {3}, {1,2}, {1,3}, {2,3}: speaker 1 is in classes 1, 4, 5."""
+    probs = np.array([[0.2, 0.3, 0, 0.1, 0.4, 0, 0], [0, 0, 0, 0, 0, 0.5, 0.5]])
+    with np.errstate(divide="ignore"):
+        got = speaker_probabilities(np.log(probs)[None])
+    assert got.shape == (1, 2, 3)
+    assert got[0, 0] == pytest.approx([0.7, 0.4, 0.1])
+    assert got[0, 1] == pytest.approx([0.5, 0.5, 1.0])
 
 
 def test_frame_timing_is_pyannotes(real_segmenter):

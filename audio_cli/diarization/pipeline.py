@@ -68,6 +68,12 @@ TRAIN_SECONDS = 2.0  # embeddings from this much clean speech are clustered; oth
 # two people who take turns with a pause between them the same local speaker (measured on
 # two LibriSpeech readers; pyannote.audio embeds the whole local speaker).
 SPLIT_PAUSE = 0.5
+# A piece's label covers its local speaker's probability of talking (not the 0/1 decision)
+# over the piece and WIDEN frames (~0.17 s) each side: the decision ends where the most
+# likely class changes, the probability fades over a few frames at quiet onsets and endings.
+# At a 4 s step, 0/10/20 frames gave DER (fair) 4.5/4.1/4.1 % on the simulated conversations
+# and 18.2/18.0/18.1 % on the AMI excerpts (the 0/1 decision: 5.1 % and 17.6 %).
+WIDEN = 10
 
 
 @dataclass(frozen=True)
@@ -159,13 +165,13 @@ class Diarizer:
         local, expected = [], []
         for first, batch, lengths in chunk_batches(blocks, starts, seg.chunk_samples,
                                                    CHUNKS_PER_BATCH):
-            activities, speaking = self._segment(batch)
-            local.append(activities)
+            activities, speaking, soft = self._segment(batch)
+            local.append(soft)
             expected.append(speaking)
             builder.cut(first, batch, lengths, activities)
             if self.progress is not None:
                 self.progress(first + len(batch), len(starts))
-        local = np.concatenate(local)  # (C, F, 3) uint8
+        local = np.concatenate(local)  # (C, F, 3) float16 probabilities
         counts = OverlapAdd(0, total, 1)
         for c, offset in enumerate(offsets):
             counts.add(offset, expected[c // CHUNKS_PER_BATCH][c % CHUNKS_PER_BATCH, :, None])
@@ -205,12 +211,14 @@ class Diarizer:
             active[first:last] = block
         return active
 
-    def _segment(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, chunk_samples) float32 chunks -> (B, F, 3) uint8 local speakers' activity and
-        (B, F) float32 expected number of speakers."""
+    def _segment(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, chunk_samples) float32 chunks -> (B, F, 3) uint8 local speakers' activity,
+        (B, F) float32 expected number of speakers and (B, F, 3) float16 probability of each
+        local speaker."""
         seg = self.segmenter
         log_probs = seg.frames(batch)
-        return seg.speakers(log_probs).astype(np.uint8), seg.expected_speakers(log_probs)
+        return (seg.speakers(log_probs).astype(np.uint8), seg.expected_speakers(log_probs),
+                seg.speaker_probabilities(log_probs).astype(np.float16))
 
     def _assign(self, pieces: Pieces) -> np.ndarray:
         """(N,) global label of each piece, -1 for none.
@@ -262,7 +270,7 @@ class Stitch:
 
     pieces: Pieces
     labels: np.ndarray  # (N,) global speaker of each piece, -1 for none
-    local: np.ndarray  # (C, F, 3) uint8 local speakers' activity
+    local: np.ndarray  # (C, F, 3) float16: each local speaker's probability of talking
     offsets: np.ndarray  # (C,) first frame of each chunk on the recording's grid
 
     def __post_init__(self) -> None:
@@ -276,7 +284,7 @@ class Stitch:
         for i in range(self.bounds[c], self.bounds[c + 1]):
             g = self.labels[i]
             if g >= 0:
-                f0, f1 = p.first[i], p.end[i]
+                f0, f1 = max(0, p.first[i] - WIDEN), min(len(values), p.end[i] + WIDEN)
                 np.maximum(values[f0:f1, g], self.local[c, f0:f1, p.local[i]],
                            out=values[f0:f1, g])
         return values

@@ -109,6 +109,10 @@ class Segmenter:
         """`expected_speakers` with this model's speakers."""
         return expected_speakers(log_probs, self.max_speakers, self.speakers_per_frame)
 
+    def speaker_probabilities(self, log_probs: np.ndarray) -> np.ndarray:
+        """`speaker_probabilities` with this model's speakers."""
+        return speaker_probabilities(log_probs, self.max_speakers, self.speakers_per_frame)
+
 
 def powerset_matrix(speakers: int = 3, at_once: int = 2) -> np.ndarray:
     """(classes, speakers) 0/1: the local speakers active in each powerset class, in
@@ -138,6 +142,14 @@ def expected_speakers(log_probs: np.ndarray, speakers: int = 3, at_once: int = 2
     in each frame, the sum over powerset classes of probability x speakers in the class."""
     sizes = powerset_matrix(speakers, at_once).sum(axis=1)
     return (np.exp(np.asarray(log_probs, dtype=np.float32)) @ sizes).astype(np.float32)
+
+
+def speaker_probabilities(log_probs: np.ndarray, speakers: int = 3, at_once: int = 2
+                          ) -> np.ndarray:
+    """(B, F, classes) log-probabilities -> (B, F, speakers) float32: the probability that
+    each local speaker talks in each frame (the sum over the classes that hold it)."""
+    matrix = powerset_matrix(speakers, at_once)
+    return (np.exp(np.asarray(log_probs, dtype=np.float32)) @ matrix).astype(np.float32)
 
 
 def open_segmenter(model: str | None = None, engine: str = "onnx",
