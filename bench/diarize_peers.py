@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -53,7 +54,9 @@ CAMPPLUS = ROOT.parent / "shared" / "models" / "campplus-zh-en-common" / \
 SEGMENTATION = ROOT.parent / "shared" / "models" / "pyannote-segmentation-3.0" / \
     "pytorch_model.bin"
 SCORER = HERE / "der_pyannote.py"
-SENKO_PYTHON = Path("/work/senko-env/bin/python")
+# senko's own environment (CONTRIBUTING.md, Diarization data and peers): $SENKO_PYTHON, else
+# senko-env/ beside the checkout
+SENKO_PYTHON = Path(os.environ.get("SENKO_PYTHON", ROOT.parent / "senko-env" / "bin" / "python"))
 SCORERS = {"audio": "`audio eval-diarization`", "pyannote": "pyannote.metrics"}
 AMI = ROOT.parent / "shared" / "data" / "diarization" / "ami-debug-train"
 SIM = OUT_DIR / "conversations"
