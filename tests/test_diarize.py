@@ -246,3 +246,4 @@ def test_overlap_is_found_where_the_test_placed_it(shared_dir, campplus_dir, seg
     assert any(t["overlap"] and t["start"] < end and start < t["end"] for t in turns)
     assert two_at_once(1.0, start - 0.5) <= 0.1 * (start - 1.5)
     assert two_at_once(end + 0.5, len(mix) / rate - 0.5) <= 0.1 * (len(mix) / rate - end - 1.0)
+

@@ -13,7 +13,7 @@ from audio_cli.diarization.clustering import AHC_THRESHOLD, cluster
 from audio_cli.diarization.result import Diarization, label_means, labelled
 from audio_cli.frontend.audio import Audio
 from audio_cli.frontend.fbank import fbank
-from audio_cli.frontend.vad import find_speech
+from audio_cli.frontend.vad import Rule, find_speech
 from audio_cli.pipeline.batching import one_blas_thread
 from audio_cli.pipeline.windows import window_bounds
 
@@ -21,6 +21,13 @@ WINDOW = 1.5  # seconds of speech per embedding
 HOP = 0.75  # seconds between window starts
 MIN_WINDOW = 0.5  # a region shorter than this gets no window of its own
 GRID = activity.FrameGrid(0.01, 0.01)  # the output's frames
+# Silero's thresholds with 0.15 s of padding a side: `--vad`'s 0.5 s (frontend/vad.py, to
+# keep every word of an utterance) marks the pauses between turns as speech. Padding
+# 0.03/0.15/0.3/0.5 s gave DER full/fair 18.0/10.2, 19.2/7.1, 21.2/7.5, 23.6/9.7 % on the
+# simulated conversations and 41.4/31.3, 36.7/26.0, 34.7/22.7, 35.3/22.5 % on the AMI
+# excerpts (docs/diarize.md).
+SPEECH_RULE = Rule(threshold=0.5, neg_threshold=0.35, min_silence=0.1, min_speech=0.25,
+                   pad=0.15)
 
 
 def windows(regions: list[tuple[int, int]], rate: int) -> list[tuple[int, int]]:
@@ -45,7 +52,7 @@ def nearest(times: np.ndarray, centres: np.ndarray) -> np.ndarray:
 def diarize_vad(diarizer, audio: Audio, uri: str) -> Diarization:
     """The turns of decoded audio by the VAD-only path (see the module docstring)."""
     rate = audio.sample_rate
-    regions = find_speech(audio.samples, rate, audio.source)
+    regions = find_speech(audio.samples, rate, audio.source, rule=SPEECH_RULE)
     if not regions:
         return Diarization([])
     bounds = windows(regions, rate)
