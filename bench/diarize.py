@@ -76,10 +76,15 @@ def evaluate(diarizer: Diarizer, folder: Path, label: str) -> dict:
 
 
 def model_folder(model: str, scratch: Path) -> str:
+    """A model folder: `model` itself, or a CAM++ checkpoint converted once into
+    scratch/model (later calls with the same scratch folder reuse it)."""
     if Path(model).is_file() and model.endswith(".pt"):
         from audio_cli.models.convert import convert_checkpoint
 
-        return str(convert_checkpoint(Path(model), scratch / "model"))
+        target = scratch / "model"
+        if (target / "config.json").is_file():
+            return str(target)
+        return str(convert_checkpoint(Path(model), target))
     return model
 
 
