@@ -109,3 +109,12 @@ def test_ray_usage_mistakes_are_one_line_and_status_2(args, words, tmp_path):
     (line,) = proc.stderr.splitlines()
     assert line.startswith("audio: error:") and words in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+
+
+def test_one_missing_input_is_one_line(tmp_path):
+    """A single input that cannot be read: its one error line, no "1 of 1 input failed"
+    summary after it, and status 3."""
+    proc = run_audio("diarize", tmp_path / "gone.wav", "--segmentation", "none")
+    assert proc.returncode == 3
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"audio: error: {tmp_path / 'gone.wav'}: no such file"]

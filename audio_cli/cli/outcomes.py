@@ -149,7 +149,7 @@ def run(stream: Iterable[Outcome], sinks: list[Sink], reporter: Reporter) -> int
             reporter.outcome(outcome)
     finally:
         reporter.close()
-    if reporter.failed:
+    if reporter.failed and total > 1:  # one input: its own error line says it all
         messages.error(f"{reporter.failed} of {plural(total, 'input')} failed", reporter.line)
     return combined_status(errors)
 
