@@ -167,8 +167,12 @@ def test_the_rules(tmp_path):
 
 @pytest.fixture()
 def model(small_model_dir, tmp_path) -> Path:
-    """A private copy of the small random ResNet (its int8 cache starts empty)."""
-    return Path(shutil.copytree(small_model_dir, tmp_path / "model"))
+    """A private copy of the small random ResNet whose int8 cache starts empty (without the
+    builds that other tests may have left beside the shared model's weights)."""
+    from engines.onnx_engine import CACHE_KIND
+
+    return Path(shutil.copytree(small_model_dir, tmp_path / "model",
+                                ignore=shutil.ignore_patterns(CACHE_KIND)))
 
 
 def audio(*args) -> tuple[int, str, list[str]]:
