@@ -91,10 +91,14 @@ def test_top_speakers_follow_the_count():
 
 
 def test_overlap_add_means_over_covering_chunks():
+    from audio_cli.diarization.chunks import OverlapAdd
+
     chunks = np.ones((2, 4, 1))
     chunks[1] *= 3
-    out = activity.overlap_add(chunks, np.array([0, 2]), 6)
-    assert out[:, 0].tolist() == [1, 1, 2, 2, 3, 3]
+    grid = OverlapAdd(0, 6, 1)
+    for chunk, offset in zip(chunks, [0, 2], strict=True):
+        grid.add(offset, chunk)
+    assert grid.mean()[:, 0].tolist() == [1, 1, 2, 2, 3, 3]
 
 
 def test_runs_become_turns_with_short_gaps_filled():

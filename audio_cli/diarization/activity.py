@@ -1,5 +1,6 @@
-"""Frame activities -> speaker turns: overlap-add of per-chunk activities, the number of
-speakers per frame, exclusive (one speaker at a time) activity and runs of frames as turns.
+"""Frame activities -> speaker turns: the number of speakers per frame, the best-scoring
+speakers of each frame, exclusive (one speaker at a time) activity and runs of frames as
+turns (the overlap-add of per-chunk values is chunks.OverlapAdd).
 
 A frame grid is `FrameGrid(step, duration, start)`: frame j covers start + j * step to
 start + j * step + duration seconds, so its centre is start + j * step + duration / 2 (the
@@ -37,18 +38,6 @@ class FrameGrid:
     def nearest(self, seconds: np.ndarray) -> np.ndarray:
         """The frame whose centre is nearest to each time (may be < 0 or past the end)."""
         return np.rint((seconds - self.centre(0)) / self.step).astype(np.int64)
-
-
-def overlap_add(chunks: np.ndarray, offsets: np.ndarray, total: int) -> np.ndarray:
-    """Mean over chunks of (C, F, S) per-chunk values placed at frame `offsets` (C,) on a
-    grid of `total` frames -> (total, S); frames no chunk covers are 0."""
-    c, f, s = chunks.shape
-    summed = np.zeros((max(total, int(offsets.max()) + f if c else 0), s))
-    covered = np.zeros(len(summed))
-    for chunk, offset in zip(chunks, offsets, strict=True):
-        summed[offset:offset + f] += chunk
-        covered[offset:offset + f] += 1
-    return (summed / np.maximum(covered, 1)[:, None])[:total]
 
 
 def speaker_count(expected: np.ndarray, start: float = COUNT_FROM) -> np.ndarray:
