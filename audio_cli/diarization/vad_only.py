@@ -65,8 +65,7 @@ def diarize_vad(diarizer, audio: Audio, uri: str) -> Diarization:
     speaker = diarizer.speaker
     with one_blas_thread():
         clips = [fbank(audio.samples[s:e], speaker.config.frontend) for s, e in bounds]
-    vectors = np.concatenate([speaker.embed_features(clips[i:i + 32])
-                              for i in range(0, len(clips), 32)])
+    vectors = speaker.embed_features(clips)  # batched by length inside (pipeline/batching.py)
     options = diarizer.options
     labels = cluster(vectors, options.count, options.clustering,
                      options.threshold or AHC_THRESHOLD)
