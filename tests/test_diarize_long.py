@@ -119,6 +119,14 @@ def test_a_streamed_file_gives_the_turns_of_its_decoded_samples(shared_dir, smal
     streamed = diarizer.diarize(open_audio(path, diarizer.sample_rate), "talk")
     assert whole.turns and streamed.turns == whole.turns
     assert set(streamed.vectors) == set(whole.vectors)
+    # two workers, each running the engines on one thread: the same turns and vectors
+    parallel = Diarizer(DiarizeOptions(model=str(small_model_dir), engine="onnx",
+                                       segmentation=str(checkpoint), threads=2))
+    assert parallel.workers.count == 2
+    both = parallel.diarize(open_audio(path, parallel.sample_rate), "talk")
+    assert both.turns == whole.turns
+    for label, vector in whole.vectors.items():
+        assert np.allclose(both.vectors[label], vector, atol=1e-6)
     total = seen[-1][1]
     assert seen[-1][0] == total and [d for d, _ in seen] == sorted(d for d, _ in seen)
 

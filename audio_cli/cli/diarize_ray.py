@@ -54,13 +54,15 @@ class DiarizeBatch(RayBatch):
                  max_duration: float):
         from audio_cli.diarization.pipeline import Diarizer
         from audio_cli.pipeline.handle import open_model
+        from audio_cli.pipeline.parallel import engine_threads
         from audio_cli.pipeline.speaker import SpeakerEmbedder
 
         model = open_model(options.model, options.engine)
         check_digest(options.model, model.digest, digests[0])
         check_digest(options.segmentation, segmentation_digest(options.segmentation),
                      digests[1])
-        speaker = SpeakerEmbedder(model, options.engine, options.threads)
+        speaker = SpeakerEmbedder(model, options.engine,
+                                  engine_threads(options.engine, options.threads))
         self.diarizer = Diarizer(options, speaker=speaker)
         self.settings, self.max_duration = settings, max_duration
 

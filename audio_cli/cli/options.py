@@ -27,6 +27,7 @@ from audio_cli.pipeline.options import (
     PRECISIONS,
     EmbedOptions,
 )
+from audio_cli.pipeline.parallel import usable_cpus
 from engines.errors import InputAudioError, UsageError
 
 MAX_SECONDS = 86400.0  # a day: the longest window, hop or minimum duration accepted
@@ -77,13 +78,6 @@ def db_folder(value: Path | None) -> Path | None:
     if value is not None and not value.expanduser().parent.is_dir():
         _bad(value, f"the folder {value.expanduser().parent} does not exist")
     return value
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity where the platform tells, else all)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 def precision(value: str) -> str:

@@ -10,7 +10,8 @@ published pipeline):
    model often gives two people who take turns with a pause between them the same local
    speaker). One embedding per piece, from the samples where that speaker alone is active,
    or, with less than CLEAN_SECONDS of those, from all its active samples; pieces with
-   less than MIN_EMBED_SECONDS get none.
+   less than MIN_EMBED_SECONDS get none. Chunks and clips run on all the CPUs at once
+   (pipeline/parallel.py).
 3. The embeddings with at least TRAIN_SECONDS of clean speech are clustered
    (clustering.py; at most bounded.MAX_CLUSTERED of them, evenly spread, the others
    taking their nearest centroid); every embedded piece then takes the closest cluster
@@ -48,6 +49,7 @@ from audio_cli.frontend.audio import Audio, AudioSource
 from audio_cli.frontend.fbank import fbank
 from audio_cli.pipeline.batching import one_blas_thread
 from audio_cli.pipeline.options import default_model
+from audio_cli.pipeline.parallel import Workers, engine_threads, worker_count
 
 NO_SEGMENTATION = "none"
 # Chunk step: pyannote 3.1 steps 1 s (10 % of the window). Each step costs one
@@ -58,7 +60,7 @@ NO_SEGMENTATION = "none"
 STEP = 4.0
 CHUNKS_PER_BATCH = 16  # chunks copied out (the last zero-padded) per call of the segmenter,
 #                       which runs them segmentation.BATCH at a time
-EMBED_BATCH = 32  # embeddings run together
+EMBED_BATCH = 32  # clips embedded in one call, by an engine that is not run from Workers
 STREAM_BLOCK = 1 << 18  # samples decoded at a time (16 s at 16 kHz) from an AudioSource
 FRAMES_PER_BLOCK = 1 << 16  # frames whose speakers are picked at once (bounds the sort)
 MIN_EMBED_SECONDS = 0.5  # a local speaker with less active speech gets no embedding
@@ -117,15 +119,19 @@ class Diarizer:
 
         self.options = options
         self.progress = None  # called (chunks done, chunks) while diarizing: a progress bar
+        # chunks and clips run `threads` at a time, each engine run on one thread
+        # (pipeline/parallel.py), where the engine allows it
+        self.workers = Workers(worker_count(options.engine, options.threads))
+        threads = engine_threads(options.engine, options.threads)
         self.speaker = speaker or SpeakerEmbedder.from_pretrained(
-            options.model, engine=options.engine, threads=options.threads)
+            options.model, engine=options.engine, threads=threads)
         self.segmenter = None
         if options.segmentation != NO_SEGMENTATION:
             from audio_cli.diarization.segmentation import open_segmenter
 
             seg_engine = "onnx" if options.engine == "coreml" else options.engine
             self.segmenter = open_segmenter(options.segmentation, engine=seg_engine,
-                                            threads=options.threads)
+                                            threads=threads)
 
     @property
     def sample_rate(self) -> int:
@@ -144,11 +150,14 @@ class Diarizer:
                 audio = audio.read_audio()
             return diarize_vad(self, audio, uri)
         if isinstance(audio, Audio):
-            return self._diarize_segmented([audio.samples], len(audio.samples), uri)
-        if audio.sample_rate != self.segmenter.sample_rate:
+            blocks, num_samples = [audio.samples], len(audio.samples)
+        elif audio.sample_rate != self.segmenter.sample_rate:
             raise ValueError(f"{audio.name}: opened at {audio.sample_rate} Hz, the "
                              f"segmentation model reads {self.segmenter.sample_rate} Hz")
-        return self._diarize_segmented(audio.blocks(STREAM_BLOCK), audio.num_samples, uri)
+        else:
+            blocks, num_samples = audio.blocks(STREAM_BLOCK), audio.num_samples
+        with one_blas_thread():  # numpy's small products between the engine runs
+            return self._diarize_segmented(blocks, num_samples, uri)
 
     # ------------------------------------------------------------ segmentation path
 
@@ -216,7 +225,8 @@ class Diarizer:
         (B, F) float32 expected number of speakers and (B, F, 3) float16 probability of each
         local speaker."""
         seg = self.segmenter
-        log_probs = seg.frames(batch)
+        parts = np.array_split(batch, min(self.workers.count, len(batch)))
+        log_probs = np.concatenate(self.workers.map(seg.frames, parts))
         return (seg.speakers(log_probs).astype(np.uint8), seg.expected_speakers(log_probs),
                 seg.speaker_probabilities(log_probs).astype(np.float16))
 
@@ -291,12 +301,14 @@ class Stitch:
 
 
 class PieceBuilder:
-    """Pieces (see Pieces) gathered chunk batch by chunk batch, embedded EMBED_BATCH at a
-    time as they come, so only their vectors are kept."""
+    """Pieces (see Pieces) gathered chunk batch by chunk batch; those long enough are
+    embedded on the diarizer's workers as they come (one clip a task, or EMBED_BATCH a task
+    without a pool), so only their vectors are kept."""
 
     def __init__(self, diarizer: Diarizer, grid: activity.FrameGrid):
         seg = diarizer.segmenter
         self.speaker = diarizer.speaker
+        self.workers = diarizer.workers
         self.grid = grid
         self.rate = seg.sample_rate
         frames = seg.num_frames()
@@ -305,8 +317,8 @@ class PieceBuilder:
                              frames - 1)
         self.pause = max(1, int(round(SPLIT_PAUSE / grid.step)))
         self.rows: list[tuple] = []
-        self.clips: list[np.ndarray] = []
-        self.vectors: list[np.ndarray] = []
+        self.clips: list[np.ndarray] = []  # samples of the pieces not yet sent to be embedded
+        self.embedding: list = []  # futures: each a list of (dim,) vectors or None
 
     def cut(self, first: int, batch: np.ndarray, lengths: np.ndarray, local: np.ndarray
             ) -> None:
@@ -326,31 +338,37 @@ class PieceBuilder:
                     clean = active & ~overlap[row]
                     clean_seconds = float(clean.sum() * step)
                     mask = (clean if clean_seconds >= CLEAN_SECONDS else active)[idx]
-                    features = None
-                    if mask.sum() >= MIN_EMBED_SECONDS * self.rate:
-                        with one_blas_thread():
-                            features = fbank(chunk[mask], self.speaker.config.frontend)
-                        if len(features) < self.speaker.min_frames:
-                            features = None
-                    self.rows.append((first + row, k, f0, f1, clean_seconds,
-                                      features is not None))
-                    if features is not None:
-                        self.clips.append(features)
-        if len(self.clips) >= EMBED_BATCH:
-            self._embed()
+                    long_enough = mask.sum() >= MIN_EMBED_SECONDS * self.rate
+                    self.rows.append((first + row, k, f0, f1, clean_seconds, long_enough))
+                    if long_enough:
+                        self.clips.append(chunk[mask])
+        size = 1 if self.workers.count > 1 else EMBED_BATCH
+        while len(self.clips) >= size:
+            self.embedding.append(self.workers.submit(self._embed, self.clips[:size]))
+            self.clips = self.clips[size:]
 
-    def _embed(self) -> None:
-        for i in range(0, len(self.clips), EMBED_BATCH):
-            vectors = self.speaker.embed_features(self.clips[i:i + EMBED_BATCH])
-            self.vectors.append(np.asarray(vectors, dtype=np.float32))
-        self.clips = []
+    def _embed(self, clips: list[np.ndarray]) -> list[np.ndarray | None]:
+        """The vector of each clip of samples (None if too short for the model)."""
+        frontend = self.speaker.config.frontend
+        features = [fbank(clip, frontend) for clip in clips]
+        kept = [f for f in features if len(f) >= self.speaker.min_frames]
+        vectors = iter(self.speaker.embed_features(kept) if kept else [])
+        return [next(vectors) if len(f) >= self.speaker.min_frames else None
+                for f in features]
 
     def finish(self) -> Pieces:
-        self._embed()
-        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * 6
+        if self.clips:
+            self.embedding.append(self.workers.submit(self._embed, self.clips))
+            self.clips = []
+        vectors = [v for done in self.embedding for v in done.result()]
+        self.embedding = []
+        found = iter(vector is not None for vector in vectors)
+        rows = [row[:5] + (row[5] and next(found),) for row in self.rows]
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 6
+        kept = [np.asarray(v, dtype=np.float32) for v in vectors if v is not None]
         return Pieces(*(np.array(col, dtype=kind) for col, kind in
                         zip(columns[:5], (np.int64, np.int64, np.int64, np.int64, np.float64),
                             strict=True)),
-                      np.concatenate(self.vectors) if self.vectors else
+                      np.stack(kept) if kept else
                       np.zeros((0, self.speaker.model.dim), dtype=np.float32),
                       np.array(columns[5], dtype=bool))

@@ -65,7 +65,11 @@ def diarize_vad(diarizer, audio: Audio, uri: str) -> Diarization:
     speaker = diarizer.speaker
     with one_blas_thread():
         clips = [fbank(audio.samples[s:e], speaker.config.frontend) for s, e in bounds]
-    vectors = speaker.embed_features(clips)  # batched by length inside (pipeline/batching.py)
+    # batched by length inside (pipeline/batching.py), a share of the clips on each worker
+    n = diarizer.workers.count
+    shares = [clips[i * len(clips) // n:(i + 1) * len(clips) // n] for i in range(n)]
+    vectors = np.concatenate(diarizer.workers.map(speaker.embed_features,
+                                                  [share for share in shares if share]))
     options = diarizer.options
     labels = cluster(vectors, options.count, options.clustering,
                      options.threshold or AHC_THRESHOLD)
