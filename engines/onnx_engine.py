@@ -25,7 +25,7 @@ from engines.graph import FRAMES, INPUT, LENGTHS, Graph
 from engines.head import TrunkEngine
 from engines.model import ModelConfig, Weights, build_graph
 
-GRAPH_VERSION = 2  # bump whenever the translation below changes the ONNX file
+GRAPH_VERSION = 3  # bump whenever the translation below changes the ONNX file
 CACHE_KIND = "onnx"
 ACCELERATED_PROVIDERS = ("CUDAExecutionProvider", "CoreMLExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"

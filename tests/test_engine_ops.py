@@ -310,6 +310,27 @@ def waveform_case() -> Case:
 
     return Case(build, lambda x: x[:, None], waveform=True, lengths=(1, 9, 400))
 CONTEXT_EDGES = (2, 3, 4, 5, 8, 11)  # across the edges of 4-step segments
+# CAM++'s context-aware mask: a local convolution times sigmoid(1x1 conv(relu(1x1 conv(
+# context)))); the ONNX translation runs the 1x1 convolutions once per segment
+CAM = {"local.w": kernel("cam_local", (4, 3, BINS)), "c1.w": kernel("cam_c1", (3, 1, BINS)),
+       "c1.b": kernel("cam_c1b", (3,)), "c2.w": kernel("cam_c2", (4, 1, 3)),
+       "c2.b": kernel("cam_c2b", (4,))}
+
+
+def cam_mask(g: Graph, x: str) -> str:
+    local = g.add(Conv1d(x, "local", "local.w", None, 1, 1, 1))
+    context = g.add(ContextPool(x, "ctx", 4))
+    hidden = g.add(Relu(g.add(Conv1d(context, "c1", "c1.w", "c1.b")), "c1.relu"))
+    mask = g.add(Sigmoid(g.add(Conv1d(hidden, "c2", "c2.w", "c2.b")), "mask"))
+    return g.add(Mul(local, mask, "masked"))
+
+
+def cam_mask_reference(x: np.ndarray) -> np.ndarray:
+    w = {k: v.astype(np.float64) for k, v in CAM.items()}
+    hidden = relu(conv1d(context_pool(x, 4), w["c1.w"], w["c1.b"], 1, 0, 1))
+    return conv1d(x, w["local.w"], None, 1, 1, 1) * sigmoid(
+        conv1d(hidden, w["c2.w"], w["c2.b"], 1, 0, 1))
+
 
 CASES: dict[type, dict[str, Case]] = {
     ToImage: {"to_frames": image_case(lambda g, x: x, lambda img: img)},
@@ -341,6 +362,7 @@ CASES: dict[type, dict[str, Case]] = {
                                         lambda x: context_pool(x, 4), lengths=CONTEXT_EDGES),
         "segment100": sequence_case(lambda g, x: g.add(ContextPool(x, "ctx")),
                                     lambda x: context_pool(x, 100), lengths=(150, 250, 300)),
+        "cam_mask": sequence_case(cam_mask, cam_mask_reference, CAM, lengths=CONTEXT_EDGES),
     },
     Sigmoid: {"saturating": sequence_case(lambda g, x: g.add(Sigmoid(x, "gate")), sigmoid,
                                           scale=20.0)},
