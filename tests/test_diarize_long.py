@@ -150,3 +150,44 @@ def test_a_pieces_label_covers_its_speakers_probability_a_little_beyond_it():
     inside = np.arange(30, 70)
     assert np.allclose(values[inside, 1], probability[0, inside, 1].astype(np.float32))
     assert not values[:30].any() and not values[70:].any() and not values[:, 0].any()
+
+
+def test_a_long_pieces_vector_comes_from_the_middle_of_its_speech(shared_dir, small_model_dir,
+                                                                  monkeypatch):
+    """A piece with more speech than MAX_EMBED_SECONDS is embedded from that much of it, the
+    middle: 9 s of one reader alone in a chunk give clips of at most 5 s, some of 5 s, with
+    speech on both sides of them (longer clips without the cap)."""
+    import soundfile as sf
+
+    from audio_cli.diarization import pipeline
+    from audio_cli.diarization.pipeline import DiarizeOptions, Diarizer, PieceBuilder
+    from audio_cli.frontend.audio import from_samples
+
+    checkpoint = shared_dir / "models/pyannote-segmentation-3.0/pytorch_model.bin"
+    if not checkpoint.is_file():
+        pytest.skip(f"{checkpoint} is not present")
+    # a reader who pauses little: 9 s give one piece of about 8.8 s of speech
+    path = shared_dir / "data/speech/librispeech-test-other-10x10/2609/2609-156975-0006.flac"
+    speech = sf.read(path, dtype="float32")[0]
+    samples = np.concatenate([np.zeros(16000, np.float32), speech[:9 * 16000],
+                              np.zeros(16000, np.float32)])
+    diarizer = Diarizer(DiarizeOptions(model=str(small_model_dir), engine="onnx",
+                                       segmentation=str(checkpoint), threads=1))
+    clips = []
+    embed = PieceBuilder._embed
+
+    def recording(self, batch):
+        clips.extend(batch)
+        return embed(self, batch)
+
+    monkeypatch.setattr(PieceBuilder, "_embed", recording)
+    diarizer.diarize(from_samples(samples, 16000), "one")
+    capped = list(clips)
+    clips.clear()
+    monkeypatch.setattr(pipeline, "MAX_EMBED_SECONDS", 100.0)
+    diarizer.diarize(from_samples(samples, 16000), "one")
+    cap = 5 * 16000
+    assert len(clips) == len(capped) and max(len(c) for c in clips) > cap
+    for whole, clip in zip(clips, capped, strict=True):
+        middle = whole[(len(whole) - cap) // 2:][:cap] if len(whole) > cap else whole
+        assert np.array_equal(clip, middle)

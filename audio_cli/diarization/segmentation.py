@@ -27,10 +27,11 @@ from engines.segmentation import FrameTiming, frame_timing, powerset_classes
 
 ENGINES = ("onnx", "mlx")  # the engines that run the segmentation graph; "auto" is onnx:
 # MLX steps its LSTM one frame at a time (about 2 s a chunk on a CPU, ONNX Runtime 0.06 s)
-# Chunks per engine run. Batches save nothing on a CPU (ONNX, 1 thread: 0.066 s a 10 s chunk
-# alone, 0.069 s in batches of 8) and cost memory (peak RSS 95 MB for 1, 177 MB for 8, 459 MB
-# for 32), so 8 bounds it.
-BATCH = 8
+# Chunks per engine run. ONNX Runtime, 1 thread, median of 3 runs of 32 chunks: 32.3, 29.6,
+# 26.8, 32.3, 32.9, 33.8 ms a chunk in batches of 1, 2, 4, 8, 16, 32 (a batch of 4 keeps its
+# LSTM's working set in the caches); larger batches also cost memory (peak RSS 95 MB for 1,
+# 177 MB for 8, 459 MB for 32).
+BATCH = 4
 
 
 @dataclass
