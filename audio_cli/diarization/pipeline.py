@@ -31,6 +31,7 @@ Without it (`segmentation="none"`) see vad_only.py: Silero VAD, sliding windows,
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -232,7 +233,9 @@ class Diarizer:
         (B, F) float32 expected number of speakers and (B, F, 3) float16 probability of each
         local speaker."""
         seg = self.segmenter
-        parts = np.array_split(batch, -(-len(batch) // SEGMENT_BATCH))  # a run each
+        # runs of SEGMENT_BATCH chunks at most, and at least one for each worker
+        runs = max(-(-len(batch) // SEGMENT_BATCH), min(self.workers.count, len(batch)))
+        parts = np.array_split(batch, runs)
         log_probs = np.concatenate(self.workers.map(seg.frames, parts))
         return (seg.speakers(log_probs).astype(np.uint8), seg.expected_speakers(log_probs),
                 seg.speaker_probabilities(log_probs).astype(np.float16))
@@ -325,7 +328,8 @@ class PieceBuilder:
         self.pause = max(1, int(round(SPLIT_PAUSE / grid.step)))
         self.rows: list[tuple] = []
         self.clips: list[np.ndarray] = []  # samples of the pieces not yet sent to be embedded
-        self.embedding: list = []  # futures: each a list of (dim,) vectors or None
+        self.embedding: deque = deque()  # futures: each a list of (dim,) vectors or None
+        self.vectors: list = []  # the results of the futures done, in order
 
     def cut(self, first: int, batch: np.ndarray, lengths: np.ndarray, local: np.ndarray
             ) -> None:
@@ -357,6 +361,8 @@ class PieceBuilder:
         while len(self.clips) >= size:
             self.embedding.append(self.workers.submit(self._embed, self.clips[:size]))
             self.clips = self.clips[size:]
+        while self.embedding and self.embedding[0].done():  # (a future holds a lock or two)
+            self.vectors += self.embedding.popleft().result()
 
     def _embed(self, clips: list[np.ndarray]) -> list[np.ndarray | None]:
         """The vector of each clip of samples (None if too short for the model)."""
@@ -371,8 +377,9 @@ class PieceBuilder:
         if self.clips:
             self.embedding.append(self.workers.submit(self._embed, self.clips))
             self.clips = []
-        vectors = [v for done in self.embedding for v in done.result()]
-        self.embedding = []
+        while self.embedding:
+            self.vectors += self.embedding.popleft().result()
+        vectors, self.vectors = self.vectors, []
         found = iter(vector is not None for vector in vectors)
         rows = [row[:5] + (row[5] and next(found),) for row in self.rows]
         columns = list(zip(*rows, strict=True)) if rows else [()] * 6
