@@ -312,8 +312,8 @@ class Stitch:
 
 class PieceBuilder:
     """Pieces (see Pieces) gathered chunk batch by chunk batch; those long enough are
-    embedded on the diarizer's workers as they come (one clip a task, or EMBED_BATCH a task
-    without a pool), so only their vectors are kept."""
+    embedded on the diarizer's workers as they come (one clip a task, or EMBED_BATCH clips a
+    call without a pool), so only their vectors are kept."""
 
     def __init__(self, diarizer: Diarizer, grid: activity.FrameGrid):
         seg = diarizer.segmenter
@@ -357,10 +357,16 @@ class PieceBuilder:
                         if len(clip) > keep:
                             clip = clip[(len(clip) - keep) // 2:][:keep]
                         self.clips.append(clip)
-        size = 1 if self.workers.count > 1 else EMBED_BATCH
-        while len(self.clips) >= size:
-            self.embedding.append(self.workers.submit(self._embed, self.clips[:size]))
-            self.clips = self.clips[size:]
+        if self.workers.count > 1:  # one clip a task, the longest first (the workers end
+            #                           together), the futures kept in the pieces' order
+            futures = [None] * len(self.clips)
+            for i in sorted(range(len(self.clips)), key=lambda i: -len(self.clips[i])):
+                futures[i] = self.workers.submit(self._embed, self.clips[i:i + 1])
+            self.embedding.extend(futures)
+            self.clips = []
+        while len(self.clips) >= EMBED_BATCH:
+            self.embedding.append(self.workers.submit(self._embed, self.clips[:EMBED_BATCH]))
+            self.clips = self.clips[EMBED_BATCH:]
         while self.embedding and self.embedding[0].done():  # (a future holds a lock or two)
             self.vectors += self.embedding.popleft().result()
 
