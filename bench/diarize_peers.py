@@ -34,6 +34,7 @@ Vassil Panayotov, CC BY 4.0 (see bench/conversations.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -81,6 +82,11 @@ class SetResult:
     ready: dict  # the driver's ready event
     done: dict  # the driver's done event
     wall: float  # the whole child process
+    rounds: tuple[float, ...] = ()  # RTF (processing) of each round, when run more than once
+
+    @property
+    def rtf(self) -> float:
+        return sum(f["seconds"] for f in self.files) / sum(f["audio_s"] for f in self.files)
 
 
 def uris(folder: Path, limit: int | None) -> list[str]:
@@ -249,6 +255,12 @@ def summary(results: list[SetResult]) -> list[str]:
             f"{r.done['peak_rss_kib'] / 1024 / 1024:.2f} GiB | {pct(r.total['full']['der'])} | "
             f"{pct(r.total['fair']['der'])} | {right}/{len(r.files)} |")
     lines.append("")
+    for r in results:
+        if len(r.rounds) > 1:
+            lines.append(f"- {r.name}, {'this project' if r.system == 'audio' else r.system}: "
+                         f"RTF of the {len(r.rounds)} rounds "
+                         f"{', '.join(f'{x:.4f}' for x in r.rounds)} (the row: the median "
+                         "round)")
     for name in dict.fromkeys(r.name for r in results):
         if (name, "audio") in busy and (name, "senko") in busy:
             lines.append(f"- {name}: throughput, this project / senko (processing, start-up "
@@ -290,6 +302,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="a folder of WAVs with reference.rttm/.uem (default: ami, sim)")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "diarize-peers")
     parser.add_argument("--limit", type=int, help="only the first N files of each set")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every set and system this many times, in turn; the rows "
+                             "give each one's median round")
     parser.add_argument("--scorer", choices=("audio", "pyannote"), default="audio",
                         help="DER by `audio eval-diarization` (default) or by pyannote.metrics "
                              "in senko's environment (bench/der_pyannote.py)")
@@ -307,14 +322,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def measure(args: argparse.Namespace) -> list[SetResult]:
-    """Every set, each system on it in turn (the order of --systems)."""
+    """Every set, each system on it in turn (the order of --systems), --rounds times; for each
+    set and system the round of median RTF, with every round's RTF."""
     args.out.mkdir(parents=True, exist_ok=True)
     if "audio" in args.systems and not args.score_only:
         from .diarize import model_folder
 
         args.model = model_folder(args.model, args.out)
-    return [measure_set(system, name, Path(folder), args.out, args)
-            for name, folder in args.sets for system in args.systems]
+    runs: dict[tuple[str, str], list[SetResult]] = {}
+    for _ in range(1 if args.score_only else max(1, args.rounds)):
+        for name, folder in args.sets:
+            for system in args.systems:
+                runs.setdefault((name, system), []).append(
+                    measure_set(system, name, Path(folder), args.out, args))
+    chosen = []
+    for results in runs.values():
+        ordered = sorted(results, key=lambda r: r.rtf)
+        median = ordered[(len(ordered) - 1) // 2]
+        chosen.append(dataclasses.replace(median, rounds=tuple(r.rtf for r in results)))
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,8 @@ from .diarize_peers import (
     summary,
 )
 
+ROUNDS = 3  # the side-by-side sets run this many times, the systems in turn: one run of
+#            each varied by 10-25 % in RTF between two runs on the same idle machine
 HEADING = "## (k) Diarization: this project and senko on the same files; one hour and more"
 
 
@@ -51,7 +53,8 @@ def section_diarize(plan: Plan, hours: int, notes: list[str]) -> list[str]:
     out = OUT_DIR / "diarize-bench"
     side = ["--systems", *systems, "--set", f"ami={AMI}", "--set", f"sim={SIM}",
             "--out", str(out), "--model", str(CAMPPLUS), "--segmentation", str(SEGMENTATION)]
-    results = measure(parse(side + (["--limit", "2"] if plan.quick else [])))
+    results = measure(parse(side + (["--limit", "2"] if plan.quick else
+                                    ["--rounds", str(ROUNDS)])))
     long = []
     if not plan.quick:
         sets = ["--set", f"hour={SIM / 'hour'}"]
@@ -66,7 +69,8 @@ def section_diarize(plan: Plan, hours: int, notes: list[str]) -> list[str]:
     lines += [
         "Each system diarizes each set's files in one process of its own (this project: "
         "bench/diarize_driver.py, 2 threads, CAM++ and segmentation-3.0; senko 0.2.2: "
-        "bench/senko_driver.py, its defaults). Start-up = process start to a ready diarizer; "
+        f"bench/senko_driver.py, its defaults), ami and sim {ROUNDS} times in turn, the rows "
+        "giving each system's median round. Start-up = process start to a ready diarizer; "
         "RTF = the files' diarize calls (decoding included) over their audio seconds; peak "
         "RSS = the process's ru_maxrss; DER by `audio eval-diarization`, overlap scored, "
         "full = no collar, fair = 0.25 s collar each side. ami = the ten AMI excerpts (30 s), "

@@ -47,3 +47,33 @@ def test_report_of_an_earlier_run(tmp_path, capsys):
     assert "0.100 (processing only), 0.725 with the start-up" in report
     assert "peak RSS 1.00 GiB" in report
     assert (tmp_path / "out" / "diarize-peers.md").read_text() == report
+
+
+def test_rounds_report_each_systems_median_round(tmp_path, monkeypatch):
+    """--rounds 3: every set and system runs three times, in turn; each row is the round of
+    median RTF, and every round's RTF is listed."""
+    seconds = {"audio": iter([3.0, 1.0, 2.0]), "senko": iter([5.0, 9.0, 4.0])}
+    order = []
+
+    def fake_run(system, name, folder, out, options):
+        order.append(system)
+        busy = next(seconds[system])
+        return diarize_peers.SetResult(
+            system, name, folder, [{"uri": "a", "seconds": busy, "audio_s": 100.0,
+                                    "speakers": 1, "ref_speakers": 1}],
+            {"full": {"der": 0.1}, "fair": {"der": 0.05}}, 1.0, {}, {"peak_rss_kib": 1024},
+            busy)
+
+    monkeypatch.setattr(diarize_peers, "measure_set", fake_run)
+    args = diarize_peers.parse(["--systems", "audio", "senko", "--set", f"x={tmp_path}",
+                                "--out", str(tmp_path / "out"), "--rounds", "3",
+                                "--senko-python", sys.executable])
+    args.model = str(tmp_path)  # a folder: used as it is
+    results = diarize_peers.measure(args)
+    assert order == ["audio", "senko"] * 3
+    by = {r.system: r for r in results}
+    assert by["audio"].rtf == 0.02 and by["audio"].rounds == (0.03, 0.01, 0.02)
+    assert by["senko"].rtf == 0.05 and by["senko"].rounds == (0.05, 0.09, 0.04)
+    text = "\n".join(diarize_peers.summary(results))
+    assert "RTF of the 3 rounds 0.0300, 0.0100, 0.0200" in text
+    assert "throughput, this project / senko (processing, start-up apart): 2.50x" in text
