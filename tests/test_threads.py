@@ -55,3 +55,41 @@ def test_blas_runs_on_one_thread_inside_and_is_restored(speaker, monkeypatch, tm
         speaker.embed_windows(from_samples(samples, 16000, 16000), window=1.0, hop=0.5)
         assert seen and all(threads == [1] * len(before) for threads in seen), seen
         assert blas_threads() == before  # the caller's setting is back
+
+
+@pytest.mark.parametrize("segmentation", ["none", "model"])
+def test_diarizing_on_two_workers_holds_blas_to_one_thread_and_restores_it(
+        segmentation, shared_dir, small_model_dir):
+    """The diarizer's two workers embed at once: inside them BLAS runs on one thread, and
+    the caller's setting is back afterwards (both paths)."""
+    import soundfile
+
+    from audio_cli.diarization.pipeline import DiarizeOptions, Diarizer
+
+    if not blas_threads():
+        pytest.skip("numpy reports no BLAS library to threadpoolctl")
+    model = None
+    if segmentation == "model":
+        model = shared_dir / "models/pyannote-segmentation-3.0/pytorch_model.bin"
+        if not model.is_file():
+            pytest.skip(f"{model} is not present")
+    folder = shared_dir / "data/speech/librispeech-test-other-10x10"
+    samples = np.concatenate([soundfile.read(path, dtype="float32")[0] for reader in
+                              ("1688", "3080") for path in sorted((folder / reader).glob(
+                                  "*.flac"))[:1]])
+    diarizer = Diarizer(DiarizeOptions(model=str(small_model_dir), engine="onnx", threads=2,
+                                       segmentation=str(model) if model else "none"))
+    assert diarizer.workers.count == 2
+    seen = []
+    head = diarizer.speaker.engine.head
+
+    def spying_head(pooled):
+        seen.append(blas_threads())
+        return head(pooled)
+
+    diarizer.speaker.engine.head = spying_head
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        diarizer.diarize(from_samples(samples, 16000, 16000), "talk")
+        assert len(seen) > 2 and all(threads == [1] * len(before) for threads in seen), seen
+        assert blas_threads() == before

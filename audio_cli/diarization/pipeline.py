@@ -151,21 +151,21 @@ class Diarizer:
         vector; no turns without speech. With the segmentation model a source's samples
         are decoded, segmented and embedded block by block, never all at once, and
         `self.progress(chunks done, chunks)`, when set, is called as they are done."""
-        if self.segmenter is None:
-            from audio_cli.diarization.vad_only import diarize_vad
+        # numpy's small products between the engine runs on one BLAS thread, set here once
+        # for the workers (a limit entered and left by each worker could restore another's)
+        with one_blas_thread():
+            if self.segmenter is None:
+                from audio_cli.diarization.vad_only import diarize_vad
 
-            if not isinstance(audio, Audio):
-                audio = audio.read_audio()
-            return diarize_vad(self, audio, uri)
-        if isinstance(audio, Audio):
-            blocks, num_samples = [audio.samples], len(audio.samples)
-        elif audio.sample_rate != self.segmenter.sample_rate:
-            raise ValueError(f"{audio.name}: opened at {audio.sample_rate} Hz, the "
-                             f"segmentation model reads {self.segmenter.sample_rate} Hz")
-        else:
-            blocks, num_samples = audio.blocks(STREAM_BLOCK), audio.num_samples
-        with one_blas_thread():  # numpy's small products between the engine runs
-            return self._diarize_segmented(blocks, num_samples, uri)
+                if not isinstance(audio, Audio):
+                    audio = audio.read_audio()
+                return diarize_vad(self, audio, uri)
+            if isinstance(audio, Audio):
+                return self._diarize_segmented([audio.samples], len(audio.samples), uri)
+            if audio.sample_rate != self.segmenter.sample_rate:
+                raise ValueError(f"{audio.name}: opened at {audio.sample_rate} Hz, the "
+                                 f"segmentation model reads {self.segmenter.sample_rate} Hz")
+            return self._diarize_segmented(audio.blocks(STREAM_BLOCK), audio.num_samples, uri)
 
     # ------------------------------------------------------------ segmentation path
 

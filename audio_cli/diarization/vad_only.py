@@ -14,7 +14,6 @@ from audio_cli.diarization.result import Diarization, label_means, labelled
 from audio_cli.frontend.audio import Audio
 from audio_cli.frontend.fbank import fbank
 from audio_cli.frontend.vad import Rule, find_speech
-from audio_cli.pipeline.batching import one_blas_thread
 from audio_cli.pipeline.windows import window_bounds
 
 WINDOW = 1.5  # seconds of speech per embedding
@@ -50,7 +49,8 @@ def nearest(times: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def diarize_vad(diarizer, audio: Audio, uri: str) -> Diarization:
-    """The turns of decoded audio by the VAD-only path (see the module docstring)."""
+    """The turns of decoded audio by the VAD-only path (see the module docstring); called
+    by Diarizer.diarize, which holds numpy's BLAS to one thread around it."""
     rate = audio.sample_rate
     regions = find_speech(audio.samples, rate, audio.source, rule=SPEECH_RULE)
     if not regions:
@@ -63,8 +63,7 @@ def diarize_vad(diarizer, audio: Audio, uri: str) -> Diarization:
     if not bounds:  # only very short bursts: one speaker
         return labelled(speech[:, None], GRID, uri, audio.duration, np.zeros((0, 0)))
     speaker = diarizer.speaker
-    with one_blas_thread():
-        clips = [fbank(audio.samples[s:e], speaker.config.frontend) for s, e in bounds]
+    clips = [fbank(audio.samples[s:e], speaker.config.frontend) for s, e in bounds]
     # batched by length inside (pipeline/batching.py), a share of the clips on each worker
     n = diarizer.workers.count
     shares = [clips[i * len(clips) // n:(i + 1) * len(clips) // n] for i in range(n)]
