@@ -161,3 +161,21 @@ def run_audio(*args: str | os.PathLike, stdin: bytes | str | None = None,
     if text:
         return Result(argv, status, out.decode(), err.decode())
     return Result(argv, status, out, err)
+
+
+def kill_after_shards(argv: list[str], env: Mapping[str, str], out: os.PathLike,
+                      shards: int, timeout: float = 600) -> None:
+    """Start `argv` and kill it (SIGKILL) once `out` holds `shards` Parquet shards; it must
+    still be running then."""
+    import time
+    from pathlib import Path
+
+    proc = subprocess.Popen(argv, env=dict(env), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while len(list(Path(out).glob("part-*.parquet"))) < shards and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)

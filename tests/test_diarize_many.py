@@ -31,15 +31,20 @@ def conversation(folder, pair) -> np.ndarray:
     return np.concatenate(pieces)
 
 
-@pytest.fixture(scope="module")
-def talks(shared_dir, tmp_path_factory):
-    """A folder of two conversations, a silent file and a corrupt one."""
-    root = tmp_path_factory.mktemp("talks")
-    for i, pair in enumerate(PAIRS):
-        write_wav(root / f"talk{i}.wav", conversation(shared_dir / SPEECH, pair))
+def write_talks(root, speech, pairs):
+    """`root` holding a conversation per pair (talk0.wav, ...), a silent file and a corrupt
+    one."""
+    for i, pair in enumerate(pairs):
+        write_wav(root / f"talk{i}.wav", conversation(speech, pair))
     write_wav(root / "quiet.wav", np.zeros(16000 * 4, np.float32))
     (root / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(300))
     return root
+
+
+@pytest.fixture(scope="module")
+def talks(shared_dir, tmp_path_factory):
+    """A folder of two conversations, a silent file and a corrupt one."""
+    return write_talks(tmp_path_factory.mktemp("talks"), shared_dir / SPEECH, PAIRS)
 
 
 @pytest.mark.slow

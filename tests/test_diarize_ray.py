@@ -6,16 +6,13 @@ are refused on the same folder."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
-import numpy as np
 import pytest
-from cli_run import run_audio
+from cli_run import kill_after_shards, run_audio
 from signals import write_wav
-from test_diarize_many import conversation
+from test_diarize_many import write_talks
 
 pytest.importorskip("ray", reason="Ray (pip install 'audio-speaker[ray]') is not installed")
 pytest.importorskip("ray.data", reason="Ray Data (pip install 'audio-speaker[ray]') is not "
@@ -32,12 +29,7 @@ PAIRS = [(("1688", 0), ("3080", 0)), (("3080", 2), ("1688", 2)), (("1688", 4), (
 @pytest.fixture(scope="module")
 def talks(shared_dir, tmp_path_factory):
     """Four conversations, a silent file and a corrupt one."""
-    root = tmp_path_factory.mktemp("ray-talks")
-    for i, pair in enumerate(PAIRS):
-        write_wav(root / f"talk{i}.wav", conversation(shared_dir / SPEECH, pair))
-    write_wav(root / "quiet.wav", np.zeros(16000 * 4, np.float32))
-    (root / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(300))
-    return root
+    return write_talks(tmp_path_factory.mktemp("ray-talks"), shared_dir / SPEECH, PAIRS)
 
 
 def inputs(count: int) -> str:
@@ -57,15 +49,7 @@ def test_a_killed_run_resumes_to_the_one_machine_turns(ray_address, talks, campp
     args = [sys.executable, "-m", "audio_cli", "diarize", str(talks), "--model",
             str(campplus_dir), "--segmentation", "none", "--ray", "auto", "-o", str(out)]
     env = {**os.environ, "RAY_ADDRESS": ray_address}
-    proc = subprocess.Popen(args, env={**env, "AUDIO_RAY_SHARD_ROWS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while len(list(out.glob("part-*.parquet"))) < 2 and proc.poll() is None \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    kill_after_shards(args, {**env, "AUDIO_RAY_SHARD_ROWS": "1"}, out, 2)
     partial = turns_by_file(pq.read_table(out).to_pylist())
     kept = [f for f, turns in partial.items() if turns[0][3] is None]  # not failed
     assert 0 < len(kept) < 6

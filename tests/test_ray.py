@@ -6,15 +6,13 @@ completion."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_run import run_audio
+from cli_run import kill_after_shards, run_audio
 from store_helpers import make_model
 from test_parquet import SAME, without
 
@@ -168,15 +166,7 @@ def test_a_killed_run_rerun_writes_each_input_exactly_once_with_the_one_machine_
     out = tmp_path / "ray.parquet"
     args = ("embed-speaker", corpus["all"], "--model", campplus_dir, "--ray", "auto", "-o", out)
     argv, env = audio(*args, address=ray_address, env={"AUDIO_RAY_SHARD_ROWS": "8"})
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.monotonic() + 600
-    while len(list(out.glob("part-*.parquet"))) < 3 and proc.poll() is None \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    kill_after_shards(argv, env, out, 3)
     partial = pq.read_table(out)
     written = partial.column("error").null_count  # inputs embedded before the kill
     assert 0 < written and len(partial) < corpus["count_all"]
