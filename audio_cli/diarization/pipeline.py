@@ -10,8 +10,9 @@ published pipeline):
    model often gives two people who take turns with a pause between them the same local
    speaker). One embedding per piece, from the samples where that speaker alone is active,
    or, with less than CLEAN_SECONDS of those, from all its active samples (the middle
-   MAX_EMBED_SECONDS of them); pieces with less than MIN_EMBED_SECONDS get none. Chunks and
-   clips run on all the CPUs at once (pipeline/parallel.py).
+   MAX_EMBED_SECONDS of them); pieces with less than MIN_EMBED_SECONDS get none. A clip
+   that repeats most of the samples of a clip from an earlier chunk takes its vector
+   (clips.py). Chunks and clips run on all the CPUs at once (pipeline/parallel.py).
 3. The embeddings with at least TRAIN_SECONDS of clean speech are clustered
    (clustering.py; at most bounded.MAX_CLUSTERED of them, evenly spread, the others
    taking their nearest centroid); every embedded piece then takes the closest cluster
@@ -39,6 +40,7 @@ import numpy as np
 from audio_cli.diarization import activity
 from audio_cli.diarization.bounded import cluster_bounded
 from audio_cli.diarization.chunks import OverlapAdd, chunk_batches, chunk_starts
+from audio_cli.diarization.clips import RecentClips, clip_runs
 from audio_cli.diarization.clustering import (
     AHC_THRESHOLD_LONG,
     SpeakerCount,
@@ -178,7 +180,7 @@ class Diarizer:
                                   float(seg.frame_start(0)))
         offsets = np.array([int(round(s / seg.sample_rate / grid.step)) for s in starts])
         total = int(np.ceil(duration / grid.step))
-        builder = PieceBuilder(self, grid)
+        builder = PieceBuilder(self, grid, starts)
         local, expected = [], []
         for first, batch, lengths in chunk_batches(blocks, starts, seg.chunk_samples,
                                                    CHUNKS_PER_BATCH):
@@ -315,8 +317,9 @@ class PieceBuilder:
     embedded on the diarizer's workers as they come (one clip a task, or EMBED_BATCH clips a
     call without a pool), so only their vectors are kept."""
 
-    def __init__(self, diarizer: Diarizer, grid: activity.FrameGrid):
+    def __init__(self, diarizer: Diarizer, grid: activity.FrameGrid, starts: list[int]):
         seg = diarizer.segmenter
+        self.starts = starts  # each chunk's first sample in the recording
         self.speaker = diarizer.speaker
         self.workers = diarizer.workers
         self.grid = grid
@@ -330,17 +333,24 @@ class PieceBuilder:
         self.clips: list[np.ndarray] = []  # samples of the pieces not yet sent to be embedded
         self.embedding: deque = deque()  # futures: each a list of (dim,) vectors or None
         self.vectors: list = []  # the results of the futures done, in order
+        self.recent = RecentClips()  # clips of earlier chunks a new clip may repeat
+        self.source: list[int] = []  # each embedded piece's vector: an index in vectors
+        self.embedded = 0  # clips sent to be embedded
 
     def cut(self, first: int, batch: np.ndarray, lengths: np.ndarray, local: np.ndarray
             ) -> None:
         """Cut every local speaker of a batch of chunks (chunk `first` on) into pieces and
         embed those with MIN_EMBED_SECONDS of speech: from their clean speech if it lasts
-        CLEAN_SECONDS, else all of it (the middle MAX_EMBED_SECONDS at most)."""
+        CLEAN_SECONDS, else all of it (the middle MAX_EMBED_SECONDS at most), unless
+        an earlier chunk's clip has nearly the same samples (clips.py)."""
         step = self.grid.step
+        keep = int(MAX_EMBED_SECONDS * self.rate)
         overlap = local.sum(axis=2) > 1  # (B, F)
         for row in range(len(batch)):
             chunk = batch[row, :lengths[row]]
             idx = self.index[:len(chunk)]
+            start = self.starts[first + row]
+            self.recent.forget_before(start)
             for k in range(local.shape[2]):
                 speaking = local[row, :, k] > 0
                 for f0, f1 in activity.runs(speaking, self.pause):
@@ -351,12 +361,17 @@ class PieceBuilder:
                     mask = (clean if clean_seconds >= CLEAN_SECONDS else active)[idx]
                     long_enough = mask.sum() >= MIN_EMBED_SECONDS * self.rate
                     self.rows.append((first + row, k, f0, f1, clean_seconds, long_enough))
-                    if long_enough:
-                        clip = chunk[mask]
-                        keep = int(MAX_EMBED_SECONDS * self.rate)
-                        if len(clip) > keep:
-                            clip = clip[(len(clip) - keep) // 2:][:keep]
-                        self.clips.append(clip)
+                    if not long_enough:
+                        continue
+                    runs = clip_runs(mask, keep)
+                    where = [(a + start, b + start) for a, b in runs]
+                    vector = self.recent.same(first + row, where)
+                    if vector is None:
+                        vector = self.embedded
+                        self.embedded += 1
+                        self.recent.add(first + row, where, vector)
+                        self.clips.append(np.concatenate([chunk[a:b] for a, b in runs]))
+                    self.source.append(vector)
         if self.workers.count > 1:  # one clip a task, the longest first (the workers end
             #                           together), the futures kept in the pieces' order
             futures = [None] * len(self.clips)
@@ -385,7 +400,8 @@ class PieceBuilder:
             self.clips = []
         while self.embedding:
             self.vectors += self.embedding.popleft().result()
-        vectors, self.vectors = self.vectors, []
+        vectors = [self.vectors[i] for i in self.source]
+        self.vectors, self.source = [], []
         found = iter(vector is not None for vector in vectors)
         rows = [row[:5] + (row[5] and next(found),) for row in self.rows]
         columns = list(zip(*rows, strict=True)) if rows else [()] * 6
