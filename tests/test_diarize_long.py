@@ -3,6 +3,8 @@ per-chunk values added back a stretch of frames at a time, clustering bounded in
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -114,21 +116,42 @@ def test_a_streamed_file_gives_the_turns_of_its_decoded_samples(shared_dir, smal
     whole = diarizer.diarize(load_audio(path, diarizer.sample_rate), "talk")
     monkeypatch.setattr(pipeline, "STREAM_BLOCK", 30_000)
     monkeypatch.setattr(pipeline, "FRAMES_PER_BLOCK", 500)
-    seen = []
-    diarizer.progress = lambda done, total: seen.append((done, total))
+    monkeypatch.setattr(pipeline, "CHUNKS_PER_BATCH", 2)
+    seen, events = [], []
+    diarizer.progress = lambda done, total: (seen.append((done, total)),
+                                             events.append(("progress", done)))
+    embed = pipeline.PieceBuilder._embed
+
+    def logged(self, clips):
+        events.append(("embed", len(clips)))
+        return embed(self, clips)
+
+    monkeypatch.setattr(pipeline.PieceBuilder, "_embed", logged)
     streamed = diarizer.diarize(open_audio(path, diarizer.sample_rate), "talk")
+    order = list(events)  # (the two-worker run below logs too)
     assert whole.turns and streamed.turns == whole.turns
     assert set(streamed.vectors) == set(whole.vectors)
     # two workers, each running the engines on one thread: the same turns and vectors
     parallel = Diarizer(DiarizeOptions(model=str(small_model_dir), engine="onnx",
                                        segmentation=str(checkpoint), threads=2))
     assert parallel.workers.count == 2
-    both = parallel.diarize(open_audio(path, parallel.sample_rate), "talk")
+    before = set(threading.enumerate())
+    with parallel:
+        both = parallel.diarize(open_audio(path, parallel.sample_rate), "talk")
+        workers = [t for t in set(threading.enumerate()) - before
+                   if t.name.startswith("audio")]
+        assert len(workers) == 2
+    assert not any(t.is_alive() for t in workers)  # closed with the block
     assert both.turns == whole.turns
     for label, vector in whole.vectors.items():
         assert np.allclose(both.vectors[label], vector, atol=1e-6)
     total = seen[-1][1]
     assert seen[-1][0] == total and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    # the steps: every chunk once its pieces are embedded (nothing embedded after the last
+    # chunk's step), then the clustering and the turns
+    assert len(seen) > 2 and seen[-2][0] == total - 1
+    assert ("embed", 0) not in order and order[-1] == ("progress", total)
+    assert all(kind == "progress" for kind, _ in order[order.index(("progress", total - 1)):])
 
 
 def test_a_pieces_label_covers_its_speakers_probability_a_little_beyond_it():

@@ -109,11 +109,11 @@ def diarize(
         model, namer = store_namer(ctx, options.model, db)
         options = dataclasses.replace(options, model=model)  # the store's model
     plotting = plot_setup(plot, reference, force, items) if plot or reference else None
-    diarizer = None
+    diarizer = engines = None
     progress = sys.stderr.isatty() and not (json_output and sys.stdout.isatty())
     bar = ChunkBar() if progress and len(items) == 1 else None  # one (long) input's chunks
     if any(item.error is None for item in items):  # a model only for something to read
-        diarizer = Diarizer(options)
+        diarizer = engines = Diarizer(options)
         diarizer.progress = bar
         if namer is not None:
             from audio_cli.store.naming import NamedDiarizer
@@ -129,6 +129,8 @@ def diarize(
         finally:
             if bar is not None:
                 bar.close()
+            if engines is not None:
+                engines.close()
     if out_path is not None:
         write_output(out_path, done, force, named=namer is not None)
     if plotting is not None and done and done[0].error is None:

@@ -33,6 +33,7 @@ Without it (`segmentation="none"`) see vad_only.py: Silero VAD, sliding windows,
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,7 +129,9 @@ class Diarizer:
         from audio_cli.pipeline.speaker import SpeakerEmbedder
 
         self.options = options
-        self.progress = None  # called (chunks done, chunks) while diarizing: a progress bar
+        # called (steps done, steps) while diarizing: a progress bar; the steps are the
+        # chunks (done when their pieces are embedded), then the clustering and the turns
+        self.progress = None
         # chunks and clips run `threads` at a time, each engine run on one thread
         # (pipeline/parallel.py), where the engine allows it
         self.workers = Workers(worker_count(options.engine, options.threads))
@@ -147,12 +150,23 @@ class Diarizer:
     def sample_rate(self) -> int:
         return self.speaker.config.sample_rate
 
+    def close(self) -> None:
+        """Stop the worker threads (a Diarizer is also a context manager that does so)."""
+        self.workers.close()
+
+    def __enter__(self) -> Diarizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def diarize(self, audio: Audio | AudioSource, uri: str) -> Diarization:
         """The turns of decoded audio (at `sample_rate`), or of an opened AudioSource
         (frontend.audio.open_audio), labelled SPEAKER_00, ..., and each speaker's mean
         vector; no turns without speech. With the segmentation model a source's samples
         are decoded, segmented and embedded block by block, never all at once, and
-        `self.progress(chunks done, chunks)`, when set, is called as they are done."""
+        `self.progress(steps done, steps)`, when set, is called as chunks are embedded and
+        once more at the end."""
         # numpy's small products between the engine runs on one BLAS thread, set here once
         # for the workers (a limit entered and left by each worker could restore another's)
         with one_blas_thread():
@@ -180,7 +194,9 @@ class Diarizer:
                                   float(seg.frame_start(0)))
         offsets = np.array([int(round(s / seg.sample_rate / grid.step)) for s in starts])
         total = int(np.ceil(duration / grid.step))
-        builder = PieceBuilder(self, grid, starts)
+        steps = len(starts) + 1  # and the clustering
+        report = self.progress or (lambda done, total: None)
+        builder = PieceBuilder(self, grid, starts, lambda done: report(done, steps))
         local, expected = [], []
         for first, batch, lengths in chunk_batches(blocks, starts, seg.chunk_samples,
                                                    CHUNKS_PER_BATCH):
@@ -188,8 +204,6 @@ class Diarizer:
             local.append(soft)
             expected.append(speaking)
             builder.cut(first, batch, lengths, activities)
-            if self.progress is not None:
-                self.progress(first + len(batch), len(starts))
         local = np.concatenate(local)  # (C, F, 3) float16 probabilities
         counts = OverlapAdd(0, total, 1)
         for c, offset in enumerate(offsets):
@@ -198,6 +212,7 @@ class Diarizer:
         count = activity.speaker_count(counts.mean()[:, 0]).astype(np.int8)
         del counts
         if not count.any():
+            report(steps, steps)
             return Diarization([])
         pieces = builder.finish()
         labels = self._assign(pieces)
@@ -206,6 +221,7 @@ class Diarizer:
         embedded = pieces.embedded & (labels >= 0)
         means = label_means(pieces.vectors[embedded[pieces.embedded]], labels[embedded],
                             speakers)
+        report(steps, steps)
         return labelled(active, grid, uri, duration, means)
 
     def _stitch(self, stitch: Stitch, count: np.ndarray, speakers: int) -> np.ndarray:
@@ -317,9 +333,11 @@ class PieceBuilder:
     embedded on the diarizer's workers as they come (one clip a task, or EMBED_BATCH clips a
     call without a pool), so only their vectors are kept."""
 
-    def __init__(self, diarizer: Diarizer, grid: activity.FrameGrid, starts: list[int]):
+    def __init__(self, diarizer: Diarizer, grid: activity.FrameGrid, starts: list[int],
+                 embedded: Callable[[int], None]):
         seg = diarizer.segmenter
         self.starts = starts  # each chunk's first sample in the recording
+        self.on_embedded = embedded  # called with the number of chunks embedded so far
         self.speaker = diarizer.speaker
         self.workers = diarizer.workers
         self.grid = grid
@@ -336,6 +354,8 @@ class PieceBuilder:
         self.recent = RecentClips()  # clips of earlier chunks a new clip may repeat
         self.source: list[int] = []  # each embedded piece's vector: an index in vectors
         self.embedded = 0  # clips sent to be embedded
+        # (vectors, chunks): the first `chunks` chunks are embedded once `vectors` are back
+        self.marks: deque[tuple[int, int]] = deque()
 
     def cut(self, first: int, batch: np.ndarray, lengths: np.ndarray, local: np.ndarray
             ) -> None:
@@ -382,8 +402,14 @@ class PieceBuilder:
         while len(self.clips) >= EMBED_BATCH:
             self.embedding.append(self.workers.submit(self._embed, self.clips[:EMBED_BATCH]))
             self.clips = self.clips[EMBED_BATCH:]
+        self.marks.append((self.embedded, first + len(batch)))
         while self.embedding and self.embedding[0].done():  # (a future holds a lock or two)
             self.vectors += self.embedding.popleft().result()
+        self._report()
+
+    def _report(self) -> None:
+        while self.marks and len(self.vectors) >= self.marks[0][0]:
+            self.on_embedded(self.marks.popleft()[1])
 
     def _embed(self, clips: list[np.ndarray]) -> list[np.ndarray | None]:
         """The vector of each clip of samples (None if too short for the model)."""
@@ -400,6 +426,7 @@ class PieceBuilder:
             self.clips = []
         while self.embedding:
             self.vectors += self.embedding.popleft().result()
+            self._report()
         vectors = [self.vectors[i] for i in self.source]
         self.vectors, self.source = [], []
         found = iter(vector is not None for vector in vectors)
