@@ -16,6 +16,9 @@ _PUBLIC = {
     "EmbeddingResult": "audio_cli.pipeline.results",
     "InputFailure": "audio_cli.pipeline.results",
     "WindowEmbedding": "audio_cli.pipeline.results",
+    "Diarizer": "audio_cli.diarization.pipeline",
+    "DiarizeOptions": "audio_cli.diarization.pipeline",
+    "SpeakerCount": "audio_cli.diarization.clustering",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

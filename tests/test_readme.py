@@ -152,7 +152,8 @@ def test_quick_start_commands_run_offline(shared_dir: Path, tmp_path) -> None:
 
 def test_python_api_block_runs(small_model_dir: Path, tmp_path) -> None:
     """docs/python.md's code block as written, with a local model in place of the hub's."""
-    blocks = code_blocks(PYTHON_DOC.read_text(encoding="utf-8"), "python")
+    blocks = [b for b in code_blocks(PYTHON_DOC.read_text(encoding="utf-8"), "python")
+              if "Diarizer" not in b]
     assert blocks
     for code in blocks:
         code, count = re.subn(rf'from_pretrained\("{re.escape(DEFAULT_MODEL)}"',
@@ -164,6 +165,28 @@ def test_python_api_block_runs(small_model_dir: Path, tmp_path) -> None:
         lines = done.stdout.splitlines()
         assert -1.0 <= float(lines[0]) <= 1.0
         assert any(line.startswith("missing.wav missing.wav:") for line in lines)
+
+
+@pytest.mark.slow
+def test_python_diarize_block_runs(small_model_dir: Path, shared_dir: Path, tmp_path) -> None:
+    """docs/python.md's diarization block as written, with a local embedding model and the
+    shared segmentation checkpoint in place of the hub's."""
+    checkpoint = shared_dir / "models/pyannote-segmentation-3.0/pytorch_model.bin"
+    if not checkpoint.is_file():
+        pytest.skip(f"{checkpoint} is not present")
+    blocks = [b for b in code_blocks(PYTHON_DOC.read_text(encoding="utf-8"), "python")
+              if "Diarizer" in b]
+    assert len(blocks) == 1
+    code, count = re.subn(rf'DiarizeOptions\(model="{re.escape(DEFAULT_MODEL)}"',
+                          f"DiarizeOptions(model={str(small_model_dir)!r}, "
+                          f"segmentation={str(checkpoint)!r}", blocks[0])
+    assert count == 1, "the block no longer names the default model"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env=offline_env(tmp_path), timeout=300)
+    assert done.returncode == 0, done.stderr
+    *turns, vectors = done.stdout.splitlines()
+    assert turns and all(re.fullmatch(r"\d+\.\d\d \d+\.\d\d SPEAKER_\d\d", t) for t in turns)
+    assert vectors.startswith("{'SPEAKER_00': array(")
 
 
 def table(text: str, header: str) -> str:

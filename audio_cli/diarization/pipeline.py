@@ -32,9 +32,11 @@ Without it (`segmentation="none"`) see vad_only.py: Silero VAD, sliding windows,
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +52,7 @@ from audio_cli.diarization.clustering import (
 )
 from audio_cli.diarization.result import Diarization, label_means, labelled
 from audio_cli.diarization.segmentation import BATCH as SEGMENT_BATCH
-from audio_cli.frontend.audio import Audio, AudioSource
+from audio_cli.frontend.audio import Audio, AudioSource, open_audio
 from audio_cli.frontend.fbank import fbank
 from audio_cli.pipeline.batching import one_blas_thread
 from audio_cli.pipeline.options import default_model
@@ -160,13 +162,19 @@ class Diarizer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def diarize(self, audio: Audio | AudioSource, uri: str) -> Diarization:
-        """The turns of decoded audio (at `sample_rate`), or of an opened AudioSource
-        (frontend.audio.open_audio), labelled SPEAKER_00, ..., and each speaker's mean
-        vector; no turns without speech. With the segmentation model a source's samples
+    def diarize(self, audio: Audio | AudioSource | str | os.PathLike, uri: str | None = None
+                ) -> Diarization:
+        """The turns of a file (by its path), of decoded audio (at `sample_rate`), or of an
+        opened AudioSource (frontend.audio.open_audio), labelled SPEAKER_00, ..., and each
+        speaker's mean vector; no turns without speech. `uri` names the recording in the
+        turns (default: the file's stem). With the segmentation model a source's samples
         are decoded, segmented and embedded block by block, never all at once, and
         `self.progress(steps done, steps)`, when set, is called as chunks are embedded and
         once more at the end."""
+        if isinstance(audio, str | os.PathLike):
+            audio = open_audio(audio, self.sample_rate)
+        if uri is None:
+            uri = Path(audio.source if isinstance(audio, Audio) else audio.name).stem
         # numpy's small products between the engine runs on one BLAS thread, set here once
         # for the workers (a limit entered and left by each worker could restore another's)
         with one_blas_thread():
