@@ -152,6 +152,9 @@ def test_a_streamed_file_gives_the_turns_of_its_decoded_samples(shared_dir, smal
     assert len(seen) > 2 and seen[-2][0] == total - 1
     assert ("embed", 0) not in order and order[-1] == ("progress", total)
     assert all(kind == "progress" for kind, _ in order[order.index(("progress", total - 1)):])
+    # a path is opened and streamed the same way; the turns' uri is the file's stem
+    diarizer.progress = None
+    assert diarizer.diarize(str(path)).turns == whole.turns
 
 
 def test_a_pieces_label_covers_its_speakers_probability_a_little_beyond_it():
