@@ -125,3 +125,81 @@ def test_repeated_clips_embed_less_and_change_nothing_seen(shared_dir, campplus_
         assert len(set(label.values())) == 2
         for reader, time in talk.items():
             assert time[label[reader]] >= 0.85 * sum(time.values()), (reader, time)
+
+
+def test_agreeing_pieces_of_a_local_speaker_are_one_point():
+    """Pieces of one local speaker in one chunk whose vectors agree share their weighted
+    mean; a local speaker whose pieces disagree, and lone pieces, keep their own."""
+    from audio_cli.diarization.pipeline import SAME_LOCAL_SPEAKER, Pieces
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(8)
+    near = [base + 0.1 * rng.standard_normal(8) for _ in range(2)]
+    far = [rng.standard_normal(8) for _ in range(2)]
+    vectors = np.stack(near + far + [rng.standard_normal(8)]).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert unit[0] @ unit[1] >= SAME_LOCAL_SPEAKER > unit[2] @ unit[3]
+    # chunk 0: local 0 has the two near pieces and a short one with no vector; local 1 the
+    # two far ones; chunk 1: one piece
+    pieces = Pieces(chunk=np.array([0, 0, 0, 0, 0, 1]), local=np.array([0, 0, 0, 1, 1, 0]),
+                    first=np.zeros(6, int), end=np.ones(6, int),
+                    clean=np.array([3.0, 1.0, 0.2, 2.0, 2.5, 4.0]), vectors=vectors,
+                    embedded=np.array([True, True, False, True, True, True]))
+    means, seconds, leader = pieces.agreeing_means()
+    mean = 3.0 * unit[0] + 1.0 * unit[1]
+    assert np.allclose(means[0], mean / np.linalg.norm(mean), atol=1e-6)
+    assert np.allclose(means[1], means[0])
+    assert np.allclose(means[2:], unit[2:], atol=1e-6)
+    assert seconds.tolist() == [4.0, 4.0, 2.0, 2.5, 4.0]
+    assert leader.tolist() == [True, False, True, True, True]
+
+
+def test_a_lone_embedding_joins_a_cluster_from_ten_items_on():
+    from audio_cli.diarization.clustering import LONE_FROM, absorb_small
+
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(16), rng.standard_normal(16)
+    for n in (LONE_FROM - 1, LONE_FROM):
+        x = np.stack([a + 0.1 * rng.standard_normal(16) for _ in range(n - 3)]
+                     + [b + 0.1 * rng.standard_normal(16) for _ in range(2)]
+                     + [a + b])  # the last one alone
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        labels = np.array([0] * (n - 3) + [1, 1] + [2])
+        out = absorb_small(x, labels, low=1)
+        if n < LONE_FROM:
+            assert out.tolist() == labels.tolist()
+        else:  # the lone one goes to whichever group its vector is closer to, the pair stays
+            closer = 0 if x[-1] @ x[:n - 3].mean(0) > x[-1] @ x[n - 3:n - 1].mean(0) else 1
+            assert out[:-1].tolist() == labels[:-1].tolist() and out[-1] == closer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 2])
+def test_two_readers_trading_short_turns_are_two_speakers(shared_dir, campplus_dir, seed):
+    """Readers 2033 and 2414 trading sixteen 2-3 s turns with 0.6 s pauses: two speakers
+    (before the pieces of a local speaker were clustered as one point, three were found for
+    these two conversations)."""
+    import soundfile as sf
+
+    from audio_cli.diarization.pipeline import DiarizeOptions, Diarizer
+    from audio_cli.frontend.audio import from_samples
+
+    checkpoint = shared_dir / "models/pyannote-segmentation-3.0/pytorch_model.bin"
+    if not checkpoint.is_file():
+        pytest.skip(f"{checkpoint} is not present")
+    folder = shared_dir / "data/speech/librispeech-test-other-10x10"
+    voices = {r: np.concatenate([sf.read(p, dtype="float32")[0]
+                                 for p in sorted((folder / r).glob("*.flac"))])
+              for r in ("2033", "2414")}
+    rng = np.random.default_rng(seed)
+    parts, used = [], {"2033": 0, "2414": 0}
+    for turn in range(16):
+        reader = ("2033", "2414")[turn % 2]
+        length = int(rng.uniform(2.0, 3.0) * 16000)
+        parts += [voices[reader][used[reader]:used[reader] + length],
+                  np.zeros(int(0.6 * 16000), np.float32)]
+        used[reader] += length
+    with Diarizer(DiarizeOptions(model=str(campplus_dir), engine="onnx",
+                                 segmentation=str(checkpoint), threads=2)) as diarizer:
+        turns = diarizer.diarize(from_samples(np.concatenate(parts), 16000), "talk").turns
+    assert len({t.speaker for t in turns}) == 2

@@ -42,6 +42,10 @@ PRUNE_MIN = 6
 # split in two (spectral's eigengap chose 4 for 3 readers) scored 0.86.
 MERGE_SIMILARITY = 0.65
 MIN_CLUSTER_SHARE = 0.05  # AHC: smaller clusters (in items) join the nearest larger one
+# ... and from this many items on, so does a cluster of one: on two readers trading 2-3 s
+# turns (pipeline.SAME_LOCAL_SPEAKER), 10-20 clustered points gave clusters of one of a
+# reader's short pieces; the AMI excerpts and simulated conversations are unchanged.
+LONE_FROM = 10
 MAX_AUTOMATIC = 20  # spectral: eigengaps looked at for the automatic count
 KMEANS_RESTARTS = 8
 KMEANS_ITERATIONS = 100
@@ -196,6 +200,8 @@ def absorb_small(x: np.ndarray, labels: np.ndarray, low: int) -> np.ndarray:
     (pyannote.audio's agglomerative clustering has a minimum cluster size for this)."""
     names, sizes = np.unique(labels, return_counts=True)
     smallest = int(np.ceil(MIN_CLUSTER_SHARE * len(x)))  # 1 (none absorbed) up to 20 items
+    if len(x) >= LONE_FROM:
+        smallest = max(smallest, 2)
     large = names[sizes >= smallest]
     if len(large) < max(low, 1) or len(large) == len(names):
         return labels
