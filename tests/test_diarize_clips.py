@@ -15,6 +15,29 @@ def random_runs(rng, length: int) -> list[tuple[int, int]]:
     return clip_runs(mask, length)
 
 
+def trading_turns(shared_dir, readers: tuple[str, str], seconds: tuple[float, float],
+                  seed: int, utterances: int | None = None):
+    """(16 kHz samples, [(start, end, reader)]): two LibriSpeech test-other readers taking
+    sixteen turns in alternation, each turn the next `seconds` (drawn between the two
+    bounds) of the reader's first `utterances` files joined, 0.6 s of silence after each."""
+    import soundfile as sf
+
+    folder = shared_dir / "data/speech/librispeech-test-other-10x10"
+    voices = {r: np.concatenate([sf.read(p, dtype="float32")[0]
+                                 for p in sorted((folder / r).glob("*.flac"))[:utterances]])
+              for r in readers}
+    rng = np.random.default_rng(seed)
+    parts, placed, at, used = [], [], 0.0, dict.fromkeys(readers, 0)
+    for turn in range(16):
+        reader = readers[turn % 2]
+        piece = voices[reader][used[reader]:used[reader] + int(rng.uniform(*seconds) * 16000)]
+        used[reader] += len(piece)
+        parts += [piece, np.zeros(int(0.6 * 16000), np.float32)]
+        placed.append((at, at + len(piece) / 16000, reader))
+        at += len(piece) / 16000 + 0.6
+    return np.concatenate(parts), placed
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_clip_runs_are_the_middle_of_the_masked_samples(seed):
     rng = np.random.default_rng(seed)
@@ -68,7 +91,6 @@ def test_repeated_clips_embed_less_and_change_nothing_seen(shared_dir, campplus_
     """Two LibriSpeech readers trading turns of 3-5 s (each turn seen by two or three chunks):
     the same two speakers at the same places with and without reuse, at most 2 % of the
     speech labelled otherwise, and at least 10 % less audio embedded with it."""
-    import soundfile as sf
 
     from audio_cli.diarization import clips as clips_module
     from audio_cli.diarization.pipeline import DiarizeOptions, Diarizer, PieceBuilder
@@ -78,21 +100,8 @@ def test_repeated_clips_embed_less_and_change_nothing_seen(shared_dir, campplus_
     checkpoint = shared_dir / "models/pyannote-segmentation-3.0/pytorch_model.bin"
     if not checkpoint.is_file():
         pytest.skip(f"{checkpoint} is not present")
-    folder = shared_dir / "data/speech/librispeech-test-other-10x10"
-    voices = {r: np.concatenate([sf.read(p, dtype="float32")[0]
-                                 for p in sorted((folder / r).glob("*.flac"))[:3]])
-              for r in ("1688", "3080")}
-    rng = np.random.default_rng(3)
-    parts, placed, at, used = [], [], 0.0, {"1688": 0, "3080": 0}
-    for turn in range(16):
-        reader = ("1688", "3080")[turn % 2]
-        length = int(rng.uniform(3.0, 5.0) * 16000)
-        parts += [voices[reader][used[reader]:used[reader] + length],
-                  np.zeros(int(0.6 * 16000), np.float32)]
-        used[reader] += length
-        placed.append((at, at + length / 16000, reader))
-        at += length / 16000 + 0.6
-    samples = np.concatenate(parts)
+    samples, placed = trading_turns(shared_dir, ("1688", "3080"), (3.0, 5.0), seed=3,
+                                    utterances=3)
     diarizer = Diarizer(DiarizeOptions(model=str(campplus_dir), engine="onnx",
                                        segmentation=str(checkpoint), threads=1))
     embedded = []
@@ -179,7 +188,6 @@ def test_two_readers_trading_short_turns_are_two_speakers(shared_dir, campplus_d
     """Readers 2033 and 2414 trading sixteen 2-3 s turns with 0.6 s pauses: two speakers
     (before the pieces of a local speaker were clustered as one point, three were found for
     these two conversations)."""
-    import soundfile as sf
 
     from audio_cli.diarization.pipeline import DiarizeOptions, Diarizer
     from audio_cli.frontend.audio import from_samples
@@ -187,19 +195,8 @@ def test_two_readers_trading_short_turns_are_two_speakers(shared_dir, campplus_d
     checkpoint = shared_dir / "models/pyannote-segmentation-3.0/pytorch_model.bin"
     if not checkpoint.is_file():
         pytest.skip(f"{checkpoint} is not present")
-    folder = shared_dir / "data/speech/librispeech-test-other-10x10"
-    voices = {r: np.concatenate([sf.read(p, dtype="float32")[0]
-                                 for p in sorted((folder / r).glob("*.flac"))])
-              for r in ("2033", "2414")}
-    rng = np.random.default_rng(seed)
-    parts, used = [], {"2033": 0, "2414": 0}
-    for turn in range(16):
-        reader = ("2033", "2414")[turn % 2]
-        length = int(rng.uniform(2.0, 3.0) * 16000)
-        parts += [voices[reader][used[reader]:used[reader] + length],
-                  np.zeros(int(0.6 * 16000), np.float32)]
-        used[reader] += length
+    samples, _ = trading_turns(shared_dir, ("2033", "2414"), (2.0, 3.0), seed=seed)
     with Diarizer(DiarizeOptions(model=str(campplus_dir), engine="onnx",
                                  segmentation=str(checkpoint), threads=2)) as diarizer:
-        turns = diarizer.diarize(from_samples(np.concatenate(parts), 16000), "talk").turns
+        turns = diarizer.diarize(from_samples(samples, 16000), "talk").turns
     assert len({t.speaker for t in turns}) == 2
