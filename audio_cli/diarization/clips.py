@@ -22,15 +22,15 @@ from collections import deque
 
 import numpy as np
 
+from audio_cli.diarization import activity
+
 SAME_CLIP = 0.8  # Jaccard index of two clips' samples from which the earlier vector serves
 
 
 def clip_runs(mask: np.ndarray, keep: int) -> list[tuple[int, int]]:
     """[start, end) sample ranges of a chunk to embed: where `mask` is True, only the
     middle `keep` samples of them when there are more."""
-    padded = np.concatenate([[False], mask, [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    runs = list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+    runs = activity.runs(mask)
     total = sum(b - a for a, b in runs)
     if total <= keep:
         return runs

@@ -394,7 +394,7 @@ class PieceBuilder:
         self.vectors: list = []  # the results of the futures done, in order
         self.recent = RecentClips()  # clips of earlier chunks a new clip may repeat
         self.source: list[int] = []  # each embedded piece's vector: an index in vectors
-        self.embedded = 0  # clips sent to be embedded
+        self.sent = 0  # clips sent to be embedded
         # (vectors, chunks): the first `chunks` chunks are embedded once `vectors` are back
         self.marks: deque[tuple[int, int]] = deque()
 
@@ -428,8 +428,8 @@ class PieceBuilder:
                     where = [(a + start, b + start) for a, b in runs]
                     vector = self.recent.same(first + row, where)
                     if vector is None:
-                        vector = self.embedded
-                        self.embedded += 1
+                        vector = self.sent
+                        self.sent += 1
                         self.recent.add(first + row, where, vector)
                         self.clips.append(np.concatenate([chunk[a:b] for a, b in runs]))
                     self.source.append(vector)
@@ -443,7 +443,7 @@ class PieceBuilder:
         while len(self.clips) >= EMBED_BATCH:
             self.embedding.append(self.workers.submit(self._embed, self.clips[:EMBED_BATCH]))
             self.clips = self.clips[EMBED_BATCH:]
-        self.marks.append((self.embedded, first + len(batch)))
+        self.marks.append((self.sent, first + len(batch)))
         while self.embedding and self.embedding[0].done():  # (a future holds a lock or two)
             self.vectors += self.embedding.popleft().result()
         self._report()
